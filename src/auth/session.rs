@@ -1,0 +1,369 @@
+//! [`Authenticator`]: turns a cloud's configuration into credentials for each request and the
+//! image endpoint. With Keystone it issues a token, caches it, renews it before it expires and
+//! drops it when Glance answers 401 so that the next call issues a fresh one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+use super::AuthError;
+use super::clouds::{AuthType, CloudConfig};
+use super::keystone::{self, CatalogService, TokenResponse};
+use super::tls::{HttpOptions, build_http_client};
+
+/// Renew this long before Keystone's expiry, so that a token never dies in the middle of a
+/// call that was started with it.
+pub const DEFAULT_RENEW_MARGIN: Duration = Duration::from_secs(300);
+
+/// Choices that do not come from clouds.yaml.
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    /// A PEM CA bundle that replaces the cloud's `cacert` path (the operator passes the
+    /// Secret's `cacert` key here).
+    pub ca_bundle: Option<Vec<u8>>,
+    /// Renew tokens this long before they expire. A margin longer than a token's life makes
+    /// every call issue a new token, which is how tests watch renewal happen.
+    pub renew_margin: Duration,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        Self {
+            ca_bundle: None,
+            renew_margin: DEFAULT_RENEW_MARGIN,
+        }
+    }
+}
+
+/// The identity a Glance behind a trusted-header pipeline (no keystonemiddleware: an
+/// authenticating proxy in front, or a test bed) takes from request headers.
+#[derive(Debug, Clone)]
+pub struct TrustedIdentity {
+    pub project_id: String,
+    pub user_id: String,
+    /// Keystone role names, e.g. `["admin"]` or `["member", "reader"]`.
+    pub roles: Vec<String>,
+}
+
+/// What to attach to one request. `Debug` shows header names only.
+#[derive(Clone)]
+pub struct Credential {
+    headers: Vec<(&'static str, SecretString)>,
+    /// Which issued token this is, so a 401 only drops the token that failed.
+    generation: u64,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("Credential")
+            .field("headers", &names)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl Credential {
+    /// Header name and value pairs; values may be secret, so callers must not log them.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (*name, value.expose_secret()))
+    }
+}
+
+struct IssuedToken {
+    value: SecretString,
+    expires_at: Timestamp,
+    catalog: Vec<CatalogService>,
+    project_id: Option<String>,
+    generation: u64,
+}
+
+struct KeystoneSession {
+    cloud: CloudConfig,
+    v3_root: String,
+    cached: Mutex<Option<IssuedToken>>,
+    renew_margin: SignedDuration,
+    issued: AtomicU64,
+}
+
+enum Mode {
+    Keystone(Box<KeystoneSession>),
+    Static {
+        endpoint: String,
+        headers: Vec<(&'static str, SecretString)>,
+    },
+}
+
+/// Credentials and the image endpoint of one cloud. Cheap to clone; clones share the token.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    mode: Mode,
+    http: reqwest::Client,
+    cloud_name: String,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match &self.inner.mode {
+            Mode::Keystone(session) => format!("keystone {}", session.v3_root),
+            Mode::Static { endpoint, .. } => format!("static {endpoint}"),
+        };
+        f.debug_struct("Authenticator")
+            .field("cloud", &self.inner.cloud_name)
+            .field("mode", &mode)
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator for a `clouds.yaml` entry.
+    pub fn from_cloud(cloud: &CloudConfig, options: AuthOptions) -> Result<Self, AuthError> {
+        let ca_bundle_pem = match (options.ca_bundle, &cloud.cacert) {
+            (Some(pem), _) => Some(pem),
+            (None, Some(path)) => Some(std::fs::read(path).map_err(|err| {
+                AuthError::InvalidConfig(format!(
+                    "cloud {:?}: cannot read cacert {}: {err}",
+                    cloud.name,
+                    path.display()
+                ))
+            })?),
+            (None, None) => None,
+        };
+        let http = build_http_client(&HttpOptions {
+            ca_bundle_pem,
+            insecure: !cloud.verify,
+        })?;
+        let mode = match (&cloud.auth_type, &cloud.auth_url) {
+            (AuthType::None, _) => Mode::Static {
+                endpoint: cloud.image_endpoint_override.clone().unwrap_or_default(),
+                headers: Vec::new(),
+            },
+            (_, Some(auth_url)) => Mode::Keystone(Box::new(KeystoneSession {
+                cloud: cloud.clone(),
+                v3_root: keystone::v3_root(auth_url),
+                cached: Mutex::new(None),
+                renew_margin: SignedDuration::try_from(options.renew_margin).map_err(|_| {
+                    AuthError::InvalidConfig("the token renew margin is too long".to_string())
+                })?,
+                issued: AtomicU64::new(0),
+            })),
+            (_, None) => {
+                return Err(AuthError::InvalidConfig(format!(
+                    "cloud {:?}: auth.auth_url is required",
+                    cloud.name
+                )));
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                mode,
+                http,
+                cloud_name: cloud.name.clone(),
+            }),
+        })
+    }
+
+    /// An authenticator for a Glance that trusts identity headers (no Keystone).
+    pub fn trusted_headers(endpoint: &str, identity: &TrustedIdentity) -> Result<Self, AuthError> {
+        let headers = vec![
+            ("x-identity-status", SecretString::from("Confirmed")),
+            (
+                "x-project-id",
+                SecretString::from(identity.project_id.clone()),
+            ),
+            ("x-user-id", SecretString::from(identity.user_id.clone())),
+            ("x-roles", SecretString::from(identity.roles.join(","))),
+        ];
+        Ok(Self {
+            inner: Arc::new(Inner {
+                mode: Mode::Static {
+                    endpoint: endpoint.to_string(),
+                    headers,
+                },
+                http: build_http_client(&HttpOptions::default())?,
+                cloud_name: format!("trusted-headers:{}", identity.project_id),
+            }),
+        })
+    }
+
+    /// The cloud's name, for messages.
+    pub fn cloud_name(&self) -> &str {
+        &self.inner.cloud_name
+    }
+
+    /// How many tokens this authenticator has issued (0 without Keystone).
+    pub fn tokens_issued(&self) -> u64 {
+        match &self.inner.mode {
+            Mode::Keystone(session) => session.issued.load(Ordering::Relaxed),
+            Mode::Static { .. } => 0,
+        }
+    }
+
+    /// The project the credentials act in, when Keystone says so.
+    pub async fn project_id(&self) -> Result<Option<String>, AuthError> {
+        match &self.inner.mode {
+            Mode::Keystone(session) => {
+                let guard = self.fresh_token(session).await?;
+                Ok(guard.project_id.clone())
+            }
+            Mode::Static { headers, .. } => Ok(headers
+                .iter()
+                .find(|(name, _)| *name == "x-project-id")
+                .map(|(_, value)| value.expose_secret().to_string())),
+        }
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// The image service URL as the catalog (or the override) gives it, before version
+    /// discovery.
+    pub async fn image_endpoint(&self) -> Result<String, AuthError> {
+        match &self.inner.mode {
+            Mode::Static { endpoint, .. } => Ok(endpoint.clone()),
+            Mode::Keystone(session) => {
+                if let Some(endpoint) = &session.cloud.image_endpoint_override {
+                    return Ok(endpoint.clone());
+                }
+                let token = self.fresh_token(session).await?;
+                keystone::image_endpoint(
+                    &token.catalog,
+                    &session.cloud.interface,
+                    session.cloud.region_name.as_deref(),
+                )
+            }
+        }
+    }
+
+    /// Headers for the next request, issuing or renewing a token when needed.
+    pub async fn credential(&self) -> Result<Credential, AuthError> {
+        match &self.inner.mode {
+            Mode::Static { headers, .. } => Ok(Credential {
+                headers: headers.clone(),
+                generation: 0,
+            }),
+            Mode::Keystone(session) => {
+                let token = self.fresh_token(session).await?;
+                Ok(Credential {
+                    headers: vec![("x-auth-token", token.value.clone())],
+                    generation: token.generation,
+                })
+            }
+        }
+    }
+
+    /// The service answered 401 to `credential`: forget that token (not a newer one that
+    /// another task may have issued meanwhile).
+    pub async fn reject(&self, credential: &Credential) {
+        if let Mode::Keystone(session) = &self.inner.mode {
+            let mut cached = session.cached.lock().await;
+            if cached
+                .as_ref()
+                .is_some_and(|token| token.generation == credential.generation)
+            {
+                tracing::info!(cloud = %self.inner.cloud_name, "token refused by the service; a new one will be issued");
+                *cached = None;
+            }
+        }
+    }
+
+    /// Whether a failed request may be sent again with a new credential.
+    pub(crate) fn can_reissue(&self) -> bool {
+        matches!(self.inner.mode, Mode::Keystone(_))
+    }
+
+    async fn fresh_token<'a>(
+        &'a self,
+        session: &'a KeystoneSession,
+    ) -> Result<tokio::sync::MappedMutexGuard<'a, IssuedToken>, AuthError> {
+        // Holding the lock while issuing makes concurrent callers wait for one token instead
+        // of each issuing their own.
+        let mut cached = session.cached.lock().await;
+        let renew_at = Timestamp::now() + session.renew_margin;
+        let needs_new = cached
+            .as_ref()
+            .is_none_or(|token| token.expires_at <= renew_at);
+        if needs_new {
+            *cached = Some(self.issue(session).await?);
+        }
+        tokio::sync::MutexGuard::try_map(cached, |slot| slot.as_mut()).map_err(|_| {
+            AuthError::BadResponse {
+                auth_url: session.v3_root.clone(),
+                detail: "no token after issuing one".to_string(),
+            }
+        })
+    }
+
+    async fn issue(&self, session: &KeystoneSession) -> Result<IssuedToken, AuthError> {
+        let url = format!("{}/auth/tokens", session.v3_root);
+        let body = keystone::token_request(&session.cloud)?;
+        let unreachable = |err: reqwest::Error| AuthError::Unreachable {
+            auth_url: session.v3_root.clone(),
+            // reqwest's message names the URL and the cause, never the body.
+            detail: err.without_url().to_string(),
+        };
+        let response = self
+            .inner
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        let subject_token = response
+            .headers()
+            .get("x-subject-token")
+            .and_then(|value| value.to_str().ok())
+            .map(|value| SecretString::from(value.to_string()));
+        let text = response.text().await.map_err(unreachable)?;
+        if !status.is_success() {
+            let message = keystone::error_message(&text);
+            return Err(match status.as_u16() {
+                401 | 403 => AuthError::Rejected {
+                    cloud: session.cloud.name.clone(),
+                    auth_url: session.v3_root.clone(),
+                    status: status.as_u16(),
+                    message,
+                },
+                code => AuthError::Keystone {
+                    auth_url: session.v3_root.clone(),
+                    status: code,
+                    message,
+                },
+            });
+        }
+        let bad = |detail: String| AuthError::BadResponse {
+            auth_url: session.v3_root.clone(),
+            detail,
+        };
+        let value = subject_token.ok_or_else(|| bad("no X-Subject-Token header".to_string()))?;
+        let parsed: TokenResponse =
+            serde_json::from_str(&text).map_err(|err| bad(format!("token body: {err}")))?;
+        let generation = session.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(
+            cloud = %session.cloud.name,
+            expires_at = %parsed.token.expires_at,
+            generation,
+            "issued a Keystone token"
+        );
+        Ok(IssuedToken {
+            value,
+            expires_at: parsed.token.expires_at,
+            catalog: parsed.token.catalog,
+            project_id: parsed.token.project.map(|project| project.id),
+            generation,
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! The HTTP client every OpenStack call goes through, built once per cloud: system roots plus
+//! the cloud's CA bundle, or no verification when the cloud says `verify: false`.
+
+use std::time::Duration;
+
+use super::AuthError;
+
+/// TLS and timeout settings of one cloud.
+#[derive(Clone, Default)]
+pub struct HttpOptions {
+    /// PEM bundle trusted in addition to the system roots.
+    pub ca_bundle_pem: Option<Vec<u8>>,
+    /// `false` accepts any certificate; logged as a warning when the client is built.
+    pub insecure: bool,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("ca_bundle_pem", &self.ca_bundle_pem.as_ref().map(Vec::len))
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+/// How long to wait for a TCP connection; data transfers have no overall timeout because an
+/// image upload can take hours, so stalled reads are caught by `read_timeout` instead.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub(crate) fn build_http_client(options: &HttpOptions) -> Result<reqwest::Client, AuthError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(concat!("glint/", env!("CARGO_PKG_VERSION")))
+        // Images are streamed in large chunks: Nagle only adds latency.
+        .tcp_nodelay(true);
+    if let Some(pem) = &options.ca_bundle_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|err| AuthError::Tls(format!("the CA bundle is not valid PEM: {err}")))?;
+        if certs.is_empty() {
+            return Err(AuthError::Tls(
+                "the CA bundle holds no certificate".to_string(),
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if options.insecure {
+        tracing::warn!(
+            "TLS certificate verification is OFF for this cloud (verify: false); traffic can be intercepted"
+        );
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
+        .build()
+        .map_err(|err| AuthError::Tls(format!("cannot build the HTTP client: {err}")))
+}

@@ -1,0 +1,522 @@
+//! [`GlanceClient`]: the reqwest implementation of [`GlanceApi`].
+
+use std::time::Instant;
+
+use futures::TryStreamExt;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+use url::Url;
+
+use super::error::clean_message;
+use super::patch::{PATCH_MEDIA_TYPE, patch_body};
+use super::{
+    ByteStream, Download, GlanceApi, GlanceError, Image, ImportInfo, ImportMethod, ListQuery,
+    Member, MemberStatus, NewImage, Page, PatchOp, StoreInfo, Task,
+};
+use crate::auth::Authenticator;
+
+type Result<T> = std::result::Result<T, GlanceError>;
+
+/// A Glance v2 client for one cloud and project. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct GlanceClient {
+    auth: Authenticator,
+    root: std::sync::Arc<OnceCell<ApiRoot>>,
+}
+
+#[derive(Debug, Clone)]
+struct ApiRoot {
+    /// `.../v2/`, with the trailing slash so relative joins stay under it.
+    v2: Url,
+    /// The highest v2.x version the endpoint announced, e.g. `2.17`.
+    version: Option<String>,
+}
+
+/// What a request sends as its body.
+enum Body<'a> {
+    None,
+    Json(&'a serde_json::Value),
+    Patch(serde_json::Value),
+    /// Streams cannot be replayed, so a 401 on them is not retried with a new token.
+    Stream(ByteStream, Option<u64>),
+}
+
+impl GlanceClient {
+    pub fn new(auth: Authenticator) -> Self {
+        Self {
+            auth,
+            root: std::sync::Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The authenticator, e.g. to learn the project id.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// The v2 API version the endpoint announced (e.g. `2.17`), discovering it if needed.
+    pub async fn api_version(&self) -> Result<Option<String>> {
+        Ok(self.api_root().await?.version.clone())
+    }
+
+    async fn api_root(&self) -> Result<&ApiRoot> {
+        self.root.get_or_try_init(|| self.discover()).await
+    }
+
+    /// Finds the v2 root: catalogs list either the service root (which answers 300 with its
+    /// versions) or a versioned URL.
+    async fn discover(&self) -> Result<ApiRoot> {
+        let endpoint = self.auth.image_endpoint().await?;
+        let discovery = |detail: String| GlanceError::Discovery {
+            endpoint: endpoint.clone(),
+            detail,
+        };
+        let mut url = Url::parse(&endpoint).map_err(|err| discovery(err.to_string()))?;
+        let trimmed = url.path().trim_end_matches('/').to_string();
+        if trimmed.ends_with("/v2")
+            || trimmed
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.starts_with("v2."))
+        {
+            let base = trimmed.rsplit_once('/').map(|(head, _)| head).unwrap_or("");
+            url.set_path(&format!("{base}/v2/"));
+            return Ok(ApiRoot {
+                v2: url,
+                version: None,
+            });
+        }
+        #[derive(Deserialize)]
+        struct Versions {
+            versions: Vec<VersionEntry>,
+        }
+        #[derive(Deserialize)]
+        struct VersionEntry {
+            id: String,
+            status: String,
+        }
+        let response = self
+            .auth
+            .http()
+            .get(url.clone())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|err| discovery(err.without_url().to_string()))?;
+        let status = response.status();
+        if status != StatusCode::MULTIPLE_CHOICES && !status.is_success() {
+            return Err(discovery(format!("the version document answered {status}")));
+        }
+        let versions: Versions = response
+            .json()
+            .await
+            .map_err(|err| discovery(format!("unreadable version document: {err}")))?;
+        let version = versions
+            .versions
+            .iter()
+            .filter(|entry| matches!(entry.status.as_str(), "CURRENT" | "SUPPORTED"))
+            .filter_map(|entry| entry.id.strip_prefix("v2."))
+            .filter_map(|minor| minor.parse::<u32>().ok())
+            .max()
+            .ok_or_else(|| discovery("the endpoint announces no v2 API".to_string()))?;
+        url.set_path(&format!("{trimmed}/v2/"));
+        tracing::debug!(endpoint = %url, version = %format!("2.{version}"), "discovered Glance");
+        Ok(ApiRoot {
+            v2: url,
+            version: Some(format!("2.{version}")),
+        })
+    }
+
+    /// `segments` below the v2 root, each percent-encoded (tags and names may hold `/`).
+    async fn url(&self, segments: &[&str]) -> Result<Url> {
+        let mut url = self.api_root().await?.v2.clone();
+        let endpoint = url.to_string();
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|()| GlanceError::Discovery {
+                    endpoint,
+                    detail: "the endpoint URL cannot have a path".to_string(),
+                })?;
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        Ok(url)
+    }
+
+    async fn send(
+        &self,
+        operation: &'static str,
+        method: Method,
+        url: Url,
+        body: Body<'_>,
+    ) -> Result<Response> {
+        let (fixed_body, mut stream_body) = match body {
+            Body::Stream(data, size) => (Body::None, Some((data, size))),
+            other => (other, None),
+        };
+        let replayable = stream_body.is_none();
+        let mut retried = false;
+        loop {
+            let credential = self.auth.credential().await?;
+            let mut request: RequestBuilder = self
+                .auth
+                .http()
+                .request(method.clone(), url.clone())
+                .header("accept", "application/json");
+            for (name, value) in credential.headers() {
+                request = request.header(name, value);
+            }
+            request = match (&fixed_body, stream_body.take()) {
+                (Body::Json(json), _) => request.json(json),
+                (Body::Patch(json), _) => request
+                    .header("content-type", PATCH_MEDIA_TYPE)
+                    .body(json.to_string()),
+                (_, Some((data, size))) => {
+                    let request = request.header("content-type", "application/octet-stream");
+                    let request = match size {
+                        Some(size) => request.header("content-length", size),
+                        None => request,
+                    };
+                    request.body(reqwest::Body::wrap_stream(data))
+                }
+                _ => request,
+            };
+            let started = Instant::now();
+            let response = request
+                .send()
+                .await
+                .map_err(|err| transport(operation, &err))?;
+            let status = response.status();
+            tracing::debug!(
+                operation,
+                %method,
+                path = url.path(),
+                status = status.as_u16(),
+                request_id = request_id(&response).as_deref().unwrap_or("-"),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "glance call"
+            );
+            if status == StatusCode::UNAUTHORIZED && self.auth.can_reissue() {
+                self.auth.reject(&credential).await;
+                if replayable && !retried {
+                    retried = true;
+                    continue;
+                }
+            }
+            if status.is_success() {
+                return Ok(response);
+            }
+            return Err(api_error(operation, response).await);
+        }
+    }
+
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        url: Url,
+        body: Body<'_>,
+    ) -> Result<T> {
+        let response = self.send(operation, method, url, body).await?;
+        let id = request_id(&response);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| transport(operation, &err))?;
+        serde_json::from_slice(&bytes).map_err(|err| GlanceError::Decode {
+            operation,
+            detail: err.to_string(),
+            request_id: id,
+        })
+    }
+
+    async fn send_empty(
+        &self,
+        operation: &'static str,
+        method: Method,
+        url: Url,
+        body: Body<'_>,
+    ) -> Result<()> {
+        self.send(operation, method, url, body).await.map(drop)
+    }
+}
+
+fn request_id(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get("x-openstack-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn transport(operation: &'static str, err: &reqwest::Error) -> GlanceError {
+    // The source chain says "connection reset", "timed out", ...: the top error alone does not.
+    let mut detail = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    GlanceError::Transport { operation, detail }
+}
+
+async fn api_error(operation: &'static str, response: Response) -> GlanceError {
+    let status = response.status().as_u16();
+    let request_id = request_id(&response);
+    let body = response.text().await.unwrap_or_default();
+    GlanceError::Api {
+        operation,
+        status,
+        message: clean_message(&body),
+        request_id,
+    }
+}
+
+/// The `marker` query parameter of Glance's `next` link.
+fn marker_of(next: &str) -> Option<String> {
+    let url = Url::parse("http://next.invalid").ok()?.join(next).ok()?;
+    url.query_pairs()
+        .find(|(key, _)| key == "marker")
+        .map(|(_, value)| value.into_owned())
+}
+
+impl GlanceApi for GlanceClient {
+    async fn list_page(&self, query: &ListQuery, marker: Option<&str>) -> Result<Page> {
+        #[derive(Deserialize)]
+        struct ListBody {
+            images: Vec<Image>,
+            #[serde(default)]
+            next: Option<String>,
+        }
+        let mut url = self.url(&["images"]).await?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (key, value) in query.to_pairs() {
+                pairs.append_pair(&key, &value);
+            }
+            if let Some(marker) = marker {
+                pairs.append_pair("marker", marker);
+            }
+        }
+        let body: ListBody = self
+            .send_json("list images", Method::GET, url, Body::None)
+            .await?;
+        Ok(Page {
+            images: body.images,
+            next_marker: body.next.as_deref().and_then(marker_of),
+        })
+    }
+
+    async fn get_image(&self, id: &str) -> Result<Image> {
+        let url = self.url(&["images", id]).await?;
+        self.send_json("get image", Method::GET, url, Body::None)
+            .await
+    }
+
+    async fn create_image(&self, image: &NewImage) -> Result<Image> {
+        let url = self.url(&["images"]).await?;
+        let body = serde_json::to_value(image).map_err(|err| GlanceError::Decode {
+            operation: "create image",
+            detail: err.to_string(),
+            request_id: None,
+        })?;
+        self.send_json("create image", Method::POST, url, Body::Json(&body))
+            .await
+    }
+
+    async fn update_image(&self, id: &str, ops: &[PatchOp]) -> Result<Image> {
+        let url = self.url(&["images", id]).await?;
+        self.send_json(
+            "update image",
+            Method::PATCH,
+            url,
+            Body::Patch(patch_body(ops)),
+        )
+        .await
+    }
+
+    async fn upload(&self, id: &str, data: ByteStream, size: Option<u64>) -> Result<()> {
+        let url = self.url(&["images", id, "file"]).await?;
+        self.send_empty(
+            "upload image data",
+            Method::PUT,
+            url,
+            Body::Stream(data, size),
+        )
+        .await
+    }
+
+    async fn download(&self, id: &str) -> Result<Download> {
+        let url = self.url(&["images", id, "file"]).await?;
+        let response = self
+            .send("download image data", Method::GET, url, Body::None)
+            .await?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let size = header("content-length").and_then(|len| len.parse().ok());
+        let checksum = header("content-md5");
+        let data = response.bytes_stream().map_err(std::io::Error::other);
+        Ok(Download {
+            size,
+            checksum,
+            data: Box::pin(data),
+        })
+    }
+
+    async fn stage(&self, id: &str, data: ByteStream, size: Option<u64>) -> Result<()> {
+        let url = self.url(&["images", id, "stage"]).await?;
+        self.send_empty(
+            "stage image data",
+            Method::PUT,
+            url,
+            Body::Stream(data, size),
+        )
+        .await
+    }
+
+    async fn import(&self, id: &str, method: &ImportMethod) -> Result<()> {
+        let url = self.url(&["images", id, "import"]).await?;
+        let body = method.body();
+        self.send_empty("import image", Method::POST, url, Body::Json(&body))
+            .await
+    }
+
+    async fn import_info(&self) -> Result<ImportInfo> {
+        #[derive(Deserialize)]
+        struct InfoBody {
+            #[serde(rename = "import-methods")]
+            import_methods: Methods,
+        }
+        #[derive(Deserialize)]
+        struct Methods {
+            value: Vec<String>,
+        }
+        let url = self.url(&["info", "import"]).await?;
+        let body: InfoBody = self
+            .send_json("get import info", Method::GET, url, Body::None)
+            .await?;
+        Ok(ImportInfo {
+            methods: body.import_methods.value,
+        })
+    }
+
+    async fn stores_info(&self) -> Result<Vec<StoreInfo>> {
+        #[derive(Deserialize)]
+        struct StoresBody {
+            stores: Vec<StoreInfo>,
+        }
+        let url = self.url(&["info", "stores"]).await?;
+        let body: StoresBody = self
+            .send_json("get stores info", Method::GET, url, Body::None)
+            .await?;
+        Ok(body.stores)
+    }
+
+    async fn image_tasks(&self, id: &str) -> Result<Vec<Task>> {
+        #[derive(Deserialize)]
+        struct TasksBody {
+            tasks: Vec<Task>,
+        }
+        let url = self.url(&["images", id, "tasks"]).await?;
+        let body: TasksBody = self
+            .send_json("list image tasks", Method::GET, url, Body::None)
+            .await?;
+        Ok(body.tasks)
+    }
+
+    async fn deactivate(&self, id: &str) -> Result<()> {
+        let url = self.url(&["images", id, "actions", "deactivate"]).await?;
+        self.send_empty("deactivate image", Method::POST, url, Body::None)
+            .await
+    }
+
+    async fn reactivate(&self, id: &str) -> Result<()> {
+        let url = self.url(&["images", id, "actions", "reactivate"]).await?;
+        self.send_empty("reactivate image", Method::POST, url, Body::None)
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        let url = self.url(&["images", id]).await?;
+        self.send_empty("delete image", Method::DELETE, url, Body::None)
+            .await
+    }
+
+    async fn add_tag(&self, id: &str, tag: &str) -> Result<()> {
+        let url = self.url(&["images", id, "tags", tag]).await?;
+        self.send_empty("add tag", Method::PUT, url, Body::None)
+            .await
+    }
+
+    async fn remove_tag(&self, id: &str, tag: &str) -> Result<()> {
+        let url = self.url(&["images", id, "tags", tag]).await?;
+        self.send_empty("remove tag", Method::DELETE, url, Body::None)
+            .await
+    }
+
+    async fn add_member(&self, id: &str, project: &str) -> Result<Member> {
+        let url = self.url(&["images", id, "members"]).await?;
+        let body = serde_json::json!({ "member": project });
+        self.send_json("add member", Method::POST, url, Body::Json(&body))
+            .await
+    }
+
+    async fn list_members(&self, id: &str) -> Result<Vec<Member>> {
+        #[derive(Deserialize)]
+        struct MembersBody {
+            members: Vec<Member>,
+        }
+        let url = self.url(&["images", id, "members"]).await?;
+        let body: MembersBody = self
+            .send_json("list members", Method::GET, url, Body::None)
+            .await?;
+        Ok(body.members)
+    }
+
+    async fn get_member(&self, id: &str, project: &str) -> Result<Member> {
+        let url = self.url(&["images", id, "members", project]).await?;
+        self.send_json("get member", Method::GET, url, Body::None)
+            .await
+    }
+
+    async fn set_member_status(
+        &self,
+        id: &str,
+        project: &str,
+        status: MemberStatus,
+    ) -> Result<Member> {
+        let url = self.url(&["images", id, "members", project]).await?;
+        let body = serde_json::json!({ "status": status });
+        self.send_json("set member status", Method::PUT, url, Body::Json(&body))
+            .await
+    }
+
+    async fn remove_member(&self, id: &str, project: &str) -> Result<()> {
+        let url = self.url(&["images", id, "members", project]).await?;
+        self.send_empty("remove member", Method::DELETE, url, Body::None)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_link_yields_its_marker() {
+        assert_eq!(
+            marker_of("/v2/images?limit=2&marker=abc-1").as_deref(),
+            Some("abc-1")
+        );
+        assert_eq!(marker_of("/v2/images?limit=2"), None);
+    }
+}

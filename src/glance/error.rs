@@ -1,0 +1,207 @@
+//! The Glance domain's error: HTTP status, Glance's own message (cleaned of its HTML), the
+//! request id to quote to the cloud's operators, and whether retrying can help.
+
+use crate::auth::AuthError;
+
+/// A failed Glance call.
+#[derive(Debug, thiserror::Error)]
+pub enum GlanceError {
+    /// Glance answered with an error status.
+    #[error(
+        "Glance {operation} failed with {status}: {message}{}",
+        request_id_suffix(request_id)
+    )]
+    Api {
+        operation: &'static str,
+        status: u16,
+        message: String,
+        request_id: Option<String>,
+    },
+
+    /// No answer: connection refused or reset, timeout, broken stream.
+    #[error("Glance {operation} failed before an answer: {detail}")]
+    Transport {
+        operation: &'static str,
+        detail: String,
+    },
+
+    /// The data to upload could not be read.
+    #[error("reading the image data for {operation} failed: {detail}")]
+    Source {
+        operation: &'static str,
+        detail: String,
+    },
+
+    /// Glance answered 2xx with a body glint cannot read.
+    #[error(
+        "Glance {operation} sent a response glint cannot read: {detail}{}",
+        request_id_suffix(request_id)
+    )]
+    Decode {
+        operation: &'static str,
+        detail: String,
+        request_id: Option<String>,
+    },
+
+    /// The endpoint does not serve the image API v2.
+    #[error("no Glance v2 API at {endpoint}: {detail}")]
+    Discovery { endpoint: String, detail: String },
+
+    /// A name matched more than one image where one was expected.
+    #[error("more than one image is named {name:?}; use the image id instead")]
+    AmbiguousName { name: String },
+
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+fn request_id_suffix(request_id: &Option<String>) -> String {
+    request_id
+        .as_deref()
+        .map(|id| format!(" (request {id})"))
+        .unwrap_or_default()
+}
+
+impl GlanceError {
+    /// The HTTP status Glance answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(409)
+    }
+
+    /// Whether the same call can succeed later without a change of spec or credentials:
+    /// 5xx, 408, 429, and failures without an answer. 4xx answers are final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            Self::Transport { .. } | Self::Source { .. } => true,
+            Self::Auth(auth) => auth.is_transient(),
+            Self::Decode { .. } | Self::Discovery { .. } | Self::AmbiguousName { .. } => false,
+        }
+    }
+
+    /// A stable PascalCase reason for a status condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Api { status, .. } => match status {
+                400 => "GlanceBadRequest",
+                401 => "AuthenticationFailed",
+                403 => "GlanceForbidden",
+                404 => "GlanceNotFound",
+                409 => "GlanceConflict",
+                413 => "GlanceQuotaExceeded",
+                415 => "GlanceUnsupportedMediaType",
+                _ if *status >= 500 => "GlanceUnavailable",
+                _ => "GlanceRequestFailed",
+            },
+            Self::Transport { .. } => "GlanceUnreachable",
+            Self::Source { .. } => "SourceUnreadable",
+            Self::Decode { .. } | Self::Discovery { .. } => "GlanceIncompatible",
+            Self::AmbiguousName { .. } => "AmbiguousImageName",
+            Self::Auth(auth) => auth.reason(),
+        }
+    }
+}
+
+/// Glance's message from an error body, without the HTML Glance wraps it in.
+pub(crate) fn clean_message(body: &str) -> String {
+    let from_json = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| {
+            let message = value
+                .get("message")
+                .or_else(|| value.pointer("/error/message"))?;
+            message.as_str().map(str::to_owned)
+        });
+    let raw = from_json.unwrap_or_else(|| body.to_string());
+    let mut text = String::with_capacity(raw.len());
+    let mut in_tag = false;
+    for ch in raw.chars() {
+        match ch {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => text.push(ch),
+            _ => {}
+        }
+    }
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.is_empty() {
+        "no message".to_string()
+    } else {
+        collapsed.chars().take(500).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glance_messages_lose_their_html_and_spacing() {
+        let table = [
+            (
+                r#"{"code": 409, "title": "Conflict", "message": "Image with identifier abc already exists!<br /><br />\n\n\n"}"#,
+                "Image with identifier abc already exists!",
+            ),
+            (
+                "<html>\n <head>\n  <title>404 Not Found</title>\n </head>\n <body>\n  <h1>404 Not Found</h1>\n  No image found with ID x<br /><br />\n\n\n\n </body>\n</html>",
+                "404 Not Found 404 Not Found No image found with ID x",
+            ),
+            (r#"{"error": {"message": "nested"}}"#, "nested"),
+            ("", "no message"),
+        ];
+        for (body, expected) in table {
+            assert_eq!(clean_message(body), expected);
+        }
+    }
+
+    #[test]
+    fn only_server_side_and_connection_failures_are_worth_retrying() {
+        let api = |status| GlanceError::Api {
+            operation: "get",
+            status,
+            message: String::new(),
+            request_id: None,
+        };
+        for status in [500, 502, 503, 504, 408, 429] {
+            assert!(api(status).is_transient(), "{status}");
+        }
+        for status in [400, 401, 403, 404, 409, 413, 415] {
+            assert!(!api(status).is_transient(), "{status}");
+        }
+        let transport = GlanceError::Transport {
+            operation: "get",
+            detail: "reset".into(),
+        };
+        assert!(transport.is_transient());
+        assert_eq!(transport.reason(), "GlanceUnreachable");
+        assert_eq!(api(409).reason(), "GlanceConflict");
+    }
+
+    #[test]
+    fn the_message_quotes_the_request_id() {
+        let err = GlanceError::Api {
+            operation: "delete",
+            status: 403,
+            message: "Image is protected".into(),
+            request_id: Some("req-1".into()),
+        };
+        assert_eq!(
+            err.to_string(),
+            "Glance delete failed with 403: Image is protected (request req-1)"
+        );
+    }
+}
