@@ -16,6 +16,8 @@ mod keystone;
 pub mod session;
 mod tls;
 
+pub(crate) use tls::{describe_http_error, is_broken_connection};
+
 pub use clouds::{AuthType, CloudConfig, CloudsFile, NameOrId};
 pub use error::AuthError;
 pub use session::{AuthOptions, Authenticator, Credential, TrustedIdentity};

@@ -68,6 +68,14 @@ impl std::fmt::Debug for Credential {
 }
 
 impl Credential {
+    /// The Keystone token this credential carries, if any (none without Keystone).
+    pub fn auth_token(&self) -> Option<&SecretString> {
+        self.headers
+            .iter()
+            .find(|(name, _)| *name == "x-auth-token")
+            .map(|(_, value)| value)
+    }
+
     /// Header name and value pairs; values may be secret, so callers must not log them.
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.headers
@@ -310,17 +318,18 @@ impl Authenticator {
         let body = keystone::token_request(&session.cloud)?;
         let unreachable = |err: reqwest::Error| AuthError::Unreachable {
             auth_url: session.v3_root.clone(),
-            // reqwest's message names the URL and the cause, never the body.
-            detail: err.without_url().to_string(),
+            // reqwest's messages never include the request body (which holds the secret).
+            detail: super::describe_http_error(err),
         };
-        let response = self
-            .inner
-            .http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(unreachable)?;
+        // Issuing a token has no side effect worth guarding, so a broken connection is retried.
+        let send = || self.inner.http.post(&url).json(&body).send();
+        let response = match send().await {
+            Err(err) if super::is_broken_connection(&err) => {
+                tracing::debug!(error = %super::describe_http_error(err), "Keystone connection broke; sending once more");
+                send().await.map_err(unreachable)?
+            }
+            other => other.map_err(unreachable)?,
+        };
         let status = response.status();
         let subject_token = response
             .headers()

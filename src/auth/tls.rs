@@ -57,3 +57,26 @@ pub(crate) fn build_http_client(options: &HttpOptions) -> Result<reqwest::Client
         .build()
         .map_err(|err| AuthError::Tls(format!("cannot build the HTTP client: {err}")))
 }
+
+/// A reqwest error with its causes ("error sending request: connection reset by peer"): the
+/// top-level message alone does not say what went wrong. The URL is left out; callers name
+/// the service themselves.
+pub(crate) fn describe_http_error(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut detail = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    detail
+}
+
+/// Whether a failed send deserves one immediate retry: the connection broke before an answer
+/// (typically a pooled keep-alive connection the server closed just as it was reused: uwsgi
+/// does so after 4 idle seconds) rather than the server being slow. Callers retry only
+/// requests that are safe to repeat.
+pub(crate) fn is_broken_connection(err: &reqwest::Error) -> bool {
+    (err.is_request() || err.is_connect()) && !err.is_timeout()
+}

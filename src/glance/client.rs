@@ -15,7 +15,7 @@ use super::{
     ByteStream, Download, GlanceApi, GlanceError, Image, ImportInfo, ImportMethod, ListQuery,
     Member, MemberStatus, NewImage, Page, PatchOp, StoreInfo, Task,
 };
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, describe_http_error, is_broken_connection};
 
 type Result<T> = std::result::Result<T, GlanceError>;
 
@@ -104,7 +104,7 @@ impl GlanceClient {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|err| discovery(err.without_url().to_string()))?;
+            .map_err(|err| discovery(describe_http_error(err)))?;
         let status = response.status();
         if status != StatusCode::MULTIPLE_CHOICES && !status.is_success() {
             return Err(discovery(format!("the version document answered {status}")));
@@ -159,6 +159,7 @@ impl GlanceClient {
         };
         let replayable = stream_body.is_none();
         let mut retried = false;
+        let mut resent = false;
         loop {
             let credential = self.auth.credential().await?;
             let mut request: RequestBuilder = self
@@ -185,10 +186,20 @@ impl GlanceClient {
                 _ => request,
             };
             let started = Instant::now();
-            let response = request
-                .send()
-                .await
-                .map_err(|err| transport(operation, &err))?;
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(err)
+                    if replayable
+                        && !resent
+                        && is_idempotent(&method)
+                        && is_broken_connection(&err) =>
+                {
+                    tracing::debug!(operation, error = %describe_http_error(err), "connection broke before an answer; sending once more");
+                    resent = true;
+                    continue;
+                }
+                Err(err) => return Err(transport(operation, err)),
+            };
             let status = response.status();
             tracing::debug!(
                 operation,
@@ -225,7 +236,7 @@ impl GlanceClient {
         let bytes = response
             .bytes()
             .await
-            .map_err(|err| transport(operation, &err))?;
+            .map_err(|err| transport(operation, err))?;
         serde_json::from_slice(&bytes).map_err(|err| GlanceError::Decode {
             operation,
             detail: err.to_string(),
@@ -252,16 +263,20 @@ fn request_id(response: &Response) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn transport(operation: &'static str, err: &reqwest::Error) -> GlanceError {
-    // The source chain says "connection reset", "timed out", ...: the top error alone does not.
-    let mut detail = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
+/// Methods whose repetition cannot change the outcome. POST (create, import, actions) and
+/// PATCH (a `remove` fails the second time) are not repeated blindly.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+    )
+}
+
+fn transport(operation: &'static str, err: reqwest::Error) -> GlanceError {
+    GlanceError::Transport {
+        operation,
+        detail: describe_http_error(err),
     }
-    GlanceError::Transport { operation, detail }
 }
 
 async fn api_error(operation: &'static str, response: Response) -> GlanceError {

@@ -111,6 +111,8 @@ pub trait GlanceApi: Send + Sync {
 
     fn delete(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
+    /// `PUT /tags/{tag}`. A tag containing `/` cannot travel this path (the WSGI server
+    /// decodes `%2F` before Glance routes it: 404); set such tags with [`PatchOp::SetTags`].
     fn add_tag(&self, id: &str, tag: &str) -> impl Future<Output = Result<()>> + Send;
 
     fn remove_tag(&self, id: &str, tag: &str) -> impl Future<Output = Result<()>> + Send;

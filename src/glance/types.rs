@@ -149,6 +149,7 @@ pub struct Image {
     pub disk_format: Option<DiskFormat>,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
+    /// Sorted: Glance keeps tags as a set and returns them in no stable order.
     pub tags: Vec<String>,
     /// Stores holding the data (comma-separated in Glance), when the deployment shows them.
     pub stores: Option<String>,
@@ -211,6 +212,9 @@ impl From<RawImage> for Image {
                 _ => None,
             })
             .collect();
+        let mut tags = raw.tags;
+        tags.sort();
+        tags.dedup();
         Self {
             id: raw.id,
             name: raw.name,
@@ -230,7 +234,7 @@ impl From<RawImage> for Image {
             disk_format: raw.disk_format,
             created_at: raw.created_at,
             updated_at: raw.updated_at,
-            tags: raw.tags,
+            tags,
             stores: raw.stores,
             properties,
         }
@@ -310,10 +314,24 @@ pub struct StoreInfo {
     pub id: String,
     #[serde(default)]
     pub description: Option<String>,
-    #[serde(default, rename = "default")]
+    #[serde(default, rename = "default", deserialize_with = "bool_or_text")]
     pub is_default: bool,
-    #[serde(default, rename = "read-only")]
+    #[serde(default, rename = "read-only", deserialize_with = "bool_or_text")]
     pub read_only: bool,
+}
+
+/// Glance 33 sends `"default": "true"` (a string) in `/v2/info/stores`; older ones a bool.
+fn bool_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    Ok(match Flag::deserialize(deserializer)? {
+        Flag::Bool(flag) => flag,
+        Flag::Text(text) => text.eq_ignore_ascii_case("true"),
+    })
 }
 
 /// An asynchronous Glance task (import); its `message` is the only place Glance says why an
@@ -344,7 +362,7 @@ mod tests {
             "visibility": "shared", "protected": false, "os_hidden": true,
             "checksum": "abc", "os_hash_algo": "sha512", "os_hash_value": "def",
             "size": 10, "virtual_size": null, "min_ram": 0, "min_disk": 1,
-            "container_format": "bare", "disk_format": "raw", "tags": ["a"],
+            "container_format": "bare", "disk_format": "raw", "tags": ["b", "a"],
             "owner": "p1", "self": "/v2/images/x", "file": "/v2/images/x/file",
             "schema": "/v2/schemas/image", "stores": "fs",
             "locations": [], "os_distro": "cirros", "glint.dev/owner": "uid-1"
@@ -354,6 +372,7 @@ mod tests {
         assert!(image.hidden);
         assert_eq!(image.virtual_size, None);
         assert_eq!(image.disk_format, Some(DiskFormat::Raw));
+        assert_eq!(image.tags, ["a", "b"], "tags come back sorted");
         assert_eq!(
             image.properties,
             BTreeMap::from([
@@ -376,6 +395,18 @@ mod tests {
             body,
             json!({"name": "n", "os_hidden": false, "os_distro": "debian"})
         );
+    }
+
+    #[test]
+    fn store_flags_are_read_as_bools_or_as_glance_33_strings() {
+        let stores: Vec<StoreInfo> = serde_json::from_value(json!([
+            {"id": "fs", "default": "true"},
+            {"id": "ro", "read-only": true},
+            {"id": "plain"}
+        ]))
+        .unwrap();
+        let flags: Vec<(bool, bool)> = stores.iter().map(|s| (s.is_default, s.read_only)).collect();
+        assert_eq!(flags, [(true, false), (false, true), (false, false)]);
     }
 
     #[test]

@@ -1,0 +1,248 @@
+//! Shared pieces of the tests that run against the real test bed (`scripts/testbed up`).
+//!
+//! Without the bed's environment the tests skip with a message, except under CI (`CI=true`),
+//! where a missing bed is a failure: CI must never pass by testing nothing.
+#![allow(dead_code)]
+
+pub mod keystone;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use glint::auth::{Authenticator, TrustedIdentity};
+use glint::glance::{ByteStream, GlanceClient};
+
+/// The endpoints and credentials `scripts/testbed up` prints.
+#[derive(Debug, Clone)]
+pub struct Testbed {
+    pub glance_url: String,
+    pub webdl_port: u16,
+    pub keystone_url: String,
+    pub keystone_glance_url: String,
+    pub region: String,
+    pub admin_user: String,
+    pub admin_password: String,
+    pub admin_project: String,
+    pub demo_user: String,
+    pub demo_user_id: String,
+    pub demo_password: String,
+    pub demo_project: String,
+    pub demo_project_id: String,
+    pub testbed_dir: String,
+    pub venv: String,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// The running test bed, or `None` (with a message) when there is none outside CI.
+pub fn testbed() -> Option<Testbed> {
+    let Some(glance_url) = var("GLINT_TEST_GLANCE_URL") else {
+        let how = "start it with `scripts/testbed up` and `eval \"$(scripts/testbed env)\"`, or run `scripts/test`";
+        if var("CI").is_some() {
+            panic!("CI needs the real Glance test bed and GLINT_TEST_GLANCE_URL is not set: {how}");
+        }
+        eprintln!("SKIPPED: no Glance test bed (GLINT_TEST_GLANCE_URL unset); {how}");
+        return None;
+    };
+    let need = |name: &str| {
+        var(name).unwrap_or_else(|| panic!("test bed env is incomplete: {name} is not set"))
+    };
+    Some(Testbed {
+        glance_url,
+        webdl_port: need("GLINT_TEST_WEBDL_PORT")
+            .parse()
+            .expect("GLINT_TEST_WEBDL_PORT is a port"),
+        keystone_url: need("GLINT_TEST_KEYSTONE_URL"),
+        keystone_glance_url: need("GLINT_TEST_KEYSTONE_GLANCE_URL"),
+        region: need("GLINT_TEST_OS_REGION"),
+        admin_user: need("GLINT_TEST_ADMIN_USER"),
+        admin_password: need("GLINT_TEST_ADMIN_PASSWORD"),
+        admin_project: need("GLINT_TEST_ADMIN_PROJECT"),
+        demo_user: need("GLINT_TEST_DEMO_USER"),
+        demo_user_id: need("GLINT_TEST_DEMO_USER_ID"),
+        demo_password: need("GLINT_TEST_DEMO_PASSWORD"),
+        demo_project: need("GLINT_TEST_DEMO_PROJECT"),
+        demo_project_id: need("GLINT_TEST_DEMO_PROJECT_ID"),
+        testbed_dir: need("GLINT_TESTBED_DIR"),
+        venv: need("GLINT_TEST_VENV"),
+    })
+}
+
+/// `let bed = require_testbed!();` returns from the test when there is no bed (outside CI).
+#[macro_export]
+macro_rules! require_testbed {
+    () => {
+        match common::testbed() {
+            Some(bed) => bed,
+            None => return,
+        }
+    };
+}
+
+impl Testbed {
+    /// A client acting as an administrator of `project` on the trusted-header Glance.
+    pub fn admin_of(&self, project: &str) -> GlanceClient {
+        self.client(project, &["admin"])
+    }
+
+    /// A client acting as an ordinary member of `project`.
+    pub fn member_of(&self, project: &str) -> GlanceClient {
+        self.client(project, &["member", "reader"])
+    }
+
+    fn client(&self, project: &str, roles: &[&str]) -> GlanceClient {
+        let identity = TrustedIdentity {
+            project_id: project.to_string(),
+            user_id: format!("user-of-{project}"),
+            roles: roles.iter().map(|role| role.to_string()).collect(),
+        };
+        GlanceClient::new(
+            Authenticator::trusted_headers(&self.glance_url, &identity).expect("client"),
+        )
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A project id of Keystone's shape (32 hex digits) that no other test uses.
+pub fn unique_project() -> String {
+    let name = unique("p");
+    let mut hash: u128 = 0xcbf29ce484222325;
+    for byte in name.bytes() {
+        hash ^= byte as u128;
+        hash = hash.wrapping_mul(0x1000000000000000000013b);
+    }
+    format!("{hash:032x}")
+}
+
+/// Deterministic pseudo-random bytes (xorshift): incompressible like real data, reproducible.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// In-memory data as an upload stream, in chunks like a file read.
+pub fn stream_of(data: &[u8]) -> ByteStream {
+    let chunks: Vec<std::io::Result<Bytes>> = data
+        .chunks(64 * 1024)
+        .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+/// Polls until the image reaches `wanted`, or fails with the status it is stuck in and the
+/// image's task messages (where Glance explains failed imports).
+pub async fn wait_for_status(
+    api: &GlanceClient,
+    id: &str,
+    wanted: glint::glance::ImageStatus,
+) -> glint::glance::Image {
+    use glint::glance::GlanceApi;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let image = api.get_image(id).await.expect("get image while waiting");
+        if image.status == wanted {
+            return image;
+        }
+        if std::time::Instant::now() > deadline {
+            let tasks = api.image_tasks(id).await.unwrap_or_default();
+            panic!(
+                "image {id} stayed {} instead of {wanted}; tasks: {:?}",
+                image.status,
+                tasks
+                    .iter()
+                    .map(|t| (&t.status, &t.message))
+                    .collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A fresh UUID (v4 layout) for images created with a chosen id.
+pub fn unique_uuid() -> String {
+    let hex = unique_project();
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// Serves `body` at `/image.raw` (404 elsewhere) on 127.0.0.1:`port` until dropped: the file
+/// Glance's web-download fetches.
+pub struct FileServer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn serve_file(port: u16, body: Vec<u8>) -> FileServer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the web-download port");
+    let body = std::sync::Arc::new(body);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request);
+                let found = head.starts_with("GET /image.raw ");
+                let (status, payload): (&str, &[u8]) = if found {
+                    ("200 OK", &body)
+                } else {
+                    ("404 Not Found", b"no such file")
+                };
+                let header = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                    payload.len()
+                );
+                let _ = socket.write_all(header.as_bytes()).await;
+                let _ = socket.write_all(payload).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    FileServer { task }
+}

@@ -1,0 +1,570 @@
+//! Contract tests of image metadata calls against the real Glance: create with every field,
+//! get, find, patch, tags, delete, listing with filters and pagination, and the error paths.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use glint::glance::{
+    ContainerFormat, DiskFormat, GlanceApi, ImageStatus, ListQuery, NameFilter, NewImage, PatchOp,
+    SortDirection, TimeComparison, Visibility,
+};
+
+#[tokio::test]
+async fn an_image_created_with_every_field_reads_back_the_same() {
+    let bed = require_testbed!();
+    let project = common::unique_project();
+    let api = bed.admin_of(&project);
+    let id = common::unique_uuid();
+    let name = common::unique("every-field");
+    let created = api
+        .create_image(&NewImage {
+            id: Some(id.clone()),
+            name: Some(name.clone()),
+            visibility: Some(Visibility::Community),
+            tags: vec!["b".into(), "a".into()],
+            container_format: Some(ContainerFormat::Ovf),
+            disk_format: Some(DiskFormat::Qcow2),
+            min_disk: Some(3),
+            min_ram: Some(512),
+            protected: Some(false),
+            hidden: Some(true),
+            properties: BTreeMap::from([
+                ("os_distro".to_string(), "debian".to_string()),
+                ("glint.dev/owner".to_string(), "uid-1".to_string()),
+            ]),
+        })
+        .await
+        .expect("create");
+    let fetched = api.get_image(&id).await.expect("get");
+    assert_eq!(created, fetched);
+    assert_eq!(fetched.id, id);
+    assert_eq!(fetched.name.as_deref(), Some(name.as_str()));
+    assert_eq!(fetched.status, ImageStatus::Queued);
+    assert_eq!(fetched.visibility, Visibility::Community);
+    let mut tags = fetched.tags.clone();
+    tags.sort();
+    assert_eq!(tags, ["a", "b"]);
+    assert_eq!(fetched.container_format, Some(ContainerFormat::Ovf));
+    assert_eq!(fetched.disk_format, Some(DiskFormat::Qcow2));
+    assert_eq!((fetched.min_disk, fetched.min_ram), (3, 512));
+    assert!(fetched.hidden && !fetched.protected);
+    assert_eq!(fetched.owner.as_deref(), Some(project.as_str()));
+    assert_eq!(
+        fetched.properties.get("os_distro").map(String::as_str),
+        Some("debian")
+    );
+    assert_eq!(
+        fetched
+            .properties
+            .get("glint.dev/owner")
+            .map(String::as_str),
+        Some("uid-1")
+    );
+    api.delete(&id).await.expect("delete");
+}
+
+#[tokio::test]
+async fn a_reused_id_is_a_conflict_even_after_the_image_is_deleted() {
+    let bed = require_testbed!();
+    let api = bed.admin_of(&common::unique_project());
+    let id = common::unique_uuid();
+    let new = NewImage {
+        id: Some(id.clone()),
+        name: Some(common::unique("reuse")),
+        ..NewImage::default()
+    };
+    api.create_image(&new).await.expect("first create");
+    let again = api.create_image(&new).await.expect_err("second create");
+    assert_eq!(again.status(), Some(409), "{again}");
+    assert!(!again.is_transient());
+    api.delete(&id).await.expect("delete");
+    let after_delete = api
+        .create_image(&new)
+        .await
+        .expect_err("create after delete");
+    assert_eq!(
+        after_delete.status(),
+        Some(409),
+        "soft-deleted ids stay taken: {after_delete}"
+    );
+}
+
+#[tokio::test]
+async fn a_protected_image_refuses_deletion_until_unprotected() {
+    let bed = require_testbed!();
+    let api = bed.admin_of(&common::unique_project());
+    let image = api
+        .create_image(&NewImage {
+            name: Some(common::unique("protected")),
+            protected: Some(true),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create");
+    let refused = api.delete(&image.id).await.expect_err("protected delete");
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    assert!(
+        refused.to_string().contains("protected"),
+        "Glance says why: {refused}"
+    );
+    api.update_image(&image.id, &[PatchOp::SetProtected(false)])
+        .await
+        .expect("unprotect");
+    api.delete(&image.id).await.expect("delete");
+    assert!(
+        !api.delete_if_exists(&image.id)
+            .await
+            .expect("second delete is not an error")
+    );
+    let second = api
+        .delete(&image.id)
+        .await
+        .expect_err("plain second delete");
+    assert!(second.is_not_found(), "{second}");
+}
+
+#[tokio::test]
+async fn a_missing_image_is_a_clean_404_with_a_request_id() {
+    let bed = require_testbed!();
+    let api = bed.admin_of(&common::unique_project());
+    let err = api
+        .get_image("00000000-0000-4000-8000-000000000000")
+        .await
+        .expect_err("missing image");
+    assert!(err.is_not_found(), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(err.reason(), "GlanceNotFound");
+    let text = err.to_string();
+    assert!(!text.contains('<'), "no HTML left in {text:?}");
+    assert!(text.contains("(request req-"), "request id quoted: {text}");
+    assert!(
+        api.find_image("00000000-0000-4000-8000-000000000000")
+            .await
+            .expect("find")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn patches_change_every_mutable_field_atomically() {
+    let bed = require_testbed!();
+    let api = bed.admin_of(&common::unique_project());
+    let image = api
+        .create_image(&NewImage {
+            name: Some(common::unique("patch")),
+            disk_format: Some(DiskFormat::Raw),
+            container_format: Some(ContainerFormat::Bare),
+            properties: BTreeMap::from([("to_remove".to_string(), "x".to_string())]),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create");
+    let renamed = common::unique("patched");
+    let patched = api
+        .update_image(
+            &image.id,
+            &[
+                PatchOp::SetName(renamed.clone()),
+                PatchOp::SetVisibility(Visibility::Shared),
+                PatchOp::SetHidden(true),
+                PatchOp::SetMinDisk(5),
+                PatchOp::SetMinRam(1024),
+                PatchOp::SetContainerFormat(ContainerFormat::Ova),
+                PatchOp::SetDiskFormat(DiskFormat::Qcow2),
+                PatchOp::SetTags(vec!["x".into(), "y".into()]),
+                PatchOp::SetProperty {
+                    key: "os_distro".into(),
+                    value: "ubuntu".into(),
+                },
+                PatchOp::SetProperty {
+                    key: "with/slash".into(),
+                    value: "ok".into(),
+                },
+                PatchOp::RemoveProperty("to_remove".into()),
+            ],
+        )
+        .await
+        .expect("patch");
+    assert_eq!(patched.name.as_deref(), Some(renamed.as_str()));
+    assert_eq!(patched.visibility, Visibility::Shared);
+    assert!(patched.hidden);
+    assert_eq!((patched.min_disk, patched.min_ram), (5, 1024));
+    assert_eq!(patched.container_format, Some(ContainerFormat::Ova));
+    assert_eq!(patched.disk_format, Some(DiskFormat::Qcow2));
+    let mut tags = patched.tags.clone();
+    tags.sort();
+    assert_eq!(tags, ["x", "y"]);
+    assert_eq!(
+        patched.properties.get("os_distro").map(String::as_str),
+        Some("ubuntu")
+    );
+    assert_eq!(
+        patched.properties.get("with/slash").map(String::as_str),
+        Some("ok")
+    );
+    assert!(!patched.properties.contains_key("to_remove"));
+
+    // Atomic: a failing operation (removing a missing key is 409) leaves the name unchanged.
+    let failed = api
+        .update_image(
+            &image.id,
+            &[
+                PatchOp::SetName("never-applied".into()),
+                PatchOp::RemoveProperty("absent".into()),
+            ],
+        )
+        .await
+        .expect_err("remove of a missing property");
+    assert_eq!(failed.status(), Some(409), "{failed}");
+    let unchanged = api.get_image(&image.id).await.expect("get");
+    assert_eq!(unchanged.name.as_deref(), Some(renamed.as_str()));
+
+    // Reserved keys are Glance's: a property patch on them is refused.
+    let reserved = api
+        .update_image(
+            &image.id,
+            &[PatchOp::SetProperty {
+                key: "os_glance_foo".into(),
+                value: "x".into(),
+            }],
+        )
+        .await
+        .expect_err("reserved key");
+    assert_eq!(reserved.status(), Some(403), "{reserved}");
+    api.delete(&image.id).await.expect("delete");
+}
+
+#[tokio::test]
+async fn a_patch_sent_as_plain_json_is_refused_with_415() {
+    let bed = require_testbed!();
+    let api = bed.admin_of(&common::unique_project());
+    let image = api
+        .create_image(&NewImage {
+            name: Some(common::unique("mediatype")),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create");
+    // The client always sends the right media type, so this asks Glance directly.
+    let response = reqwest::Client::new()
+        .patch(format!("{}/v2/images/{}", bed.glance_url, image.id))
+        .header("x-identity-status", "Confirmed")
+        .header("x-project-id", image.owner.clone().unwrap_or_default())
+        .header("x-roles", "admin")
+        .header("content-type", "application/json")
+        .body(r#"[{"op": "replace", "path": "/name", "value": "x"}]"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 415);
+    api.delete(&image.id).await.expect("delete");
+}
+
+#[tokio::test]
+async fn tags_are_added_and_removed_one_at_a_time() {
+    let bed = require_testbed!();
+    let api = bed.admin_of(&common::unique_project());
+    let image = api
+        .create_image(&NewImage {
+            name: Some(common::unique("tags")),
+            tags: vec!["keep".into()],
+            ..NewImage::default()
+        })
+        .await
+        .expect("create");
+    api.add_tag(&image.id, "with space").await.expect("add tag");
+    api.add_tag(&image.id, "with space")
+        .await
+        .expect("adding twice is fine");
+    let tagged = api.get_image(&image.id).await.expect("get");
+    assert_eq!(tagged.tags, ["keep", "with space"]);
+    api.remove_tag(&image.id, "keep").await.expect("remove tag");
+    let untagged = api.get_image(&image.id).await.expect("get");
+    assert_eq!(untagged.tags, ["with space"]);
+    let missing = api
+        .remove_tag(&image.id, "never-there")
+        .await
+        .expect_err("missing tag");
+    assert!(missing.is_not_found(), "{missing}");
+    api.delete(&image.id).await.expect("delete");
+}
+
+#[tokio::test]
+async fn a_tag_with_a_slash_can_only_be_set_through_the_whole_tag_list() {
+    let bed = require_testbed!();
+    let api = bed.admin_of(&common::unique_project());
+    let image = api
+        .create_image(&NewImage {
+            name: Some(common::unique("slash")),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create");
+    // The client encodes `/` as %2F, but the WSGI server decodes it before Glance routes the
+    // path, so the per-tag endpoint never matches.
+    let per_tag = api
+        .add_tag(&image.id, "a/b")
+        .await
+        .expect_err("per-tag path");
+    assert!(per_tag.is_not_found(), "{per_tag}");
+    let patched = api
+        .update_image(&image.id, &[PatchOp::SetTags(vec!["a/b".into()])])
+        .await
+        .expect("replace /tags");
+    assert_eq!(patched.tags, ["a/b"]);
+    api.delete(&image.id).await.expect("delete");
+}
+
+#[tokio::test]
+async fn listing_follows_pages_lazily_through_the_empty_last_page() {
+    let bed = require_testbed!();
+    let api = bed.admin_of(&common::unique_project());
+    let tag = common::unique("page");
+    let mut ids = Vec::new();
+    for index in 0..4 {
+        let image = api
+            .create_image(&NewImage {
+                name: Some(format!("{tag}-{index}")),
+                tags: vec![tag.clone()],
+                ..NewImage::default()
+            })
+            .await
+            .expect("create");
+        ids.push(image.id);
+    }
+    let query = ListQuery {
+        tags: vec![tag.clone()],
+        page_size: Some(2),
+        ..ListQuery::default()
+    };
+    // Page by page: two full pages, each announcing a next one, then the empty last page.
+    let first = api.list_page(&query, None).await.expect("page 1");
+    assert_eq!(first.images.len(), 2);
+    let second = api
+        .list_page(&query, first.next_marker.as_deref())
+        .await
+        .expect("page 2");
+    assert_eq!(second.images.len(), 2);
+    let marker = second
+        .next_marker
+        .clone()
+        .expect("a full page announces a next one");
+    let last = api.list_page(&query, Some(&marker)).await.expect("page 3");
+    assert!(
+        last.images.is_empty() && last.next_marker.is_none(),
+        "{last:?}"
+    );
+    // The stream yields every image once.
+    let mut listed: Vec<String> = api
+        .list_images(&query)
+        .map_ok(|image| image.id)
+        .try_collect()
+        .await
+        .expect("stream");
+    listed.sort();
+    ids.sort();
+    assert_eq!(listed, ids);
+    // Unknown marker: Glance refuses it.
+    let bad = api
+        .list_page(&query, Some("00000000-0000-4000-8000-000000000000"))
+        .await
+        .expect_err("bad marker");
+    assert_eq!(bad.status(), Some(400), "{bad}");
+    for id in ids {
+        api.delete(&id).await.expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn list_filters_select_by_name_tags_visibility_status_owner_property_size_and_time() {
+    let bed = require_testbed!();
+    let project = common::unique_project();
+    let api = bed.admin_of(&project);
+    let base = common::unique("filter");
+    let started = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(5))
+        .expect("time");
+    let a = api
+        .create_image(&NewImage {
+            name: Some(format!("{base}-a")),
+            tags: vec![base.clone(), "one".into()],
+            visibility: Some(Visibility::Private),
+            properties: BTreeMap::from([("flavour".to_string(), "vanilla".to_string())]),
+            disk_format: Some(DiskFormat::Raw),
+            container_format: Some(ContainerFormat::Bare),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create a");
+    let b = api
+        .create_image(&NewImage {
+            name: Some(format!("{base}-b")),
+            tags: vec![base.clone(), "one".into(), "two".into()],
+            visibility: Some(Visibility::Shared),
+            properties: BTreeMap::from([("flavour".to_string(), "chocolate".to_string())]),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create b");
+    api.upload(&a.id, common::stream_of(&[7u8; 1000]), Some(1000))
+        .await
+        .expect("upload a");
+
+    let ids = |query: ListQuery| {
+        let api = api.clone();
+        async move {
+            let mut ids: Vec<String> = api
+                .list_images(&query)
+                .map_ok(|image| image.id)
+                .try_collect()
+                .await
+                .expect("list");
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let tagged = || ListQuery {
+        tags: vec![base.clone()],
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        ids(ListQuery {
+            name: Some(NameFilter::Exactly(format!("{base}-a"))),
+            ..ListQuery::default()
+        })
+        .await,
+        [a.id.as_str()]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            name: Some(NameFilter::AnyOf(vec![
+                format!("{base}-a"),
+                format!("{base}-b")
+            ])),
+            ..ListQuery::default()
+        })
+        .await,
+        sorted(vec![a.id.clone(), b.id.clone()])
+    );
+    assert_eq!(
+        ids(ListQuery {
+            tags: vec![base.clone(), "two".into()],
+            ..ListQuery::default()
+        })
+        .await,
+        [b.id.as_str()]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            visibility: Some(Visibility::Shared),
+            ..tagged()
+        })
+        .await,
+        [b.id.as_str()]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            status: Some(ImageStatus::Active),
+            ..tagged()
+        })
+        .await,
+        [a.id.as_str()]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            owner: Some(project.clone()),
+            ..tagged()
+        })
+        .await,
+        sorted(vec![a.id.clone(), b.id.clone()])
+    );
+    assert!(
+        ids(ListQuery {
+            owner: Some(common::unique_project()),
+            ..tagged()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        ids(ListQuery {
+            properties: BTreeMap::from([("flavour".to_string(), "chocolate".to_string())]),
+            ..tagged()
+        })
+        .await,
+        [b.id.as_str()]
+    );
+    assert_eq!(
+        ids(ListQuery {
+            size_min: Some(500),
+            size_max: Some(2000),
+            ..tagged()
+        })
+        .await,
+        [a.id.as_str()]
+    );
+    let since = started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert_eq!(
+        ids(ListQuery {
+            created_at: Some((TimeComparison::Gte, since.clone())),
+            ..tagged()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert!(
+        ids(ListQuery {
+            created_at: Some((TimeComparison::Lt, since)),
+            ..tagged()
+        })
+        .await
+        .is_empty()
+    );
+    let by_name_desc: Vec<String> = api
+        .list_images(&ListQuery {
+            sort: vec![("name".into(), SortDirection::Desc)],
+            ..tagged()
+        })
+        .map_ok(|image| image.name.unwrap_or_default())
+        .try_collect()
+        .await
+        .expect("sorted list");
+    assert_eq!(by_name_desc, [format!("{base}-b"), format!("{base}-a")]);
+
+    assert_eq!(
+        api.find_image(&format!("{base}-a"))
+            .await
+            .expect("find by name")
+            .map(|i| i.id),
+        Some(a.id.clone())
+    );
+    assert_eq!(
+        api.find_image(&b.id)
+            .await
+            .expect("find by id")
+            .map(|i| i.id),
+        Some(b.id.clone())
+    );
+    let twin = api
+        .create_image(&NewImage {
+            name: Some(format!("{base}-a")),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create twin");
+    let ambiguous = api
+        .find_image(&format!("{base}-a"))
+        .await
+        .expect_err("two images share a name");
+    assert_eq!(ambiguous.reason(), "AmbiguousImageName");
+    for id in [a.id, b.id, twin.id] {
+        api.delete(&id).await.expect("delete");
+    }
+}

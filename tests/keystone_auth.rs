@@ -1,0 +1,192 @@
+//! Auth tests against the real Keystone and the Glance behind it: password and application
+//! credential logins, a wrong password, token caching, renewal and re-issue after revocation,
+//! and proof that no secret reaches a log line, an error or Debug output.
+
+mod common;
+
+use common::keystone::{admin_token, cloud_yaml, demo_token, password_auth};
+
+use std::time::Duration;
+
+use glint::auth::{AuthOptions, Authenticator, CloudsFile};
+use glint::glance::{GlanceApi, GlanceClient, ListQuery};
+use secrecy::ExposeSecret;
+
+fn authenticator(yaml: &str, options: AuthOptions) -> Authenticator {
+    let file = CloudsFile::from_bytes(yaml.as_bytes()).expect("clouds.yaml");
+    Authenticator::from_cloud(file.cloud("bed").expect("cloud"), options).expect("authenticator")
+}
+
+async fn list_once(api: &GlanceClient) {
+    api.list_page(
+        &ListQuery {
+            page_size: Some(1),
+            ..ListQuery::default()
+        },
+        None,
+    )
+    .await
+    .expect("list images through Keystone");
+}
+
+#[tokio::test]
+async fn a_password_login_reaches_glance_through_the_catalog_and_caches_its_token() {
+    let bed = require_testbed!();
+    let auth = authenticator(
+        &password_auth(&bed, &bed.demo_password),
+        AuthOptions::default(),
+    );
+    let api = GlanceClient::new(auth.clone());
+    for _ in 0..3 {
+        list_once(&api).await;
+    }
+    assert_eq!(
+        auth.tokens_issued(),
+        1,
+        "one token serves every call until it nears expiry"
+    );
+    assert_eq!(
+        auth.project_id().await.expect("project"),
+        Some(bed.demo_project_id.clone())
+    );
+    assert_eq!(
+        auth.image_endpoint()
+            .await
+            .expect("endpoint")
+            .trim_end_matches('/'),
+        bed.keystone_glance_url.trim_end_matches('/')
+    );
+    assert!(
+        api.api_version()
+            .await
+            .expect("version")
+            .is_some_and(|v| v.starts_with("2."))
+    );
+}
+
+#[tokio::test]
+async fn a_token_near_expiry_is_renewed_before_use() {
+    let bed = require_testbed!();
+    // Keystone's tokens live an hour: a two-hour margin makes every token "near expiry".
+    let options = AuthOptions {
+        renew_margin: Duration::from_secs(7200),
+        ..AuthOptions::default()
+    };
+    let auth = authenticator(&password_auth(&bed, &bed.demo_password), options);
+    let api = GlanceClient::new(auth.clone());
+    list_once(&api).await;
+    list_once(&api).await;
+    assert!(
+        auth.tokens_issued() >= 3,
+        "issued {} tokens",
+        auth.tokens_issued()
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_reissued_once_and_the_call_succeeds() {
+    let bed = require_testbed!();
+    let auth = authenticator(
+        &password_auth(&bed, &bed.demo_password),
+        AuthOptions::default(),
+    );
+    let api = GlanceClient::new(auth.clone());
+    list_once(&api).await;
+    assert_eq!(auth.tokens_issued(), 1);
+    let held = auth.credential().await.expect("credential");
+    let held_token = held
+        .auth_token()
+        .expect("a Keystone credential carries a token")
+        .expose_secret()
+        .to_string();
+    let admin = admin_token(&bed).await;
+    let revoked = reqwest::Client::new()
+        .delete(format!("{}/auth/tokens", bed.keystone_url))
+        .header("x-auth-token", &admin)
+        .header("x-subject-token", &held_token)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status().as_u16(), 204);
+    // Glance now answers 401 to the held token; glint drops it, issues a new one, and the call
+    // succeeds without the caller seeing the 401.
+    list_once(&api).await;
+    assert_eq!(auth.tokens_issued(), 2, "exactly one re-issue");
+    let fresh = auth.credential().await.expect("credential");
+    assert_ne!(
+        fresh.auth_token().expect("token").expose_secret(),
+        held_token.as_str()
+    );
+}
+
+#[tokio::test]
+async fn an_application_credential_logs_in_without_a_project() {
+    let bed = require_testbed!();
+    let token = demo_token(&bed).await;
+    let name = common::unique("appcred");
+    let response = reqwest::Client::new()
+        .post(format!("{}/users/{}/application_credentials", bed.keystone_url, bed.demo_user_id))
+        .header("x-auth-token", &token)
+                // Without explicit roles Keystone copies the token's, implied ones included, and then
+        // refuses those the user holds only by implication.
+        .json(&serde_json::json!({"application_credential": {"name": name, "roles": [{"name": "member"}]}}))
+        .send()
+        .await
+        .expect("create application credential");
+    let status = response.status();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        response.text().await.unwrap_or_default()
+    );
+    let body: serde_json::Value = response.json().await.expect("body");
+    let id = body["application_credential"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let secret = body["application_credential"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+
+    for credential in [
+        format!("application_credential_id: {id}"),
+        format!(
+            "application_credential_name: {name}\n      user_id: {}",
+            bed.demo_user_id
+        ),
+    ] {
+        let yaml = cloud_yaml(
+            &bed,
+            "v3applicationcredential",
+            &format!("      {credential}\n      application_credential_secret: {secret}\n"),
+        );
+        let auth = authenticator(&yaml, AuthOptions::default());
+        list_once(&GlanceClient::new(auth.clone())).await;
+        assert_eq!(
+            auth.project_id().await.expect("project"),
+            Some(bed.demo_project_id.clone())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_clear_final_error() {
+    let bed = require_testbed!();
+    let auth = authenticator(
+        &password_auth(&bed, "not-the-password-7731"),
+        AuthOptions::default(),
+    );
+    let err = GlanceClient::new(auth)
+        .list_page(&ListQuery::default(), None)
+        .await
+        .expect_err("wrong password");
+    let text = err.to_string();
+    assert!(!err.is_transient(), "{text}");
+    assert_eq!(err.reason(), "AuthenticationFailed");
+    assert!(
+        text.contains("refused the credentials") && text.contains("check the user, password"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password-7731"), "{text}");
+}
