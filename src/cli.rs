@@ -10,8 +10,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::auth::{AuthOptions, Authenticator, clouds};
 use crate::glance::{
-    ByteStream, ContainerFormat, DiskFormat, GlanceApi, GlanceClient, GlanceError, ImageStatus,
-    ListQuery, NameFilter, NewImage, Visibility,
+    ByteStream, ContainerFormat, DiskFormat, GlanceApi, GlanceClient, GlanceError, Image,
+    ImageStatus, ListQuery, NameFilter, NewImage, Visibility,
 };
 
 /// Chunk size for reading local files: large enough that syscalls do not bound throughput,
@@ -126,7 +126,7 @@ pub async fn run(api: &impl GlanceApi, command: ImageCommand) -> Result<(), CliE
                 .find_image(&name_or_id)
                 .await?
                 .ok_or_else(|| not_found(&name_or_id))?;
-            println!("{image:#?}");
+            print!("{}", describe(&image));
         }
         ImageCommand::Create(args) => {
             let image = api
@@ -170,6 +170,54 @@ pub async fn run(api: &impl GlanceApi, command: ImageCommand) -> Result<(), CliE
     Ok(())
 }
 
+/// `field  value` lines, like `openstack image show`.
+fn describe(image: &Image) -> String {
+    let optional = |value: Option<String>| value.unwrap_or_default();
+    let mut rows: Vec<(String, String)> = vec![
+        ("id".into(), image.id.clone()),
+        ("name".into(), optional(image.name.clone())),
+        ("status".into(), image.status.to_string()),
+        ("visibility".into(), image.visibility.to_string()),
+        ("protected".into(), image.protected.to_string()),
+        ("hidden".into(), image.hidden.to_string()),
+        (
+            "disk_format".into(),
+            optional(image.disk_format.map(|f| f.to_string())),
+        ),
+        (
+            "container_format".into(),
+            optional(image.container_format.map(|f| f.to_string())),
+        ),
+        ("size".into(), optional(image.size.map(|n| n.to_string()))),
+        (
+            "virtual_size".into(),
+            optional(image.virtual_size.map(|n| n.to_string())),
+        ),
+        ("min_disk".into(), image.min_disk.to_string()),
+        ("min_ram".into(), image.min_ram.to_string()),
+        ("checksum".into(), optional(image.checksum.clone())),
+        ("os_hash_algo".into(), optional(image.os_hash_algo.clone())),
+        (
+            "os_hash_value".into(),
+            optional(image.os_hash_value.clone()),
+        ),
+        ("owner".into(), optional(image.owner.clone())),
+        ("tags".into(), image.tags.join(", ")),
+        ("created_at".into(), optional(image.created_at.clone())),
+        ("updated_at".into(), optional(image.updated_at.clone())),
+    ];
+    rows.extend(
+        image
+            .properties
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
+    let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(key, value)| format!("{key:<width$}  {value}\n"))
+        .collect()
+}
+
 async fn upload_file(api: &impl GlanceApi, id: &str, file: &Path) -> Result<(), CliError> {
     let (data, size) = file_stream(file).await?;
     api.upload(id, data, Some(size)).await?;
@@ -186,4 +234,23 @@ pub enum CliError {
     Auth(#[from] crate::auth::AuthError),
     #[error("local file: {0}")]
     Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_is_described_as_aligned_fields_with_its_properties_last() {
+        let image: Image = serde_json::from_value(serde_json::json!({
+            "id": "i-1", "name": "cirros", "status": "active", "visibility": "private",
+            "tags": ["b", "a"], "size": 5, "os_distro": "cirros"
+        }))
+        .unwrap();
+        let text = describe(&image);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "id                i-1");
+        assert!(lines.contains(&"tags              a, b"), "{text}");
+        assert_eq!(lines.last(), Some(&"os_distro         cirros"));
+    }
 }
