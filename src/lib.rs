@@ -27,4 +27,5 @@
 
 pub mod auth;
 pub mod cli;
+pub mod crd;
 pub mod glance;

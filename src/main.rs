@@ -29,6 +29,8 @@ enum Command {
     /// Work with images directly (list, show, create, upload, download, delete).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Print the Image CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    Crd,
 }
 
 fn init_logging(format: LogFormat) {
@@ -47,6 +49,16 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let outcome = match cli.command {
+        Command::Crd => match glint::crd::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                Ok(())
+            }
+            Err(err) => {
+                eprintln!("glint: cannot render the CRD: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
         Command::Image(command) => match cli::client_from_environment(cli.os_cloud.as_deref()) {
             Ok(client) => cli::run(&client, command).await,
             Err(err) => Err(err.into()),

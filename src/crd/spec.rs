@@ -1,0 +1,368 @@
+//! `Image.spec`: what the user declares. Every field's doc comment is what `kubectl explain`
+//! shows, so it is written for the person editing a manifest.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::status::ImageStatus;
+use crate::glance::{ContainerFormat, DiskFormat, Visibility};
+
+/// Glance-owned keys that `spec.properties` may not set: they are read-only in Glance or have
+/// their own spec field. Kept in one list that the CEL rule and glint's own check share.
+pub const RESERVED_PROPERTY_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "status",
+    "visibility",
+    "protected",
+    "os_hidden",
+    "checksum",
+    "owner",
+    "size",
+    "virtual_size",
+    "min_ram",
+    "min_disk",
+    "container_format",
+    "disk_format",
+    "created_at",
+    "updated_at",
+    "tags",
+    "self",
+    "file",
+    "schema",
+    "locations",
+    "direct_url",
+    "stores",
+];
+
+/// Key prefixes Glance reserves for itself.
+pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &["os_glance", "os_hash_"];
+
+/// An OpenStack Glance image that glint creates, keeps in the declared state and deletes, or
+/// (with managementPolicy unmanaged) only observes.
+// kube's derive takes one `printcolumn(...)` per column; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "glint.dev",
+    version = "v1alpha1",
+    kind = "Image",
+    namespaced,
+    doc = "An OpenStack Glance image managed (or observed) by glint. spec says what the image should be; status says what Glance has and what glint is doing about it.",
+    status = "ImageStatus",
+    shortname = "gimg",
+    category = "openstack",
+    printcolumn(
+        name = "Glance Name",
+        type_ = "string",
+        json_path = ".status.glance.name"
+    ),
+    printcolumn(name = "ID", type_ = "string", json_path = ".status.id"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.glance.status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+// `import` is a CEL keyword: Kubernetes exposes the field to rules as `__import__`.
+#[x_kube(
+    validation = Rule::new("!has(self.managementPolicy) || self.managementPolicy != 'unmanaged' || has(self.__import__)")
+        .message("managementPolicy unmanaged needs spec.import (an id or a filter) to say which image to observe"),
+    validation = Rule::new("!has(self.__import__) || (has(self.managementPolicy) && self.managementPolicy == 'unmanaged')")
+        .message("spec.import only works with managementPolicy: unmanaged; glint never modifies an imported image"),
+    validation = Rule::new("(has(self.managementPolicy) && self.managementPolicy == 'unmanaged') || has(self.diskFormat)")
+        .message("a managed image needs spec.diskFormat (for example qcow2 or raw)"),
+    validation = Rule::new("!has(self.members) || size(self.members) == 0 || (has(self.visibility) && self.visibility == 'shared')")
+        .message("spec.members needs spec.visibility: shared (Glance shares only shared images)"),
+    validation = Rule::new("!has(oldSelf.source) || (has(self.source) && self.source == oldSelf.source)")
+        .message("spec.source is immutable once set: create a new Image for new data"),
+    validation = Rule::new("has(self.id) == has(oldSelf.id) && (!has(self.id) || self.id == oldSelf.id)")
+        .message("spec.id is immutable"),
+    validation = Rule::new("has(self.diskFormat) == has(oldSelf.diskFormat) && (!has(self.diskFormat) || self.diskFormat == oldSelf.diskFormat)")
+        .message("spec.diskFormat is immutable: Glance fixes it once data is uploaded"),
+    // Compared as effective values: an absent policy means managed.
+    validation = Rule::new("(has(self.managementPolicy) ? self.managementPolicy : 'managed') == (has(oldSelf.managementPolicy) ? oldSelf.managementPolicy : 'managed')")
+        .message("spec.managementPolicy is immutable"),
+    validation = Rule::new("has(self.__import__) == has(oldSelf.__import__) && (!has(self.__import__) || self.__import__ == oldSelf.__import__)")
+        .message("spec.import is immutable"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// The Secret (in this namespace) holding a clouds.yaml, and the cloud in it to use.
+    pub cloud_credentials_ref: CloudCredentialsRef,
+
+    /// The image's name in Glance. Defaults to metadata.name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("size(self) <= 255").message("Glance names are at most 255 characters"))]
+    pub name: Option<String>,
+
+    /// Who can see the image: private (default; only the owning project), shared (the owner
+    /// and spec.members), community (anyone can use it, not listed by default) or public
+    /// (everyone; usually needs an admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+
+    /// Tags on the image, as a set: order does not matter and duplicates are not allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(t, size(t) > 0 && size(t) <= 255)").message("each tag is 1 to 255 characters"))]
+    pub tags: Vec<String>,
+
+    /// Protected images cannot be deleted in Glance. glint unprotects the image itself before
+    /// it deletes it (onDelete: delete).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+
+    /// Hidden images (Glance's os_hidden) are left out of default image listings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
+
+    /// Minimum disk size, in GB, a server needs to boot this image.
+    #[serde(default, rename = "minDiskGB", skip_serializing_if = "Option::is_none")]
+    pub min_disk_gb: Option<u32>,
+
+    /// Minimum RAM, in MB, a server needs to boot this image.
+    #[serde(default, rename = "minRamMB", skip_serializing_if = "Option::is_none")]
+    pub min_ram_mb: Option<u32>,
+
+    /// Free-form string properties (for example os_distro, hw_disk_bus). Changes are applied
+    /// to Glance; keys removed here are removed from Glance. Glance's own keys (os_glance_*,
+    /// os_hash_*, stores, direct_url and the fields above) are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new(reserved_keys_rule()).message(
+        "spec.properties must not set Glance's own keys (os_glance_*, os_hash_*, stores, direct_url, id, name, status, visibility, protected, os_hidden, checksum, owner, size, min_disk, min_ram, container_format, disk_format, tags, ...): use the dedicated spec fields"
+    ))]
+    pub properties: BTreeMap<String, String>,
+
+    /// The container format of the data: bare (default; no container), ovf, ova, ami, ari,
+    /// aki, docker or compressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_format: Option<ContainerFormat>,
+
+    /// The disk format of the data: raw, qcow2, vmdk, vhd, vhdx, vdi, iso, ploop, ami, ari or
+    /// aki. Required for managed images; immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_format: Option<DiskFormat>,
+
+    /// A UUID to create the image with. Normally left empty: glint derives a stable id from
+    /// this object, which is what makes a retried create safe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    ))]
+    pub id: Option<String>,
+
+    /// Where the image data comes from. Without a source the image stays queued (no data).
+    /// Immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ImageSource>,
+
+    /// Deactivated images cannot be downloaded or booted by non-admins. Set back to false to
+    /// reactivate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deactivated: bool,
+
+    /// Project ids the image is shared with (needs visibility: shared). Each project still has
+    /// to accept the image in Glance before it is listed for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub members: Vec<String>,
+
+    /// Observe an image glint did not create, by id or by filter. Needs managementPolicy:
+    /// unmanaged; glint never modifies or deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImageImport>,
+
+    /// managed (default): glint creates, updates and deletes the image. unmanaged: glint only
+    /// reports on the image selected by spec.import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_policy: Option<ManagementPolicy>,
+
+    /// What happens to the Glance image when this object is deleted: delete (default) removes
+    /// it from Glance; detach leaves it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_delete: Option<OnDelete>,
+
+    /// How often to compare the image in Glance with this spec and correct drift, as a
+    /// duration such as 10m or 1h. Defaults to the controller's --resync-period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub resync_period: Option<String>,
+}
+
+fn reserved_keys_rule() -> String {
+    let keys = RESERVED_PROPERTY_KEYS
+        .iter()
+        .map(|key| format!("'{key}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let prefixes = RESERVED_PROPERTY_PREFIXES
+        .iter()
+        .map(|prefix| format!("!k.startsWith('{prefix}')"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    format!("self.all(k, {prefixes} && !(k in [{keys}]))")
+}
+
+/// A Secret with a clouds.yaml.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudCredentialsRef {
+    /// Name of a Secret in the Image's namespace. Its key clouds.yaml holds the clouds file;
+    /// an optional key cacert holds a PEM CA bundle for the cloud's TLS certificates.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("secretName must not be empty"))]
+    pub secret_name: String,
+    /// The cloud's name under clouds: in that clouds.yaml.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("cloudName must not be empty"))]
+    pub cloud_name: String,
+}
+
+/// Where the image data comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSource {
+    /// An http:// or https:// URL of the image file.
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
+        .message("source.url must be an http:// or https:// URL"))]
+    pub url: String,
+    /// The expected hash of the file as downloaded (before decompression). A mismatch fails the
+    /// transfer and nothing is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<SourceHash>,
+    /// How to decompress the file: auto (default; by file extension and magic bytes), none,
+    /// gzip, xz, bzip2 or zstd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decompress: Option<Decompression>,
+    /// How the data reaches Glance: auto (default), upload (glint streams it through itself)
+    /// or webDownload (Glance fetches the URL; no hash check or decompression by glint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<TransferMethod>,
+}
+
+/// An expected hash.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "size(self.value) == (self.algorithm == 'md5' ? 32 : self.algorithm == 'sha1' ? 40 : self.algorithm == 'sha256' ? 64 : 128)"
+).message("hash.value has the wrong length for hash.algorithm (md5: 32, sha1: 40, sha256: 64, sha512: 128 hex digits)"))]
+pub struct SourceHash {
+    /// md5, sha1, sha256 or sha512.
+    pub algorithm: HashAlgorithm,
+    /// The hash as lowercase hexadecimal.
+    #[schemars(regex(pattern = r"^[0-9a-f]+$"))]
+    pub value: String,
+}
+
+/// Which image to observe without managing it: exactly one of id or filter.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.id) != has(self.filter)").message("spec.import needs exactly one of id or filter"))]
+pub struct ImageImport {
+    /// The Glance image id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    ))]
+    pub id: Option<String>,
+    /// Select the image by its attributes. It must match one image, unless newest is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<ImportFilter>,
+}
+
+/// Attributes an imported image must have. At least one is required.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.name) || has(self.tags) || has(self.visibility) || has(self.owner) || has(self.properties)")
+    .message("an import filter needs at least one of name, tags, visibility, owner or properties"))]
+pub struct ImportFilter {
+    /// The image name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tags the image must all have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub tags: Vec<String>,
+    /// The image's visibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+    /// The owning project id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Properties the image must have, with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    /// When several images match, track the most recently created one instead of failing;
+    /// glint follows a newer match as soon as it appears.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub newest: bool,
+}
+
+macro_rules! spec_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? } default $default:ident) => {
+        $(#[$meta])*
+        #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::$default
+            }
+        }
+    };
+}
+
+spec_enum!(
+    /// Hash algorithms glint can verify.
+    HashAlgorithm { Md5 = "md5", Sha1 = "sha1", Sha256 = "sha256", Sha512 = "sha512" } default Sha256
+);
+
+spec_enum!(
+    /// How to decompress the source.
+    Decompression { Auto = "auto", None = "none", Gzip = "gzip", Xz = "xz", Bzip2 = "bzip2", Zstd = "zstd" } default Auto
+);
+
+spec_enum!(
+    /// How the data reaches Glance.
+    TransferMethod { Auto = "auto", Upload = "upload", WebDownload = "webDownload" } default Auto
+);
+
+spec_enum!(
+    /// Whether glint manages the image or only observes it.
+    ManagementPolicy { Managed = "managed", Unmanaged = "unmanaged" } default Managed
+);
+
+spec_enum!(
+    /// What deleting the object does to the Glance image.
+    OnDelete { Delete = "delete", Detach = "detach" } default Delete
+);
+
+impl ImageSpec {
+    /// The management policy with its default applied.
+    pub fn policy(&self) -> ManagementPolicy {
+        self.management_policy.unwrap_or_default()
+    }
+
+    /// What deletion does, with its default applied.
+    pub fn on_delete(&self) -> OnDelete {
+        self.on_delete.unwrap_or_default()
+    }
+}
+
+/// Whether `key` may be set in spec.properties: the same rule the CRD's CEL check applies,
+/// for code paths that do not pass through the apiserver (the CLI's `glint apply`).
+pub fn is_reserved_property(key: &str) -> bool {
+    RESERVED_PROPERTY_KEYS.contains(&key)
+        || RESERVED_PROPERTY_PREFIXES
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+}

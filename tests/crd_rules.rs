@@ -1,0 +1,328 @@
+//! The Image CRD's admission rules, evaluated client-side by kube's CEL validator against the
+//! generated schema (no apiserver needed, so CI always runs them), and the schema's promises:
+//! every field documented for `kubectl explain`, no formats the apiserver warns about.
+
+use kube::core::cel::Validator;
+use serde_json::{Value, json};
+
+fn schema() -> Value {
+    let crd = glint::crd::definition().expect("CRD");
+    let version = &crd.spec.versions[0];
+    serde_json::to_value(
+        version
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("schema"),
+    )
+    .expect("json")
+}
+
+fn image(spec: Value) -> Value {
+    json!({"apiVersion": "glint.dev/v1alpha1", "kind": "Image", "metadata": {"name": "x"}, "spec": spec})
+}
+
+fn minimal() -> Value {
+    json!({"cloudCredentialsRef": {"secretName": "s", "cloudName": "c"}, "diskFormat": "qcow2"})
+}
+
+fn with(mut base: Value, patch: Value) -> Value {
+    if let (Some(base), Some(patch)) = (base.as_object_mut(), patch.as_object()) {
+        for (key, value) in patch {
+            if value.is_null() {
+                base.remove(key);
+            } else {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    base
+}
+
+/// `Ok(())` or the messages of the failed rules.
+fn admit(new: Value, old: Option<Value>) -> Result<(), String> {
+    Validator::new()
+        .validate(&schema(), &image(new), old.map(image).as_ref())
+        .map_err(|errors| {
+            errors
+                .as_slice()
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+}
+
+#[test]
+fn new_images_are_admitted_or_refused_with_what_to_fix() {
+    let cases: Vec<(&str, Value, Option<&str>)> = vec![
+        ("minimal managed image", minimal(), None),
+        (
+            "every field",
+            with(
+                minimal(),
+                json!({
+                    "name": "n", "visibility": "shared", "tags": ["a"], "protected": true, "hidden": true,
+                    "minDiskGB": 1, "minRamMB": 512, "properties": {"os_distro": "debian"},
+                    "containerFormat": "bare", "id": "1b4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7f",
+                    "source": {"url": "https://example.org/i.qcow2", "hash": {"algorithm": "sha256", "value": "a".repeat(64)},
+                               "decompress": "auto", "method": "upload"},
+                    "deactivated": false, "members": ["p1"], "onDelete": "detach", "resyncPeriod": "10m"
+                }),
+            ),
+            None,
+        ),
+        (
+            "managed without diskFormat",
+            with(minimal(), json!({"diskFormat": null})),
+            Some("needs spec.diskFormat"),
+        ),
+        (
+            "members without shared",
+            with(minimal(), json!({"members": ["p1"]})),
+            Some("needs spec.visibility: shared"),
+        ),
+        (
+            "members on a private image",
+            with(
+                minimal(),
+                json!({"members": ["p1"], "visibility": "private"}),
+            ),
+            Some("shared"),
+        ),
+        (
+            "reserved property prefix",
+            with(minimal(), json!({"properties": {"os_glance_x": "1"}})),
+            Some("must not set Glance's own keys"),
+        ),
+        (
+            "reserved hash property",
+            with(minimal(), json!({"properties": {"os_hash_value": "1"}})),
+            Some("Glance's own keys"),
+        ),
+        (
+            "reserved stores key",
+            with(minimal(), json!({"properties": {"stores": "fs"}})),
+            Some("Glance's own keys"),
+        ),
+        (
+            "a base field as property",
+            with(minimal(), json!({"properties": {"min_ram": "1"}})),
+            Some("dedicated spec fields"),
+        ),
+        (
+            "unmanaged without import",
+            with(minimal(), json!({"managementPolicy": "unmanaged"})),
+            Some("needs spec.import"),
+        ),
+        (
+            "import while managed",
+            with(
+                minimal(),
+                json!({"import": {"id": "1b4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7f"}}),
+            ),
+            Some("only works with managementPolicy: unmanaged"),
+        ),
+        (
+            "unmanaged import by filter needs no diskFormat",
+            json!({"cloudCredentialsRef": {"secretName": "s", "cloudName": "c"}, "managementPolicy": "unmanaged",
+                   "import": {"filter": {"name": "cirros", "newest": true}}}),
+            None,
+        ),
+        (
+            "import with both id and filter",
+            json!({"cloudCredentialsRef": {"secretName": "s", "cloudName": "c"}, "managementPolicy": "unmanaged",
+                   "import": {"id": "1b4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7f", "filter": {"name": "x"}}}),
+            Some("exactly one of id or filter"),
+        ),
+        (
+            "empty import filter",
+            json!({"cloudCredentialsRef": {"secretName": "s", "cloudName": "c"}, "managementPolicy": "unmanaged",
+                   "import": {"filter": {"newest": true}}}),
+            Some("at least one of name"),
+        ),
+        (
+            "hash of the wrong length",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "hash": {"algorithm": "sha512", "value": "ab"}}}),
+            ),
+            Some("128 hex digits"),
+        ),
+        (
+            "non-http source",
+            with(minimal(), json!({"source": {"url": "ftp://x/i"}})),
+            Some("http:// or https://"),
+        ),
+        (
+            "empty secret name",
+            with(
+                minimal(),
+                json!({"cloudCredentialsRef": {"secretName": "", "cloudName": "c"}}),
+            ),
+            Some("secretName must not be empty"),
+        ),
+        (
+            "empty tag",
+            with(minimal(), json!({"tags": [""]})),
+            Some("1 to 255 characters"),
+        ),
+    ];
+    for (what, spec, expected) in cases {
+        match (admit(spec, None), expected) {
+            (Ok(()), None) => {}
+            (Err(messages), Some(fragment)) => {
+                assert!(messages.contains(fragment), "{what}: {messages}")
+            }
+            (outcome, expected) => panic!("{what}: got {outcome:?}, expected {expected:?}"),
+        }
+    }
+}
+
+#[test]
+fn updates_may_change_mutable_fields_but_not_immutable_ones() {
+    let old = with(
+        minimal(),
+        json!({"source": {"url": "https://x/a.qcow2"}, "id": "1b4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7f"}),
+    );
+    let cases: Vec<(&str, Value, Option<&str>)> = vec![
+        (
+            "rename, retag, reprotect",
+            with(
+                old.clone(),
+                json!({"name": "new", "tags": ["x"], "protected": true, "properties": {"a": "b"}}),
+            ),
+            None,
+        ),
+        (
+            "deactivate",
+            with(old.clone(), json!({"deactivated": true})),
+            None,
+        ),
+        (
+            "change the source",
+            with(old.clone(), json!({"source": {"url": "https://x/b.qcow2"}})),
+            Some("spec.source is immutable"),
+        ),
+        (
+            "drop the source",
+            with(old.clone(), json!({"source": null})),
+            Some("spec.source is immutable"),
+        ),
+        (
+            "change the id",
+            with(
+                old.clone(),
+                json!({"id": "2b4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7f"}),
+            ),
+            Some("spec.id is immutable"),
+        ),
+        (
+            "change the disk format",
+            with(old.clone(), json!({"diskFormat": "raw"})),
+            Some("spec.diskFormat is immutable"),
+        ),
+        (
+            "switch to unmanaged",
+            with(
+                old.clone(),
+                json!({"managementPolicy": "unmanaged", "import": {"id": "1b4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7f"}}),
+            ),
+            Some("managementPolicy is immutable"),
+        ),
+    ];
+    for (what, new, expected) in cases {
+        match (admit(new, Some(old.clone())), expected) {
+            (Ok(()), None) => {}
+            (Err(messages), Some(fragment)) => {
+                assert!(messages.contains(fragment), "{what}: {messages}")
+            }
+            (outcome, expected) => panic!("{what}: got {outcome:?}, expected {expected:?}"),
+        }
+    }
+    let unset_source = minimal();
+    assert_eq!(
+        admit(
+            with(
+                unset_source.clone(),
+                json!({"source": {"url": "https://x/late"}})
+            ),
+            Some(unset_source)
+        ),
+        Ok(()),
+        "a source may be added later"
+    );
+}
+
+fn undocumented(schema: &Value, path: &str, found: &mut Vec<String>) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, property) in properties {
+        let here = format!("{path}.{name}");
+        // metadata and Condition are Kubernetes' own types, documented upstream.
+        if here == ".metadata" || here.starts_with(".status.conditions") {
+            continue;
+        }
+        let described = property
+            .get("description")
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.trim().is_empty());
+        if !described && !matches!(name.as_str(), "apiVersion" | "kind") {
+            found.push(here.clone());
+        }
+        undocumented(property, &here, found);
+        if let Some(items) = property.get("items") {
+            undocumented(items, &here, found);
+        }
+    }
+}
+
+#[test]
+fn every_field_has_a_description_for_kubectl_explain() {
+    let mut missing = Vec::new();
+    undocumented(&schema(), "", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "fields without a doc comment: {missing:?}"
+    );
+}
+
+#[test]
+fn the_schema_uses_only_formats_the_apiserver_knows() {
+    let text = glint::crd::crd_yaml().expect("yaml");
+    assert!(
+        !text.contains("format: uint"),
+        "unsigned formats make the apiserver warn"
+    );
+    assert!(
+        text.contains("minimum: 0"),
+        "unsigned fields keep their lower bound"
+    );
+}
+
+#[test]
+fn the_printer_columns_show_name_id_status_ready_and_age() {
+    let crd = glint::crd::definition().expect("CRD");
+    let columns: Vec<String> = crd.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|column| column.name.clone())
+        .collect();
+    assert_eq!(columns, ["Glance Name", "ID", "Status", "Ready", "Age"]);
+}
+
+#[test]
+fn the_checked_in_crd_is_what_glint_generates() {
+    let generated = glint::crd::crd_yaml().expect("yaml");
+    let checked_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/images.glint.dev.yaml"
+    ))
+    .expect("crds/images.glint.dev.yaml exists (run scripts/generate)");
+    assert!(
+        generated == checked_in,
+        "crds/images.glint.dev.yaml is stale: run scripts/generate and commit the result"
+    );
+}
