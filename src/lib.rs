@@ -29,3 +29,5 @@ pub mod auth;
 pub mod cli;
 pub mod crd;
 pub mod glance;
+pub mod observe;
+pub mod plan;

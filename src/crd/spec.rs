@@ -88,6 +88,8 @@ pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &["os_glance", "os_hash_"];
         .message("spec.id is immutable"),
     validation = Rule::new("has(self.diskFormat) == has(oldSelf.diskFormat) && (!has(self.diskFormat) || self.diskFormat == oldSelf.diskFormat)")
         .message("spec.diskFormat is immutable: Glance fixes it once data is uploaded"),
+    validation = Rule::new("(has(self.containerFormat) ? self.containerFormat : 'bare') == (has(oldSelf.containerFormat) ? oldSelf.containerFormat : 'bare')")
+        .message("spec.containerFormat is immutable: Glance fixes it once data is uploaded"),
     // Compared as effective values: an absent policy means managed.
     validation = Rule::new("(has(self.managementPolicy) ? self.managementPolicy : 'managed') == (has(oldSelf.managementPolicy) ? oldSelf.managementPolicy : 'managed')")
         .message("spec.managementPolicy is immutable"),
@@ -133,9 +135,11 @@ pub struct ImageSpec {
     #[serde(default, rename = "minRamMB", skip_serializing_if = "Option::is_none")]
     pub min_ram_mb: Option<u32>,
 
-    /// Free-form string properties (for example os_distro, hw_disk_bus). Changes are applied
-    /// to Glance; keys removed here are removed from Glance. Glance's own keys (os_glance_*,
-    /// os_hash_*, stores, direct_url and the fields above) are refused.
+    /// Free-form string properties (for example os_distro, hw_disk_bus). glint keeps the
+    /// image's properties equal to these: changed values are updated and properties that are
+    /// not listed here are removed from Glance (Glance's own os_glance_* keys excepted).
+    /// Glance's own keys (os_glance_*, os_hash_*, stores, direct_url and the fields above) are
+    /// refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[x_kube(validation = Rule::new(reserved_keys_rule()).message(
         "spec.properties must not set Glance's own keys (os_glance_*, os_hash_*, stores, direct_url, id, name, status, visibility, protected, os_hidden, checksum, owner, size, min_disk, min_ram, container_format, disk_format, tags, ...): use the dedicated spec fields"
@@ -143,7 +147,7 @@ pub struct ImageSpec {
     pub properties: BTreeMap<String, String>,
 
     /// The container format of the data: bare (default; no container), ovf, ova, ami, ari,
-    /// aki, docker or compressed.
+    /// aki, docker or compressed. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_format: Option<ContainerFormat>,
 

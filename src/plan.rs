@@ -1,0 +1,392 @@
+//! The diff: what the spec wants ([`Desired`]) against what Glance has ([`Observation`]),
+//! as an ordered list of [`Action`]s and the [`Progress`] that status reports.
+//!
+//! Pure: no client, no clock. Each field has its own small function, and every rule is a row
+//! in the table tests below. Ordering rules that Glance imposes:
+//! - members are removed before visibility leaves `shared` and added after it becomes `shared`
+//!   (Glance refuses member calls on images that are not shared);
+//! - deactivation needs data (Glance refuses it on a queued image);
+//! - a protected image is unprotected in the same step that deletes it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::crd::{ImageSource, ImageSpec, is_reserved_property};
+use crate::glance::{
+    ContainerFormat, DiskFormat, Image, ImageStatus, NewImage, PatchOp, Visibility,
+};
+use crate::observe::{OWNER_PROPERTY, Observation};
+
+/// The image as the spec describes it, with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub name: String,
+    pub visibility: Visibility,
+    /// Sorted and without duplicates, like `glance::Image::tags`.
+    pub tags: Vec<String>,
+    pub protected: bool,
+    pub hidden: bool,
+    pub min_disk: u64,
+    pub min_ram: u64,
+    /// The spec's properties plus the ownership mark.
+    pub properties: BTreeMap<String, String>,
+    pub container_format: ContainerFormat,
+    pub disk_format: Option<DiskFormat>,
+    pub members: BTreeSet<String>,
+    pub deactivated: bool,
+    pub source: Option<ImageSource>,
+}
+
+impl Desired {
+    /// `object_name` is metadata.name (the default image name), `uid` the object's uid.
+    pub fn from_spec(spec: &ImageSpec, object_name: &str, uid: &str) -> Self {
+        let mut tags = spec.tags.clone();
+        tags.sort();
+        tags.dedup();
+        let mut properties = spec.properties.clone();
+        properties.insert(OWNER_PROPERTY.to_string(), uid.to_string());
+        Self {
+            name: spec.name.clone().unwrap_or_else(|| object_name.to_string()),
+            visibility: spec.visibility.unwrap_or(Visibility::Private),
+            tags,
+            protected: spec.protected,
+            hidden: spec.hidden,
+            min_disk: spec.min_disk_gb.map_or(0, u64::from),
+            min_ram: spec.min_ram_mb.map_or(0, u64::from),
+            properties,
+            container_format: spec.container_format.unwrap_or(ContainerFormat::Bare),
+            disk_format: spec.disk_format,
+            members: spec.members.iter().cloned().collect(),
+            deactivated: spec.deactivated,
+            source: spec.source.clone(),
+        }
+    }
+
+    /// The create request: every field Glance accepts at creation, so that nothing fallible
+    /// but the create itself stands between "no image" and "image with the right metadata".
+    pub fn new_image(&self, id: &str) -> NewImage {
+        NewImage {
+            id: Some(id.to_string()),
+            name: Some(self.name.clone()),
+            visibility: Some(self.visibility),
+            tags: self.tags.clone(),
+            container_format: Some(self.container_format),
+            disk_format: self.disk_format,
+            min_disk: Some(self.min_disk),
+            min_ram: Some(self.min_ram),
+            protected: Some(self.protected),
+            hidden: Some(self.hidden),
+            properties: self.properties.clone(),
+        }
+    }
+}
+
+/// Where the source -> Glance transfer of this image stands, as the transfer tasks report it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TransferState {
+    /// No transfer is running for this image.
+    #[default]
+    Idle,
+    Running,
+    /// The last attempt failed; `retry` says whether starting another can help.
+    Failed {
+        message: String,
+        retry: bool,
+    },
+}
+
+/// One step against Glance, in the order the plan lists them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create the image; the executor picks the id (derived, or spec.id).
+    Create,
+    /// One atomic JSON patch with every field change.
+    Patch(Vec<PatchOp>),
+    AddMember(String),
+    RemoveMember(String),
+    StartTransfer,
+    Deactivate,
+    Reactivate,
+    /// Delete the image (after unprotecting it, when it is protected).
+    Delete {
+        unprotect: bool,
+    },
+}
+
+/// What status reports about the plan's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Glance matches the spec; nothing to do.
+    InSync,
+    /// Work is under way or planned; `reason` is a PascalCase word for conditions.
+    Working {
+        reason: &'static str,
+        message: String,
+    },
+    /// Nothing glint can do until the spec (or the world) changes.
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Actions and the outcome they lead to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub progress: Progress,
+}
+
+fn working(reason: &'static str, message: impl Into<String>) -> Progress {
+    Progress::Working {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// The plan for an object that is not being deleted. `members` are the image's current
+/// member projects (only read when it matters: shared images or a spec with members).
+pub fn plan(
+    desired: &Desired,
+    observed: &Observation,
+    members: &BTreeSet<String>,
+    transfer: &TransferState,
+) -> Plan {
+    match observed {
+        Observation::Absent { vanished } => Plan {
+            actions: vec![Action::Create],
+            progress: match vanished {
+                Some(id) => working(
+                    "Recreating",
+                    format!("image {id} was deleted outside glint; creating it again"),
+                ),
+                None => working("Creating", "creating the image in Glance"),
+            },
+        },
+        Observation::ImportPending => Plan {
+            actions: Vec::new(),
+            progress: working("WaitingForImport", "no image matches spec.import yet"),
+        },
+        Observation::Imported(_) => Plan {
+            actions: Vec::new(),
+            progress: Progress::InSync,
+        },
+        Observation::Owned(image) => plan_owned(desired, image, members, transfer),
+    }
+}
+
+fn plan_owned(
+    desired: &Desired,
+    image: &Image,
+    members: &BTreeSet<String>,
+    transfer: &TransferState,
+) -> Plan {
+    if image.status == ImageStatus::Killed {
+        return Plan {
+            actions: vec![Action::Delete {
+                unprotect: image.protected,
+            }],
+            progress: working(
+                "Recreating",
+                "Glance marked the image killed (its upload failed); replacing it",
+            ),
+        };
+    }
+    let mut actions = Vec::new();
+    let (to_add, to_remove) = member_changes(desired, image, members);
+    actions.extend(to_remove.into_iter().map(Action::RemoveMember));
+    let ops = patch_ops(desired, image);
+    if !ops.is_empty() {
+        actions.push(Action::Patch(ops));
+    }
+    actions.extend(to_add.into_iter().map(Action::AddMember));
+    if let Some(action) = activation(desired, image) {
+        actions.push(action);
+    }
+    let (data_action, data_progress) = data(desired, image, transfer);
+    actions.extend(data_action);
+    let progress = match data_progress {
+        Some(progress) => progress,
+        None if actions.is_empty() => Progress::InSync,
+        None => working("Updating", "bringing the image in line with the spec"),
+    };
+    Plan { actions, progress }
+}
+
+/// Every field change as one patch, in a fixed order.
+pub fn patch_ops(desired: &Desired, image: &Image) -> Vec<PatchOp> {
+    let mut ops = Vec::new();
+    ops.extend(name_op(desired, image));
+    ops.extend(visibility_op(desired, image));
+    ops.extend(protected_op(desired, image));
+    ops.extend(hidden_op(desired, image));
+    ops.extend(min_disk_op(desired, image));
+    ops.extend(min_ram_op(desired, image));
+    ops.extend(format_ops(desired, image));
+    ops.extend(tags_op(desired, image));
+    ops.extend(property_ops(desired, image));
+    ops
+}
+
+fn name_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
+    (image.name.as_deref() != Some(desired.name.as_str()))
+        .then(|| PatchOp::SetName(desired.name.clone()))
+}
+
+fn visibility_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
+    (image.visibility != desired.visibility).then_some(PatchOp::SetVisibility(desired.visibility))
+}
+
+fn protected_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
+    (image.protected != desired.protected).then_some(PatchOp::SetProtected(desired.protected))
+}
+
+fn hidden_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
+    (image.hidden != desired.hidden).then_some(PatchOp::SetHidden(desired.hidden))
+}
+
+fn min_disk_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
+    (image.min_disk != desired.min_disk).then_some(PatchOp::SetMinDisk(desired.min_disk))
+}
+
+fn min_ram_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
+    (image.min_ram != desired.min_ram).then_some(PatchOp::SetMinRam(desired.min_ram))
+}
+
+/// Glance accepts format changes only while the image is queued; afterwards they are fixed,
+/// and the CRD makes them immutable too, so a difference can only come from outside glint.
+fn format_ops(desired: &Desired, image: &Image) -> Vec<PatchOp> {
+    if image.status != ImageStatus::Queued {
+        return Vec::new();
+    }
+    let mut ops = Vec::new();
+    if image.container_format != Some(desired.container_format) {
+        ops.push(PatchOp::SetContainerFormat(desired.container_format));
+    }
+    if let Some(format) = desired.disk_format
+        && image.disk_format != Some(format)
+    {
+        ops.push(PatchOp::SetDiskFormat(format));
+    }
+    ops
+}
+
+/// Tags as a whole list: the per-tag endpoint cannot carry tags with `/`.
+fn tags_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
+    (image.tags != desired.tags).then(|| PatchOp::SetTags(desired.tags.clone()))
+}
+
+/// Set what differs, remove what the spec does not list (but never Glance's own keys).
+fn property_ops(desired: &Desired, image: &Image) -> Vec<PatchOp> {
+    let set = desired
+        .properties
+        .iter()
+        .filter(|(key, value)| image.properties.get(*key) != Some(value))
+        .map(|(key, value)| PatchOp::SetProperty {
+            key: key.clone(),
+            value: value.clone(),
+        });
+    let remove = image
+        .properties
+        .keys()
+        .filter(|key| !desired.properties.contains_key(*key) && !is_reserved_property(key))
+        .map(|key| PatchOp::RemoveProperty(key.clone()));
+    set.chain(remove).collect()
+}
+
+/// Members to add and to remove. Glance only takes member calls on shared images, so
+/// additions wait for the visibility patch and removals happen only while still shared.
+fn member_changes(
+    desired: &Desired,
+    image: &Image,
+    current: &BTreeSet<String>,
+) -> (Vec<String>, Vec<String>) {
+    let will_be_shared = desired.visibility == Visibility::Shared;
+    let is_shared = image.visibility == Visibility::Shared;
+    let wanted: BTreeSet<String> = if will_be_shared {
+        desired.members.clone()
+    } else {
+        BTreeSet::new()
+    };
+    let add = if will_be_shared {
+        wanted.difference(current).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    let remove = if is_shared {
+        current.difference(&wanted).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    (add, remove)
+}
+
+fn activation(desired: &Desired, image: &Image) -> Option<Action> {
+    match (desired.deactivated, image.status) {
+        (true, ImageStatus::Active) => Some(Action::Deactivate),
+        (false, ImageStatus::Deactivated) => Some(Action::Reactivate),
+        _ => None,
+    }
+}
+
+/// Getting the data in: start a transfer for a queued image with a source, report the
+/// transfer or Glance's own processing while they run.
+fn data(
+    desired: &Desired,
+    image: &Image,
+    transfer: &TransferState,
+) -> (Option<Action>, Option<Progress>) {
+    match image.status {
+        ImageStatus::Queued => match (&desired.source, transfer) {
+            (None, _) => (None, None),
+            (Some(_), TransferState::Running) => (
+                None,
+                Some(working(
+                    "Transferring",
+                    "the source is being copied into Glance",
+                )),
+            ),
+            (
+                Some(_),
+                TransferState::Failed {
+                    message,
+                    retry: false,
+                },
+            ) => (
+                None,
+                Some(Progress::Blocked {
+                    reason: "TransferFailed",
+                    message: format!("the transfer cannot succeed as specified: {message}"),
+                }),
+            ),
+            (Some(_), TransferState::Failed { .. } | TransferState::Idle) => (
+                Some(Action::StartTransfer),
+                Some(working(
+                    "Transferring",
+                    "starting to copy the source into Glance",
+                )),
+            ),
+        },
+        ImageStatus::Saving | ImageStatus::Uploading | ImageStatus::Importing => (
+            None,
+            Some(working(
+                "GlanceProcessing",
+                format!("Glance is {} the data", image.status),
+            )),
+        ),
+        _ => (None, None),
+    }
+}
+
+/// The plan for an object being deleted.
+pub fn plan_delete(observed: &Observation, detach: bool) -> Vec<Action> {
+    match observed {
+        Observation::Owned(image) if !detach => vec![Action::Delete {
+            unprotect: image.protected,
+        }],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
