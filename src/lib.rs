@@ -31,3 +31,4 @@ pub mod crd;
 pub mod glance;
 pub mod observe;
 pub mod plan;
+pub mod status;
