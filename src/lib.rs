@@ -25,10 +25,14 @@
 //! inside them.
 #![forbid(unsafe_code)]
 
+pub mod act;
 pub mod auth;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod glance;
 pub mod observe;
 pub mod plan;
+pub mod reconcile;
 pub mod status;
+pub mod transfer;

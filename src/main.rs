@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use glint::cli::{self, ImageCommand};
+use glint::controller::{self, RunConfig};
+use glint::reconcile::{DEFAULT_RESYNC, parse_duration};
 
 #[derive(Debug, Parser)]
 #[command(name = "glint", version, about = "Manage OpenStack Glance images")]
@@ -31,10 +33,37 @@ enum Command {
     Image(ImageCommand),
     /// Print the Image CustomResourceDefinition (YAML) for `kubectl apply -f -`.
     Crd,
+    /// Run the controller: reconcile Image objects against Glance until SIGTERM.
+    Run(RunArgs),
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("GLINT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Namespace to watch (repeat for several); all namespaces when omitted.
+    #[arg(long = "namespace", env = "GLINT_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Images reconciled at the same time.
+    #[arg(long, default_value_t = 4, env = "GLINT_CONCURRENCY")]
+    concurrency: u16,
+    /// How often a Ready image is compared with Glance (e.g. 10m, 1h), unless its spec says.
+    #[arg(long, default_value = "10m", value_parser = parse_period, env = "GLINT_RESYNC_PERIOD")]
+    resync_period: std::time::Duration,
+    /// Transfers (source -> Glance) running at the same time, per cloud.
+    #[arg(long, default_value_t = 2, env = "GLINT_TRANSFERS")]
+    transfers: usize,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "GLINT_METRICS_ADDR")]
+    metrics_addr: std::net::SocketAddr,
+}
+
+fn parse_period(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 90s, 10m or 1h30m"))
+}
+
+/// `default` applies unless GLINT_LOG says otherwise: the controller narrates at info, the
+/// one-shot commands stay quiet.
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_env("GLINT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -47,7 +76,11 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let default_level = match cli.command {
+        Command::Run(_) => "info,kube=warn",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_level);
     let outcome = match cli.command {
         Command::Crd => match glint::crd::crd_yaml() {
             Ok(yaml) => {
@@ -59,6 +92,24 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         },
+        Command::Run(args) => {
+            let config = RunConfig {
+                namespaces: args.namespaces,
+                concurrency: args.concurrency.max(1),
+                default_resync: if args.resync_period.is_zero() {
+                    DEFAULT_RESYNC
+                } else {
+                    args.resync_period
+                },
+                transfer_parallelism: args.transfers.max(1),
+                metrics_addr: args.metrics_addr,
+            };
+            if let Err(err) = controller::run(config).await {
+                eprintln!("glint: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+            Ok(())
+        }
         Command::Image(command) => match cli::client_from_environment(cli.os_cloud.as_deref()) {
             Ok(client) => cli::run(&client, command).await,
             Err(err) => Err(err.into()),

@@ -1,0 +1,274 @@
+//! Carries out a plan against Glance and says what happened, in words for Events.
+//!
+//! Contracts (after ORC's actuators, made stricter):
+//! - a create is the only action of its pass: the caller records the new id in status before
+//!   anything else can fail, so a crash right after leaves an image that is found again;
+//! - the create id is derived from the object's uid: a 409 means either "this object's
+//!   earlier create did land" (the image carries the mark: adopt it) or "that id belonged to a
+//!   deleted image" (Glance never frees ids: take the next derived id);
+//! - an explicit spec.id gets no such fallback: its conflict is reported, not worked around.
+
+use std::collections::BTreeSet;
+
+use crate::glance::{GlanceApi, GlanceError, Image, PatchOp};
+use crate::observe::{MAX_DERIVED_IDS, OWNER_PROPERTY, Subject, derived_id};
+use crate::plan::{Action, Desired};
+use crate::transfer::Transfers;
+
+/// Something glint did, for an Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Created {
+        id: String,
+    },
+    /// An earlier create of this object had landed; its image was adopted.
+    Adopted {
+        id: String,
+    },
+    Updated {
+        fields: usize,
+    },
+    SharedWith {
+        project: String,
+    },
+    UnsharedWith {
+        project: String,
+    },
+    Deactivated,
+    Reactivated,
+    TransferStarted,
+    Deleted {
+        id: String,
+    },
+}
+
+impl Effect {
+    /// The Event reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "Created",
+            Self::Adopted { .. } => "Adopted",
+            Self::Updated { .. } => "Updated",
+            Self::SharedWith { .. } => "Shared",
+            Self::UnsharedWith { .. } => "Unshared",
+            Self::Deactivated => "Deactivated",
+            Self::Reactivated => "Reactivated",
+            Self::TransferStarted => "Uploading",
+            Self::Deleted { .. } => "Deleted",
+        }
+    }
+
+    /// The Event note.
+    pub fn note(&self) -> String {
+        match self {
+            Self::Created { id } => format!("created Glance image {id}"),
+            Self::Adopted { id } => {
+                format!("found Glance image {id} from an earlier create and adopted it")
+            }
+            Self::Updated { fields } => format!("updated {fields} field(s) in Glance"),
+            Self::SharedWith { project } => format!("shared with project {project}"),
+            Self::UnsharedWith { project } => format!("stopped sharing with project {project}"),
+            Self::Deactivated => "deactivated the image".to_string(),
+            Self::Reactivated => "reactivated the image".to_string(),
+            Self::TransferStarted => "started copying the source into Glance".to_string(),
+            Self::Deleted { id } => format!("deleted Glance image {id}"),
+        }
+    }
+}
+
+/// Failures of acting that are not plain Glance errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("Glance {call} on image {id}: {source}")]
+    Glance {
+        call: &'static str,
+        id: String,
+        #[source]
+        source: GlanceError,
+    },
+    #[error(
+        "spec.id {id} is taken by another image or by a deleted one (Glance never reuses ids): remove spec.id or choose another UUID"
+    )]
+    IdTaken { id: String },
+    #[error(
+        "the first {MAX_DERIVED_IDS} ids derived for this object are all held by deleted images; purge deleted images in Glance or recreate the object"
+    )]
+    DerivedIdsExhausted,
+}
+
+impl ActError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Glance { source, .. } => source.is_transient(),
+            Self::IdTaken { .. } | Self::DerivedIdsExhausted => false,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Glance { source, .. } => source.reason(),
+            Self::IdTaken { .. } => "ImageIdTaken",
+            Self::DerivedIdsExhausted => "ImageIdsExhausted",
+        }
+    }
+}
+
+fn glance(call: &'static str, id: &str) -> impl FnOnce(GlanceError) -> ActError {
+    let id = id.to_string();
+    move |source| ActError::Glance { call, id, source }
+}
+
+/// What a pass did: its effects, and the created image when it created one.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub effects: Vec<Effect>,
+    pub created: Option<Image>,
+}
+
+/// Runs `actions` in order against the image `image_id` (None before it exists). Stops at the
+/// first failure: effects of earlier actions stay done and are reported by the next pass.
+pub async fn apply(
+    api: &impl GlanceApi,
+    transfers: &impl Transfers,
+    subject: Subject<'_>,
+    desired: &Desired,
+    image_id: Option<&str>,
+    actions: &[Action],
+) -> Result<Applied, ActError> {
+    let mut applied = Applied::default();
+    if actions.contains(&Action::Create) {
+        let (image, adopted) = create(api, subject, desired).await?;
+        let id = image.id.clone();
+        applied.effects.push(if adopted {
+            Effect::Adopted { id }
+        } else {
+            Effect::Created { id }
+        });
+        applied.created = Some(image);
+        return Ok(applied);
+    }
+    let Some(id) = image_id else {
+        return Ok(applied);
+    };
+    for action in actions {
+        let effect = match action {
+            // Handled above: a create is the whole pass.
+            Action::Create => continue,
+            Action::Patch(ops) => {
+                api.update_image(id, ops)
+                    .await
+                    .map_err(glance("update", id))?;
+                Effect::Updated { fields: ops.len() }
+            }
+            Action::AddMember(project) => {
+                match api.add_member(id, project).await {
+                    // Already a member (a pass that failed after adding): nothing to do.
+                    Err(err) if err.is_conflict() => {}
+                    other => {
+                        other.map_err(glance("add member", id))?;
+                    }
+                }
+                Effect::SharedWith {
+                    project: project.clone(),
+                }
+            }
+            Action::RemoveMember(project) => {
+                match api.remove_member(id, project).await {
+                    Err(err) if err.is_not_found() => {}
+                    other => other.map_err(glance("remove member", id))?,
+                }
+                Effect::UnsharedWith {
+                    project: project.clone(),
+                }
+            }
+            Action::Deactivate => {
+                api.deactivate(id).await.map_err(glance("deactivate", id))?;
+                Effect::Deactivated
+            }
+            Action::Reactivate => {
+                api.reactivate(id).await.map_err(glance("reactivate", id))?;
+                Effect::Reactivated
+            }
+            Action::StartTransfer => match &desired.source {
+                Some(source) if transfers.start(id, source) => Effect::TransferStarted,
+                _ => continue,
+            },
+            Action::Delete { unprotect } => {
+                delete(api, id, *unprotect).await?;
+                Effect::Deleted { id: id.to_string() }
+            }
+        };
+        applied.effects.push(effect);
+    }
+    Ok(applied)
+}
+
+/// Unprotect (when needed) and delete; an image that is already gone is not an error.
+pub async fn delete(api: &impl GlanceApi, id: &str, unprotect: bool) -> Result<(), ActError> {
+    if unprotect {
+        match api.update_image(id, &[PatchOp::SetProtected(false)]).await {
+            Err(err) if err.is_not_found() => return Ok(()),
+            other => {
+                other.map_err(glance("unprotect", id))?;
+            }
+        }
+    }
+    api.delete_if_exists(id)
+        .await
+        .map_err(glance("delete", id))?;
+    Ok(())
+}
+
+/// Creates the image; returns it and whether it was adopted from an earlier landed create.
+async fn create(
+    api: &impl GlanceApi,
+    subject: Subject<'_>,
+    desired: &Desired,
+) -> Result<(Image, bool), ActError> {
+    let owned_by_us = |image: &Image| {
+        image.properties.get(OWNER_PROPERTY).map(String::as_str) == Some(subject.uid)
+    };
+    if let Some(id) = &subject.spec.id {
+        return match api.create_image(&desired.new_image(id)).await {
+            Ok(image) => Ok((image, false)),
+            Err(err) if err.is_conflict() => match api.get_image(id).await {
+                Ok(image) if owned_by_us(&image) => Ok((image, true)),
+                Ok(_) => Err(ActError::IdTaken { id: id.clone() }),
+                Err(err) if err.is_not_found() => Err(ActError::IdTaken { id: id.clone() }),
+                Err(err) => Err(glance("get", id)(err)),
+            },
+            Err(err) => Err(glance("create", id)(err)),
+        };
+    }
+    for attempt in 0..MAX_DERIVED_IDS {
+        let id = derived_id(subject.uid, attempt);
+        match api.create_image(&desired.new_image(&id)).await {
+            Ok(image) => return Ok((image, false)),
+            Err(err) if err.is_conflict() => match api.get_image(&id).await {
+                Ok(image) if owned_by_us(&image) => return Ok((image, true)),
+                // Held by a deleted image (404), or by one without our mark: try the next id.
+                Ok(_) => continue,
+                Err(err) if err.is_not_found() => continue,
+                Err(err) => return Err(glance("get", &id)(err)),
+            },
+            Err(err) => return Err(glance("create", &id)(err)),
+        }
+    }
+    Err(ActError::DerivedIdsExhausted)
+}
+
+/// The image's member projects. Only shared images have members that count (Glance ignores
+/// the others' and refuses member calls on them), so other images cost no call.
+pub async fn current_members(
+    api: &impl GlanceApi,
+    image: &Image,
+) -> Result<BTreeSet<String>, ActError> {
+    if image.visibility != crate::glance::Visibility::Shared {
+        return Ok(BTreeSet::new());
+    }
+    let members = api
+        .list_members(&image.id)
+        .await
+        .map_err(glance("list members", &image.id))?;
+    Ok(members.into_iter().map(|member| member.member_id).collect())
+}

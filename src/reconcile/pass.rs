@@ -1,0 +1,124 @@
+//! One reconcile pass without Kubernetes: observe -> plan -> act, on any [`GlanceApi`]. The
+//! controller wraps it with finalizers, Secrets, status writes and Events; the CLI will call it
+//! directly.
+
+use crate::act::{self, ActError, Applied, Effect};
+use crate::glance::{GlanceApi, Image};
+use crate::observe::{self, Observation, ObserveError, Subject};
+use crate::plan::{self, Desired, Progress, TransferState};
+use crate::transfer::Transfers;
+
+/// What a pass found and did.
+#[derive(Debug)]
+pub struct PassResult {
+    /// The image as last seen (after this pass's changes when it made any).
+    pub image: Option<Image>,
+    pub progress: Progress,
+    pub effects: Vec<Effect>,
+    /// The id status knew, when that image was deleted outside glint.
+    pub vanished: Option<String>,
+    /// Whether the object tracks an imported image (reported, never changed).
+    pub imported: bool,
+}
+
+/// A pass that could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Act(#[from] ActError),
+}
+
+impl PassError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Observe(err) => err.is_transient(),
+            Self::Act(err) => err.is_transient(),
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Observe(err) => err.reason(),
+            Self::Act(err) => err.reason(),
+        }
+    }
+}
+
+/// Brings Glance in line with `desired` as far as one pass can.
+pub async fn sync(
+    api: &impl GlanceApi,
+    transfers: &impl Transfers,
+    subject: Subject<'_>,
+    desired: &Desired,
+) -> Result<PassResult, PassError> {
+    let observed = observe::observe(api, subject).await?;
+    let (image, members, imported, vanished) = match &observed {
+        Observation::Owned(image) => (
+            Some(image.clone()),
+            act::current_members(api, image).await?,
+            false,
+            None,
+        ),
+        Observation::Imported(image) => (Some(image.clone()), Default::default(), true, None),
+        Observation::ImportPending => (None, Default::default(), true, None),
+        Observation::Absent { vanished } => (None, Default::default(), false, vanished.clone()),
+    };
+    let transfer = image
+        .as_ref()
+        .map_or(TransferState::Idle, |image| transfers.state(&image.id));
+    let plan = plan::plan(desired, &observed, &members, &transfer);
+    let image_id = image.as_ref().map(|image| image.id.clone());
+    let Applied { effects, created } = act::apply(
+        api,
+        transfers,
+        subject,
+        desired,
+        image_id.as_deref(),
+        &plan.actions,
+    )
+    .await?;
+    let changed_in_glance = effects
+        .iter()
+        .any(|effect| !matches!(effect, Effect::TransferStarted));
+    let image = match (created, image_id) {
+        (Some(created), _) => Some(created),
+        // Status shows Glance's view after the changes: one read, only when something changed.
+        (None, Some(id)) if changed_in_glance => Some(api.get_image(&id).await.map_err(
+            |source| ActError::Glance {
+                call: "get",
+                id,
+                source,
+            },
+        )?),
+        (None, _) => image,
+    };
+    Ok(PassResult {
+        image,
+        progress: plan.progress,
+        effects,
+        vanished,
+        imported,
+    })
+}
+
+/// Removes what deleting the object should remove: the image, unless `detach` or imported.
+pub async fn remove(
+    api: &impl GlanceApi,
+    subject: Subject<'_>,
+    detach: bool,
+) -> Result<Vec<Effect>, PassError> {
+    let observed = observe::observe(api, subject).await?;
+    let mut effects = Vec::new();
+    for action in plan::plan_delete(&observed, detach) {
+        if let (plan::Action::Delete { unprotect }, Observation::Owned(image)) = (action, &observed)
+        {
+            act::delete(api, &image.id, unprotect).await?;
+            effects.push(Effect::Deleted {
+                id: image.id.clone(),
+            });
+        }
+    }
+    Ok(effects)
+}
