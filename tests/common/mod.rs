@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod keystone;
+pub mod kube_double;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
