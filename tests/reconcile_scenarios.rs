@@ -523,16 +523,8 @@ async fn missing_or_wrong_credentials_stall_with_what_to_fix_until_fixed() {
         "await_change, not a timed requeue: {requeue:?}"
     );
     assert!(h.double.writes() <= writes + 1, "at most the Warning event");
-    assert!(
-        refused
-            .status
-            .as_ref()
-            .map(|s| s
-                .conditions
-                .iter()
-                .any(|c| c.message.contains("check the user, password")))
-            .unwrap_or(false)
-    );
+    let why = condition_message(&refused, "Stalled");
+    assert!(why.contains("check the user, password"), "{why}");
 
     let missing = common::unique("nosecret");
     h.apply(
