@@ -114,7 +114,9 @@ pub struct ImageSpec {
 
     /// Tags on the image, as a set: order does not matter and duplicates are not allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    // Glance's default image_tag_quota; the bound also keeps the CEL rule within the
+    // apiserver's cost budget.
+    #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 128))]
     #[x_kube(validation = Rule::new("self.all(t, size(t) > 0 && size(t) <= 255)").message("each tag is 1 to 255 characters"))]
     pub tags: Vec<String>,
 
@@ -141,6 +143,9 @@ pub struct ImageSpec {
     /// Glance's own keys (os_glance_*, os_hash_*, stores, direct_url and the fields above) are
     /// refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    // Glance's default image_property_quota; without a bound the apiserver refuses the CEL
+    // rule below as too costly.
+    #[schemars(extend("maxProperties" = 128))]
     #[x_kube(validation = Rule::new(reserved_keys_rule()).message(
         "spec.properties must not set Glance's own keys (os_glance_*, os_hash_*, stores, direct_url, id, name, status, visibility, protected, os_hidden, checksum, owner, size, min_disk, min_ram, container_format, disk_format, tags, ...): use the dedicated spec fields"
     ))]
@@ -177,7 +182,8 @@ pub struct ImageSpec {
     /// Project ids the image is shared with (needs visibility: shared). Each project still has
     /// to accept the image in Glance before it is listed for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    // Glance's default image_member_quota.
+    #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 128))]
     pub members: Vec<String>,
 
     /// Observe an image glint did not create, by id or by filter. Needs managementPolicy:

@@ -1,0 +1,464 @@
+//! End to end: the real `glint run` process against a real kube-apiserver (see
+//! tests/common/cluster.rs) and the real Keystone + Glance test bed, driven with kubectl the
+//! way a user would: CRD from crds/, manifests from deploy/examples/, edits, deactivation,
+//! sharing, a controller killed and restarted mid-way, delete and detach, admission refusals.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use glint::glance::{GlanceApi, GlanceClient, ImageStatus, NewImage, Visibility};
+use serde_json::Value;
+use sha2::{Digest, Sha512};
+
+struct Kubectl {
+    kubeconfig: String,
+    namespace: String,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut child = Command::new("kubectl")
+            .args(["--kubeconfig", &self.kubeconfig, "-n", &self.namespace])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+            input.write_all(text.as_bytes()).expect("stdin");
+        }
+        let out = child.wait_with_output().expect("kubectl output");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (success, stdout, stderr) = self.run(args, None);
+        assert!(success, "kubectl {args:?}: {stderr}");
+        stdout
+    }
+
+    fn apply(&self, manifest: &str) {
+        let (success, _, stderr) = self.run(&["apply", "-f", "-"], Some(manifest));
+        assert!(success, "kubectl apply: {stderr}\n{manifest}");
+    }
+
+    fn refused(&self, manifest: &str) -> String {
+        let (success, _, stderr) = self.run(&["apply", "-f", "-"], Some(manifest));
+        assert!(!success, "the apiserver admitted:\n{manifest}");
+        stderr
+    }
+
+    fn image(&self, name: &str) -> Value {
+        serde_json::from_str(&self.ok(&["get", "image", name, "-o", "json"])).expect("json")
+    }
+
+    fn status_id(&self, name: &str) -> String {
+        self.image(name)["status"]["id"]
+            .as_str()
+            .expect("status.id")
+            .to_string()
+    }
+
+    fn wait(&self, what: &str, condition: &str) {
+        self.ok(&[
+            "wait",
+            &format!("--for={condition}"),
+            what,
+            "--timeout=180s",
+        ]);
+    }
+}
+
+fn step(text: &str) {
+    eprintln!("e2e step: {text}");
+}
+
+struct Controller {
+    child: Child,
+}
+
+impl Controller {
+    fn start(kubeconfig: &str, namespace: &str, log: &std::path::Path) -> Self {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_glint"))
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--metrics-addr",
+                &metrics,
+                "--resync-period",
+                "30s",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("GLINT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .expect("log"),
+            )
+            .spawn()
+            .expect("glint run");
+        Self { child }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and the exit status once it stopped.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("glint did not stop within 30 s of SIGTERM");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn keystone_client(
+    bed: &common::Testbed,
+    user: &str,
+    password: &str,
+    project: &str,
+) -> GlanceClient {
+    let yaml = format!(
+        "clouds:\n  c:\n    region_name: {}\n    auth:\n      auth_url: {}\n      username: {user}\n      password: {password}\n      user_domain_name: Default\n      project_name: {project}\n      project_domain_name: Default\n",
+        bed.region, bed.keystone_url
+    );
+    let file = glint::auth::CloudsFile::from_bytes(yaml.as_bytes()).expect("yaml");
+    GlanceClient::new(
+        glint::auth::Authenticator::from_cloud(file.cloud("c").expect("cloud"), Default::default())
+            .expect("auth"),
+    )
+}
+
+fn example(name: &str, url: &str, sha512: &str) -> String {
+    let text = std::fs::read_to_string(format!(
+        "{}/deploy/examples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("example");
+    // The examples point at the internet; here every source is the loopback file server.
+    text.lines()
+        .map(|line| {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            if line.trim_start().starts_with("url: ") {
+                format!("{indent}url: {url}")
+            } else if line.trim_start().starts_with("value: \"0000") {
+                format!("{indent}value: \"{sha512}\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() {
+    let bed = require_testbed!();
+    let Some(cluster) = common::cluster::cluster() else {
+        return;
+    };
+    let namespace = common::unique("e2e")
+        .chars()
+        .take(50)
+        .collect::<String>()
+        .to_lowercase();
+    let k = Kubectl {
+        kubeconfig: cluster.kubeconfig.display().to_string(),
+        namespace: namespace.clone(),
+    };
+    let demo = keystone_client(&bed, &bed.demo_user, &bed.demo_password, &bed.demo_project);
+    let admin = keystone_client(
+        &bed,
+        &bed.admin_user,
+        &bed.admin_password,
+        &bed.admin_project,
+    );
+    let log = std::env::temp_dir().join(format!("{namespace}-glint.log"));
+    eprintln!("glint's log: {}", log.display());
+
+    step("install the CRD from crds/ and wait until it is Established");
+    k.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/images.glint.dev",
+        "--timeout=60s",
+    ]);
+    k.ok(&["create", "namespace", &namespace]);
+
+    step("the apiserver refuses bad manifests with a message that says what to fix");
+    let bad = |spec: &str| {
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: bad}}\nspec:\n  cloudCredentialsRef: {{secretName: s, cloudName: c}}\n{spec}"
+        )
+    };
+    for (spec, expected) in [
+        (
+            "  diskFormat: raw\n  members: [p1]\n",
+            "spec.members needs spec.visibility: shared",
+        ),
+        (
+            "  diskFormat: raw\n  properties: {os_glance_x: \"v\"}\n",
+            "must not set Glance's own keys",
+        ),
+        ("  managementPolicy: unmanaged\n", "needs spec.import"),
+        ("  visibility: private\n", "needs spec.diskFormat"),
+        ("  diskFormat: qcow3\n", "Unsupported value: \"qcow3\""),
+        (
+            "  diskFormat: raw\n  resyncPeriod: five minutes\n",
+            "resyncPeriod",
+        ),
+        (
+            "  diskFormat: raw\n  source: {url: ftp://x/y}\n",
+            "http:// or https://",
+        ),
+    ] {
+        let stderr = k.refused(&bad(spec));
+        assert!(stderr.contains(expected), "{spec}: {stderr}");
+    }
+
+    step(
+        "a Secret with clouds.yaml for the bed's Keystone, and a loopback file server as the source",
+    );
+    let clouds =
+        common::keystone::password_auth(&bed, &bed.demo_password).replace("  bed:", "  mycloud:");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(clouds);
+    k.apply(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: openstack}}\ndata:\n  clouds.yaml: {encoded}\n"));
+    // Glance checks that the data matches diskFormat: the qcow2 examples get a real qcow2 file.
+    let qcow2_path = std::env::temp_dir().join(format!("{namespace}.qcow2"));
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&qcow2_path)
+        .arg("64M")
+        .status();
+    assert!(made.is_ok_and(|s| s.success()), "qemu-img create");
+    let data = std::fs::read(&qcow2_path).expect("qcow2");
+    let _ = std::fs::remove_file(&qcow2_path);
+    let sha512: String = Sha512::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (qcow2_port, raw_port) = (free_port(), free_port());
+    let _qcow2_server = common::serve_file(qcow2_port, data.clone()).await;
+    let _raw_server =
+        common::serve_file(raw_port, common::pseudo_random_bytes(1024 * 1024, 77)).await;
+    let url_for = |manifest: &str| {
+        let port = if manifest.contains("diskFormat: raw") {
+            raw_port
+        } else {
+            qcow2_port
+        };
+        format!("http://127.0.0.1:{port}/image.raw")
+    };
+    let ubuntu = admin
+        .create_image(&NewImage {
+            name: Some(common::unique("ubuntu")),
+            visibility: Some(Visibility::Public),
+            properties: [("os_distro".to_string(), "ubuntu".to_string())].into(),
+            ..NewImage::default()
+        })
+        .await
+        .expect("a public image for import-by-filter");
+
+    step("start glint run against the apiserver");
+    let controller = Controller::start(&k.kubeconfig, &namespace, &log);
+
+    step("apply every manifest in deploy/examples/ and wait for Ready");
+    let examples = [
+        "minimal.yaml",
+        "full.yaml",
+        "import-by-filter.yaml",
+        "shared-with-members.yaml",
+        "deactivated.yaml",
+    ];
+    for name in examples {
+        let raw = example(name, "", &sha512);
+        k.apply(&example(name, &url_for(&raw), &sha512));
+    }
+    k.wait("image/cirros", "condition=Ready");
+    k.wait("image/debian-12", "condition=Ready");
+    k.wait("image/team-base", "condition=Ready");
+    k.wait("image/centos-7-retired", "condition=Ready");
+    k.wait("image/ubuntu-latest", "condition=Ready");
+
+    step("check Glance after apply: data, fields, members, deactivation, import");
+    let full = demo
+        .get_image(&k.status_id("debian-12"))
+        .await
+        .expect("full");
+    assert_eq!(
+        (full.name.as_deref(), full.status),
+        (Some("Debian 12 (bookworm)"), ImageStatus::Active)
+    );
+    assert_eq!(full.size, Some(data.len() as u64));
+    assert_eq!(full.tags, ["debian", "lts"]);
+    assert!(full.protected);
+    assert_eq!(
+        full.properties.get("hw_scsi_model").map(String::as_str),
+        Some("virtio-scsi")
+    );
+    let members = demo
+        .list_members(&k.status_id("team-base"))
+        .await
+        .expect("members");
+    assert_eq!(members.len(), 2);
+    assert_eq!(
+        demo.get_image(&k.status_id("centos-7-retired"))
+            .await
+            .expect("retired")
+            .status,
+        ImageStatus::Deactivated
+    );
+    assert_eq!(k.status_id("ubuntu-latest"), ubuntu.id);
+    let printed = k.ok(&["get", "images"]);
+    assert!(
+        printed.contains("GLANCE NAME") && printed.contains("Debian 12 (bookworm)"),
+        "{printed}"
+    );
+
+    step("edit every mutable field of debian-12");
+    k.ok(&["patch", "image", "debian-12", "--type", "merge", "-p",
+        r#"{"spec":{"name":"Debian 12 (edited)","visibility":"shared","tags":["debian","edited"],"protected":false,"hidden":true,"minDiskGB":8,"minRamMB":1024,"properties":{"os_distro":"debian","os_version":"12.1","hw_disk_bus":null,"hw_scsi_model":null},"members":["1111111111111111aaaaaaaaaaaaaaaa"]}}"#]);
+    k.wait("image/debian-12", "jsonpath={.status.observedGeneration}=2");
+    k.wait("image/debian-12", "condition=Ready");
+    let edited = demo.get_image(&full.id).await.expect("edited");
+    assert_eq!(edited.name.as_deref(), Some("Debian 12 (edited)"));
+    assert_eq!(
+        (edited.visibility, edited.protected, edited.hidden),
+        (Visibility::Shared, false, true)
+    );
+    assert_eq!((edited.min_disk, edited.min_ram), (8, 1024));
+    assert_eq!(edited.tags, ["debian", "edited"]);
+    assert_eq!(
+        edited.properties.get("os_version").map(String::as_str),
+        Some("12.1")
+    );
+    assert!(
+        !edited.properties.contains_key("hw_disk_bus"),
+        "properties left out of the spec are removed"
+    );
+    assert_eq!(demo.list_members(&full.id).await.expect("members").len(), 1);
+
+    step("reactivate the retired image, then deactivate it again");
+    k.ok(&[
+        "patch",
+        "image",
+        "centos-7-retired",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"deactivated":false}}"#,
+    ]);
+    k.wait(
+        "image/centos-7-retired",
+        "jsonpath={.status.glance.status}=active",
+    );
+    k.ok(&[
+        "patch",
+        "image",
+        "centos-7-retired",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"deactivated":true}}"#,
+    ]);
+    k.wait(
+        "image/centos-7-retired",
+        "jsonpath={.status.glance.status}=deactivated",
+    );
+
+    step("kill the controller (SIGKILL), change an Image meanwhile, start it again");
+    controller.kill();
+    k.ok(&[
+        "patch",
+        "image",
+        "cirros",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"tags":["restarted"]}}"#,
+    ]);
+    let controller = Controller::start(&k.kubeconfig, &namespace, &log);
+    k.wait("image/cirros", "jsonpath={.status.observedGeneration}=2");
+    k.wait("image/cirros", "condition=Ready");
+    let cirros_id = k.status_id("cirros");
+    assert_eq!(
+        demo.get_image(&cirros_id).await.expect("cirros").tags,
+        ["restarted"]
+    );
+
+    step("delete (onDelete: delete) removes the image; detach and imports leave theirs");
+    let retired_id = k.status_id("centos-7-retired");
+    k.ok(&[
+        "delete",
+        "image",
+        "cirros",
+        "debian-12",
+        "centos-7-retired",
+        "ubuntu-latest",
+        "--timeout=120s",
+    ]);
+    assert!(
+        demo.get_image(&cirros_id)
+            .await
+            .expect_err("deleted")
+            .is_not_found()
+    );
+    assert!(
+        demo.get_image(&full.id)
+            .await
+            .expect_err("deleted")
+            .is_not_found(),
+        "unprotected, then deleted"
+    );
+    assert!(
+        admin.get_image(&retired_id).await.is_ok(),
+        "detached image stays"
+    );
+    assert!(
+        admin.get_image(&ubuntu.id).await.is_ok(),
+        "imported image stays"
+    );
+
+    step("SIGTERM stops the controller cleanly");
+    let team_base = k.status_id("team-base");
+    let exit = controller.terminate();
+    assert!(exit.success(), "glint exited with {exit}");
+
+    for id in [retired_id, ubuntu.id, team_base] {
+        let _ = admin
+            .update_image(&id, &[glint::glance::PatchOp::SetProtected(false)])
+            .await;
+        let _ = admin.delete_if_exists(&id).await;
+    }
+    k.ok(&["delete", "image", "--all", "--wait=false"]);
+}
