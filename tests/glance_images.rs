@@ -568,3 +568,75 @@ async fn list_filters_select_by_name_tags_visibility_status_owner_property_size_
         api.delete(&id).await.expect("delete");
     }
 }
+
+#[tokio::test]
+async fn one_listing_answers_many_lookups_and_writes_are_never_read_back_stale() {
+    use glint::glance::ListingCache;
+    let bed = require_testbed!();
+    let project = common::unique_project();
+    let api = bed.admin_of(&project);
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        let image = api
+            .create_image(&NewImage {
+                name: Some(format!("{}-{index}", common::unique("cache"))),
+                ..NewImage::default()
+            })
+            .await
+            .expect("create");
+        ids.push(image.id);
+    }
+    let cache = ListingCache::new(
+        api.clone(),
+        Some(project.clone()),
+        std::time::Duration::from_millis(1500),
+    );
+    for id in &ids {
+        assert_eq!(&cache.get_image(id).await.expect("cached get").id, id);
+    }
+    assert_eq!(cache.listings(), 1, "five lookups, one listing");
+
+    cache
+        .update_image(&ids[0], &[PatchOp::SetName("renamed".into())])
+        .await
+        .expect("update");
+    assert_eq!(
+        cache.get_image(&ids[0]).await.expect("get").name.as_deref(),
+        Some("renamed"),
+        "a write is never read back stale"
+    );
+
+    let foreign = bed.admin_of(&common::unique_project());
+    let other = foreign
+        .create_image(&NewImage {
+            name: Some(common::unique("other")),
+            visibility: Some(Visibility::Community),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create");
+    assert_eq!(
+        cache
+            .get_image(&other.id)
+            .await
+            .expect("falls through to a GET")
+            .id,
+        other.id
+    );
+    let missing = cache
+        .get_image("00000000-0000-4000-8000-000000000000")
+        .await
+        .expect_err("missing");
+    assert!(missing.is_not_found(), "{missing}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    cache
+        .get_image(&ids[1])
+        .await
+        .expect("get after the snapshot aged");
+    assert_eq!(cache.listings(), 2, "a stale snapshot is listed again");
+    foreign.delete(&other.id).await.expect("delete");
+    for id in ids {
+        api.delete(&id).await.expect("delete");
+    }
+}

@@ -7,6 +7,7 @@
 
 mod client;
 mod error;
+mod listing_cache;
 mod patch;
 mod query;
 mod types;
@@ -19,6 +20,7 @@ use futures::Stream;
 
 pub use client::GlanceClient;
 pub use error::GlanceError;
+pub use listing_cache::ListingCache;
 pub use patch::{PATCH_MEDIA_TYPE, PatchOp, patch_body};
 pub use query::{ListQuery, MAX_PAGE_SIZE, NameFilter, SortDirection, TimeComparison};
 pub use types::{

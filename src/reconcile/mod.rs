@@ -19,7 +19,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::auth::{AuthError, AuthOptions, Authenticator, CloudsFile};
 use crate::crd::{Image, OnDelete};
-use crate::glance::GlanceClient;
+use crate::glance::{GlanceClient, ListingCache};
 use crate::observe::Subject;
 use crate::plan::{Desired, Progress};
 use crate::status::{self, Outcome, StatusInput, reasons};
@@ -48,11 +48,15 @@ pub struct Metrics {
 }
 
 /// A cloud client and its transfers, shared by every Image that uses the same Secret version
-/// and cloud (so they share one token and one transfer queue).
+/// and cloud (so they share one token, one listing per resync and one transfer queue).
 pub struct CloudHandle {
-    pub client: Arc<GlanceClient>,
-    pub transfers: TransferManager<GlanceClient>,
+    pub client: Arc<ListingCache<GlanceClient>>,
+    pub transfers: TransferManager<ListingCache<GlanceClient>>,
 }
+
+/// How long one listing of a project's images answers lookups: long enough to serve every
+/// Image of a resync burst, short enough that drift is seen by the next resync.
+const LISTING_TTL: Duration = Duration::from_secs(10);
 
 /// Everything reconcile needs, shared by all workers.
 pub struct Context {
@@ -392,9 +396,9 @@ async fn cloud(image: &Image, ctx: &Context) -> Result<Arc<CloudHandle>, Reconci
         ca_bundle: data.get("cacert").map(|bytes| bytes.0.clone()),
         ..AuthOptions::default()
     };
-    let client = Arc::new(GlanceClient::new(Authenticator::from_cloud(
-        config, options,
-    )?));
+    let glance = GlanceClient::new(Authenticator::from_cloud(config, options)?);
+    let project = glance.authenticator().project_id().await?;
+    let client = Arc::new(ListingCache::new(glance, project, LISTING_TTL));
     let handle = Arc::new(CloudHandle {
         transfers: TransferManager::new(
             client.clone(),
