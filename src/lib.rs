@@ -3,26 +3,25 @@
 //! Data flows one way; each arrow is a module boundary and file names follow it:
 //!
 //! ```text
-//!   clouds.yaml (Secret or file)
-//!        │
-//!      auth ──────────────► Keystone (token, catalog)
-//!        │ Authenticator
-//!        ▼
-//!   crd ─► reconcile ─► observe ─► plan ─► glance ──────► Glance v2 API
-//!  (types) (finalizer)  (find the  (pure    (GlanceApi:
-//!                        image)    diff)    the only HTTP to Glance)
-//!                                     │
-//!                                     └─► status (pure builder + one server-side apply)
+//!                        clouds.yaml (from a Secret, or the openstack CLI's files)
+//!                              │
+//!                            auth ─────────────► Keystone (token, catalog)
+//!                              │ Authenticator
+//!  crd ─► reconcile ─► observe ─► plan ─► act ─► glance ─────► Glance v2 API
+//! (Image   (finalizer,  (find the  (pure   (run    (GlanceApi; ListingCache:
+//!  types)   Secret,      image)    diff)   the      one listing per resync)
+//!           Events)                         plan)─► transfer (source -> hash -> upload,
+//!              │                                     own tasks, never in a worker)
+//!              └──────► status (pure builder) ─► one server-side apply, only on change
 //! ```
 //!
-//! What exists today: [`auth`] (clouds.yaml, Keystone v3 tokens, TLS) and [`glance`] (the
-//! typed Glance v2 client behind the [`glance::GlanceApi`] trait). The controller modules
-//! (`crd`, `reconcile`, `observe`, `plan`, `status`) and transfers come next; they talk to
-//! OpenStack only through `GlanceApi`, so the same core can serve the controller, a one-shot
-//! CLI and an embedded cloud.
-//!
-//! `auth` and `glance` are the only modules that speak HTTP to OpenStack; reqwest types stay
-//! inside them.
+//! - [`crd`]: the `Image` resource, its admission rules and the generated CRD.
+//! - [`reconcile`]: the controller's reconcile. [`reconcile::pass`] is the observe -> plan ->
+//!   act pass without Kubernetes, for the controller and, later, the one-shot CLI.
+//! - [`observe`], [`plan`], [`act`], [`status`]: one step each; `plan` and `status` are pure.
+//! - [`glance`], [`auth`]: the only code that speaks HTTP to OpenStack; reqwest stays inside.
+//! - [`transfer`]: copies source data into Glance in background tasks.
+//! - [`controller`]: `glint run` wiring; [`cli`]: `glint image ...`.
 #![forbid(unsafe_code)]
 
 pub mod act;
