@@ -383,7 +383,7 @@ async fn source_data_is_uploaded_then_deactivation_follows_the_spec() {
     })
     .await;
     let reasons = h.double.event_reasons();
-    for reason in ["Uploading", "Deactivated", "Reactivated"] {
+    for reason in ["Uploading", "Uploaded", "Deactivated", "Reactivated"] {
         assert!(
             reasons.contains(&reason.to_string()),
             "{reason} in {reasons:?}"

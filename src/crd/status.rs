@@ -35,7 +35,8 @@ pub struct ImageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<TransferStatus>,
 
-    /// When glint last compared this object with Glance.
+    /// When glint last recorded a change in this status. Resyncs that find nothing to do
+    /// leave it alone, so that they cost no write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
 }

@@ -18,7 +18,7 @@ use kube::runtime::finalizer::{self, Event as Finalizing};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::auth::{AuthError, AuthOptions, Authenticator, CloudsFile};
-use crate::crd::{Image, OnDelete};
+use crate::crd::{Image, OnDelete, TransferPhase, TransferStatus};
 use crate::glance::{GlanceClient, ListingCache};
 use crate::observe::Subject;
 use crate::plan::{Desired, Progress};
@@ -214,6 +214,7 @@ async fn apply(image: &Image, ctx: &Context) -> Result<Requeue, ReconcileError> 
                 .image
                 .as_ref()
                 .and_then(|img| handle.transfers.progress(&img.id));
+            publish_transfer_end(image, ctx, transfer.as_ref()).await;
             let (outcome, requeue) = outcome_of(image, ctx, &result);
             write_status(image, ctx, result.image.as_ref(), transfer, outcome).await?;
             Ok(requeue)
@@ -418,7 +419,7 @@ async fn write_status(
     image: &Image,
     ctx: &Context,
     glance: Option<&crate::glance::Image>,
-    transfer: Option<crate::crd::TransferStatus>,
+    transfer: Option<TransferStatus>,
     outcome: Outcome,
 ) -> Result<(), ReconcileError> {
     let new = status::build(StatusInput {
@@ -469,6 +470,28 @@ async fn publish_effects(image: &Image, ctx: &Context, result: &PassResult) {
             effect.note(),
         )
         .await;
+    }
+}
+
+/// `Uploaded` once, when status is about to record a finished transfer for the first time.
+async fn publish_transfer_end(image: &Image, ctx: &Context, transfer: Option<&TransferStatus>) {
+    let Some(transfer) = transfer else { return };
+    let before = image
+        .status
+        .as_ref()
+        .and_then(|status| status.transfer.as_ref())
+        .map(|t| t.phase);
+    if transfer.phase == TransferPhase::Succeeded && before != Some(TransferPhase::Succeeded) {
+        let url = image
+            .spec
+            .source
+            .as_ref()
+            .map_or("the source", |source| source.url.as_str());
+        let note = format!(
+            "copied {} bytes from {url} into Glance",
+            transfer.bytes_done
+        );
+        publish(image, ctx, EventType::Normal, "Uploaded", note).await;
     }
 }
 
