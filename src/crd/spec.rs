@@ -9,33 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::status::ImageStatus;
 use crate::glance::{ContainerFormat, DiskFormat, Visibility};
 
-/// Glance-owned keys that `spec.properties` may not set: they are read-only in Glance or have
-/// their own spec field. Kept in one list that the CEL rule and glint's own check share.
-pub const RESERVED_PROPERTY_KEYS: &[&str] = &[
-    "id",
-    "name",
-    "status",
-    "visibility",
-    "protected",
-    "os_hidden",
-    "checksum",
-    "owner",
-    "size",
-    "virtual_size",
-    "min_ram",
-    "min_disk",
-    "container_format",
-    "disk_format",
-    "created_at",
-    "updated_at",
-    "tags",
-    "self",
-    "file",
-    "schema",
-    "locations",
-    "direct_url",
-    "stores",
-];
+/// Keys that `spec.properties` may not set: Glance's own fields, which are read-only or have
+/// their own spec field. The same list `glance::Image` uses to tell fields from properties.
+pub const RESERVED_PROPERTY_KEYS: &[&str] = crate::glance::BASE_KEYS;
 
 /// Key prefixes Glance reserves for itself.
 pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &["os_glance", "os_hash_"];

@@ -180,6 +180,18 @@ pub async fn reconcile(image: Arc<Image>, ctx: Arc<Context>) -> Result<Requeue, 
     outcome
 }
 
+/// The object as observation sees it.
+fn subject_of<'a>(image: &'a Image, uid: &'a str) -> Subject<'a> {
+    Subject {
+        uid,
+        spec: &image.spec,
+        known_id: image
+            .status
+            .as_ref()
+            .and_then(|status| status.id.as_deref()),
+    }
+}
+
 /// Requeue policy after an error: growing backoff per object, capped.
 pub fn error_policy(image: Arc<Image>, error: &FinalizerError, ctx: Arc<Context>) -> Requeue {
     let delay = ctx.backoff(&image.uid().unwrap_or_default());
@@ -192,14 +204,7 @@ async fn apply(image: &Image, ctx: &Context) -> Result<Requeue, ReconcileError> 
         .uid()
         .ok_or(ReconcileError::Incomplete("metadata.uid"))?;
     let desired = Desired::from_spec(&image.spec, &image.name_any(), &uid);
-    let subject = Subject {
-        uid: &uid,
-        spec: &image.spec,
-        known_id: image
-            .status
-            .as_ref()
-            .and_then(|status| status.id.as_deref()),
-    };
+    let subject = subject_of(image, &uid);
     let result = match cloud(image, ctx).await {
         Ok(handle) => pass::sync(handle.client.as_ref(), &handle.transfers, subject, &desired)
             .await
@@ -333,26 +338,10 @@ async fn cleanup(image: &Image, ctx: &Context) -> Result<Requeue, ReconcileError
     let uid = image
         .uid()
         .ok_or(ReconcileError::Incomplete("metadata.uid"))?;
-    let subject = Subject {
-        uid: &uid,
-        spec: &image.spec,
-        known_id: image
-            .status
-            .as_ref()
-            .and_then(|status| status.id.as_deref()),
-    };
+    let subject = subject_of(image, &uid);
     let handle = cloud(image, ctx).await?;
     let effects = pass::remove(handle.client.as_ref(), subject, detach).await?;
-    for effect in effects {
-        publish(
-            image,
-            ctx,
-            EventType::Normal,
-            effect.reason(),
-            effect.note(),
-        )
-        .await;
-    }
+    publish_all(image, ctx, &effects).await;
     // The finalizer helper removes the finalizer next: one more write.
     ctx.metrics.kube_writes.fetch_add(1, Ordering::Relaxed);
     Ok(Requeue::await_change())
@@ -461,7 +450,11 @@ async fn publish_effects(image: &Image, ctx: &Context, result: &PassResult) {
         let note = format!("Glance image {old} was deleted outside glint; created it again");
         publish(image, ctx, EventType::Warning, "Recreated", note).await;
     }
-    for effect in &result.effects {
+    publish_all(image, ctx, &result.effects).await;
+}
+
+async fn publish_all(image: &Image, ctx: &Context, effects: &[crate::act::Effect]) {
+    for effect in effects {
         publish(
             image,
             ctx,
