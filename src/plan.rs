@@ -338,6 +338,13 @@ fn data(
     match image.status {
         ImageStatus::Queued => match (&desired.source, transfer) {
             (None, _) => (None, None),
+            (Some(source), _) if unsupported(source).is_some() => (
+                None,
+                Some(Progress::Blocked {
+                    reason: "UnsupportedSource",
+                    message: unsupported(source).unwrap_or_default(),
+                }),
+            ),
             (Some(_), TransferState::Running) => (
                 None,
                 Some(working(
@@ -374,6 +381,21 @@ fn data(
             )),
         ),
         _ => (None, None),
+    }
+}
+
+/// What this version cannot do with a source yet, in words for the user. Uploading the bytes
+/// as they are would store a compressed file as the image, so glint refuses instead.
+fn unsupported(source: &ImageSource) -> Option<String> {
+    use crate::crd::{Decompression, TransferMethod};
+    match (source.decompress, source.method) {
+        (Some(Decompression::Gzip | Decompression::Xz | Decompression::Bzip2 | Decompression::Zstd), _) => Some(
+            "spec.source.decompress is not supported by this glint version yet: serve the uncompressed file, or use decompress: none".to_string(),
+        ),
+        (_, Some(TransferMethod::WebDownload)) => Some(
+            "spec.source.method webDownload is not supported by this glint version yet: use upload or auto".to_string(),
+        ),
+        _ => None,
     }
 }
 

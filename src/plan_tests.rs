@@ -416,6 +416,49 @@ fn a_queued_image_with_a_source_gets_its_data_through_a_transfer() {
 }
 
 #[test]
+fn sources_this_version_cannot_transfer_are_refused_not_uploaded_as_is() {
+    use crate::crd::{Decompression, TransferMethod};
+    let queued = image(|i| i.status = ImageStatus::Queued);
+    let rows = [
+        (Some(Decompression::Gzip), None, "UnsupportedSource"),
+        (Some(Decompression::Zstd), None, "UnsupportedSource"),
+        (None, Some(TransferMethod::WebDownload), "UnsupportedSource"),
+        (
+            Some(Decompression::None),
+            Some(TransferMethod::Upload),
+            "Transferring",
+        ),
+        (
+            Some(Decompression::Auto),
+            Some(TransferMethod::Auto),
+            "Transferring",
+        ),
+    ];
+    for (decompress, method, reason) in rows {
+        let wanted = desired(|s| {
+            s.source = Some(ImageSource {
+                url: "https://x/i.qcow2.gz".into(),
+                decompress,
+                method,
+                ..ImageSource::default()
+            })
+        });
+        let plan = plan(
+            &wanted,
+            &Observation::Owned(queued.clone()),
+            &no_members(),
+            &TransferState::Idle,
+        );
+        let got = match &plan.progress {
+            Progress::Working { reason, .. } | Progress::Blocked { reason, .. } => *reason,
+            Progress::InSync => "InSync",
+        };
+        assert_eq!(got, reason, "{decompress:?} {method:?}");
+        assert_eq!(plan.actions.is_empty(), reason == "UnsupportedSource");
+    }
+}
+
+#[test]
 fn missing_and_killed_images_are_created_again() {
     let wanted = desired(|_| {});
     let fresh = plan(

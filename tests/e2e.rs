@@ -205,6 +205,23 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
     let log = std::env::temp_dir().join(format!("{namespace}-glint.log"));
     eprintln!("glint's log: {}", log.display());
 
+    step("glint run without the CRD says how to install it");
+    let without_crd = Command::new(env!("CARGO_BIN_EXE_glint"))
+        .args(["run", "--metrics-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", &k.kubeconfig)
+        .output()
+        .expect("glint run");
+    let said = String::from_utf8_lossy(&without_crd.stderr);
+    if k.run(&["get", "crd", "images.glint.dev"], None).0 {
+        eprintln!("(the CRD was already installed in this cluster; skipping that check)");
+    } else {
+        assert!(
+            !without_crd.status.success(),
+            "glint run must refuse to start without its CRD"
+        );
+        assert!(said.contains("kubectl apply -f crds/"), "{said}");
+    }
+
     step("install the CRD from crds/ and wait until it is Established");
     k.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);
     k.ok(&[

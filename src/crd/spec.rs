@@ -223,12 +223,14 @@ pub struct ImageSource {
     /// transfer and nothing is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<SourceHash>,
-    /// How to decompress the file: auto (default; by file extension and magic bytes), none,
-    /// gzip, xz, bzip2 or zstd.
+    /// How to decompress the file: auto (default), none, gzip, xz, bzip2 or zstd. This
+    /// version uploads the file as it is (auto acts as none) and stalls with
+    /// UnsupportedSource on gzip, xz, bzip2 and zstd rather than store a compressed file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decompress: Option<Decompression>,
-    /// How the data reaches Glance: auto (default), upload (glint streams it through itself)
-    /// or webDownload (Glance fetches the URL; no hash check or decompression by glint).
+    /// How the data reaches Glance: auto (default) or upload (glint streams it through
+    /// itself). webDownload (Glance fetches the URL) is refused with UnsupportedSource in this
+    /// version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<TransferMethod>,
 }
