@@ -13,6 +13,16 @@ mod common;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
+/// The controller under measurement; stopped however the benchmark ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn kubectl(
     kubeconfig: &str,
     namespace: &str,
@@ -143,21 +153,23 @@ fn run() -> Result<bool, String> {
             .map_err(|e| e.to_string())?
             .port()
     );
-    let mut glint = Command::new(env!("CARGO_BIN_EXE_glint"))
-        .args([
-            "run",
-            "--namespace",
-            &namespace,
-            "--metrics-addr",
-            &metrics,
-            "--resync-period",
-            "60s",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("GLINT_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let _glint = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_glint"))
+            .args([
+                "run",
+                "--namespace",
+                &namespace,
+                "--metrics-addr",
+                &metrics,
+                "--resync-period",
+                "60s",
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("GLINT_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?,
+    );
     let manifests: String = (0..count)
         .map(|i| format!("apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: idle-{i}}}\nspec:\n  cloudCredentialsRef: {{secretName: cloud, cloudName: bed}}\n  diskFormat: raw\n  tags: [idle-bench]\n---\n"))
         .collect();
@@ -190,8 +202,7 @@ fn run() -> Result<bool, String> {
         .filter(|(before, after)| before != after)
         .count();
     let (gets, lists) = glance_reads(&glance_log, log_offset);
-    let _ = glint.kill();
-    let _ = glint.wait();
+    drop(_glint);
 
     println!(
         "reconciles while idle: {reconciles} ({:.1} per Image)",

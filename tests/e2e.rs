@@ -82,8 +82,18 @@ fn step(text: &str) {
     eprintln!("e2e step: {text}");
 }
 
+/// The `glint run` process; killed when dropped, so a failing test leaves no controller behind.
 struct Controller {
     child: Child,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Controller {
@@ -114,9 +124,8 @@ impl Controller {
         Self { child }
     }
 
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill(self) {
+        drop(self);
     }
 
     /// SIGTERM, and the exit status once it stopped.
