@@ -45,7 +45,9 @@ pub fn cluster() -> Option<Cluster> {
             _dir: None,
         });
     }
-    eprintln!("SKIPPED: no Kubernetes apiserver for the end-to-end suite: {HOW}");
+    crate::common::record_skip(&format!(
+        "no Kubernetes apiserver for the end-to-end suite: {HOW}"
+    ));
     None
 }
 

@@ -45,7 +45,9 @@ pub fn testbed() -> Option<Testbed> {
         if var("CI").is_some() {
             panic!("CI needs the real Glance test bed and GLINT_TEST_GLANCE_URL is not set: {how}");
         }
-        eprintln!("SKIPPED: no Glance test bed (GLINT_TEST_GLANCE_URL unset); {how}");
+        record_skip(&format!(
+            "no Glance test bed (GLINT_TEST_GLANCE_URL unset); {how}"
+        ));
         return None;
     };
     let need = |name: &str| {
@@ -70,6 +72,22 @@ pub fn testbed() -> Option<Testbed> {
         testbed_dir: need("GLINT_TESTBED_DIR"),
         venv: need("GLINT_TEST_VENV"),
     })
+}
+
+/// Says why a test returns early, and notes it in `$GLINT_SKIP_LOG` (set by scripts/test), so
+/// the summary counts it as skipped rather than passed.
+pub fn record_skip(why: &str) {
+    eprintln!("SKIPPED: {why}");
+    if let Some(path) = std::env::var_os("GLINT_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{why}");
+        }
+    }
 }
 
 /// `let bed = require_testbed!();` returns from the test when there is no bed (outside CI).
