@@ -543,3 +543,54 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+#[tokio::test]
+async fn changes_made_in_glance_behind_glints_back_are_corrected() {
+    let bed = require_testbed!();
+    let h = Harness::new(bed);
+    let name = common::unique("drift");
+    h.apply(
+        &name,
+        json!({"tags": ["declared"], "properties": {"os_distro": "cirros"}}),
+    );
+    let id = status_id(&h.settle(&name, ready).await.expect("object"));
+    let api = h.glance();
+    api.update_image(
+        &id,
+        &[
+            glint::glance::PatchOp::SetName("renamed-in-glance".into()),
+            glint::glance::PatchOp::SetTags(vec!["foreign".into()]),
+            glint::glance::PatchOp::SetProperty {
+                key: "os_distro".into(),
+                value: "changed".into(),
+            },
+            glint::glance::PatchOp::SetProperty {
+                key: "added_by_hand".into(),
+                value: "x".into(),
+            },
+            glint::glance::PatchOp::SetMinRam(4096),
+        ],
+    )
+    .await
+    .expect("drift");
+    // The next resyncs see it (after the listing cache's window) and put it back.
+    let mut fixed = None;
+    for _ in 0..100 {
+        h.reconcile_once(&name).await.expect("reconcile");
+        let image = api.get_image(&id).await.expect("image");
+        if image.name.as_deref() == Some(name.as_str()) {
+            fixed = Some(image);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let image = fixed.expect("the drift was corrected");
+    assert_eq!(image.tags, ["declared"]);
+    assert_eq!(
+        image.properties.get("os_distro").map(String::as_str),
+        Some("cirros")
+    );
+    assert!(!image.properties.contains_key("added_by_hand"));
+    assert_eq!(image.min_ram, 0);
+    assert!(h.double.event_reasons().contains(&"Updated".to_string()));
+}
