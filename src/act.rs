@@ -245,9 +245,10 @@ async fn create(
         match api.create_image(&desired.new_image(&id)).await {
             Ok(image) => return Ok((image, false)),
             Err(err) if err.is_conflict() => match api.get_image(&id).await {
-                Ok(image) if owned_by_us(&image) => return Ok((image, true)),
-                // Held by a deleted image (404), or by one without our mark: try the next id.
-                Ok(_) => continue,
+                // A uuid5 of this object's uid can only have been created for this object, even
+                // if someone removed its mark since: adopt it (the plan restores the mark).
+                Ok(image) => return Ok((image, true)),
+                // Held by a deleted image: Glance never frees ids, so take the next one.
                 Err(err) if err.is_not_found() => continue,
                 Err(err) => return Err(glance("get", &id)(err)),
             },

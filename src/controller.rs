@@ -62,10 +62,9 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         client.clone(),
         Recorder::new(client.clone(), reporter),
         config.default_resync,
-        config.transfer_parallelism,
         // Running transfers requeue their Image every few seconds, so the end of one is seen
-        // without a separate trigger.
-        Arc::new(|image_id: &str| tracing::info!(image = image_id, "transfer ended")),
+        // without a trigger of its own.
+        config.transfer_parallelism,
     ));
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await

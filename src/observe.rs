@@ -1,7 +1,7 @@
 //! Finds the Glance image an `Image` object stands for, without changing anything.
 //!
-//! A managed image is looked up, in order, by the id in status, by the ownership mark
-//! (property [`OWNER_PROPERTY`] = the object's uid) and by its derived id. Because the id of a
+//! A managed image is looked up by the id in status, then by the ownership mark (property
+//! [`OWNER_PROPERTY`] = the object's uid). Because the id of a
 //! new image is derived from the object's uid, a create whose response was lost is found again
 //! instead of repeated; because every managed image carries the mark, adoption never takes an
 //! image that merely has the same name. Imported (unmanaged) images are found by id or filter.
@@ -116,14 +116,8 @@ async fn observe_managed(
     if let Some(image) = find_by_mark(api, subject.uid).await? {
         return Ok(Observation::Owned(image));
     }
-    // The mark can be missing only if someone removed it; the derived id still proves the
-    // image was created for this object.
-    if subject.known_id.is_none()
-        && subject.spec.id.is_none()
-        && let Some(image) = get_if_exists(api, &derived_id(subject.uid, 0)).await?
-    {
-        return Ok(Observation::Owned(image));
-    }
+    // An image whose mark someone removed is not found here; the create that follows meets
+    // it as a conflict on its derived id and adopts it (see `act`).
     Ok(Observation::Absent {
         vanished: subject.known_id.map(str::to_owned),
     })

@@ -335,14 +335,15 @@ fn data(
     image: &Image,
     transfer: &TransferState,
 ) -> (Option<Action>, Option<Progress>) {
+    let refusal = desired.source.as_ref().and_then(unsupported);
     match image.status {
         ImageStatus::Queued => match (&desired.source, transfer) {
             (None, _) => (None, None),
-            (Some(source), _) if unsupported(source).is_some() => (
+            (Some(_), _) if refusal.is_some() => (
                 None,
                 Some(Progress::Blocked {
                     reason: "UnsupportedSource",
-                    message: unsupported(source).unwrap_or_default(),
+                    message: refusal.unwrap_or_default(),
                 }),
             ),
             (Some(_), TransferState::Running) => (

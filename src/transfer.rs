@@ -31,9 +31,6 @@ pub trait Transfers: Send + Sync {
     fn start(&self, image_id: &str, source: &ImageSource) -> bool;
 }
 
-/// Called with the image id when a transfer ends, so the controller can reconcile at once.
-pub type OnFinished = Arc<dyn Fn(&str) + Send + Sync>;
-
 #[derive(Debug, Clone)]
 struct Entry {
     status: TransferStatus,
@@ -42,13 +39,17 @@ struct Entry {
     not_before: Option<Instant>,
 }
 
+/// The HTTP client for sources could not be built (its TLS backend failed to start).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client for image sources: {0}")]
+pub struct TransferSetupError(String);
+
 /// Runs transfers into one Glance (one client per cloud and project).
 pub struct TransferManager<G> {
     api: Arc<G>,
     http: reqwest::Client,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     slots: Arc<Semaphore>,
-    on_finished: OnFinished,
 }
 
 /// First retry delay; doubles per failed attempt up to [`MAX_BACKOFF`].
@@ -57,18 +58,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl<G: GlanceApi + 'static> TransferManager<G> {
     /// At most `parallel` transfers run at once; more wait in Pending.
-    pub fn new(api: Arc<G>, parallel: usize, on_finished: OnFinished) -> Self {
-        Self {
+    pub fn new(api: Arc<G>, parallel: usize) -> Result<Self, TransferSetupError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|err| TransferSetupError(err.to_string()))?;
+        Ok(Self {
             api,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(15))
-                .read_timeout(Duration::from_secs(300))
-                .build()
-                .unwrap_or_default(),
+            http,
             entries: Arc::default(),
             slots: Arc::new(Semaphore::new(parallel.max(1))),
-            on_finished,
-        }
+        })
     }
 
     fn with_entries<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry>) -> T) -> T {
@@ -137,7 +138,6 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
             http: self.http.clone(),
             entries: self.entries.clone(),
             slots: self.slots.clone(),
-            on_finished: self.on_finished.clone(),
             image_id: image_id.to_string(),
             source: source.clone(),
             attempts,
@@ -152,7 +152,6 @@ struct Job<G> {
     http: reqwest::Client,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     slots: Arc<Semaphore>,
-    on_finished: OnFinished,
     image_id: String,
     source: ImageSource,
     attempts: u32,
@@ -175,6 +174,7 @@ impl<G: GlanceApi + 'static> Job<G> {
         if let Some(entry) = entries.get_mut(&self.image_id) {
             match outcome {
                 Ok(()) => {
+                    tracing::info!(image = %self.image_id, bytes = entry.status.bytes_done, "transfer done");
                     entry.status.phase = TransferPhase::Succeeded;
                     entry.status.last_error = None;
                     entry.status.percent = Some(100);
@@ -191,8 +191,6 @@ impl<G: GlanceApi + 'static> Job<G> {
                 }
             }
         }
-        drop(entries);
-        (self.on_finished)(&self.image_id);
     }
 
     fn update(&self, change: impl FnOnce(&mut TransferStatus)) {

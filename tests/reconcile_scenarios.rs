@@ -40,13 +40,7 @@ impl Harness {
                 instance: None,
             },
         );
-        let ctx = Arc::new(Context::new(
-            client,
-            recorder,
-            DEFAULT_RESYNC,
-            2,
-            Arc::new(|_: &str| {}),
-        ));
+        let ctx = Arc::new(Context::new(client, recorder, DEFAULT_RESYNC, 2));
         let harness = Self { bed, double, ctx };
         harness.put_secret("cloud", password);
         harness
@@ -246,6 +240,48 @@ async fn a_create_whose_response_was_lost_is_adopted_not_repeated() {
     let done = h.settle(&name, ready).await.expect("object");
     assert_eq!(status_id(&done), derived_id(&uid, 0));
     assert_eq!(images_marked(&h.glance(), &uid).await, 1, "no duplicate");
+}
+
+#[tokio::test]
+async fn a_landed_create_whose_mark_was_removed_is_still_adopted_and_remarked() {
+    let bed = require_testbed!();
+    let h = Harness::new(bed);
+    let name = common::unique("unmarked");
+    h.apply(&name, json!({}));
+    let uid = h.object(&name).and_then(|o| o.metadata.uid).expect("uid");
+    // Created for this object (its derived id), then someone removed the mark by hand.
+    h.glance()
+        .create_image(&NewImage {
+            id: Some(derived_id(&uid, 0)),
+            name: Some(name.clone()),
+            disk_format: Some(glint::glance::DiskFormat::Raw),
+            ..NewImage::default()
+        })
+        .await
+        .expect("the landed create, unmarked");
+    let done = h.settle(&name, ready).await.expect("object");
+    assert_eq!(
+        status_id(&done),
+        derived_id(&uid, 0),
+        "adopted, not a second image"
+    );
+    let image = h
+        .glance()
+        .get_image(&derived_id(&uid, 0))
+        .await
+        .expect("image");
+    assert_eq!(
+        image.properties.get(OWNER_PROPERTY),
+        Some(&uid),
+        "the mark is restored"
+    );
+    assert!(
+        h.glance()
+            .get_image(&derived_id(&uid, 1))
+            .await
+            .expect_err("no second image")
+            .is_not_found()
+    );
 }
 
 #[tokio::test]

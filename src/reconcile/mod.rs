@@ -23,7 +23,7 @@ use crate::glance::{GlanceClient, ListingCache};
 use crate::observe::Subject;
 use crate::plan::{Desired, Progress};
 use crate::status::{self, Outcome, StatusInput, reasons};
-use crate::transfer::{OnFinished, TransferManager, Transfers};
+use crate::transfer::{TransferManager, TransferSetupError, Transfers};
 use pass::{PassError, PassResult};
 
 /// The finalizer that keeps an Image until its Glance image is dealt with.
@@ -65,8 +65,6 @@ pub struct Context {
     pub default_resync: Duration,
     pub transfer_parallelism: usize,
     pub metrics: Arc<Metrics>,
-    /// Called with an image id when its transfer ends.
-    pub on_transfer_finished: OnFinished,
     clouds: Mutex<HashMap<String, Arc<CloudHandle>>>,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -77,7 +75,6 @@ impl Context {
         recorder: Recorder,
         default_resync: Duration,
         transfer_parallelism: usize,
-        on_transfer_finished: OnFinished,
     ) -> Self {
         Self {
             client,
@@ -85,7 +82,6 @@ impl Context {
             default_resync,
             transfer_parallelism,
             metrics: Arc::default(),
-            on_transfer_finished,
             clouds: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -124,6 +120,8 @@ pub enum ReconcileError {
     Pass(#[from] PassError),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    TransferSetup(#[from] TransferSetupError),
     #[error("the object has no {0}")]
     Incomplete(&'static str),
 }
@@ -137,6 +135,7 @@ impl ReconcileError {
             Self::Auth(err) => err.is_transient(),
             Self::Pass(err) => err.is_transient(),
             Self::Kube(_) => true,
+            Self::TransferSetup(_) => false,
         }
     }
 
@@ -148,6 +147,7 @@ impl ReconcileError {
             Self::Pass(err) => err.reason(),
             Self::Kube(_) => "KubernetesUnavailable",
             Self::Incomplete(_) => "InvalidObject",
+            Self::TransferSetup(_) => "TransferSetupFailed",
         }
     }
 }
@@ -390,11 +390,7 @@ async fn cloud(image: &Image, ctx: &Context) -> Result<Arc<CloudHandle>, Reconci
     let project = glance.authenticator().project_id().await?;
     let client = Arc::new(ListingCache::new(glance, project, LISTING_TTL));
     let handle = Arc::new(CloudHandle {
-        transfers: TransferManager::new(
-            client.clone(),
-            ctx.transfer_parallelism,
-            ctx.on_transfer_finished.clone(),
-        ),
+        transfers: TransferManager::new(client.clone(), ctx.transfer_parallelism)?,
         client,
     });
     ctx.clouds
