@@ -182,11 +182,11 @@ fn describe(image: &Image) -> String {
         ("hidden".into(), image.hidden.to_string()),
         (
             "disk_format".into(),
-            optional(image.disk_format.map(|f| f.to_string())),
+            optional(image.disk_format.as_ref().map(|f| f.to_string())),
         ),
         (
             "container_format".into(),
-            optional(image.container_format.map(|f| f.to_string())),
+            optional(image.container_format.as_ref().map(|f| f.to_string())),
         ),
         ("size".into(), optional(image.size.map(|n| n.to_string()))),
         (

@@ -2,9 +2,9 @@
 //! the credentials Secrets, turns finished transfers into reconciles, serves health and
 //! metrics, and stops cleanly on SIGTERM.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -15,10 +15,11 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::crd::Image;
-use crate::reconcile::{self, Context, Metrics};
+use crate::metrics::serve_health;
+use crate::reconcile::{self, Context, Settings};
+use crate::transfer::SourcePolicy;
 
 /// Settings of `glint run`.
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct RunConfig {
     /// Transfers running at once per cloud.
     pub transfer_parallelism: usize,
     pub metrics_addr: SocketAddr,
+    /// Where image sources may be fetched from.
+    pub source_policy: SourcePolicy,
 }
 
 /// Why the controller could not start or stopped.
@@ -61,10 +64,13 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     let ctx = Arc::new(Context::new(
         client.clone(),
         Recorder::new(client.clone(), reporter),
-        config.default_resync,
-        // Running transfers requeue their Image every few seconds, so the end of one is seen
-        // without a trigger of its own.
-        config.transfer_parallelism,
+        Settings {
+            default_resync: config.default_resync,
+            // Running transfers requeue their Image every few seconds, so the end of one is
+            // seen without a trigger of its own.
+            transfer_parallelism: config.transfer_parallelism,
+            source_policy: Arc::new(config.source_policy.clone()),
+        },
     ));
     let listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
@@ -116,6 +122,12 @@ async fn controller_for(
     let controller = Controller::new(images, watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(config.concurrency));
     let by_secret = controller.store();
+    tokio::spawn(forget_deleted_images(
+        controller.store(),
+        namespace.map(str::to_owned),
+        ctx.clone(),
+        config.default_resync,
+    ));
     controller
         .watches(secrets, watcher::Config::default(), move |secret| {
             images_using(&by_secret, &secret)
@@ -128,6 +140,29 @@ async fn controller_for(
             }
         })
         .await;
+}
+
+/// Images deleted while no reconcile saw them (they had no finalizer) still count as users
+/// of their cloud handle; this sweep lets those handles go.
+async fn forget_deleted_images(
+    store: Store<Image>,
+    namespace: Option<String>,
+    ctx: Arc<Context>,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    // The first tick fires at once, before the store has synced: skip it.
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let live: HashSet<String> = store
+            .state()
+            .iter()
+            .filter_map(|image| image.uid())
+            .collect();
+        ctx.clouds
+            .retain_users(namespace.as_deref(), |uid| live.contains(uid));
+    }
 }
 
 /// The Images whose credentials live in this Secret: a changed Secret retriggers them at once.
@@ -164,58 +199,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     tracing::info!("shutting down: finishing reconciles in flight");
-}
-
-/// `/healthz`, `/readyz` and `/metrics` (Prometheus text) on a plain listener: three fixed
-/// answers do not need an HTTP framework.
-async fn serve_health(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buffer = [0u8; 1024];
-            let read = socket.read(&mut buffer).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buffer[..read]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/healthz" | "/readyz" => ("200 OK", "ok\n".to_string()),
-                "/metrics" => ("200 OK", render_metrics(&metrics)),
-                _ => ("404 Not Found", "not found\n".to_string()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-        });
-    }
-}
-
-/// Prometheus text exposition of the controller's counters.
-pub fn render_metrics(metrics: &Metrics) -> String {
-    let counters = [
-        (
-            "glint_reconciles_total",
-            "Reconciles started.",
-            metrics.reconciles.load(Ordering::Relaxed),
-        ),
-        (
-            "glint_reconcile_failures_total",
-            "Reconciles that ended in an error.",
-            metrics.failures.load(Ordering::Relaxed),
-        ),
-        (
-            "glint_kubernetes_writes_total",
-            "Writes sent to Kubernetes (status patches, Events, finalizer changes).",
-            metrics.kube_writes.load(Ordering::Relaxed),
-        ),
-    ];
-    counters
-        .iter()
-        .map(|(name, help, value)| {
-            format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n")
-        })
-        .collect()
 }

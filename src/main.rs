@@ -5,7 +5,8 @@ use tracing_subscriber::EnvFilter;
 
 use glint::cli::{self, ImageCommand};
 use glint::controller::{self, RunConfig};
-use glint::reconcile::{DEFAULT_RESYNC, parse_duration};
+use glint::reconcile::{MAX_RESYNC, MIN_RESYNC, parse_duration};
+use glint::transfer::{Cidr, SourcePolicy, source_policy::parse_cidrs};
 
 #[derive(Debug, Parser)]
 #[command(name = "glint", version, about = "Manage OpenStack Glance images")]
@@ -54,10 +55,49 @@ struct RunArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080", env = "GLINT_METRICS_ADDR")]
     metrics_addr: std::net::SocketAddr,
+    /// Address ranges sources may be fetched from even where the defaults refuse them
+    /// (comma-separated, e.g. 10.20.0.0/16 for an internal mirror).
+    #[arg(long, value_parser = parse_cidr_list, default_value = "", env = "GLINT_SOURCE_ALLOW_CIDRS")]
+    source_allow_cidrs: CidrList,
+    /// Address ranges sources may never be fetched from; beats every allow rule.
+    #[arg(long, value_parser = parse_cidr_list, default_value = "", env = "GLINT_SOURCE_DENY_CIDRS")]
+    source_deny_cidrs: CidrList,
+    /// The cluster's service and pod ranges: refused as sources unless allowed (the Helm
+    /// chart sets them from its values).
+    #[arg(long, value_parser = parse_cidr_list, default_value = "", env = "GLINT_CLUSTER_CIDRS")]
+    cluster_cidrs: CidrList,
+    /// Allow sources on loopback addresses. For tests only: in a cluster, loopback is the
+    /// controller's own pod.
+    #[arg(long, env = "GLINT_SOURCE_ALLOW_LOOPBACK")]
+    source_allow_loopback: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct CidrList(Vec<Cidr>);
+
+fn parse_cidr_list(text: &str) -> Result<CidrList, String> {
+    parse_cidrs(text).map(CidrList)
 }
 
 fn parse_period(text: &str) -> Result<std::time::Duration, String> {
-    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 90s, 10m or 1h30m"))
+    let period = parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration like 90s, 10m or 1h30m"))?;
+    if !(MIN_RESYNC..=MAX_RESYNC).contains(&period) {
+        return Err(format!("{text:?} is outside 10s..168h"));
+    }
+    Ok(period)
+}
+
+/// The cluster ranges, plus the apiserver's own service address when glint runs in a pod
+/// (Kubernetes tells every pod where it is), even if the operator named no range.
+fn in_cluster_service(mut ranges: Vec<Cidr>) -> Vec<Cidr> {
+    if let Some(cidr) = std::env::var("KUBERNETES_SERVICE_HOST")
+        .ok()
+        .and_then(|host| host.parse::<Cidr>().ok())
+    {
+        ranges.push(cidr);
+    }
+    ranges
 }
 
 /// `default` applies unless GLINT_LOG says otherwise: the controller narrates at info, the
@@ -96,13 +136,15 @@ async fn main() -> std::process::ExitCode {
             let config = RunConfig {
                 namespaces: args.namespaces,
                 concurrency: args.concurrency.max(1),
-                default_resync: if args.resync_period.is_zero() {
-                    DEFAULT_RESYNC
-                } else {
-                    args.resync_period
-                },
+                default_resync: args.resync_period,
                 transfer_parallelism: args.transfers.max(1),
                 metrics_addr: args.metrics_addr,
+                source_policy: SourcePolicy {
+                    allow: args.source_allow_cidrs.0,
+                    deny: args.source_deny_cidrs.0,
+                    cluster: in_cluster_service(args.cluster_cidrs.0),
+                    allow_loopback: args.source_allow_loopback,
+                },
             };
             if let Err(err) = controller::run(config).await {
                 eprintln!("glint: {err}");

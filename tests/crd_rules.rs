@@ -167,6 +167,44 @@ fn new_images_are_admitted_or_refused_with_what_to_fix() {
             with(minimal(), json!({"tags": [""]})),
             Some("1 to 255 characters"),
         ),
+        (
+            "unmanaged with managed-only fields names each of them",
+            json!({"cloudCredentialsRef": {"secretName": "s", "cloudName": "c"}, "managementPolicy": "unmanaged",
+                   "import": {"filter": {"name": "cirros"}},
+                   "source": {"url": "https://x/i"}, "tags": ["a"], "onDelete": "delete"}),
+            Some("remove them: spec.tags spec.source spec.onDelete"),
+        ),
+        (
+            "unmanaged with only a name",
+            json!({"cloudCredentialsRef": {"secretName": "s", "cloudName": "c"}, "managementPolicy": "unmanaged",
+                   "import": {"id": "1b4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7f"}, "name": "x"}),
+            Some("remove them: spec.name"),
+        ),
+        (
+            "a resync period too large for any clock",
+            with(minimal(), json!({"resyncPeriod": "100000000000000000000s"})),
+            Some("resyncPeriod must be between 10s and 168h"),
+        ),
+        (
+            "a resync period under 10s",
+            with(minimal(), json!({"resyncPeriod": "9s"})),
+            Some("between 10s and 168h"),
+        ),
+        (
+            "a resync period over 7 days",
+            with(minimal(), json!({"resyncPeriod": "168h1s"})),
+            Some("between 10s and 168h"),
+        ),
+        (
+            "the shortest resync period",
+            with(minimal(), json!({"resyncPeriod": "10s"})),
+            None,
+        ),
+        (
+            "the longest resync period",
+            with(minimal(), json!({"resyncPeriod": "168h"})),
+            None,
+        ),
     ];
     for (what, spec, expected) in cases {
         match (admit(spec, None), expected) {

@@ -108,6 +108,10 @@ impl Controller {
                 &metrics,
                 "--resync-period",
                 "30s",
+                // The bed serves sources on 127.0.0.1; 127.0.0.2 stands for a refused address.
+                "--source-allow-loopback",
+                "--source-deny-cidrs",
+                "127.0.0.2/32",
             ])
             .env("KUBECONFIG", kubeconfig)
             .env("GLINT_LOG", "info")

@@ -37,7 +37,7 @@ async fn sharing_follows_glance_member_rules_from_add_to_remove() {
         .await
         .expect("add member");
     assert_eq!(
-        (added.member_id.as_str(), added.status),
+        (added.member_id.as_str(), added.status.clone()),
         (member_project.as_str(), MemberStatus::Pending)
     );
     let duplicate = owner

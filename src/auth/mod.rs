@@ -5,7 +5,7 @@
 //! - [`keystone`] is the Keystone v3 wire format (token requests, catalog look-up); pure.
 //! - [`session`] holds the [`Authenticator`]: it issues, caches and renews tokens and finds the
 //!   image endpoint.
-//! - `tls` builds the one HTTP client of a cloud (system roots + the cloud's CA bundle).
+//! - The HTTP client itself comes from [`crate::http`], shared with `glance` and `transfer`.
 //!
 //! Secrets live in `secrecy::SecretString`: no `Debug` output, log line or error message of
 //! this module contains a password, token or application credential secret.
@@ -14,9 +14,6 @@ pub mod clouds;
 mod error;
 mod keystone;
 pub mod session;
-mod tls;
-
-pub(crate) use tls::{describe_http_error, is_broken_connection};
 
 pub use clouds::{AuthType, CloudConfig, CloudsFile, NameOrId};
 pub use error::AuthError;

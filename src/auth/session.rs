@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use super::AuthError;
 use super::clouds::{AuthType, CloudConfig};
 use super::keystone::{self, CatalogService, TokenResponse};
-use super::tls::{HttpOptions, build_http_client};
+use crate::http::{HttpOptions, build_client};
 
 /// Renew this long before Keystone's expiry, so that a token never dies in the middle of a
 /// call that was started with it.
@@ -147,10 +147,11 @@ impl Authenticator {
             })?),
             (None, None) => None,
         };
-        let http = build_http_client(&HttpOptions {
+        let http = build_client(&HttpOptions {
             ca_bundle_pem,
             insecure: !cloud.verify,
-        })?;
+        })
+        .map_err(AuthError::Tls)?;
         let mode = match (&cloud.auth_type, &cloud.auth_url) {
             (AuthType::None, _) => Mode::Static {
                 endpoint: cloud.image_endpoint_override.clone().unwrap_or_default(),
@@ -198,7 +199,7 @@ impl Authenticator {
                     endpoint: endpoint.to_string(),
                     headers,
                 },
-                http: build_http_client(&HttpOptions::default())?,
+                http: build_client(&HttpOptions::default()).map_err(AuthError::Tls)?,
                 cloud_name: format!("trusted-headers:{}", identity.project_id),
             }),
         })
@@ -319,13 +320,13 @@ impl Authenticator {
         let unreachable = |err: reqwest::Error| AuthError::Unreachable {
             auth_url: session.v3_root.clone(),
             // reqwest's messages never include the request body (which holds the secret).
-            detail: super::describe_http_error(err),
+            detail: crate::http::describe_http_error(err),
         };
         // Issuing a token has no side effect worth guarding, so a broken connection is retried.
         let send = || self.inner.http.post(&url).json(&body).send();
         let response = match send().await {
-            Err(err) if super::is_broken_connection(&err) => {
-                tracing::debug!(error = %super::describe_http_error(err), "Keystone connection broke; sending once more");
+            Err(err) if crate::http::is_broken_connection(&err) => {
+                tracing::debug!(error = %crate::http::describe_http_error(err), "Keystone connection broke; sending once more");
                 send().await.map_err(unreachable)?
             }
             other => other.map_err(unreachable)?,

@@ -3,18 +3,19 @@
 //! them. `glint crd` prints it; `crds/` holds the checked-in copy, which CI compares.
 
 mod spec;
-mod status;
+mod status_fields;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use serde_json::Value;
 
 pub use spec::{
-    CloudCredentialsRef, Decompression, HashAlgorithm, Image, ImageImport, ImageSource, ImageSpec,
-    ImportFilter, ManagementPolicy, OnDelete, RESERVED_PROPERTY_KEYS, RESERVED_PROPERTY_PREFIXES,
-    SourceHash, TransferMethod, is_reserved_property,
+    CloudCredentialsRef, ContainerFormat, Decompression, DiskFormat, HashAlgorithm, Image,
+    ImageImport, ImageSource, ImageSpec, ImportFilter, ManagementPolicy, OnDelete,
+    RESERVED_PROPERTY_KEYS, RESERVED_PROPERTY_PREFIXES, SourceHash, TransferMethod, Visibility,
+    is_reserved_property,
 };
-pub use status::{GlanceView, ImageStatus, TransferPhase, TransferStatus};
+pub use status_fields::{GlanceView, ImageStatus, TransferPhase, TransferStatus};
 
 /// The CRD glint installs and expects: the derived one, with unsigned integer formats
 /// (`uint32`, `uint64`, ...), which the apiserver warns about as unrecognized, turned into

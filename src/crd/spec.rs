@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::status::ImageStatus;
-use crate::glance::{ContainerFormat, DiskFormat, Visibility};
+use super::status_fields::ImageStatus;
+use crate::glance;
 
 /// Keys that `spec.properties` may not set: Glance's own fields, which are read-only or have
 /// their own spec field. The same list `glance::Image` uses to tell fields from properties.
@@ -71,6 +71,9 @@ pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &["os_glance", "os_hash_"];
         .message("spec.managementPolicy is immutable"),
     validation = Rule::new("has(self.__import__) == has(oldSelf.__import__) && (!has(self.__import__) || self.__import__ == oldSelf.__import__)")
         .message("spec.import is immutable"),
+    // glint would silently ignore these on an image it only observes: refuse them instead.
+    validation = Rule::new(unmanaged_fields_rule())
+        .message(kube::core::Message::Expression(unmanaged_fields_message())),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSpec {
@@ -180,8 +183,54 @@ pub struct ImageSpec {
     /// How often to compare the image in Glance with this spec and correct drift, as a
     /// duration such as 10m or 1h. Defaults to the controller's --resync-period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    /// Between 10s and 168h (7 days).
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('10s') && duration(self) <= duration('168h')")
+        .message("resyncPeriod must be between 10s and 168h (7 days), for example 10m or 1h"))]
     pub resync_period: Option<String>,
+}
+
+/// The spec fields that only mean something for a managed image, as manifests spell them.
+/// `import` is `__import__` to CEL, but none of these is a CEL keyword.
+pub const MANAGED_ONLY_FIELDS: &[&str] = &[
+    "name",
+    "visibility",
+    "tags",
+    "protected",
+    "hidden",
+    "minDiskGB",
+    "minRamMB",
+    "properties",
+    "containerFormat",
+    "diskFormat",
+    "id",
+    "source",
+    "deactivated",
+    "members",
+    "onDelete",
+];
+
+const UNMANAGED: &str = "has(self.managementPolicy) && self.managementPolicy == 'unmanaged'";
+
+fn unmanaged_fields_rule() -> String {
+    let none_set = MANAGED_ONLY_FIELDS
+        .iter()
+        .map(|field| format!("!has(self.{field})"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    format!("!({UNMANAGED}) || ({none_set})")
+}
+
+/// Names every offending field, so the refusal says exactly what to remove.
+fn unmanaged_fields_message() -> String {
+    let listed = MANAGED_ONLY_FIELDS
+        .iter()
+        .map(|field| format!("(has(self.{field}) ? ' spec.{field}' : '')"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    format!(
+        "'managementPolicy unmanaged only observes an existing image, so these managed-only fields would be ignored; remove them:' + {listed}"
+    )
 }
 
 fn reserved_keys_rule() -> String {
@@ -306,8 +355,49 @@ macro_rules! spec_enum {
                 Self::$default
             }
         }
+
+        impl $name {
+            /// The word in manifests (and, for the Glance fields, on Glance's wire).
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text,)+ }
+            }
+        }
     };
 }
+
+/// Spec enums that are Glance words convert to Glance's (open) enums by their word.
+macro_rules! to_glance {
+    ($($name:ident),+) => {
+        $(impl From<$name> for glance::$name {
+            fn from(value: $name) -> Self {
+                glance::$name::from(value.as_str())
+            }
+        })+
+    };
+}
+
+spec_enum!(
+    /// Who can see an image.
+    Visibility { Public = "public", Community = "community", Shared = "shared", Private = "private" } default Private
+);
+
+spec_enum!(
+    /// The format of the image's bits (Glance's default disk_formats).
+    DiskFormat {
+        Ami = "ami", Ari = "ari", Aki = "aki", Vhd = "vhd", Vhdx = "vhdx", Vmdk = "vmdk",
+        Raw = "raw", Qcow2 = "qcow2", Vdi = "vdi", Ploop = "ploop", Iso = "iso",
+    } default Raw
+);
+
+spec_enum!(
+    /// The wrapper around the image's bits (Glance's default container_formats).
+    ContainerFormat {
+        Ami = "ami", Ari = "ari", Aki = "aki", Bare = "bare", Ovf = "ovf", Ova = "ova",
+        Docker = "docker", Compressed = "compressed",
+    } default Bare
+);
+
+to_glance!(Visibility, DiskFormat, ContainerFormat);
 
 spec_enum!(
     /// Hash algorithms glint can verify.

@@ -15,15 +15,24 @@ use super::{
     ByteStream, Download, GlanceApi, GlanceError, Image, ImportInfo, ImportMethod, ListQuery,
     Member, MemberStatus, NewImage, Page, PatchOp, StoreInfo, Task,
 };
-use crate::auth::{Authenticator, describe_http_error, is_broken_connection};
+use crate::auth::Authenticator;
+use crate::http::{describe_http_error, is_broken_connection};
 
 type Result<T> = std::result::Result<T, GlanceError>;
 
-/// A Glance v2 client for one cloud and project. Cheap to clone.
+/// A Glance v2 client for one cloud and project. Cheap to clone; clones share credentials,
+/// and [`GlanceClient::replace_authenticator`] swaps them for every clone at once.
 #[derive(Clone, Debug)]
 pub struct GlanceClient {
+    current: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Session>>>,
+}
+
+/// Credentials and the API root discovered with them: replaced together, because new
+/// credentials can point at another endpoint.
+#[derive(Debug)]
+struct Session {
     auth: Authenticator,
-    root: std::sync::Arc<OnceCell<ApiRoot>>,
+    root: OnceCell<ApiRoot>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,92 +55,123 @@ enum Body<'a> {
 impl GlanceClient {
     pub fn new(auth: Authenticator) -> Self {
         Self {
-            auth,
-            root: std::sync::Arc::new(OnceCell::new()),
+            current: std::sync::Arc::new(std::sync::RwLock::new(Session::new(auth))),
         }
     }
 
-    /// The authenticator, e.g. to learn the project id.
-    pub fn authenticator(&self) -> &Authenticator {
-        &self.auth
+    /// The authenticator in use, e.g. to learn the project id.
+    pub fn authenticator(&self) -> Authenticator {
+        self.session().auth.clone()
+    }
+
+    /// Uses `auth` from the next request on, in this client and all its clones (a rotated
+    /// Secret): requests and transfers already under way finish with the credentials they had.
+    pub fn replace_authenticator(&self, auth: Authenticator) {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = Session::new(auth);
+    }
+
+    fn session(&self) -> std::sync::Arc<Session> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The v2 API version the endpoint announced (e.g. `2.17`), discovering it if needed.
     pub async fn api_version(&self) -> Result<Option<String>> {
-        Ok(self.api_root().await?.version.clone())
+        Ok(self.api_root().await?.version)
     }
 
-    async fn api_root(&self) -> Result<&ApiRoot> {
-        self.root.get_or_try_init(|| self.discover()).await
+    async fn api_root(&self) -> Result<ApiRoot> {
+        let session = self.session();
+        session
+            .root
+            .get_or_try_init(|| discover(&session.auth))
+            .await
+            .cloned()
     }
+}
 
-    /// Finds the v2 root: catalogs list either the service root (which answers 300 with its
-    /// versions) or a versioned URL.
-    async fn discover(&self) -> Result<ApiRoot> {
-        let endpoint = self.auth.image_endpoint().await?;
-        let discovery = |detail: String| GlanceError::Discovery {
-            endpoint: endpoint.clone(),
-            detail,
-        };
-        let mut url = Url::parse(&endpoint).map_err(|err| discovery(err.to_string()))?;
-        let trimmed = url.path().trim_end_matches('/').to_string();
-        if trimmed.ends_with("/v2")
-            || trimmed
-                .rsplit('/')
-                .next()
-                .is_some_and(|last| last.starts_with("v2."))
-        {
-            let base = trimmed.rsplit_once('/').map(|(head, _)| head).unwrap_or("");
-            url.set_path(&format!("{base}/v2/"));
-            return Ok(ApiRoot {
-                v2: url,
-                version: None,
-            });
-        }
-        #[derive(Deserialize)]
-        struct Versions {
-            versions: Vec<VersionEntry>,
-        }
-        #[derive(Deserialize)]
-        struct VersionEntry {
-            id: String,
-            status: String,
-        }
-        let response = self
-            .auth
-            .http()
-            .get(url.clone())
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|err| discovery(describe_http_error(err)))?;
-        let status = response.status();
-        if status != StatusCode::MULTIPLE_CHOICES && !status.is_success() {
-            return Err(discovery(format!("the version document answered {status}")));
-        }
-        let versions: Versions = response
-            .json()
-            .await
-            .map_err(|err| discovery(format!("unreadable version document: {err}")))?;
-        let version = versions
-            .versions
-            .iter()
-            .filter(|entry| matches!(entry.status.as_str(), "CURRENT" | "SUPPORTED"))
-            .filter_map(|entry| entry.id.strip_prefix("v2."))
-            .filter_map(|minor| minor.parse::<u32>().ok())
-            .max()
-            .ok_or_else(|| discovery("the endpoint announces no v2 API".to_string()))?;
-        url.set_path(&format!("{trimmed}/v2/"));
-        tracing::debug!(endpoint = %url, version = %format!("2.{version}"), "discovered Glance");
-        Ok(ApiRoot {
-            v2: url,
-            version: Some(format!("2.{version}")),
+impl Session {
+    fn new(auth: Authenticator) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            auth,
+            root: OnceCell::new(),
         })
     }
+}
 
+/// Finds the v2 root: catalogs list either the service root (which answers 300 with its
+/// versions) or a versioned URL.
+async fn discover(auth: &Authenticator) -> Result<ApiRoot> {
+    let endpoint = auth.image_endpoint().await?;
+    let discovery = |detail: String| GlanceError::Discovery {
+        endpoint: endpoint.clone(),
+        detail,
+    };
+    let mut url = Url::parse(&endpoint).map_err(|err| discovery(err.to_string()))?;
+    let trimmed = url.path().trim_end_matches('/').to_string();
+    if trimmed.ends_with("/v2")
+        || trimmed
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.starts_with("v2."))
+    {
+        let base = trimmed.rsplit_once('/').map(|(head, _)| head).unwrap_or("");
+        url.set_path(&format!("{base}/v2/"));
+        return Ok(ApiRoot {
+            v2: url,
+            version: None,
+        });
+    }
+    #[derive(Deserialize)]
+    struct Versions {
+        versions: Vec<VersionEntry>,
+    }
+    #[derive(Deserialize)]
+    struct VersionEntry {
+        id: String,
+        status: String,
+    }
+    let response = auth
+        .http()
+        .get(url.clone())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|err| discovery(describe_http_error(err)))?;
+    let status = response.status();
+    if status != StatusCode::MULTIPLE_CHOICES && !status.is_success() {
+        return Err(discovery(format!("the version document answered {status}")));
+    }
+    let versions: Versions = response
+        .json()
+        .await
+        .map_err(|err| discovery(format!("unreadable version document: {err}")))?;
+    let version = versions
+        .versions
+        .iter()
+        .filter(|entry| matches!(entry.status.as_str(), "CURRENT" | "SUPPORTED"))
+        .filter_map(|entry| entry.id.strip_prefix("v2."))
+        .filter_map(|minor| minor.parse::<u32>().ok())
+        .max()
+        .ok_or_else(|| discovery("the endpoint announces no v2 API".to_string()))?;
+    url.set_path(&format!("{trimmed}/v2/"));
+    tracing::debug!(endpoint = %url, version = %format!("2.{version}"), "discovered Glance");
+    Ok(ApiRoot {
+        v2: url,
+        version: Some(format!("2.{version}")),
+    })
+}
+
+impl GlanceClient {
     /// `segments` below the v2 root, each percent-encoded (tags and names may hold `/`).
     async fn url(&self, segments: &[&str]) -> Result<Url> {
-        let mut url = self.api_root().await?.v2.clone();
+        let mut url = self.api_root().await?.v2;
         let endpoint = url.to_string();
         {
             let mut path = url
@@ -160,10 +200,11 @@ impl GlanceClient {
         let replayable = stream_body.is_none();
         let mut retried = false;
         let mut resent = false;
+        let session = self.session();
+        let auth = &session.auth;
         loop {
-            let credential = self.auth.credential().await?;
-            let mut request: RequestBuilder = self
-                .auth
+            let credential = auth.credential().await?;
+            let mut request: RequestBuilder = auth
                 .http()
                 .request(method.clone(), url.clone())
                 .header("accept", "application/json");
@@ -210,8 +251,8 @@ impl GlanceClient {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "glance call"
             );
-            if status == StatusCode::UNAUTHORIZED && self.auth.can_reissue() {
-                self.auth.reject(&credential).await;
+            if status == StatusCode::UNAUTHORIZED && auth.can_reissue() {
+                auth.reject(&credential).await;
                 if replayable && !retried {
                     retried = true;
                     continue;

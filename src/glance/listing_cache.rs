@@ -4,7 +4,8 @@
 //! GET its image. With it, the first reconcile lists the project's images (pages of up to
 //! 1000) and the others read that snapshot while it is fresh. Writes through the cache drop
 //! the entry they touch, so a reconcile never reads back its own stale image, and ids the
-//! snapshot lacks (images of other projects, brand-new ones) fall through to a GET.
+//! snapshot lacks (images of other projects, brand-new ones) fall through to a GET, and so
+//! does [`GlanceApi::get_image_fresh`], which also refreshes the snapshot's copy.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +32,7 @@ pub struct ListingCache<G> {
     inner: G,
     /// Without a project (a cloud without Keystone) there is nothing to list by: every
     /// `get_image` goes to Glance.
-    owner: Option<String>,
+    owner: std::sync::Mutex<Option<String>>,
     ttl: Duration,
     snapshot: Mutex<Snapshot>,
     listings: AtomicU64,
@@ -42,7 +43,7 @@ impl<G: GlanceApi> ListingCache<G> {
     pub fn new(inner: G, owner: Option<String>, ttl: Duration) -> Self {
         Self {
             inner,
-            owner,
+            owner: std::sync::Mutex::new(owner),
             ttl,
             snapshot: Mutex::default(),
             listings: AtomicU64::new(0),
@@ -56,6 +57,26 @@ impl<G: GlanceApi> ListingCache<G> {
 
     pub fn inner(&self) -> &G {
         &self.inner
+    }
+
+    /// New credentials may act in another project: list that one from now on.
+    pub async fn set_owner(&self, owner: Option<String>) {
+        let mut snapshot = self.snapshot.lock().await;
+        let mut current = self
+            .owner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *current != owner {
+            *current = owner;
+            *snapshot = Snapshot::default();
+        }
+    }
+
+    fn owner(&self) -> Option<String> {
+        self.owner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     async fn refresh(&self, owner: &str, snapshot: &mut Snapshot) -> Result<()> {
@@ -89,19 +110,34 @@ impl<G: GlanceApi> ListingCache<G> {
 
 impl<G: GlanceApi> GlanceApi for ListingCache<G> {
     async fn get_image(&self, id: &str) -> Result<Image> {
-        if let Some(owner) = &self.owner {
+        if let Some(owner) = self.owner() {
             // Holding the lock while listing makes the other reconciles of a resync wait for
             // this one listing instead of each taking their own.
             let mut snapshot = self.snapshot.lock().await;
             let stale = snapshot
                 .taken
                 .is_none_or(|taken| taken.elapsed() > self.ttl);
-            let fresh = !stale || self.refresh(owner, &mut snapshot).await.is_ok();
+            let fresh = !stale || self.refresh(&owner, &mut snapshot).await.is_ok();
             if fresh && let Some(image) = snapshot.images.get(id) {
                 return Ok(image.clone());
             }
         }
         self.inner.get_image(id).await
+    }
+
+    async fn get_image_fresh(&self, id: &str) -> Result<Image> {
+        let outcome = self.inner.get_image(id).await;
+        let mut snapshot = self.snapshot.lock().await;
+        match &outcome {
+            Ok(image) if snapshot.images.contains_key(id) => {
+                snapshot.images.insert(id.to_string(), image.clone());
+            }
+            Ok(_) => {}
+            Err(_) => {
+                snapshot.images.remove(id);
+            }
+        }
+        outcome
     }
 
     async fn list_page(&self, query: &ListQuery, marker: Option<&str>) -> Result<Page> {

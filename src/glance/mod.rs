@@ -72,6 +72,12 @@ pub trait GlanceApi: Send + Sync {
 
     fn get_image(&self, id: &str) -> impl Future<Output = Result<Image>> + Send;
 
+    /// The image as Glance has it right now, bypassing any cache: for reconciles where the
+    /// user is looking (after an edit, or when a refresh was requested).
+    fn get_image_fresh(&self, id: &str) -> impl Future<Output = Result<Image>> + Send {
+        self.get_image(id)
+    }
+
     fn create_image(&self, image: &NewImage) -> impl Future<Output = Result<Image>> + Send;
 
     /// Applies the operations atomically and returns the image after them.

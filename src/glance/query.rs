@@ -81,16 +81,16 @@ impl ListQuery {
         for tag in &self.tags {
             push("tag", tag.clone());
         }
-        if let Some(visibility) = self.visibility {
+        if let Some(visibility) = &self.visibility {
             push("visibility", visibility.to_string());
         }
-        if let Some(status) = self.status {
+        if let Some(status) = &self.status {
             push("status", status.to_string());
         }
         if let Some(owner) = &self.owner {
             push("owner", owner.clone());
         }
-        if let Some(member_status) = self.member_status {
+        if let Some(member_status) = &self.member_status {
             push("member_status", member_status.to_string());
         }
         for (key, value) in &self.properties {

@@ -5,18 +5,56 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// An enum of Glance's words that survives words it does not know: deployments configure
+/// their own disk formats and newer Glances add statuses, and one such image must not break
+/// a whole listing. `Other` keeps the word as Glance sent it, so it round-trips unchanged.
 macro_rules! glance_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
         pub enum $name {
-            $(#[serde(rename = $text)] $variant,)+
+            $($variant,)+
+            /// A word this version of glint does not know, exactly as Glance sent it.
+            Other(String),
         }
 
         impl $name {
+            /// Every word this version knows.
+            pub const KNOWN: &'static [&'static str] = &[$($text),+];
+
             /// The word Glance uses on the wire.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text,)+ }
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $text,)+
+                    Self::Other(text) => text,
+                }
+            }
+
+            /// Whether this is a word glint knows (not [`Self::Other`]).
+            pub fn is_known(&self) -> bool {
+                !matches!(self, Self::Other(_))
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(text: String) -> Self {
+                match text.as_str() {
+                    $($text => Self::$variant,)+
+                    _ => Self::Other(text),
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                Self::from(text.to_string())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.as_str().to_string()
             }
         }
 
@@ -26,17 +64,26 @@ macro_rules! glance_enum {
             }
         }
 
+        /// Never fails: an unknown word becomes [`Self::Other`] and Glance judges it.
         impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(text: &str) -> Result<Self, String> {
-                match text {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(format!(
-                        "{other:?} is not a {}: expected one of {}",
-                        stringify!($name),
-                        [$($text),+].join(", ")
-                    )),
-                }
+            type Err = std::convert::Infallible;
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Ok(Self::from(text))
+            }
+        }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            // Glance's word as it is: status reports what Glance said, known or not.
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string" })
             }
         }
     };
@@ -410,12 +457,30 @@ mod tests {
     }
 
     #[test]
-    fn enum_words_round_trip_and_unknown_words_list_the_choices() {
+    fn enum_words_round_trip_known_or_not() {
         for format in [DiskFormat::Qcow2, DiskFormat::Raw, DiskFormat::Iso] {
-            assert_eq!(format.as_str().parse::<DiskFormat>().unwrap(), format);
+            assert_eq!(DiskFormat::from(format.as_str()), format);
         }
-        let err = "qcow3".parse::<DiskFormat>().unwrap_err();
-        assert!(err.contains("qcow2") && err.contains("raw"), "{err}");
         assert_eq!(ContainerFormat::CompressedQcow2.as_str(), "compressed");
+        let odd = DiskFormat::from("ploop2");
+        assert_eq!(odd, DiskFormat::Other("ploop2".into()));
+        assert!(!odd.is_known());
+        assert_eq!(serde_json::to_value(&odd).unwrap(), json!("ploop2"));
+    }
+
+    #[test]
+    fn an_image_with_words_glint_does_not_know_decodes_and_keeps_them() {
+        let image: Image = serde_json::from_value(json!({
+            "id": "i-1", "status": "resurrecting", "visibility": "galactic",
+            "disk_format": "luks", "container_format": "tarball"
+        }))
+        .unwrap();
+        assert_eq!(image.status, ImageStatus::Other("resurrecting".into()));
+        assert_eq!(image.visibility, Visibility::Other("galactic".into()));
+        assert_eq!(image.disk_format, Some(DiskFormat::Other("luks".into())));
+        assert_eq!(
+            image.container_format.as_ref().map(ContainerFormat::as_str),
+            Some("tarball")
+        );
     }
 }

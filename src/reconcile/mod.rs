@@ -1,187 +1,175 @@
-//! The controller's reconcile: finalizer dispatch around one [`pass`], plus everything that
-//! touches Kubernetes: reading the credentials Secret, writing status (one server-side-apply
-//! patch, only when it changed), Events, requeue and backoff.
+//! The reconcile pipeline, in one room.
+//!
+//! [`reconcile`] is what the controller calls for each Image. It dispatches on the
+//! finalizer, then runs one [`pass`] (observe -> plan -> act, no Kubernetes inside), then
+//! writes what happened: one status patch when the status changed, and Events.
+//!
+//! - [`observe`]: find the image the object stands for.
+//! - [`plan`]: the pure diff, one small function per field.
+//! - [`act`]: carry the plan out against Glance.
+//! - [`status`]: the pure status builder.
+//! - `context`, `clouds`, `error`, `events`: shared state, the per-Secret cloud handles, the
+//!   error enum and Event helpers.
+//!
+//! Contracts that keep users safe:
+//! - A panic in one reconcile becomes that object's `Stalled` condition (`InternalError`)
+//!   and a Warning Event; the process and every other object carry on.
+//! - The finalizer is added only once the object's credentials have resolved, right before
+//!   its first Glance call. An object without it never reached Glance, so Kubernetes
+//!   deletes it at once. With it, deletion waits for Glance, or says why it cannot
+//!   (`DeletionBlocked`) and how to release the object (fix the Secret, or
+//!   `spec.onDelete: detach`).
+//! - A reconcile caused by an edit, or by the [`REFRESH_ANNOTATION`], reads the image from
+//!   Glance directly; periodic resyncs share one listing per project.
 
+pub mod act;
+mod clouds;
+mod context;
+mod error;
+mod events;
+pub mod observe;
 pub mod pass;
+pub mod plan;
+pub mod status;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::finalizer::{self, Event as Finalizing};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::Instrument;
 
-use crate::auth::{AuthError, AuthOptions, Authenticator, CloudsFile};
-use crate::crd::{Image, OnDelete, TransferPhase, TransferStatus};
-use crate::glance::{GlanceClient, ListingCache};
-use crate::observe::Subject;
-use crate::plan::{Desired, Progress};
-use crate::status::{self, Outcome, StatusInput, reasons};
-use crate::transfer::{TransferManager, TransferSetupError, Transfers};
-use pass::{PassError, PassResult};
+pub use clouds::{CloudHandle, CloudKey, CloudRegistry};
+pub use context::{Context, MAX_BACKOFF, PassHook, Settings, backoff_delay};
+pub use error::ReconcileError;
+
+use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus};
+use observe::Subject;
+use pass::PassResult;
+use plan::{Desired, Progress};
+use status::{Outcome, StatusInput};
 
 /// The finalizer that keeps an Image until its Glance image is dealt with.
 pub const FINALIZER: &str = "glint.dev/cleanup";
 /// The field manager of glint's status patches.
 pub const FIELD_MANAGER: &str = "glint";
+/// Set this annotation to any new value (for example the current time) to make glint read
+/// the image from Glance right away, bypassing the shared listing.
+pub const REFRESH_ANNOTATION: &str = "glint.dev/reconcile-requested-at";
 
 /// How often a Ready object is compared with Glance when neither the spec nor the controller
 /// flags say otherwise.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+/// The shortest resync period glint accepts (the CRD refuses shorter ones too).
+pub const MIN_RESYNC: Duration = Duration::from_secs(10);
+/// The longest resync period glint accepts: 7 days.
+pub const MAX_RESYNC: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How soon to look again while work is under way (transfers report progress this often).
 const PROGRESS_REQUEUE: Duration = Duration::from_secs(5);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Counters for /metrics and for the idle-writes measurement.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub reconciles: AtomicU64,
-    pub failures: AtomicU64,
-    /// Every write glint sends to Kubernetes: status patches, Events, finalizer changes.
-    pub kube_writes: AtomicU64,
+/// Condition reasons of the reconcile itself.
+pub mod reasons {
+    /// The object is being deleted, and glint cannot delete its Glance image.
+    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+    /// glint failed in a way it did not foresee (a bug); the message says where.
+    pub const INTERNAL_ERROR: &str = "InternalError";
+    /// Glance reports a status this glint version does not know.
+    pub const UNKNOWN_GLANCE_STATUS: &str = "UnknownGlanceStatus";
 }
 
-/// A cloud client and its transfers, shared by every Image that uses the same Secret version
-/// and cloud (so they share one token, one listing per resync and one transfer queue).
-pub struct CloudHandle {
-    pub client: Arc<ListingCache<GlanceClient>>,
-    pub transfers: TransferManager<ListingCache<GlanceClient>>,
-}
-
-/// How long one listing of a project's images answers lookups: long enough to serve every
-/// Image of a resync burst, short enough that drift is seen by the next resync.
-const LISTING_TTL: Duration = Duration::from_secs(10);
-
-/// Everything reconcile needs, shared by all workers.
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub default_resync: Duration,
-    pub transfer_parallelism: usize,
-    pub metrics: Arc<Metrics>,
-    clouds: Mutex<HashMap<String, Arc<CloudHandle>>>,
-    failures: Mutex<HashMap<String, u32>>,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        recorder: Recorder,
-        default_resync: Duration,
-        transfer_parallelism: usize,
-    ) -> Self {
-        Self {
-            client,
-            recorder,
-            default_resync,
-            transfer_parallelism,
-            metrics: Arc::default(),
-            clouds: Mutex::default(),
-            failures: Mutex::default(),
+/// Reconciles one Image. Never panics: a panic inside becomes the object's condition.
+pub async fn reconcile(image: Arc<Image>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    let span = tracing::info_span!("reconcile", image = %events::object_name(&image));
+    async move {
+        ctx.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
+        // The payload is neither Sync nor needed past its words: keep only those.
+        let caught = AssertUnwindSafe(dispatch(&image, &ctx))
+            .catch_unwind()
+            .await
+            .map_err(|panic| panic_message(panic.as_ref()));
+        let outcome = match caught {
+            Ok(outcome) => outcome,
+            Err(message) => return Ok(contain_panic(&image, &ctx, &message).await),
+        };
+        match &outcome {
+            Ok(_) => ctx.succeeded(&image.uid().unwrap_or_default()),
+            Err(_) => {
+                ctx.metrics.failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        outcome
     }
-
-    /// The next backoff for this object, growing with each consecutive failure.
-    pub fn backoff(&self, uid: &str) -> Duration {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = failures.entry(uid.to_string()).or_insert(0);
-        *count = count.saturating_add(1);
-        Duration::from_secs(1u64 << (*count).min(9)).min(MAX_BACKOFF)
-    }
-
-    fn succeeded(&self, uid: &str) {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        failures.remove(uid);
-    }
+    .instrument(span)
+    .await
 }
 
-/// Why a reconcile failed. Each knows whether retrying can help and its condition reason.
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("Secret {namespace}/{name} (spec.cloudCredentialsRef.secretName) does not exist")]
-    SecretNotFound { namespace: String, name: String },
-    #[error("Secret {namespace}/{name} has no key clouds.yaml")]
-    SecretWithoutClouds { namespace: String, name: String },
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error(transparent)]
-    Pass(#[from] PassError),
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error(transparent)]
-    TransferSetup(#[from] TransferSetupError),
-    #[error("the object has no {0}")]
-    Incomplete(&'static str),
+/// Requeue policy after an error: growing backoff per object, with jitter, capped.
+pub fn error_policy(image: Arc<Image>, error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
+    let delay = ctx.backoff(&image.uid().unwrap_or_default());
+    tracing::warn!(image = %events::object_name(&image), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+    Requeue::requeue(delay)
 }
 
-impl ReconcileError {
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::SecretNotFound { .. }
-            | Self::SecretWithoutClouds { .. }
-            | Self::Incomplete(_) => false,
-            Self::Auth(err) => err.is_transient(),
-            Self::Pass(err) => err.is_transient(),
-            Self::Kube(_) => true,
-            Self::TransferSetup(_) => false,
-        }
+async fn dispatch(image: &Image, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    let uid = image
+        .uid()
+        .ok_or(ReconcileError::Incomplete("metadata.uid"))?;
+    if let Some(hook) = &ctx.before_pass {
+        hook(image);
     }
-
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::SecretNotFound { .. } => "SecretNotFound",
-            Self::SecretWithoutClouds { .. } => "InvalidSecret",
-            Self::Auth(err) => err.reason(),
-            Self::Pass(err) => err.reason(),
-            Self::Kube(_) => "KubernetesUnavailable",
-            Self::Incomplete(_) => "InvalidObject",
-            Self::TransferSetup(_) => "TransferSetupFailed",
-        }
+    if image.meta().deletion_timestamp.is_some() {
+        return finalize(image, ctx, &uid).await;
     }
+    apply(image, ctx, &uid).await
 }
 
-/// The error kube's finalizer helper wraps ours in.
-pub type FinalizerError = finalizer::Error<ReconcileError>;
-
-/// Reconciles one Image: adds the finalizer, then syncs or cleans up.
-pub async fn reconcile(image: Arc<Image>, ctx: Arc<Context>) -> Result<Requeue, FinalizerError> {
-    ctx.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
-    let namespace = image.namespace().unwrap_or_default();
-    let api: Api<Image> = Api::namespaced(ctx.client.clone(), &namespace);
-    if image.meta().deletion_timestamp.is_none()
-        && !image.finalizers().iter().any(|f| f == FINALIZER)
-    {
-        ctx.metrics.kube_writes.fetch_add(1, Ordering::Relaxed);
-    }
-    let outcome = finalizer::finalizer(&api, FINALIZER, image.clone(), |event| async {
-        match event {
-            Finalizing::Apply(image) => apply(&image, &ctx).await,
-            Finalizing::Cleanup(image) => cleanup(&image, &ctx).await,
-        }
-    })
-    .await;
-    if outcome.is_ok() {
-        ctx.succeeded(&image.uid().unwrap_or_default());
-    } else {
-        ctx.metrics.failures.fetch_add(1, Ordering::Relaxed);
-    }
-    outcome
+/// What a panic carried, in words: panics raised with a message carry a `&str` or `String`.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
-/// The object as observation sees it.
-fn subject_of<'a>(image: &'a Image, uid: &'a str) -> Subject<'a> {
+async fn contain_panic(image: &Image, ctx: &Context, what: &str) -> Requeue {
+    ctx.metrics.panics.fetch_add(1, Ordering::Relaxed);
+    let message = format!(
+        "glint hit an internal error while reconciling this object and stopped working on it: {what}. This is a bug; please report it. Any change to the object retries."
+    );
+    tracing::error!(%message, "reconcile panicked");
+    let outcome = Outcome::Stalled {
+        reason: reasons::INTERNAL_ERROR,
+        message: message.clone(),
+    };
+    if let Err(err) = write_status(image, ctx, None, None, outcome).await {
+        tracing::warn!(%err, "could not record the internal error in status");
+    }
+    events::publish_warning(image, ctx, events::reasons::INTERNAL_ERROR, message).await;
+    Requeue::await_change()
+}
+
+fn has_finalizer(image: &Image) -> bool {
+    image.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Whether this reconcile must read Glance directly: the spec changed since status was
+/// written, or a refresh was requested with [`REFRESH_ANNOTATION`].
+pub fn wants_fresh_read(image: &Image) -> bool {
+    let status = image.status.as_ref();
+    let edited = image.meta().generation != status.and_then(|s| s.observed_generation);
+    let requested = image.annotations().get(REFRESH_ANNOTATION)
+        != status.and_then(|s| s.last_handled_reconcile_at.as_ref());
+    edited || requested
+}
+
+fn subject_of<'a>(image: &'a Image, uid: &'a str, fresh: bool) -> Subject<'a> {
     Subject {
         uid,
         spec: &image.spec,
@@ -189,69 +177,63 @@ fn subject_of<'a>(image: &'a Image, uid: &'a str) -> Subject<'a> {
             .status
             .as_ref()
             .and_then(|status| status.id.as_deref()),
+        fresh,
     }
 }
 
-/// Requeue policy after an error: growing backoff per object, capped.
-pub fn error_policy(image: Arc<Image>, error: &FinalizerError, ctx: Arc<Context>) -> Requeue {
-    let delay = ctx.backoff(&image.uid().unwrap_or_default());
-    tracing::warn!(image = %image.name_any(), %error, retry_in_s = delay.as_secs(), "reconcile failed");
-    Requeue::requeue(delay)
+async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, ReconcileError> {
+    let handle = match ctx.clouds.resolve(&ctx.client, image).await {
+        Ok(handle) => handle,
+        Err(err) => return report_failure(image, ctx, err).await,
+    };
+    // Only now, with credentials that work, can a create be sent: from here on deletion
+    // must wait for Glance. Observed (unmanaged) images are never deleted and need none.
+    if image.spec.policy() == ManagementPolicy::Managed && !has_finalizer(image) {
+        add_finalizer(image, ctx).await?;
+    }
+    let desired = Desired::from_spec(&image.spec, &image.name_any(), uid);
+    let subject = subject_of(image, uid, wants_fresh_read(image));
+    let result =
+        match pass::sync(handle.client.as_ref(), &handle.transfers, subject, &desired).await {
+            Ok(result) => result,
+            Err(err) => return report_failure(image, ctx, err.into()).await,
+        };
+    events::publish_effects(image, ctx, &result).await;
+    let transfer = result
+        .image
+        .as_ref()
+        .and_then(|img| crate::transfer::Transfers::progress(&handle.transfers, &img.id));
+    events::publish_transfer_end(image, ctx, transfer.as_ref()).await;
+    let (outcome, requeue) = outcome_of(image, ctx, &result);
+    write_status(image, ctx, result.image.as_ref(), transfer, outcome).await?;
+    Ok(requeue)
 }
 
-async fn apply(image: &Image, ctx: &Context) -> Result<Requeue, ReconcileError> {
-    let uid = image
-        .uid()
-        .ok_or(ReconcileError::Incomplete("metadata.uid"))?;
-    let desired = Desired::from_spec(&image.spec, &image.name_any(), &uid);
-    let subject = subject_of(image, &uid);
-    let result = match cloud(image, ctx).await {
-        Ok(handle) => pass::sync(handle.client.as_ref(), &handle.transfers, subject, &desired)
-            .await
-            .map(|result| (result, handle))
-            .map_err(ReconcileError::from),
-        Err(err) => Err(err),
+/// Status and an Event for a failed reconcile; transient errors go back to the controller
+/// for a retry with backoff, the others wait for a change.
+async fn report_failure(
+    image: &Image,
+    ctx: &Context,
+    err: ReconcileError,
+) -> Result<Requeue, ReconcileError> {
+    let outcome = if err.is_transient() {
+        Outcome::Progressing {
+            reason: err.reason(),
+            message: format!("{err}; retrying"),
+        }
+    } else {
+        Outcome::Stalled {
+            reason: err.reason(),
+            message: err.to_string(),
+        }
     };
-    match result {
-        Ok((result, handle)) => {
-            publish_effects(image, ctx, &result).await;
-            let transfer = result
-                .image
-                .as_ref()
-                .and_then(|img| handle.transfers.progress(&img.id));
-            publish_transfer_end(image, ctx, transfer.as_ref()).await;
-            let (outcome, requeue) = outcome_of(image, ctx, &result);
-            write_status(image, ctx, result.image.as_ref(), transfer, outcome).await?;
-            Ok(requeue)
-        }
-        Err(err) => {
-            let outcome = if err.is_transient() {
-                Outcome::Progressing {
-                    reason: err.reason(),
-                    message: format!("{err}; retrying"),
-                }
-            } else {
-                Outcome::Stalled {
-                    reason: err.reason(),
-                    message: err.to_string(),
-                }
-            };
-            write_status(image, ctx, None, None, outcome).await?;
-            publish(
-                image,
-                ctx,
-                EventType::Warning,
-                err.reason(),
-                err.to_string(),
-            )
-            .await;
-            if err.is_transient() {
-                Err(err)
-            } else {
-                // Nothing changes until the spec or the Secret does; both are watched.
-                Ok(Requeue::await_change())
-            }
-        }
+    write_status(image, ctx, None, None, outcome).await?;
+    events::publish_warning(image, ctx, err.reason(), err.to_string()).await;
+    if err.is_transient() {
+        Err(err)
+    } else {
+        // Nothing changes until the spec or the Secret does; both are watched.
+        Ok(Requeue::await_change())
     }
 }
 
@@ -259,9 +241,9 @@ fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Re
     match &result.progress {
         Progress::InSync => {
             let reason = if result.imported {
-                reasons::OBSERVED
+                status::reasons::OBSERVED
             } else {
-                reasons::SYNCED
+                status::reasons::SYNCED
             };
             let message = match &result.image {
                 Some(glance) => format!(
@@ -281,18 +263,26 @@ fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Re
                 message: message.clone(),
             },
             // A create was the whole pass: come back at once for the rest.
-            Requeue::requeue(if result.effects.iter().any(|e| e.reason() == "Created") {
-                Duration::from_millis(200)
-            } else {
-                PROGRESS_REQUEUE
-            }),
+            Requeue::requeue(
+                if result
+                    .effects
+                    .iter()
+                    .any(|e| matches!(e, act::Effect::Created { .. }))
+                {
+                    Duration::from_millis(200)
+                } else {
+                    PROGRESS_REQUEUE
+                },
+            ),
         ),
         Progress::Blocked { reason, message } => (
             Outcome::Stalled {
                 reason,
                 message: message.clone(),
             },
-            Requeue::await_change(),
+            // Edits and Secret changes retrigger at once; the resync notices changes made in
+            // Glance (an image back in a known status).
+            Requeue::requeue(resync_period(image, ctx)),
         ),
     }
 }
@@ -303,101 +293,133 @@ fn resync_period(image: &Image, ctx: &Context) -> Duration {
         .resync_period
         .as_deref()
         .and_then(parse_duration)
-        .unwrap_or(ctx.default_resync)
+        .unwrap_or(ctx.settings.default_resync)
+        .clamp(MIN_RESYNC, MAX_RESYNC)
 }
 
-/// `90s`, `10m`, `1h30m`, `500ms`: the Kubernetes duration subset glint accepts.
+/// `90s`, `10m`, `1h30m`, `500ms`, `1.5h`: the Kubernetes (Go) duration notation. `None` for
+/// anything else, zero, or values too large to represent; never panics.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut number = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(ch) = chars.next() {
-        if ch.is_ascii_digit() || ch == '.' {
-            number.push(ch);
-            continue;
-        }
-        let value: f64 = number.parse().ok()?;
-        number.clear();
-        let unit = match (ch, chars.peek()) {
-            ('m', Some('s')) => {
-                chars.next();
-                0.001
-            }
-            ('s', _) => 1.0,
-            ('m', _) => 60.0,
-            ('h', _) => 3600.0,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(value * unit);
+    // Only the Go notation the CRD admits ("1h30m"), not jiff's friendlier spellings.
+    let notation = text.starts_with(|ch: char| ch.is_ascii_digit())
+        && text
+            .chars()
+            .all(|ch| ch.is_ascii_digit() || matches!(ch, '.' | 'h' | 'm' | 's'));
+    if !notation {
+        return None;
     }
-    (number.is_empty() && !total.is_zero()).then_some(total)
+    let signed: jiff::SignedDuration = text.parse().ok()?;
+    Duration::try_from(signed)
+        .ok()
+        .filter(|duration| !duration.is_zero())
 }
 
-async fn cleanup(image: &Image, ctx: &Context) -> Result<Requeue, ReconcileError> {
-    let detach = image.spec.on_delete() == OnDelete::Detach;
-    let uid = image
-        .uid()
-        .ok_or(ReconcileError::Incomplete("metadata.uid"))?;
-    let subject = subject_of(image, &uid);
-    let handle = cloud(image, ctx).await?;
-    let effects = pass::remove(handle.client.as_ref(), subject, detach).await?;
-    publish_all(image, ctx, &effects).await;
-    // The finalizer helper removes the finalizer next: one more write.
-    ctx.metrics.kube_writes.fetch_add(1, Ordering::Relaxed);
+/// Deleting: remove the Glance image unless the spec says to leave it, then let the object
+/// go. When that cannot be done, say why and how to release the object.
+async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, ReconcileError> {
+    if !has_finalizer(image) {
+        ctx.clouds.forget(uid);
+        return Ok(Requeue::await_change());
+    }
+    let managed = image.spec.policy() == ManagementPolicy::Managed;
+    if !managed || image.spec.on_delete() == OnDelete::Detach {
+        if managed && let Some(id) = image.status.as_ref().and_then(|s| s.id.as_deref()) {
+            let note = format!("left Glance image {id} in place (spec.onDelete: detach)");
+            events::publish(
+                image,
+                ctx,
+                kube::runtime::events::EventType::Normal,
+                events::reasons::DETACHED,
+                note,
+            )
+            .await;
+        }
+        return release(image, ctx, uid).await;
+    }
+    let handle = match ctx.clouds.resolve(&ctx.client, image).await {
+        Ok(handle) => handle,
+        Err(err) if err.is_transient() => return report_failure(image, ctx, err).await,
+        Err(err) => return block_deletion(image, ctx, &err).await,
+    };
+    match pass::remove(handle.client.as_ref(), subject_of(image, uid, true), false).await {
+        Ok(effects) => {
+            events::publish_all(image, ctx, &effects).await;
+            release(image, ctx, uid).await
+        }
+        Err(err) if err.is_transient() => report_failure(image, ctx, err.into()).await,
+        Err(err) => block_deletion(image, ctx, &err.into()).await,
+    }
+}
+
+async fn block_deletion(
+    image: &Image,
+    ctx: &Context,
+    err: &ReconcileError,
+) -> Result<Requeue, ReconcileError> {
+    let which = match image.status.as_ref().and_then(|s| s.id.as_deref()) {
+        Some(id) => format!("Glance image {id}"),
+        None => "the Glance image this object may have created".to_string(),
+    };
+    let message = format!(
+        "cannot delete {which}: {err} ({}). Fix that, or set spec.onDelete: detach to leave the image in Glance and let this object go",
+        err.reason()
+    );
+    let outcome = Outcome::Stalled {
+        reason: reasons::DELETION_BLOCKED,
+        message: message.clone(),
+    };
+    write_status(image, ctx, None, None, outcome).await?;
+    events::publish_warning(image, ctx, reasons::DELETION_BLOCKED, message).await;
     Ok(Requeue::await_change())
 }
 
-/// The cloud client for the object's Secret, cached by Secret version and cloud name.
-async fn cloud(image: &Image, ctx: &Context) -> Result<Arc<CloudHandle>, ReconcileError> {
-    let namespace = image.namespace().unwrap_or_default();
-    let reference = &image.spec.cloud_credentials_ref;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let secret = secrets
-        .get_opt(&reference.secret_name)
-        .await?
-        .ok_or_else(|| ReconcileError::SecretNotFound {
-            namespace: namespace.clone(),
-            name: reference.secret_name.clone(),
-        })?;
-    let key = format!(
-        "{namespace}/{}@{}#{}",
-        reference.secret_name,
-        secret.resource_version().unwrap_or_default(),
-        reference.cloud_name
-    );
-    if let Some(handle) = ctx
-        .clouds
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-    {
-        return Ok(handle.clone());
+/// Removes glint's finalizer: Kubernetes then deletes the object.
+async fn release(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, ReconcileError> {
+    if let Some(index) = image.finalizers().iter().position(|f| f == FINALIZER) {
+        let path = format!("/metadata/finalizers/{index}");
+        let ops = json!([
+            {"op": "test", "path": path, "value": FINALIZER},
+            {"op": "remove", "path": path},
+        ]);
+        patch_metadata(image, ctx, ops).await?;
     }
-    let data = secret.data.unwrap_or_default();
-    let clouds_yaml =
-        data.get("clouds.yaml")
-            .ok_or_else(|| ReconcileError::SecretWithoutClouds {
-                namespace: namespace.clone(),
-                name: reference.secret_name.clone(),
-            })?;
-    let file = CloudsFile::from_bytes(&clouds_yaml.0)?;
-    let config = file.cloud(&reference.cloud_name)?;
-    let options = AuthOptions {
-        ca_bundle: data.get("cacert").map(|bytes| bytes.0.clone()),
-        ..AuthOptions::default()
+    ctx.clouds.forget(uid);
+    Ok(Requeue::await_change())
+}
+
+async fn add_finalizer(image: &Image, ctx: &Context) -> Result<(), ReconcileError> {
+    // The test makes the add fail rather than overwrite a finalizer someone else added
+    // meanwhile; the retry then sees the current list.
+    let ops = match image.meta().finalizers.as_ref() {
+        None => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ]),
+        Some(current) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": current},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ]),
     };
-    let glance = GlanceClient::new(Authenticator::from_cloud(config, options)?);
-    let project = glance.authenticator().project_id().await?;
-    let client = Arc::new(ListingCache::new(glance, project, LISTING_TTL));
-    let handle = Arc::new(CloudHandle {
-        transfers: TransferManager::new(client.clone(), ctx.transfer_parallelism)?,
-        client,
-    });
-    ctx.clouds
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, handle.clone());
-    Ok(handle)
+    patch_metadata(image, ctx, ops).await
+}
+
+async fn patch_metadata(
+    image: &Image,
+    ctx: &Context,
+    ops: serde_json::Value,
+) -> Result<(), ReconcileError> {
+    let patch: json_patch::Patch = serde_json::from_value(ops)
+        .map_err(|_| ReconcileError::Incomplete("a valid finalizer patch"))?;
+    let api: Api<Image> =
+        Api::namespaced(ctx.client.clone(), &image.namespace().unwrap_or_default());
+    ctx.metrics.kube_writes.fetch_add(1, Ordering::Relaxed);
+    api.patch(
+        &image.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn write_status(
@@ -414,6 +436,7 @@ async fn write_status(
         image: glance,
         transfer,
         outcome,
+        handled_request: image.annotations().get(REFRESH_ANNOTATION).cloned(),
         now: Time(jiff::Timestamp::now()),
     });
     if !status::needs_write(image.status.as_ref(), &new) {
@@ -421,7 +444,7 @@ async fn write_status(
     }
     let api: Api<Image> =
         Api::namespaced(ctx.client.clone(), &image.namespace().unwrap_or_default());
-    let body = serde_json::json!({
+    let body = json!({
         "apiVersion": "glint.dev/v1alpha1",
         "kind": "Image",
         "status": new,
@@ -436,69 +459,6 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish_effects(image: &Image, ctx: &Context, result: &PassResult) {
-    if let Some(old) = &result.vanished
-        && result
-            .effects
-            .iter()
-            .any(|effect| effect.reason() == "Created")
-    {
-        let note = format!("Glance image {old} was deleted outside glint; created it again");
-        publish(image, ctx, EventType::Warning, "Recreated", note).await;
-    }
-    publish_all(image, ctx, &result.effects).await;
-}
-
-async fn publish_all(image: &Image, ctx: &Context, effects: &[crate::act::Effect]) {
-    for effect in effects {
-        publish(
-            image,
-            ctx,
-            EventType::Normal,
-            effect.reason(),
-            effect.note(),
-        )
-        .await;
-    }
-}
-
-/// `Uploaded` once, when status is about to record a finished transfer for the first time.
-async fn publish_transfer_end(image: &Image, ctx: &Context, transfer: Option<&TransferStatus>) {
-    let Some(transfer) = transfer else { return };
-    let before = image
-        .status
-        .as_ref()
-        .and_then(|status| status.transfer.as_ref())
-        .map(|t| t.phase);
-    if transfer.phase == TransferPhase::Succeeded && before != Some(TransferPhase::Succeeded) {
-        let url = image
-            .spec
-            .source
-            .as_ref()
-            .map_or("the source", |source| source.url.as_str());
-        let note = format!(
-            "copied {} bytes from {url} into Glance",
-            transfer.bytes_done
-        );
-        publish(image, ctx, EventType::Normal, "Uploaded", note).await;
-    }
-}
-
-async fn publish(image: &Image, ctx: &Context, kind: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_: kind,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    ctx.metrics.kube_writes.fetch_add(1, Ordering::Relaxed);
-    if let Err(err) = ctx.recorder.publish(&event, &image.object_ref(&())).await {
-        // An Event is a courtesy; failing to record one must not fail the reconcile.
-        tracing::warn!(image = %image.name_any(), %err, "could not record an Event");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,10 +471,13 @@ mod tests {
             ("1h30m", Some(5_400_000)),
             ("500ms", Some(500)),
             ("1.5h", Some(5_400_000)),
+            ("168h", Some(604_800_000)),
             ("", None),
             ("10", None),
             ("5d", None),
             ("0s", None),
+            ("-5m", None),
+            ("1 hour", None),
         ];
         for (text, millis) in table {
             assert_eq!(
@@ -523,5 +486,28 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_without_panicking() {
+        for text in [
+            "100000000000000000000s",
+            "99999999999999999999h",
+            "18446744073709551616ms",
+            "9223372036854775807h",
+            "1e309s",
+        ] {
+            assert_eq!(parse_duration(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_panic_message_is_recovered_from_its_payload() {
+        let text: Box<dyn std::any::Any + Send> = Box::new("index out of bounds");
+        let owned: Box<dyn std::any::Any + Send> = Box::new(String::from("overflow at 3"));
+        let other: Box<dyn std::any::Any + Send> = Box::new(42_u8);
+        assert_eq!(panic_message(text.as_ref()), "index out of bounds");
+        assert_eq!(panic_message(owned.as_ref()), "overflow at 3");
+        assert_eq!(panic_message(other.as_ref()), "a panic without a message");
     }
 }

@@ -2,11 +2,11 @@
 //! controller wraps it with finalizers, Secrets, status writes and Events; the CLI will call it
 //! directly.
 
-use crate::act::{self, ActError, Applied, Effect};
 use crate::glance::{GlanceApi, Image};
-use crate::observe::{self, Observation, ObserveError, Subject};
-use crate::plan::{self, Desired, Progress, TransferState};
-use crate::transfer::Transfers;
+use crate::reconcile::act::{self, ActError, Applied, Effect};
+use crate::reconcile::observe::{self, Observation, ObserveError, Subject};
+use crate::reconcile::plan::{self, Desired, Progress};
+use crate::transfer::{TransferState, Transfers};
 
 /// What a pass found and did.
 #[derive(Debug)]

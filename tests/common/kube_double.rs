@@ -87,14 +87,24 @@ impl KubeDouble {
         object["metadata"]["resourceVersion"] = json!(version);
     }
 
-    /// What `kubectl delete` does to an object with finalizers.
+    /// What `kubectl delete` does: an object with finalizers is marked for deletion and
+    /// waits for them; one without is gone at once.
     pub fn mark_deleted(&self, namespace: &str, name: &str) {
         let mut state = self.lock();
-        let object = state
-            .objects
-            .get_mut(&("images".into(), namespace.into(), name.into()))
-            .expect("image");
-        object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        let key = (
+            "images".to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let object = state.objects.get_mut(&key).expect("image");
+        let finalized = object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|finalizers| !finalizers.is_empty());
+        if finalized {
+            object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        } else {
+            state.objects.remove(&key);
+        }
     }
 
     pub fn writes(&self) -> u64 {

@@ -1,9 +1,9 @@
-//! The HTTP client every OpenStack call goes through, built once per cloud: system roots plus
-//! the cloud's CA bundle, or no verification when the cloud says `verify: false`.
+//! HTTP plumbing shared by `auth`, `glance` and `transfer`: how a client is built (system
+//! roots plus a CA bundle, or no verification when a cloud says `verify: false`), how a
+//! reqwest error is told in words, and which failures deserve one immediate retry. reqwest
+//! types stay inside the modules that use this; none reaches `crd` or `reconcile`.
 
 use std::time::Duration;
-
-use super::AuthError;
 
 /// TLS and timeout settings of one cloud.
 #[derive(Clone, Default)]
@@ -28,7 +28,9 @@ impl std::fmt::Debug for HttpOptions {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub(crate) fn build_http_client(options: &HttpOptions) -> Result<reqwest::Client, AuthError> {
+/// A client builder with glint's timeouts, user agent and trust settings; callers add what
+/// is theirs (a DNS resolver, a redirect policy) and build it. Errors are in words.
+pub(crate) fn client_builder(options: &HttpOptions) -> Result<reqwest::ClientBuilder, String> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
@@ -37,11 +39,9 @@ pub(crate) fn build_http_client(options: &HttpOptions) -> Result<reqwest::Client
         .tcp_nodelay(true);
     if let Some(pem) = &options.ca_bundle_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|err| AuthError::Tls(format!("the CA bundle is not valid PEM: {err}")))?;
+            .map_err(|err| format!("the CA bundle is not valid PEM: {err}"))?;
         if certs.is_empty() {
-            return Err(AuthError::Tls(
-                "the CA bundle holds no certificate".to_string(),
-            ));
+            return Err("the CA bundle holds no certificate".to_string());
         }
         for cert in certs {
             builder = builder.add_root_certificate(cert);
@@ -49,13 +49,18 @@ pub(crate) fn build_http_client(options: &HttpOptions) -> Result<reqwest::Client
     }
     if options.insecure {
         tracing::warn!(
-            "TLS certificate verification is OFF for this cloud (verify: false); traffic can be intercepted"
+            "TLS certificate verification is OFF for this client (verify: false); traffic can be intercepted"
         );
         builder = builder.danger_accept_invalid_certs(true);
     }
-    builder
+    Ok(builder)
+}
+
+/// The client of one cloud: [`client_builder`] as it is.
+pub(crate) fn build_client(options: &HttpOptions) -> Result<reqwest::Client, String> {
+    client_builder(options)?
         .build()
-        .map_err(|err| AuthError::Tls(format!("cannot build the HTTP client: {err}")))
+        .map_err(|err| format!("cannot build the HTTP client: {err}"))
 }
 
 /// A reqwest error with its causes ("error sending request: connection reset by peer"): the

@@ -35,6 +35,12 @@ pub struct ImageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<TransferStatus>,
 
+    /// The value of the annotation glint.dev/reconcile-requested-at that glint last acted
+    /// on. Setting the annotation to a new value makes glint read the image from Glance at
+    /// once, instead of from the listing it shares between resyncs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+
     /// When glint last recorded a change in this status. Resyncs that find nothing to do
     /// leave it alone, so that they cost no write.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,7 +14,8 @@ use crate::crd::{ImageSource, ImageSpec, is_reserved_property};
 use crate::glance::{
     ContainerFormat, DiskFormat, Image, ImageStatus, NewImage, PatchOp, Visibility,
 };
-use crate::observe::{OWNER_PROPERTY, Observation};
+use crate::reconcile::observe::{OWNER_PROPERTY, Observation};
+use crate::transfer::TransferState;
 
 /// The image as the spec describes it, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,15 +47,15 @@ impl Desired {
         properties.insert(OWNER_PROPERTY.to_string(), uid.to_string());
         Self {
             name: spec.name.clone().unwrap_or_else(|| object_name.to_string()),
-            visibility: spec.visibility.unwrap_or(Visibility::Private),
+            visibility: spec.visibility.unwrap_or_default().into(),
             tags,
             protected: spec.protected,
             hidden: spec.hidden,
             min_disk: spec.min_disk_gb.map_or(0, u64::from),
             min_ram: spec.min_ram_mb.map_or(0, u64::from),
             properties,
-            container_format: spec.container_format.unwrap_or(ContainerFormat::Bare),
-            disk_format: spec.disk_format,
+            container_format: spec.container_format.unwrap_or_default().into(),
+            disk_format: spec.disk_format.map(Into::into),
             members: spec.members.iter().cloned().collect(),
             deactivated: spec.deactivated,
             source: spec.source.clone(),
@@ -67,10 +68,10 @@ impl Desired {
         NewImage {
             id: Some(id.to_string()),
             name: Some(self.name.clone()),
-            visibility: Some(self.visibility),
+            visibility: Some(self.visibility.clone()),
             tags: self.tags.clone(),
-            container_format: Some(self.container_format),
-            disk_format: self.disk_format,
+            container_format: Some(self.container_format.clone()),
+            disk_format: self.disk_format.clone(),
             min_disk: Some(self.min_disk),
             min_ram: Some(self.min_ram),
             protected: Some(self.protected),
@@ -78,20 +79,6 @@ impl Desired {
             properties: self.properties.clone(),
         }
     }
-}
-
-/// Where the source -> Glance transfer of this image stands, as the transfer tasks report it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum TransferState {
-    /// No transfer is running for this image.
-    #[default]
-    Idle,
-    Running,
-    /// The last attempt failed; `retry` says whether starting another can help.
-    Failed {
-        message: String,
-        retry: bool,
-    },
 }
 
 /// One step against Glance, in the order the plan lists them.
@@ -191,6 +178,18 @@ fn plan_owned(
             ),
         };
     }
+    if let ImageStatus::Other(word) = &image.status {
+        return Plan {
+            actions: Vec::new(),
+            progress: Progress::Blocked {
+                reason: crate::reconcile::reasons::UNKNOWN_GLANCE_STATUS,
+                message: format!(
+                    "Glance reports image {} as {word:?}, a status this glint version does not know; glint changes nothing until Glance reports a known one (it looks again every resync)",
+                    image.id
+                ),
+            },
+        };
+    }
     let mut actions = Vec::new();
     let (to_add, to_remove) = member_changes(desired, image, members);
     actions.extend(to_remove.into_iter().map(Action::RemoveMember));
@@ -233,7 +232,8 @@ fn name_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
 }
 
 fn visibility_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
-    (image.visibility != desired.visibility).then_some(PatchOp::SetVisibility(desired.visibility))
+    (image.visibility != desired.visibility)
+        .then(|| PatchOp::SetVisibility(desired.visibility.clone()))
 }
 
 fn protected_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
@@ -259,13 +259,15 @@ fn format_ops(desired: &Desired, image: &Image) -> Vec<PatchOp> {
         return Vec::new();
     }
     let mut ops = Vec::new();
-    if image.container_format != Some(desired.container_format) {
-        ops.push(PatchOp::SetContainerFormat(desired.container_format));
+    if image.container_format.as_ref() != Some(&desired.container_format) {
+        ops.push(PatchOp::SetContainerFormat(
+            desired.container_format.clone(),
+        ));
     }
-    if let Some(format) = desired.disk_format
-        && image.disk_format != Some(format)
+    if let Some(format) = &desired.disk_format
+        && image.disk_format.as_ref() != Some(format)
     {
-        ops.push(PatchOp::SetDiskFormat(format));
+        ops.push(PatchOp::SetDiskFormat(format.clone()));
     }
     ops
 }
@@ -321,7 +323,7 @@ fn member_changes(
 }
 
 fn activation(desired: &Desired, image: &Image) -> Option<Action> {
-    match (desired.deactivated, image.status) {
+    match (desired.deactivated, &image.status) {
         (true, ImageStatus::Active) => Some(Action::Deactivate),
         (false, ImageStatus::Deactivated) => Some(Action::Reactivate),
         _ => None,
@@ -356,13 +358,14 @@ fn data(
             (
                 Some(_),
                 TransferState::Failed {
+                    reason,
                     message,
                     retry: false,
                 },
             ) => (
                 None,
                 Some(Progress::Blocked {
-                    reason: "TransferFailed",
+                    reason,
                     message: format!("the transfer cannot succeed as specified: {message}"),
                 }),
             ),

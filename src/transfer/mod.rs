@@ -5,20 +5,53 @@
 //! [`TransferManager`] runs them on tokio with a concurrency limit, streams the bytes (never
 //! the whole image in memory) and, when a hash is given, holds back the final chunk until the
 //! digest is checked, so a corrupt download is never completed in Glance: the upload breaks
-//! off and Glance returns the image to queued. The full engine (decompression, web-download,
+//! off and Glance returns the image to queued. Every source request goes through the
+//! [`SourcePolicy`] (see [`source_policy`]). The full engine (decompression, web-download,
 //! resume) builds on this.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use crate::crd::{HashAlgorithm, ImageSource, SourceHash, TransferPhase, TransferStatus};
+use crate::crd::{ImageSource, TransferPhase, TransferStatus};
 use crate::glance::{ByteStream, GlanceApi};
-use crate::plan::TransferState;
+
+mod hash;
+pub mod source_http;
+pub mod source_policy;
+
+pub use hash::{HASH_MISMATCH, verify_hash};
+pub use source_policy::{Cidr, SourcePolicy};
+
+/// Condition reasons of failed transfers.
+pub mod reasons {
+    /// The source URL points at an address the source policy refuses.
+    pub const SOURCE_NOT_ALLOWED: &str = "SourceNotAllowed";
+    /// The source could not be read (network error or an error status).
+    pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
+    /// The data does not have the hash spec.source.hash names.
+    pub const HASH_MISMATCH: &str = "HashMismatch";
+    /// Glance did not take the data.
+    pub const TRANSFER_FAILED: &str = "TransferFailed";
+}
+
+/// Where the source -> Glance transfer of an image stands: what the plan reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TransferState {
+    /// No transfer is running for this image.
+    #[default]
+    Idle,
+    Running,
+    /// The last attempt failed; `retry` says whether starting another can help.
+    Failed {
+        reason: &'static str,
+        message: String,
+        retry: bool,
+    },
+}
 
 /// What the reconciler needs from the transfer machinery.
 pub trait Transfers: Send + Sync {
@@ -34,6 +67,7 @@ pub trait Transfers: Send + Sync {
 #[derive(Debug, Clone)]
 struct Entry {
     status: TransferStatus,
+    reason: &'static str,
     retry: bool,
     /// When the next attempt may start, after a failure.
     not_before: Option<Instant>,
@@ -41,13 +75,14 @@ struct Entry {
 
 /// The HTTP client for sources could not be built (its TLS backend failed to start).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP client for image sources: {0}")]
+#[error("{0}")]
 pub struct TransferSetupError(String);
 
 /// Runs transfers into one Glance (one client per cloud and project).
 pub struct TransferManager<G> {
     api: Arc<G>,
     http: reqwest::Client,
+    policy: Arc<SourcePolicy>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     slots: Arc<Semaphore>,
 }
@@ -57,16 +92,19 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl<G: GlanceApi + 'static> TransferManager<G> {
-    /// At most `parallel` transfers run at once; more wait in Pending.
-    pub fn new(api: Arc<G>, parallel: usize) -> Result<Self, TransferSetupError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(300))
-            .build()
-            .map_err(|err| TransferSetupError(err.to_string()))?;
+    /// At most `parallel` transfers run at once; more wait in Pending. Sources are fetched
+    /// only from addresses `policy` allows.
+    pub fn new(
+        api: Arc<G>,
+        parallel: usize,
+        policy: Arc<SourcePolicy>,
+    ) -> Result<Self, TransferSetupError> {
+        let http = source_http::source_client(policy.clone(), Default::default())
+            .map_err(TransferSetupError)?;
         Ok(Self {
             api,
             http,
+            policy,
             entries: Arc::default(),
             slots: Arc::new(Semaphore::new(parallel.max(1))),
         })
@@ -91,6 +129,7 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
                 TransferPhase::Pending | TransferPhase::Running => TransferState::Running,
                 TransferPhase::Succeeded => TransferState::Idle,
                 TransferPhase::Failed => TransferState::Failed {
+                    reason: entry.reason,
                     message: entry.status.last_error.clone().unwrap_or_default(),
                     retry: entry.retry,
                 },
@@ -124,6 +163,7 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
                         attempts,
                         ..TransferStatus::default()
                     },
+                    reason: reasons::TRANSFER_FAILED,
                     retry: true,
                     not_before: None,
                 },
@@ -136,13 +176,15 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
         let job = Job {
             api: self.api.clone(),
             http: self.http.clone(),
+            policy: self.policy.clone(),
             entries: self.entries.clone(),
             slots: self.slots.clone(),
             image_id: image_id.to_string(),
             source: source.clone(),
             attempts,
         };
-        tokio::spawn(job.run());
+        // The transfer's log lines say which Image they belong to, like the reconcile's.
+        tokio::spawn(tracing::Instrument::in_current_span(job.run()));
         true
     }
 }
@@ -150,6 +192,7 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
 struct Job<G> {
     api: Arc<G>,
     http: reqwest::Client,
+    policy: Arc<SourcePolicy>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     slots: Arc<Semaphore>,
     image_id: String,
@@ -159,8 +202,19 @@ struct Job<G> {
 
 /// Why a transfer failed, and whether another attempt can help.
 struct Failure {
+    reason: &'static str,
     message: String,
     retry: bool,
+}
+
+impl Failure {
+    fn refused(message: String) -> Self {
+        Self {
+            reason: reasons::SOURCE_NOT_ALLOWED,
+            message,
+            retry: false,
+        }
+    }
 }
 
 impl<G: GlanceApi + 'static> Job<G> {
@@ -183,6 +237,7 @@ impl<G: GlanceApi + 'static> Job<G> {
                     tracing::warn!(image = %self.image_id, error = %failure.message, retry = failure.retry, "transfer failed");
                     entry.status.phase = TransferPhase::Failed;
                     entry.status.last_error = Some(failure.message);
+                    entry.reason = failure.reason;
                     entry.retry = failure.retry;
                     let backoff = FIRST_BACKOFF
                         .saturating_mul(1 << self.attempts.saturating_sub(1).min(10))
@@ -204,19 +259,35 @@ impl<G: GlanceApi + 'static> Job<G> {
     }
 
     async fn copy(&self) -> Result<(), Failure> {
-        let response = self
-            .http
-            .get(&self.source.url)
-            .send()
-            .await
-            .map_err(|err| Failure {
-                message: format!("cannot reach {}: {err}", self.source.url),
-                retry: true,
-            })?;
+        let url = url::Url::parse(&self.source.url).map_err(|err| Failure {
+            reason: reasons::SOURCE_UNAVAILABLE,
+            message: format!("spec.source.url {:?} is not a URL: {err}", self.source.url),
+            retry: false,
+        })?;
+        source_http::check_literal(&url, &self.policy).map_err(|refusal| {
+            Failure::refused(format!("source {url} is not allowed: {refusal}"))
+        })?;
+        let response =
+            self.http.get(url.clone()).send().await.map_err(
+                |err| match source_http::refusal_in(&err) {
+                    Some(words) => {
+                        Failure::refused(format!("source {url} is not allowed: {words}"))
+                    }
+                    None => Failure {
+                        reason: reasons::SOURCE_UNAVAILABLE,
+                        message: format!(
+                            "cannot reach {url}: {}",
+                            crate::http::describe_http_error(err)
+                        ),
+                        retry: true,
+                    },
+                },
+            )?;
         let status = response.status();
         if !status.is_success() {
             return Err(Failure {
-                message: format!("{} answered {status}", self.source.url),
+                reason: reasons::SOURCE_UNAVAILABLE,
+                message: format!("{url} answered {status}"),
                 // 4xx will not change by asking again; 5xx and 429 may.
                 retry: status.is_server_error() || status.as_u16() == 429,
             });
@@ -248,168 +319,21 @@ impl<G: GlanceApi + 'static> Job<G> {
         self.api
             .upload(&self.image_id, data, total)
             .await
-            .map_err(|err| Failure {
-                retry: err.is_transient() && !err.to_string().contains(HASH_MISMATCH),
-                message: err.to_string(),
+            .map_err(|err| {
+                let message = err.to_string();
+                match message.find(HASH_MISMATCH) {
+                    // The cause first: the transport's wrapping words say nothing to a user.
+                    Some(at) => Failure {
+                        reason: reasons::HASH_MISMATCH,
+                        message: message[at..].to_string(),
+                        retry: false,
+                    },
+                    None => Failure {
+                        reason: reasons::TRANSFER_FAILED,
+                        retry: err.is_transient(),
+                        message,
+                    },
+                }
             })
-    }
-}
-
-const HASH_MISMATCH: &str = "hash mismatch";
-
-enum Digest {
-    Md5(md5::Md5),
-    Sha1(sha1_smol::Sha1),
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
-}
-
-impl Digest {
-    fn new(algorithm: HashAlgorithm) -> Self {
-        use sha2::Digest as _;
-        match algorithm {
-            HashAlgorithm::Md5 => Self::Md5(md5::Md5::new()),
-            HashAlgorithm::Sha1 => Self::Sha1(sha1_smol::Sha1::new()),
-            HashAlgorithm::Sha256 => Self::Sha256(sha2::Sha256::new()),
-            HashAlgorithm::Sha512 => Self::Sha512(sha2::Sha512::new()),
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        use sha2::Digest as _;
-        match self {
-            Self::Md5(hasher) => hasher.update(data),
-            Self::Sha1(hasher) => hasher.update(data),
-            Self::Sha256(hasher) => hasher.update(data),
-            Self::Sha512(hasher) => hasher.update(data),
-        }
-    }
-
-    fn hex(self) -> String {
-        use sha2::Digest as _;
-        let bytes: Vec<u8> = match self {
-            Self::Md5(hasher) => hasher.finalize().to_vec(),
-            Self::Sha1(hasher) => hasher.digest().bytes().to_vec(),
-            Self::Sha256(hasher) => hasher.finalize().to_vec(),
-            Self::Sha512(hasher) => hasher.finalize().to_vec(),
-        };
-        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-    }
-}
-
-/// Passes chunks through one step behind, hashing them; the last chunk is released only if
-/// the digest matches, otherwise the stream ends in an error instead.
-pub fn verify_hash(
-    input: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    expected: SourceHash,
-) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    struct State<S> {
-        input: std::pin::Pin<Box<S>>,
-        held: Option<Bytes>,
-        digest: Option<Digest>,
-        expected: SourceHash,
-    }
-    let state = State {
-        input: Box::pin(input),
-        held: None,
-        digest: Some(Digest::new(expected.algorithm)),
-        expected,
-    };
-    futures::stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        loop {
-            match state.input.next().await {
-                Some(Ok(chunk)) => {
-                    if let Some(digest) = state.digest.as_mut() {
-                        digest.update(&chunk);
-                    }
-                    if let Some(previous) = state.held.replace(chunk) {
-                        return Some((Ok(previous), Some(state)));
-                    }
-                }
-                Some(Err(err)) => return Some((Err(err), None)),
-                None => {
-                    let actual = state.digest.take().map(Digest::hex).unwrap_or_default();
-                    if actual == state.expected.value {
-                        return state.held.take().map(|last| (Ok(last), None));
-                    }
-                    let message = format!(
-                        "{HASH_MISMATCH}: the source's {:?} is {actual}, spec.source.hash says {}",
-                        state.expected.algorithm, state.expected.value
-                    );
-                    return Some((Err(std::io::Error::other(message)), None));
-                }
-            }
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::TryStreamExt;
-
-    fn chunks(
-        parts: &[&'static [u8]],
-    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-        futures::stream::iter(
-            parts
-                .iter()
-                .map(|part| Ok(Bytes::from_static(part)))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    fn hash(algorithm: HashAlgorithm, value: &str) -> SourceHash {
-        SourceHash {
-            algorithm,
-            value: value.to_string(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_matching_hash_lets_every_chunk_through() {
-        // Known digests of "abc".
-        let table = [
-            (HashAlgorithm::Md5, "900150983cd24fb0d6963f7d28e17f72"),
-            (
-                HashAlgorithm::Sha1,
-                "a9993e364706816aba3e25717850c26c9cd0d89d",
-            ),
-            (
-                HashAlgorithm::Sha256,
-                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-            ),
-            (
-                HashAlgorithm::Sha512,
-                "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
-            ),
-        ];
-        for (algorithm, digest) in table {
-            let out: Vec<Bytes> = verify_hash(chunks(&[b"a", b"b", b"c"]), hash(algorithm, digest))
-                .try_collect()
-                .await
-                .unwrap();
-            assert_eq!(out.concat(), b"abc", "{algorithm:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_wrong_hash_withholds_the_last_chunk_and_ends_in_an_error() {
-        let mut stream = Box::pin(verify_hash(
-            chunks(&[b"a", b"b", b"c"]),
-            hash(HashAlgorithm::Sha256, &"0".repeat(64)),
-        ));
-        let mut passed = Vec::new();
-        let error = loop {
-            match stream.next().await {
-                Some(Ok(chunk)) => passed.push(chunk),
-                Some(Err(err)) => break err,
-                None => panic!("the stream must not end cleanly"),
-            }
-        };
-        assert_eq!(passed.concat(), b"ab", "the final chunk is never released");
-        assert!(error.to_string().contains("hash mismatch"), "{error}");
-        assert!(stream.next().await.is_none());
     }
 }

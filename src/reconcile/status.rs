@@ -60,6 +60,8 @@ pub struct StatusInput<'a> {
     pub image: Option<&'a Image>,
     pub transfer: Option<TransferStatus>,
     pub outcome: Outcome,
+    /// The refresh annotation's value this reconcile acted on.
+    pub handled_request: Option<String>,
     pub now: Time,
 }
 
@@ -77,6 +79,10 @@ pub fn build(input: StatusInput<'_>) -> ImageStatus {
             None => previous.glance.clone(),
         },
         transfer: input.transfer.or(previous.transfer.clone()),
+        last_handled_reconcile_at: input
+            .handled_request
+            .clone()
+            .or(previous.last_handled_reconcile_at.clone()),
         last_sync_time: previous.last_sync_time.clone(),
     };
     let changed = ImageStatus {
@@ -164,9 +170,9 @@ fn condition(
 /// Glance's image as status shows it.
 pub fn glance_view(image: &Image) -> GlanceView {
     GlanceView {
-        status: Some(image.status),
+        status: Some(image.status.clone()),
         name: image.name.clone(),
-        visibility: Some(image.visibility),
+        visibility: Some(image.visibility.clone()),
         tags: image.tags.clone(),
         protected: image.protected,
         hidden: image.hidden,
@@ -175,8 +181,8 @@ pub fn glance_view(image: &Image) -> GlanceView {
         checksum: image.checksum.clone(),
         os_hash_algo: image.os_hash_algo.clone(),
         os_hash_value: image.os_hash_value.clone(),
-        container_format: image.container_format,
-        disk_format: image.disk_format,
+        container_format: image.container_format.clone(),
+        disk_format: image.disk_format.clone(),
         min_disk: image.min_disk,
         min_ram: image.min_ram,
         owner: image.owner.clone(),
@@ -214,6 +220,7 @@ mod tests {
             image,
             transfer: None,
             outcome,
+            handled_request: None,
             now: at(now),
         }
     }

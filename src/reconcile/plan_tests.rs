@@ -11,7 +11,7 @@ fn spec() -> ImageSpec {
             secret_name: "s".into(),
             cloud_name: "c".into(),
         },
-        disk_format: Some(DiskFormat::Qcow2),
+        disk_format: Some(crate::crd::DiskFormat::Qcow2),
         ..ImageSpec::default()
     }
 }
@@ -85,7 +85,7 @@ fn each_field_difference_becomes_one_patch_operation() {
         ),
         (
             "visibility",
-            desired(|s| s.visibility = Some(Visibility::Community)),
+            desired(|s| s.visibility = Some(crate::crd::Visibility::Community)),
             matching_image(),
             vec![PatchOp::SetVisibility(Visibility::Community)],
         ),
@@ -239,7 +239,7 @@ fn several_changes_go_in_one_atomic_patch() {
 #[test]
 fn members_are_added_after_sharing_and_removed_before_unsharing() {
     let share = desired(|s| {
-        s.visibility = Some(Visibility::Shared);
+        s.visibility = Some(crate::crd::Visibility::Shared);
         s.members = vec!["p1".into(), "p2".into()];
     });
     type Row<'a> = (&'a str, &'a Desired, Image, BTreeSet<String>, Vec<Action>);
@@ -365,6 +365,7 @@ fn a_queued_image_with_a_source_gets_its_data_through_a_transfer() {
         (
             "failed, retryable: start again",
             TransferState::Failed {
+                reason: "SourceUnavailable",
                 message: "reset".into(),
                 retry: true,
             },
@@ -372,13 +373,14 @@ fn a_queued_image_with_a_source_gets_its_data_through_a_transfer() {
             "Transferring",
         ),
         (
-            "failed for good: blocked",
+            "failed for good: blocked with the transfer's reason",
             TransferState::Failed {
-                message: "404".into(),
+                reason: "SourceNotAllowed",
+                message: "169.254.169.254 is refused".into(),
                 retry: false,
             },
             vec![],
-            "TransferFailed",
+            "SourceNotAllowed",
         ),
     ];
     for (what, transfer, expected, reason) in rows {
@@ -502,6 +504,24 @@ fn missing_and_killed_images_are_created_again() {
 }
 
 #[test]
+fn an_image_in_a_status_glint_does_not_know_is_left_alone_with_a_clear_reason() {
+    let wanted = desired(|s| s.name = Some("renamed".into()));
+    let odd = plan_for(
+        &wanted,
+        image(|i| i.status = ImageStatus::Other("quarantined".into())),
+        &no_members(),
+    );
+    assert_eq!(odd.actions, [], "no patch while the status is unknown");
+    match odd.progress {
+        Progress::Blocked { reason, message } => {
+            assert_eq!(reason, "UnknownGlanceStatus");
+            assert!(message.contains("\"quarantined\""), "{message}");
+        }
+        other => panic!("expected Blocked, got {other:?}"),
+    }
+}
+
+#[test]
 fn imported_images_are_only_observed() {
     let wanted = desired(|s| s.name = Some("different".into()));
     let imported = plan(
@@ -555,7 +575,7 @@ fn deletion_unprotects_first_and_detach_leaves_the_image() {
 fn the_create_request_carries_every_field_and_the_ownership_mark() {
     let wanted = desired(|s| {
         s.name = Some("n".into());
-        s.visibility = Some(Visibility::Shared);
+        s.visibility = Some(crate::crd::Visibility::Shared);
         s.tags = vec!["t".into()];
         s.protected = true;
         s.hidden = true;

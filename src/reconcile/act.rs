@@ -11,8 +11,8 @@
 use std::collections::BTreeSet;
 
 use crate::glance::{GlanceApi, GlanceError, Image, PatchOp};
-use crate::observe::{MAX_DERIVED_IDS, OWNER_PROPERTY, Subject, derived_id};
-use crate::plan::{Action, Desired};
+use crate::reconcile::observe::{MAX_DERIVED_IDS, OWNER_PROPERTY, Subject, derived_id};
+use crate::reconcile::plan::{Action, Desired};
 use crate::transfer::Transfers;
 
 /// Something glint did, for an Event.

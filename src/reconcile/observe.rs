@@ -36,6 +36,8 @@ pub struct Subject<'a> {
     pub spec: &'a ImageSpec,
     /// `status.id`: the image glint last knew.
     pub known_id: Option<&'a str>,
+    /// Read Glance directly rather than through a shared listing (the user is looking).
+    pub fresh: bool,
 }
 
 /// What Glance holds for the object.
@@ -96,8 +98,17 @@ pub async fn observe(
     }
 }
 
-async fn get_if_exists(api: &impl GlanceApi, id: &str) -> Result<Option<Image>, GlanceError> {
-    match api.get_image(id).await {
+async fn get_if_exists(
+    api: &impl GlanceApi,
+    id: &str,
+    fresh: bool,
+) -> Result<Option<Image>, GlanceError> {
+    let found = if fresh {
+        api.get_image_fresh(id).await
+    } else {
+        api.get_image(id).await
+    };
+    match found {
         Ok(image) => Ok(Some(image)),
         Err(err) if err.is_not_found() => Ok(None),
         Err(err) => Err(err),
@@ -109,7 +120,7 @@ async fn observe_managed(
     subject: Subject<'_>,
 ) -> Result<Observation, ObserveError> {
     if let Some(id) = subject.known_id
-        && let Some(image) = get_if_exists(api, id).await?
+        && let Some(image) = get_if_exists(api, id, subject.fresh).await?
     {
         return Ok(Observation::Owned(image));
     }
@@ -141,7 +152,7 @@ async fn observe_import(
     import: &ImageImport,
 ) -> Result<Observation, ObserveError> {
     if let Some(id) = &import.id {
-        return match get_if_exists(api, id).await? {
+        return match get_if_exists(api, id, false).await? {
             Some(image) => Ok(Observation::Imported(image)),
             None => Err(ObserveError::ImportNotFound { id: id.clone() }),
         };
@@ -175,7 +186,7 @@ pub fn import_query(filter: &ImportFilter) -> ListQuery {
     ListQuery {
         name: filter.name.clone().map(NameFilter::Exactly),
         tags: filter.tags.clone(),
-        visibility: filter.visibility,
+        visibility: filter.visibility.map(Into::into),
         owner: filter.owner.clone(),
         properties: filter.properties.clone(),
         sort: vec![("created_at".to_string(), SortDirection::Desc)],
@@ -207,7 +218,7 @@ mod tests {
         let filter = ImportFilter {
             name: Some("cirros".into()),
             tags: vec!["t".into()],
-            visibility: Some(crate::glance::Visibility::Public),
+            visibility: Some(crate::crd::Visibility::Public),
             owner: Some("p1".into()),
             properties: [("os_distro".to_string(), "cirros".to_string())].into(),
             newest: true,

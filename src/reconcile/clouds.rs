@@ -1,0 +1,240 @@
+//! [`CloudRegistry`]: one [`CloudHandle`] (Glance client, token, listing cache, transfer
+//! queue) per (namespace, Secret, cloud), shared by every Image that names them.
+//!
+//! - Built once, even when many Images reconcile for the first time together: the first
+//!   caller builds while the others wait for it, so there is one login and one queue.
+//! - A changed Secret swaps the credentials inside the existing handle. Transfers already
+//!   running keep going and stay visible, because the handle and its queue are the same.
+//! - A handle no Image uses any more is dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
+
+use super::error::ReconcileError;
+use crate::auth::{AuthOptions, Authenticator, CloudsFile};
+use crate::crd::Image;
+use crate::glance::{GlanceClient, ListingCache};
+use crate::transfer::{SourcePolicy, TransferManager};
+
+/// How long one listing of a project's images answers lookups: long enough to serve every
+/// Image of a resync burst, short enough that drift is seen by the next resync.
+const LISTING_TTL: Duration = Duration::from_secs(10);
+
+/// What identifies a handle. The Secret's version is not part of it: a new version updates
+/// the handle in place.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CloudKey {
+    pub namespace: String,
+    pub secret: String,
+    pub cloud: String,
+}
+
+impl std::fmt::Display for CloudKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}#{}", self.namespace, self.secret, self.cloud)
+    }
+}
+
+/// A cloud client and its transfers.
+pub struct CloudHandle {
+    pub client: Arc<ListingCache<GlanceClient>>,
+    pub transfers: TransferManager<ListingCache<GlanceClient>>,
+    /// The Secret resourceVersion the credentials came from.
+    secret_version: Mutex<String>,
+}
+
+impl CloudHandle {
+    fn secret_version(&self) -> String {
+        lock(&self.secret_version).clone()
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    /// Held while the handle is built or its credentials are swapped: concurrent callers
+    /// wait for that one build instead of starting their own.
+    handle: tokio::sync::Mutex<Option<Arc<CloudHandle>>>,
+}
+
+/// Settings every new handle gets.
+#[derive(Debug, Clone)]
+pub struct HandleSettings {
+    pub transfer_parallelism: usize,
+    pub source_policy: Arc<SourcePolicy>,
+}
+
+/// The handles of all clouds in use.
+pub struct CloudRegistry {
+    settings: HandleSettings,
+    slots: Mutex<HashMap<CloudKey, Arc<Slot>>>,
+    /// Which Images (by uid) use which key.
+    users: Mutex<HashMap<String, CloudKey>>,
+    built: AtomicU64,
+    rotated: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section here replaces values whole, so a poisoned map is consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl CloudRegistry {
+    pub fn new(settings: HandleSettings) -> Self {
+        Self {
+            settings,
+            slots: Mutex::default(),
+            users: Mutex::default(),
+            built: AtomicU64::new(0),
+            rotated: AtomicU64::new(0),
+        }
+    }
+
+    /// Handles built so far (for tests and metrics).
+    pub fn handles_built(&self) -> u64 {
+        self.built.load(Ordering::Relaxed)
+    }
+
+    /// Credential swaps after a Secret changed (for tests and metrics).
+    pub fn credentials_rotated(&self) -> u64 {
+        self.rotated.load(Ordering::Relaxed)
+    }
+
+    /// Handles alive now.
+    pub fn len(&self) -> usize {
+        lock(&self.slots).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The handle for the Image's Secret and cloud, built or refreshed as needed.
+    pub async fn resolve(
+        &self,
+        kube: &Client,
+        image: &Image,
+    ) -> Result<Arc<CloudHandle>, ReconcileError> {
+        let namespace = image.namespace().unwrap_or_default();
+        let reference = &image.spec.cloud_credentials_ref;
+        let key = CloudKey {
+            namespace: namespace.clone(),
+            secret: reference.secret_name.clone(),
+            cloud: reference.cloud_name.clone(),
+        };
+        let secrets: Api<Secret> = Api::namespaced(kube.clone(), &namespace);
+        let secret = secrets
+            .get_opt(&reference.secret_name)
+            .await?
+            .ok_or_else(|| ReconcileError::SecretNotFound {
+                namespace: namespace.clone(),
+                name: reference.secret_name.clone(),
+            })?;
+        let version = secret.resource_version().unwrap_or_default();
+        if let Some(uid) = image.uid() {
+            self.use_key(uid, key.clone());
+        }
+        let slot = lock(&self.slots).entry(key.clone()).or_default().clone();
+        let mut current = slot.handle.lock().await;
+        if let Some(handle) = current.as_ref() {
+            if handle.secret_version() != version {
+                let (auth, project) = login(&secret, &key).await?;
+                handle.client.inner().replace_authenticator(auth);
+                handle.client.set_owner(project).await;
+                *lock(&handle.secret_version) = version;
+                self.rotated.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(cloud = %key, "the credentials Secret changed; using its new credentials");
+            }
+            return Ok(handle.clone());
+        }
+        let (auth, project) = login(&secret, &key).await?;
+        let client = Arc::new(ListingCache::new(
+            GlanceClient::new(auth),
+            project,
+            LISTING_TTL,
+        ));
+        let handle = Arc::new(CloudHandle {
+            transfers: TransferManager::new(
+                client.clone(),
+                self.settings.transfer_parallelism,
+                self.settings.source_policy.clone(),
+            )?,
+            client,
+            secret_version: Mutex::new(version),
+        });
+        self.built.fetch_add(1, Ordering::Relaxed);
+        *current = Some(handle.clone());
+        Ok(handle)
+    }
+
+    /// Records that the Image `uid` uses `key`, dropping the handle it used before if no one
+    /// else does.
+    fn use_key(&self, uid: String, key: CloudKey) {
+        let previous = lock(&self.users).insert(uid, key.clone());
+        if let Some(previous) = previous
+            && previous != key
+        {
+            self.evict_if_unused(&previous);
+        }
+    }
+
+    /// The Image `uid` is gone (or no longer needs a cloud).
+    pub fn forget(&self, uid: &str) {
+        let previous = lock(&self.users).remove(uid);
+        if let Some(key) = previous {
+            self.evict_if_unused(&key);
+        }
+    }
+
+    /// Forgets every user in `namespace` (all namespaces for `None`) that `live` does not
+    /// know: Images deleted while no reconcile saw them.
+    pub fn retain_users(&self, namespace: Option<&str>, live: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = lock(&self.users)
+            .iter()
+            .filter(|(uid, key)| {
+                namespace.is_none_or(|namespace| key.namespace == namespace) && !live(uid)
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in gone {
+            self.forget(&uid);
+        }
+    }
+
+    fn evict_if_unused(&self, key: &CloudKey) {
+        let in_use = lock(&self.users).values().any(|used| used == key);
+        if !in_use && lock(&self.slots).remove(key).is_some() {
+            tracing::debug!(cloud = %key, "no Image uses this cloud any more; dropped its client");
+        }
+    }
+}
+
+/// Reads the Secret's clouds.yaml, logs in and learns the project: everything a handle needs
+/// before its first Glance call.
+async fn login(
+    secret: &Secret,
+    key: &CloudKey,
+) -> Result<(Authenticator, Option<String>), ReconcileError> {
+    let data = secret.data.clone().unwrap_or_default();
+    let clouds_yaml =
+        data.get("clouds.yaml")
+            .ok_or_else(|| ReconcileError::SecretWithoutClouds {
+                namespace: key.namespace.clone(),
+                name: key.secret.clone(),
+            })?;
+    let file = CloudsFile::from_bytes(&clouds_yaml.0)?;
+    let config = file.cloud(&key.cloud)?;
+    let options = AuthOptions {
+        ca_bundle: data.get("cacert").map(|bytes| bytes.0.clone()),
+        ..AuthOptions::default()
+    };
+    let auth = Authenticator::from_cloud(config, options)?;
+    let project = auth.project_id().await?;
+    Ok((auth, project))
+}

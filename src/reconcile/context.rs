@@ -1,0 +1,152 @@
+//! [`Context`]: what every reconcile worker shares: the Kubernetes client, the Event recorder,
+//! the cloud handles, settings, counters and per-object backoff.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+
+use super::clouds::{CloudRegistry, HandleSettings};
+use crate::crd::Image;
+use crate::metrics::Metrics;
+use crate::transfer::SourcePolicy;
+
+/// Settings of the reconciler, from `glint run`'s flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often a Ready object is compared with Glance unless its spec says otherwise.
+    pub default_resync: Duration,
+    /// Transfers running at once per cloud.
+    pub transfer_parallelism: usize,
+    /// Where sources may be fetched from.
+    pub source_policy: Arc<SourcePolicy>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_resync: super::DEFAULT_RESYNC,
+            transfer_parallelism: 2,
+            source_policy: Arc::default(),
+        }
+    }
+}
+
+/// Called at the start of every reconcile pass: the seam tests use to make a pass fail in
+/// ways the real parts cannot (a panic).
+pub type PassHook = Arc<dyn Fn(&Image) + Send + Sync>;
+
+/// Everything reconcile needs, shared by all workers.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub clouds: CloudRegistry,
+    failures: Mutex<HashMap<String, u32>>,
+    jitter: std::collections::hash_map::RandomState,
+    pub(super) before_pass: Option<PassHook>,
+}
+
+/// The longest wait between two attempts after errors.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Context {
+    pub fn new(client: Client, recorder: Recorder, settings: Settings) -> Self {
+        Self {
+            client,
+            recorder,
+            clouds: CloudRegistry::new(HandleSettings {
+                transfer_parallelism: settings.transfer_parallelism,
+                source_policy: settings.source_policy.clone(),
+            }),
+            settings,
+            metrics: Arc::default(),
+            failures: Mutex::default(),
+            jitter: std::collections::hash_map::RandomState::new(),
+            before_pass: None,
+        }
+    }
+
+    /// Runs `hook` at the start of every pass (tests only: see [`PassHook`]).
+    pub fn with_pass_hook(mut self, hook: PassHook) -> Self {
+        self.before_pass = Some(hook);
+        self
+    }
+
+    /// The next backoff for this object, growing with each consecutive failure, with
+    /// jitter so that objects failing together do not retry together.
+    pub fn backoff(&self, uid: &str) -> Duration {
+        let failures = {
+            let mut failures = self
+                .failures
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let count = failures.entry(uid.to_string()).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        };
+        let mut hasher = self.jitter.build_hasher();
+        hasher.write(uid.as_bytes());
+        hasher.write_u32(failures);
+        backoff_delay(failures, hasher.finish())
+    }
+
+    pub(super) fn succeeded(&self, uid: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(uid);
+    }
+}
+
+/// The wait after the `failures`-th consecutive failure: 1 s doubling up to [`MAX_BACKOFF`],
+/// then scaled into its upper half by `random` (any u64), so waits spread out but never
+/// shrink below half the nominal delay.
+pub fn backoff_delay(failures: u32, random: u64) -> Duration {
+    let exponent = failures.saturating_sub(1).min(9);
+    let nominal = Duration::from_secs(1u64 << exponent).min(MAX_BACKOFF);
+    // 0..=1000 thousandths of the second half.
+    let thousandths = u32::try_from(random % 1001).unwrap_or(1000);
+    nominal / 2 + (nominal / 2) * thousandths / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_five_minutes_with_jitter_in_the_upper_half() {
+        let rows = [
+            (1, 1_000),
+            (2, 2_000),
+            (3, 4_000),
+            (5, 16_000),
+            (9, 256_000),
+            (10, 300_000),
+            (u32::MAX, 300_000),
+        ];
+        for (failures, nominal_ms) in rows {
+            let lowest = backoff_delay(failures, 0).as_millis();
+            let highest = backoff_delay(failures, 1000).as_millis();
+            assert_eq!(lowest, nominal_ms / 2, "failures={failures}");
+            assert_eq!(highest, nominal_ms, "failures={failures}");
+            let middle = backoff_delay(failures, 500).as_millis();
+            assert!(lowest < middle && middle < highest, "failures={failures}");
+        }
+    }
+
+    #[test]
+    fn objects_failing_together_get_different_waits() {
+        let waits: std::collections::BTreeSet<u128> = (0..32)
+            .map(|n| {
+                let random = std::collections::hash_map::RandomState::new().hash_one(n);
+                backoff_delay(6, random).as_millis()
+            })
+            .collect();
+        assert!(waits.len() > 16, "jitter spreads retries: {waits:?}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The HTTP client that fetches image sources, with the [`SourcePolicy`] built into its DNS
+//! resolver and redirect handling, so no request can reach an address the policy refuses.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::{Host, Url};
+
+use super::source_policy::{Refusal, SourcePolicy};
+use crate::http::{HttpOptions, client_builder};
+
+/// Redirects glint follows for one source before it gives up.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Resolves names with the system resolver and lets through only names whose every address
+/// the policy allows. reqwest connects to exactly the addresses returned here.
+struct CheckingResolver {
+    policy: Arc<SourcePolicy>,
+}
+
+impl Resolve for CheckingResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addresses: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let ips: Vec<IpAddr> = addresses.iter().map(SocketAddr::ip).collect();
+            policy
+                .check_all(&ips)
+                .map_err(|refusal| NamedRefusal { host, refusal })?;
+            let addrs: Addrs = Box::new(addresses.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// A refusal of one of the addresses a host name resolved to.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to {refusal}")]
+pub struct NamedRefusal {
+    pub host: String,
+    pub refusal: Refusal,
+}
+
+/// A redirect the policy refuses, or one too many.
+#[derive(Debug, thiserror::Error)]
+pub enum RedirectRefusal {
+    #[error("the source redirected more than {MAX_REDIRECTS} times")]
+    TooMany,
+    #[error("the source redirected to {url}, which is not http or https")]
+    Scheme { url: String },
+    #[error("the source redirected to {url}: {refusal}")]
+    Address { url: String, refusal: Refusal },
+}
+
+/// Checks a URL whose host is an address literal (DNS never sees those).
+pub fn check_literal(url: &Url, policy: &SourcePolicy) -> Result<(), Refusal> {
+    let address = match url.host() {
+        Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
+        _ => return Ok(()),
+    };
+    policy.check(address)
+}
+
+/// Connect and idle timeouts of source downloads.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceTimeouts {
+    pub connect: Duration,
+    /// How long a download may go without receiving a byte.
+    pub idle: Duration,
+}
+
+impl Default for SourceTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(15),
+            idle: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The source client: checked DNS, checked redirects (at most [`MAX_REDIRECTS`]), and no
+/// proxy from the environment (a proxy would resolve the name where the policy cannot see).
+pub fn source_client(
+    policy: Arc<SourcePolicy>,
+    timeouts: SourceTimeouts,
+) -> Result<reqwest::Client, String> {
+    let redirect_policy = policy.clone();
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(RedirectRefusal::TooMany);
+        }
+        let url = attempt.url().clone();
+        if !matches!(url.scheme(), "http" | "https") {
+            return attempt.error(RedirectRefusal::Scheme {
+                url: url.to_string(),
+            });
+        }
+        match check_literal(&url, &redirect_policy) {
+            Ok(()) => attempt.follow(),
+            Err(refusal) => attempt.error(RedirectRefusal::Address {
+                url: url.to_string(),
+                refusal,
+            }),
+        }
+    });
+    client_builder(&HttpOptions::default())?
+        .connect_timeout(timeouts.connect)
+        .read_timeout(timeouts.idle)
+        .dns_resolver(Arc::new(CheckingResolver { policy }))
+        .redirect(redirects)
+        .no_proxy()
+        .build()
+        .map_err(|err| format!("cannot build the HTTP client for image sources: {err}"))
+}
+
+/// The policy's words inside a failed request, if a refusal is what failed it.
+pub fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = current {
+        if let Some(refusal) = error.downcast_ref::<NamedRefusal>() {
+            return Some(refusal.to_string());
+        }
+        if let Some(refusal) = error.downcast_ref::<RedirectRefusal>() {
+            return Some(refusal.to_string());
+        }
+        current = error.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_literals_are_checked_however_they_are_spelled() {
+        let policy = SourcePolicy::default();
+        let rows = [
+            ("http://169.254.169.254/latest/meta-data/", false),
+            // The URL parser normalizes these to 127.0.0.1 before anything connects.
+            ("http://2130706433/", false),
+            ("http://0x7f.1/", false),
+            ("http://[::ffff:a9fe:a9fe]/", false),
+            ("http://[::1]:8080/", false),
+            ("https://203.0.113.7/image.raw", true),
+            ("https://images.example.org/image.raw", true),
+        ];
+        for (url, allowed) in rows {
+            let url = Url::parse(url).unwrap();
+            assert_eq!(check_literal(&url, &policy).is_ok(), allowed, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_a_refused_address_is_never_connected_to() {
+        let resolver = CheckingResolver {
+            policy: Arc::new(SourcePolicy::default()),
+        };
+        let name: Name = "localhost".parse().unwrap();
+        let err = match resolver.resolve(name).await {
+            Ok(_) => panic!("localhost must be refused by default"),
+            Err(err) => err,
+        };
+        let words = refusal_in(err.as_ref()).expect("a refusal");
+        assert!(words.starts_with("localhost resolves to"), "{words}");
+        assert!(words.contains("loopback"), "{words}");
+
+        let allowing = CheckingResolver {
+            policy: Arc::new(SourcePolicy {
+                allow_loopback: true,
+                ..SourcePolicy::default()
+            }),
+        };
+        let addresses: Vec<SocketAddr> = allowing
+            .resolve("localhost".parse().unwrap())
+            .await
+            .expect("allowed")
+            .collect();
+        assert!(!addresses.is_empty());
+        assert!(
+            addresses.iter().all(|a| a.ip().is_loopback()),
+            "{addresses:?}"
+        );
+    }
+}
