@@ -4,177 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use common::kube_double::KubeDouble;
-use futures::TryStreamExt;
-use glint::crd::Image;
-use glint::glance::{GlanceApi, GlanceClient, ImageStatus, ListQuery, NewImage};
+use common::harness::*;
+use glint::glance::{GlanceApi, ImageStatus, NewImage};
 use glint::reconcile::observe::{OWNER_PROPERTY, derived_id};
-use glint::reconcile::{Context, Settings, reconcile};
-use kube::runtime::events::{Recorder, Reporter};
-use serde_json::{Value, json};
-
-const NS: &str = "default";
-
-struct Harness {
-    bed: common::Testbed,
-    double: KubeDouble,
-    ctx: Arc<Context>,
-}
-
-impl Harness {
-    fn new(bed: common::Testbed) -> Self {
-        Self::with_password(bed.clone(), &bed.demo_password)
-    }
-
-    fn with_password(bed: common::Testbed, password: &str) -> Self {
-        let double = KubeDouble::default();
-        let client = double.client();
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "glint-test".into(),
-                instance: None,
-            },
-        );
-        let ctx = Arc::new(Context::new(client, recorder, settings()));
-        let harness = Self { bed, double, ctx };
-        harness.put_secret("cloud", password);
-        harness
-    }
-
-    fn put_secret(&self, name: &str, password: &str) {
-        let yaml = common::keystone::password_auth(&self.bed, password);
-        let encoded = base64::engine::general_purpose::STANDARD.encode(yaml);
-        self.double.put(
-            "secrets",
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "data": {"clouds.yaml": encoded}}),
-        );
-    }
-
-    fn apply(&self, name: &str, spec: Value) {
-        let mut full = json!({"cloudCredentialsRef": {"secretName": "cloud", "cloudName": "bed"}, "diskFormat": "raw"});
-        if let (Some(full), Some(spec)) = (full.as_object_mut(), spec.as_object()) {
-            full.extend(spec.clone());
-        }
-        self.double.put(
-            "images",
-            json!({"apiVersion": "glint.dev/v1alpha1", "kind": "Image", "metadata": {"name": name, "namespace": NS}, "spec": full}),
-        );
-    }
-
-    fn object(&self, name: &str) -> Option<Image> {
-        self.double
-            .get("images", NS, name)
-            .map(|value| serde_json::from_value(value).expect("an Image"))
-    }
-
-    async fn reconcile_once(
-        &self,
-        name: &str,
-    ) -> Result<kube::runtime::controller::Action, String> {
-        let image = self.object(name).expect("object exists");
-        reconcile(Arc::new(image), self.ctx.clone())
-            .await
-            .map_err(|err| err.to_string())
-    }
-
-    /// Reconciles until `done` holds (as the controller would on requeues), or fails.
-    async fn settle(&self, name: &str, done: impl Fn(Option<&Image>) -> bool) -> Option<Image> {
-        for _ in 0..150 {
-            if self.object(name).is_some()
-                && let Err(err) = self.reconcile_once(name).await
-            {
-                eprintln!("reconcile of {name}: {err}");
-            }
-            let object = self.object(name);
-            if done(object.as_ref()) {
-                return object;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!(
-            "{name} did not settle; status: {:?}",
-            self.object(name).and_then(|o| o.status)
-        );
-    }
-
-    fn glance(&self) -> GlanceClient {
-        let file = glint::auth::CloudsFile::from_bytes(
-            common::keystone::password_auth(&self.bed, &self.bed.demo_password).as_bytes(),
-        )
-        .expect("yaml");
-        let auth = glint::auth::Authenticator::from_cloud(
-            file.cloud("bed").expect("cloud"),
-            Default::default(),
-        )
-        .expect("auth");
-        GlanceClient::new(auth)
-    }
-}
-
-/// The controller's settings as the test bed needs them: sources are served on 127.0.0.1,
-/// and 127.0.0.2 stands for an address an operator refused.
-fn settings() -> Settings {
-    Settings {
-        source_policy: Arc::new(glint::transfer::SourcePolicy {
-            allow_loopback: true,
-            deny: vec!["127.0.0.2/32".parse().expect("cidr")],
-            ..Default::default()
-        }),
-        ..Settings::default()
-    }
-}
-
-fn condition(image: Option<&Image>, kind: &str) -> Option<(String, String)> {
-    let status = image?.status.as_ref()?;
-    let found = status.conditions.iter().find(|c| c.type_ == kind)?;
-    Some((found.status.clone(), found.reason.clone()))
-}
-
-fn condition_message(image: &Image, kind: &str) -> String {
-    let conditions = image
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    conditions
-        .iter()
-        .find(|c| c.type_ == kind)
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
-
-fn ready(image: Option<&Image>) -> bool {
-    condition(image, "Ready").is_some_and(|(status, _)| status == "True")
-}
-
-fn stalled_with(reason: &'static str) -> impl Fn(Option<&Image>) -> bool {
-    move |image| condition(image, "Stalled") == Some(("True".to_string(), reason.to_string()))
-}
-
-fn status_id(image: &Image) -> String {
-    image
-        .status
-        .as_ref()
-        .and_then(|s| s.id.clone())
-        .expect("status.id")
-}
-
-async fn images_marked(api: &GlanceClient, uid: &str) -> usize {
-    let query = ListQuery {
-        properties: [(OWNER_PROPERTY.to_string(), uid.to_string())].into(),
-        ..ListQuery::default()
-    };
-    api.list_images(&query)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("list")
-        .len()
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn an_image_is_created_with_every_field_reported_ready_and_then_costs_no_writes() {
@@ -588,13 +423,6 @@ async fn missing_or_wrong_credentials_stall_with_what_to_fix_until_fixed() {
     // Fixing the Secret is all it takes.
     h.put_secret("cloud", &bed.demo_password);
     h.settle(&name, ready).await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[tokio::test]
