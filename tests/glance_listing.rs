@@ -334,3 +334,72 @@ async fn one_listing_answers_many_lookups_and_writes_are_never_read_back_stale()
         api.delete(&id).await.expect("delete");
     }
 }
+
+/// The bed's Glance A knows one disk format (`glintfmt`) and one container format
+/// (`glintbox`) beyond Glance's defaults, the way deployments configure their own.
+#[tokio::test]
+async fn images_in_formats_glint_does_not_know_are_listed_shown_and_round_trip() {
+    let bed = require_testbed!();
+    let api = bed.admin_of(&common::unique_project());
+    let tag = common::unique("odd");
+    let known = api
+        .create_image(&NewImage {
+            name: Some(format!("{tag}-known")),
+            tags: vec![tag.clone()],
+            disk_format: Some(DiskFormat::Raw),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create known");
+    let odd = api
+        .create_image(&NewImage {
+            name: Some(format!("{tag}-odd")),
+            tags: vec![tag.clone()],
+            disk_format: Some(DiskFormat::from("glintfmt")),
+            container_format: Some(ContainerFormat::from("glintbox")),
+            ..NewImage::default()
+        })
+        .await
+        .expect("Glance accepts the deployment's own formats, and so does glint's client");
+    assert_eq!(odd.disk_format, Some(DiskFormat::Other("glintfmt".into())));
+    assert_eq!(
+        odd.container_format,
+        Some(ContainerFormat::Other("glintbox".into()))
+    );
+    // One odd image does not break the page it is on.
+    let query = ListQuery {
+        tags: vec![tag.clone()],
+        ..ListQuery::default()
+    };
+    let listed: Vec<_> = api
+        .list_images(&query)
+        .try_collect()
+        .await
+        .expect("the listing decodes");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    // The unknown word goes back to Glance unchanged: a filter by it finds the image.
+    let by_format = ListQuery {
+        tags: vec![tag.clone()],
+        properties: [("disk_format".to_string(), "glintfmt".to_string())].into(),
+        ..ListQuery::default()
+    };
+    let found: Vec<_> = api
+        .list_images(&by_format)
+        .map_ok(|image| image.id)
+        .try_collect()
+        .await
+        .expect("filter");
+    assert_eq!(found, [odd.id.clone()]);
+    let shown = api
+        .find_image(&odd.id)
+        .await
+        .expect("show")
+        .expect("exists");
+    assert_eq!(
+        shown.disk_format.as_ref().map(DiskFormat::as_str),
+        Some("glintfmt")
+    );
+    for id in [known.id, odd.id] {
+        api.delete(&id).await.expect("delete");
+    }
+}

@@ -76,6 +76,7 @@ pub struct CloudRegistry {
     users: Mutex<HashMap<String, CloudKey>>,
     built: AtomicU64,
     rotated: AtomicU64,
+    logins: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -93,6 +94,7 @@ impl CloudRegistry {
             users: Mutex::default(),
             built: AtomicU64::new(0),
             rotated: AtomicU64::new(0),
+            logins: AtomicU64::new(0),
         }
     }
 
@@ -104,6 +106,11 @@ impl CloudRegistry {
     /// Credential swaps after a Secret changed (for tests and metrics).
     pub fn credentials_rotated(&self) -> u64 {
         self.rotated.load(Ordering::Relaxed)
+    }
+
+    /// Logins (clouds.yaml read, token issued) so far: one per handle built or rotated.
+    pub fn logins(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
     }
 
     /// Handles alive now.
@@ -144,7 +151,7 @@ impl CloudRegistry {
         let mut current = slot.handle.lock().await;
         if let Some(handle) = current.as_ref() {
             if handle.secret_version() != version {
-                let (auth, project) = login(&secret, &key).await?;
+                let (auth, project) = self.login(&secret, &key).await?;
                 handle.client.inner().replace_authenticator(auth);
                 handle.client.set_owner(project).await;
                 *lock(&handle.secret_version) = version;
@@ -153,7 +160,7 @@ impl CloudRegistry {
             }
             return Ok(handle.clone());
         }
-        let (auth, project) = login(&secret, &key).await?;
+        let (auth, project) = self.login(&secret, &key).await?;
         let client = Arc::new(ListingCache::new(
             GlanceClient::new(auth),
             project,
@@ -171,6 +178,15 @@ impl CloudRegistry {
         self.built.fetch_add(1, Ordering::Relaxed);
         *current = Some(handle.clone());
         Ok(handle)
+    }
+
+    async fn login(
+        &self,
+        secret: &Secret,
+        key: &CloudKey,
+    ) -> Result<(Authenticator, Option<String>), ReconcileError> {
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        login(secret, key).await
     }
 
     /// Records that the Image `uid` uses `key`, dropping the handle it used before if no one

@@ -107,6 +107,26 @@ impl KubeDouble {
         }
     }
 
+    /// Removes an object outright (`kubectl delete` of an object without finalizers).
+    pub fn remove(&self, kind: &str, namespace: &str, name: &str) {
+        self.lock()
+            .objects
+            .remove(&(kind.into(), namespace.into(), name.into()));
+    }
+
+    /// `kubectl annotate`: metadata changes, the generation does not.
+    pub fn annotate(&self, namespace: &str, name: &str, key: &str, value: &str) {
+        let mut state = self.lock();
+        state.next_version += 1;
+        let version = state.next_version.to_string();
+        let object = state
+            .objects
+            .get_mut(&("images".into(), namespace.into(), name.into()))
+            .expect("image");
+        object["metadata"]["annotations"][key] = json!(value);
+        object["metadata"]["resourceVersion"] = json!(version);
+    }
+
     pub fn writes(&self) -> u64 {
         self.lock().writes
     }

@@ -267,3 +267,79 @@ pub async fn serve_file(port: u16, body: Vec<u8>) -> FileServer {
     });
     FileServer { task }
 }
+
+/// Answers every request with a redirect to `location` (which may point back at itself),
+/// on a free port of 127.0.0.1; returns the port.
+pub async fn serve_redirect(
+    location: impl Fn(u16) -> String + Send + Sync + 'static,
+) -> (u16, FileServer) {
+    serve_with(move |port, _path| {
+        let header = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            location(port)
+        );
+        (header.into_bytes(), Vec::new(), std::time::Duration::ZERO)
+    })
+    .await
+}
+
+/// Serves `body` for any path, `chunk` bytes every `pause`: a source slow enough that a
+/// transfer is still running when a test acts.
+pub async fn serve_slowly(body: Vec<u8>, pause: std::time::Duration) -> (u16, FileServer) {
+    let body = std::sync::Arc::new(body);
+    serve_with(move |_port, _path| {
+        let header = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        (header.into_bytes(), body.to_vec(), pause)
+    })
+    .await
+}
+
+/// A tiny HTTP/1.1 server on a free port of 127.0.0.1: `answer(port, path)` gives the head,
+/// the body, and the pause between 64 KiB chunks of the body.
+async fn serve_with(
+    answer: impl Fn(u16, &str) -> (Vec<u8>, Vec<u8>, std::time::Duration) + Send + Sync + 'static,
+) -> (u16, FileServer) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind a loopback port");
+    let port = listener.local_addr().expect("address").port();
+    let answer = std::sync::Arc::new(answer);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (header, body, pause) = answer(port, &path);
+                if socket.write_all(&header).await.is_err() {
+                    return;
+                }
+                for chunk in body.chunks(64 * 1024) {
+                    if socket.write_all(chunk).await.is_err() {
+                        return;
+                    }
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (port, FileServer { task })
+}
