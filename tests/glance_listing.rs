@@ -389,7 +389,7 @@ async fn images_in_formats_glint_does_not_know_are_listed_shown_and_round_trip()
         .try_collect()
         .await
         .expect("filter");
-    assert_eq!(found, [odd.id.clone()]);
+    assert_eq!(found, std::slice::from_ref(&odd.id));
     let shown = api
         .find_image(&odd.id)
         .await
