@@ -271,6 +271,14 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
             "  diskFormat: raw\n  source: {url: ftp://x/y}\n",
             "http:// or https://",
         ),
+        (
+            "  diskFormat: raw\n  resyncPeriod: 100000000000000000000s\n",
+            "resyncPeriod must be between 10s and 168h",
+        ),
+        (
+            "  managementPolicy: unmanaged\n  import: {filter: {name: x}}\n  source: {url: https://x/y}\n  tags: [a]\n",
+            "remove them: spec.tags spec.source",
+        ),
     ] {
         let stderr = k.refused(&bad(spec));
         assert!(stderr.contains(expected), "{spec}: {stderr}");
@@ -478,6 +486,95 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
         admin.get_image(&ubuntu.id).await.is_ok(),
         "imported image stays"
     );
+
+    step("a source on a refused address stalls with the rule that refused it");
+    let minimal = |name: &str, secret: &str, extra: &str| {
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: {secret}, cloudName: mycloud}}\n  diskFormat: raw\n{extra}"
+        )
+    };
+    let stalled_as = |reason: &str| {
+        format!("jsonpath={{.status.conditions[?(@.type==\"Stalled\")].reason}}={reason}")
+    };
+    k.apply(&minimal(
+        "metadata-thief",
+        "openstack",
+        &format!("  source: {{url: \"http://127.0.0.2:{raw_port}/image.raw\"}}\n"),
+    ));
+    k.wait("image/metadata-thief", &stalled_as("SourceNotAllowed"));
+    let refused = k.image("metadata-thief");
+    let message = refused["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Stalled"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("--source-deny-cidrs 127.0.0.2/32"),
+        "{message}"
+    );
+    k.ok(&["delete", "image", "metadata-thief", "--timeout=60s"]);
+
+    step("an Image whose Secret never existed is deleted at once");
+    k.apply(&minimal("no-secret", "absent", ""));
+    k.wait("image/no-secret", &stalled_as("SecretNotFound"));
+    k.ok(&["delete", "image", "no-secret", "--timeout=20s"]);
+
+    step(
+        "a deletion blocked by a missing Secret says so, and ends by detach or by the Secret's return",
+    );
+    let secret_yaml = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ndata:\n  clouds.yaml: {encoded}\n"
+        )
+    };
+    for (name, release) in [("blocked-detach", "detach"), ("blocked-restore", "restore")] {
+        let secret = format!("{name}-creds");
+        k.apply(&secret_yaml(&secret));
+        k.apply(&minimal(name, &secret, ""));
+        k.wait(&format!("image/{name}"), "condition=Ready");
+        let id = k.status_id(name);
+        k.ok(&["delete", "secret", &secret]);
+        k.ok(&["delete", "image", name, "--wait=false"]);
+        k.wait(&format!("image/{name}"), &stalled_as("DeletionBlocked"));
+        let said = k.ok(&[
+            "get",
+            "image",
+            name,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+        ]);
+        assert!(
+            said.contains("spec.onDelete: detach") && said.contains(&id),
+            "{said}"
+        );
+        if release == "detach" {
+            k.ok(&[
+                "patch",
+                "image",
+                name,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"spec":{"onDelete":"detach"}}"#,
+            ]);
+        } else {
+            k.apply(&secret_yaml(&secret));
+        }
+        k.ok(&[
+            "wait",
+            "--for=delete",
+            &format!("image/{name}"),
+            "--timeout=60s",
+        ]);
+        let left = demo.get_image(&id).await;
+        if release == "detach" {
+            assert!(left.is_ok(), "detach leaves the image: {left:?}");
+            demo.delete(&id).await.expect("clean up");
+        } else {
+            assert!(left.expect_err("deleted").is_not_found());
+        }
+    }
 
     step("SIGTERM stops the controller cleanly");
     let team_base = k.status_id("team-base");
