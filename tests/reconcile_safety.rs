@@ -303,3 +303,28 @@ async fn an_edit_or_a_refresh_request_reads_glance_directly() {
         assert!(h.double.event_reasons().contains(&"Recreated".to_string()));
     }
 }
+
+#[tokio::test]
+async fn an_absurd_resync_period_that_slipped_past_admission_is_clamped_not_a_crash() {
+    let bed = require_testbed!();
+    let h = Harness::new(bed);
+    // The double applies no CEL, like an apiserver holding objects from before the rule.
+    let cases = [
+        ("100000000000000000000s", glint::reconcile::DEFAULT_RESYNC),
+        ("1s", glint::reconcile::MIN_RESYNC),
+        ("9000h", glint::reconcile::MAX_RESYNC),
+    ];
+    let api = h.glance();
+    for (period, expected) in cases {
+        let name = common::unique("period");
+        h.apply(&name, json!({"resyncPeriod": period}));
+        let done = h.settle(&name, ready).await.expect("object");
+        let requeue = h.reconcile_once(&name).await.expect("reconcile");
+        assert_eq!(
+            format!("{requeue:?}"),
+            format!("{:?}", kube::runtime::controller::Action::requeue(expected)),
+            "{period}"
+        );
+        api.delete(&status_id(&done)).await.expect("clean up");
+    }
+}
