@@ -176,7 +176,8 @@ pub struct ImageSpec {
     pub management_policy: Option<ManagementPolicy>,
 
     /// What happens to the Glance image when this object is deleted: delete (default) removes
-    /// it from Glance; detach leaves it there.
+    /// it from Glance; detach leaves it there. Also honoured while a deletion waits
+    /// (DeletionBlocked): setting detach then lets the object go and keeps the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_delete: Option<OnDelete>,
 
@@ -264,7 +265,10 @@ pub struct CloudCredentialsRef {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSource {
-    /// An http:// or https:// URL of the image file.
+    /// An http:// or https:// URL of the image file. glint fetches it only from addresses
+    /// the controller's source policy allows: not loopback, link-local (cloud metadata) or the
+    /// cluster's own ranges, unless the operator allowed them; refused URLs stall with reason
+    /// SourceNotAllowed.
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
         .message("source.url must be an http:// or https:// URL"))]
     pub url: String,
