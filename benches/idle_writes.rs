@@ -58,16 +58,26 @@ fn metric(addr: &str, name: &str) -> Result<u64, String> {
     use std::io::{Read, Write};
     let mut socket = std::net::TcpStream::connect(addr).map_err(|err| err.to_string())?;
     socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .map_err(|err| err.to_string())?;
     let mut text = String::new();
     socket
         .read_to_string(&mut text)
         .map_err(|err| err.to_string())?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|value| value.trim().parse().ok())
-        .ok_or_else(|| format!("{name} not in /metrics"))
+    // The sum over every label set (writes are counted by verb and resource).
+    let values: Vec<u64> = text
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.trim().parse().ok())
+        .collect();
+    let family = name.strip_suffix("_total").unwrap_or(name);
+    if values.is_empty() && !text.contains(&format!("# TYPE {family} ")) {
+        return Err(format!("{name} not in /metrics"));
+    }
+    Ok(values.iter().sum())
 }
 
 /// (single-image GETs, listings) in the Glance log since `offset`.

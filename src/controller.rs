@@ -1,8 +1,8 @@
 //! `glint run`: wires the kube-runtime Controller to [`reconcile`](crate::reconcile), watches
-//! the credentials Secrets, turns finished transfers into reconciles, serves health and
-//! metrics, and stops cleanly on SIGTERM.
+//! the credentials Secrets, holds the leader lease, serves health and metrics, and stops
+//! cleanly on SIGTERM (or at once, when the lease is lost).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 use crate::crd::Image;
-use crate::metrics::serve_health;
+use crate::leader::{Election, LeaderError, LeaseConfig};
+use crate::metrics::{Health, KubeWrites, Metrics};
 use crate::reconcile::{self, Context, Settings};
 use crate::transfer::SourcePolicy;
 
@@ -34,6 +35,8 @@ pub struct RunConfig {
     pub metrics_addr: SocketAddr,
     /// Where image sources may be fetched from.
     pub source_policy: SourcePolicy,
+    /// The leader lease; `None` runs without leader election (one process only).
+    pub lease: Option<LeaseConfig>,
 }
 
 /// Why the controller could not start or stopped.
@@ -51,19 +54,45 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
+    #[error("lost the leader lease; stopped all work so that the new leader works alone")]
+    LostLeadership,
 }
 
-/// Runs until SIGTERM or Ctrl-C.
+/// Runs until SIGTERM or Ctrl-C, or until the leader lease is lost.
 pub async fn run(config: RunConfig) -> Result<(), RunError> {
-    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let client = counted_client(&metrics).await?;
     check_crd(&client, config.namespaces.first().map(String::as_str)).await?;
-    let reporter = Reporter {
-        controller: "glint".to_string(),
-        instance: std::env::var("POD_NAME").ok(),
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .map_err(|source| RunError::Metrics {
+            addr: config.metrics_addr,
+            source,
+        })?;
+    tokio::spawn(crate::metrics::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+    ));
+    tracing::info!(namespaces = ?config.namespaces, metrics = %config.metrics_addr, "glint controller starting");
+
+    let election = match &config.lease {
+        None => None,
+        Some(lease) => match lead(Election::join(client.clone(), lease).await?, &health).await? {
+            Some(election) => Some(election),
+            // SIGTERM while standing by.
+            None => return Ok(()),
+        },
     };
+    health.set_leader(true);
+    metrics.leader.set(1);
+
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Recorder::new(client.clone(), reporter),
+        Recorder::new(client.clone(), reporter()),
         Settings {
             default_resync: config.default_resync,
             // Running transfers requeue their Image every few seconds, so the end of one is
@@ -71,27 +100,81 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             transfer_parallelism: config.transfer_parallelism,
             source_policy: Arc::new(config.source_policy.clone()),
         },
+        metrics.clone(),
     ));
-    let listener = tokio::net::TcpListener::bind(config.metrics_addr)
-        .await
-        .map_err(|source| RunError::Metrics {
-            addr: config.metrics_addr,
-            source,
-        })?;
-    tokio::spawn(serve_health(listener, ctx.metrics.clone()));
-    tracing::info!(namespaces = ?config.namespaces, metrics = %config.metrics_addr, "glint controller starting");
-
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    let controllers = scopes
+    let controllers: Vec<_> = scopes
         .iter()
-        .map(|namespace| controller_for(&client, namespace.as_deref(), &config, ctx.clone()));
-    futures::future::join_all(controllers).await;
+        .map(|namespace| build_controller(&client, namespace.as_deref(), &config))
+        .collect();
+    let stores: Vec<Store<Image>> = controllers.iter().map(Controller::store).collect();
+    tokio::spawn(report_synced(stores.clone(), health.clone()));
+    metrics.set_census(Box::new(move || census(&stores)));
+    let running = futures::future::join_all(controllers.into_iter().zip(&scopes).map(
+        |(controller, namespace)| {
+            run_controller(controller, namespace.clone(), &config, ctx.clone())
+        },
+    ));
+    match election {
+        None => {
+            running.await;
+        }
+        Some(mut election) => {
+            tokio::select! {
+                _ = running => election.step_down().await,
+                () = election.lost_leadership() => {
+                    metrics.leader.set(0);
+                    tracing::error!("lost the leader lease: stopping all work now");
+                    return Err(RunError::LostLeadership);
+                }
+            }
+        }
+    }
     tracing::info!("glint controller stopped");
     Ok(())
+}
+
+/// Stands by until this process holds the lease; `None` when told to shut down first.
+async fn lead(mut election: Election, health: &Health) -> Result<Option<Election>, RunError> {
+    health.set_leader(election.is_leader());
+    if !election.is_leader() {
+        tracing::info!("standing by until this process holds the leader lease");
+    }
+    tokio::select! {
+        became = election.became_leader() => {
+            if !became {
+                return Err(RunError::LostLeadership);
+            }
+        }
+        () = shutdown_signal() => {
+            election.step_down().await;
+            return Ok(None);
+        }
+    }
+    tracing::info!("this process leads: reconciling");
+    Ok(Some(election))
+}
+
+/// The Kubernetes client, with every write counted for /metrics on its way out.
+async fn counted_client(metrics: &Arc<Metrics>) -> Result<Client, RunError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|err| RunError::Client(kube::Error::InferConfig(err)))?;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(RunError::Client)?;
+    Ok(builder
+        .with_layer(&KubeWrites::layer(metrics.clone()))
+        .build())
+}
+
+fn reporter() -> Reporter {
+    Reporter {
+        controller: "glint".to_string(),
+        instance: std::env::var("POD_NAME").ok(),
+    }
 }
 
 async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), RunError> {
@@ -106,25 +189,33 @@ async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), RunEr
     }
 }
 
-async fn controller_for(
+fn build_controller(
     client: &Client,
     namespace: Option<&str>,
     config: &RunConfig,
+) -> Controller<Image> {
+    let images: Api<Image> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    Controller::new(images, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+}
+
+async fn run_controller(
+    controller: Controller<Image>,
+    namespace: Option<String>,
+    config: &RunConfig,
     ctx: Arc<Context>,
 ) {
-    let (images, secrets): (Api<Image>, Api<Secret>) = match namespace {
-        Some(namespace) => (
-            Api::namespaced(client.clone(), namespace),
-            Api::namespaced(client.clone(), namespace),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+    let secrets: Api<Secret> = match &namespace {
+        Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
+        None => Api::all(ctx.client.clone()),
     };
-    let controller = Controller::new(images, watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(config.concurrency));
     let by_secret = controller.store();
     tokio::spawn(forget_deleted_images(
         controller.store(),
-        namespace.map(str::to_owned),
+        namespace,
         ctx.clone(),
         config.default_resync,
     ));
@@ -140,6 +231,34 @@ async fn controller_for(
             }
         })
         .await;
+}
+
+/// Marks the process ready once every watch cache has its first full listing.
+async fn report_synced(stores: Vec<Store<Image>>, health: Arc<Health>) {
+    for store in stores {
+        if store.wait_until_ready().await.is_err() {
+            return;
+        }
+    }
+    health.set_synced();
+    tracing::info!("watch caches synced");
+}
+
+/// Images by their Ready condition's status and reason, for the `glint_images` gauge.
+fn census(stores: &[Store<Image>]) -> BTreeMap<(String, String), i64> {
+    let mut counts = BTreeMap::new();
+    for image in stores.iter().flat_map(Store::state) {
+        let ready = image
+            .status
+            .as_ref()
+            .and_then(|status| status.conditions.iter().find(|c| c.type_ == "Ready"));
+        let key = match ready {
+            Some(condition) => (condition.status.clone(), condition.reason.clone()),
+            None => ("Unknown".to_string(), "NoStatus".to_string()),
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// Images deleted while no reconcile saw them (they had no finalizer) still count as users

@@ -24,8 +24,8 @@
 //!   them and the shared `http` helpers.
 //! - [`transfer`]: copies source data into Glance in background tasks, fetching only what
 //!   the source policy allows.
-//! - [`controller`]: `glint run` wiring; [`metrics`]: /metrics and health; [`cli`]:
-//!   `glint image ...`.
+//! - [`controller`]: `glint run` wiring; [`leader`]: the leader Lease; [`metrics`]: /metrics
+//!   and health; [`cli`]: `glint image ...`.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -34,6 +34,7 @@ pub mod controller;
 pub mod crd;
 pub mod glance;
 mod http;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod transfer;

@@ -5,6 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 use glint::cli::{self, ImageCommand};
 use glint::controller::{self, RunConfig};
+use glint::leader::LeaseConfig;
 use glint::reconcile::{MAX_RESYNC, MIN_RESYNC, parse_duration};
 use glint::transfer::{Cidr, SourcePolicy, source_policy::parse_cidrs};
 
@@ -70,6 +71,43 @@ struct RunArgs {
     /// controller's own pod.
     #[arg(long, env = "GLINT_SOURCE_ALLOW_LOOPBACK")]
     source_allow_loopback: bool,
+    /// Hold a Lease so that only one of several `glint run` processes works at a time.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "GLINT_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else the first --namespace,
+    /// else default).
+    #[arg(long, env = "GLINT_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "glint", env = "GLINT_LEASE_NAME")]
+    lease_name: String,
+}
+
+impl RunArgs {
+    fn lease(&self) -> Option<LeaseConfig> {
+        if !self.leader_election {
+            return None;
+        }
+        let namespace = self
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| self.namespaces.first().cloned())
+            .unwrap_or_else(|| "default".to_string());
+        // The pod name in a cluster; elsewhere the host and process, unique enough for two
+        // processes on one machine.
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|name| name.trim().to_string())
+                .unwrap_or_else(|_| "glint".to_string());
+            format!("{host}-{}", std::process::id())
+        });
+        Some(LeaseConfig {
+            namespace,
+            name: self.lease_name.clone(),
+            identity,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -134,6 +172,7 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Run(args) => {
             let config = RunConfig {
+                lease: args.lease(),
                 namespaces: args.namespaces,
                 concurrency: args.concurrency.max(1),
                 default_resync: args.resync_period,

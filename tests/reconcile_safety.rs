@@ -55,13 +55,7 @@ async fn a_panic_in_one_reconcile_stalls_only_that_object_with_an_internal_error
             .event_reasons()
             .contains(&"InternalError".to_string())
     );
-    assert_eq!(
-        h.ctx
-            .metrics
-            .panics
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(h.ctx.metrics.reconciles_with("panic"), 1);
     // The same controller goes on with everything else.
     let done = h.settle(&calm, ready).await.expect("object");
     h.glance()

@@ -239,9 +239,17 @@ impl GlanceClient {
                     resent = true;
                     continue;
                 }
-                Err(err) => return Err(transport(operation, err)),
+                Err(err) => {
+                    crate::metrics::glance_metrics().observe(operation, None, started.elapsed());
+                    return Err(transport(operation, err));
+                }
             };
             let status = response.status();
+            crate::metrics::glance_metrics().observe(
+                operation,
+                Some(status.as_u16()),
+                started.elapsed(),
+            );
             tracing::debug!(
                 operation,
                 %method,

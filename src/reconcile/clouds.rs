@@ -19,6 +19,7 @@ use super::error::ReconcileError;
 use crate::auth::{AuthOptions, Authenticator, CloudsFile};
 use crate::crd::Image;
 use crate::glance::{GlanceClient, ListingCache};
+use crate::metrics::TransferMetrics;
 use crate::transfer::{SourcePolicy, TransferManager};
 
 /// How long one listing of a project's images answers lookups: long enough to serve every
@@ -62,10 +63,11 @@ struct Slot {
 }
 
 /// Settings every new handle gets.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HandleSettings {
     pub transfer_parallelism: usize,
     pub source_policy: Arc<SourcePolicy>,
+    pub metrics: TransferMetrics,
 }
 
 /// The handles of all clouds in use.
@@ -171,6 +173,7 @@ impl CloudRegistry {
                 client.clone(),
                 self.settings.transfer_parallelism,
                 self.settings.source_policy.clone(),
+                self.settings.metrics.clone(),
             )?,
             client,
             secret_version: Mutex::new(version),

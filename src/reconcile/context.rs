@@ -55,16 +55,24 @@ pub struct Context {
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, settings: Settings) -> Self {
+    /// `metrics` is where reconciles and transfers are counted; the controller shares it with
+    /// the layer that counts the client's writes.
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             client,
             recorder,
             clouds: CloudRegistry::new(HandleSettings {
                 transfer_parallelism: settings.transfer_parallelism,
                 source_policy: settings.source_policy.clone(),
+                metrics: metrics.transfers.clone(),
             }),
             settings,
-            metrics: Arc::default(),
+            metrics,
             failures: Mutex::default(),
             jitter: std::collections::hash_map::RandomState::new(),
             before_pass: None,

@@ -1,8 +1,6 @@
 //! Kubernetes Events about an Image: what glint did (Normal) and what went wrong (Warning).
 //! An Event is a courtesy: failing to record one never fails a reconcile.
 
-use std::sync::atomic::Ordering;
-
 use kube::Resource;
 use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType};
@@ -28,7 +26,6 @@ pub async fn publish(image: &Image, ctx: &Context, kind: EventType, reason: &str
         action: "Reconcile".to_string(),
         secondary: None,
     };
-    ctx.metrics.kube_writes.fetch_add(1, Ordering::Relaxed);
     if let Err(err) = ctx.recorder.publish(&event, &image.object_ref(&())).await {
         tracing::warn!(%err, "could not record an Event");
     }

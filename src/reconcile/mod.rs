@@ -34,7 +34,6 @@ pub mod status;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -50,6 +49,7 @@ pub use context::{Context, MAX_BACKOFF, PassHook, Settings, backoff_delay};
 pub use error::ReconcileError;
 
 use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus};
+use crate::metrics::results;
 use observe::Subject;
 use pass::PassResult;
 use plan::{Desired, Progress};
@@ -87,7 +87,7 @@ pub mod reasons {
 pub async fn reconcile(image: Arc<Image>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let span = tracing::info_span!("reconcile", image = %events::object_name(&image));
     async move {
-        ctx.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         // The payload is neither Sync nor needed past its words: keep only those.
         let caught = AssertUnwindSafe(dispatch(&image, &ctx))
             .catch_unwind()
@@ -95,14 +95,20 @@ pub async fn reconcile(image: Arc<Image>, ctx: Arc<Context>) -> Result<Requeue, 
             .map_err(|panic| panic_message(panic.as_ref()));
         let outcome = match caught {
             Ok(outcome) => outcome,
-            Err(message) => return Ok(contain_panic(&image, &ctx, &message).await),
-        };
-        match &outcome {
-            Ok(_) => ctx.succeeded(&image.uid().unwrap_or_default()),
-            Err(_) => {
-                ctx.metrics.failures.fetch_add(1, Ordering::Relaxed);
+            Err(message) => {
+                let requeue = contain_panic(&image, &ctx, &message).await;
+                ctx.metrics.reconciled(results::PANIC, started.elapsed());
+                return Ok(requeue);
             }
-        }
+        };
+        let result = match &outcome {
+            Ok(_) => {
+                ctx.succeeded(&image.uid().unwrap_or_default());
+                results::OK
+            }
+            Err(_) => results::ERROR,
+        };
+        ctx.metrics.reconciled(result, started.elapsed());
         outcome
     }
     .instrument(span)
@@ -139,7 +145,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 async fn contain_panic(image: &Image, ctx: &Context, what: &str) -> Requeue {
-    ctx.metrics.panics.fetch_add(1, Ordering::Relaxed);
     let message = format!(
         "glint hit an internal error while reconciling this object and stopped working on it: {what}. This is a bug; please report it. Any change to the object retries."
     );
@@ -412,7 +417,6 @@ async fn patch_metadata(
         .map_err(|_| ReconcileError::Incomplete("a valid finalizer patch"))?;
     let api: Api<Image> =
         Api::namespaced(ctx.client.clone(), &image.namespace().unwrap_or_default());
-    ctx.metrics.kube_writes.fetch_add(1, Ordering::Relaxed);
     api.patch(
         &image.name_any(),
         &PatchParams::default(),
@@ -449,7 +453,6 @@ async fn write_status(
         "kind": "Image",
         "status": new,
     });
-    ctx.metrics.kube_writes.fetch_add(1, Ordering::Relaxed);
     api.patch_status(
         &image.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::crd::{ImageSource, TransferPhase, TransferStatus};
 use crate::glance::{ByteStream, GlanceApi};
+use crate::metrics::TransferMetrics;
 
 mod hash;
 pub mod source_http;
@@ -85,6 +86,7 @@ pub struct TransferManager<G> {
     policy: Arc<SourcePolicy>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     slots: Arc<Semaphore>,
+    metrics: TransferMetrics,
 }
 
 /// First retry delay; doubles per failed attempt up to [`MAX_BACKOFF`].
@@ -98,6 +100,7 @@ impl<G: GlanceApi + 'static> TransferManager<G> {
         api: Arc<G>,
         parallel: usize,
         policy: Arc<SourcePolicy>,
+        metrics: TransferMetrics,
     ) -> Result<Self, TransferSetupError> {
         let http = source_http::source_client(policy.clone(), Default::default())
             .map_err(TransferSetupError)?;
@@ -107,6 +110,7 @@ impl<G: GlanceApi + 'static> TransferManager<G> {
             policy,
             entries: Arc::default(),
             slots: Arc::new(Semaphore::new(parallel.max(1))),
+            metrics,
         })
     }
 
@@ -179,10 +183,12 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
             policy: self.policy.clone(),
             entries: self.entries.clone(),
             slots: self.slots.clone(),
+            metrics: self.metrics.clone(),
             image_id: image_id.to_string(),
             source: source.clone(),
             attempts,
         };
+        self.metrics.queued.inc();
         // The transfer's log lines say which Image they belong to, like the reconcile's.
         tokio::spawn(tracing::Instrument::in_current_span(job.run()));
         true
@@ -195,6 +201,7 @@ struct Job<G> {
     policy: Arc<SourcePolicy>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     slots: Arc<Semaphore>,
+    metrics: TransferMetrics,
     image_id: String,
     source: ImageSource,
     attempts: u32,
@@ -220,7 +227,12 @@ impl Failure {
 impl<G: GlanceApi + 'static> Job<G> {
     async fn run(self) {
         let _slot = self.slots.clone().acquire_owned().await;
+        self.metrics.queued.dec();
+        self.metrics.active.inc();
+        let started = Instant::now();
         let outcome = self.copy().await;
+        self.metrics.active.dec();
+        self.metrics.finished(started.elapsed());
         let mut entries = self
             .entries
             .lock()
@@ -299,8 +311,10 @@ impl<G: GlanceApi + 'static> Job<G> {
         });
         let entries = self.entries.clone();
         let image_id = self.image_id.clone();
+        let bytes = self.metrics.bytes.clone();
         let counted = response.bytes_stream().map(move |chunk| {
             let chunk = chunk.map_err(std::io::Error::other)?;
+            bytes.inc_by(chunk.len() as u64);
             let mut map = entries
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());

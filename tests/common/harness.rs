@@ -50,7 +50,12 @@ impl Harness {
                 instance: None,
             },
         );
-        let ctx = Arc::new(customize(Context::new(client, recorder, settings())));
+        let ctx = Arc::new(customize(Context::new(
+            client,
+            recorder,
+            settings(),
+            Arc::default(),
+        )));
         let harness = Self { bed, double, ctx };
         harness.put_clouds_yaml("cloud", clouds_yaml);
         harness
@@ -192,11 +197,9 @@ pub async fn images_marked(api: &GlanceClient, uid: &str) -> usize {
         .len()
 }
 
-
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
 }
-
