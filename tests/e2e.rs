@@ -5,153 +5,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
+
+use common::harness::free_port;
+use common::kubectl::{GlintProcess, Kubectl};
 
 use base64::Engine;
 use glint::glance::{GlanceApi, GlanceClient, ImageStatus, NewImage, Visibility};
-use serde_json::Value;
 use sha2::{Digest, Sha512};
-
-struct Kubectl {
-    kubeconfig: String,
-    namespace: String,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut child = Command::new("kubectl")
-            .args(["--kubeconfig", &self.kubeconfig, "-n", &self.namespace])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-            input.write_all(text.as_bytes()).expect("stdin");
-        }
-        let out = child.wait_with_output().expect("kubectl output");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into(),
-            String::from_utf8_lossy(&out.stderr).into(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (success, stdout, stderr) = self.run(args, None);
-        assert!(success, "kubectl {args:?}: {stderr}");
-        stdout
-    }
-
-    fn apply(&self, manifest: &str) {
-        let (success, _, stderr) = self.run(&["apply", "-f", "-"], Some(manifest));
-        assert!(success, "kubectl apply: {stderr}\n{manifest}");
-    }
-
-    fn refused(&self, manifest: &str) -> String {
-        let (success, _, stderr) = self.run(&["apply", "-f", "-"], Some(manifest));
-        assert!(!success, "the apiserver admitted:\n{manifest}");
-        stderr
-    }
-
-    fn image(&self, name: &str) -> Value {
-        serde_json::from_str(&self.ok(&["get", "image", name, "-o", "json"])).expect("json")
-    }
-
-    fn status_id(&self, name: &str) -> String {
-        self.image(name)["status"]["id"]
-            .as_str()
-            .expect("status.id")
-            .to_string()
-    }
-
-    fn wait(&self, what: &str, condition: &str) {
-        self.ok(&[
-            "wait",
-            &format!("--for={condition}"),
-            what,
-            "--timeout=180s",
-        ]);
-    }
-}
 
 fn step(text: &str) {
     eprintln!("e2e step: {text}");
-}
-
-/// The `glint run` process; killed when dropped, so a failing test leaves no controller behind.
-struct Controller {
-    child: Child,
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Controller {
-    fn start(kubeconfig: &str, namespace: &str, log: &std::path::Path) -> Self {
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_glint"))
-            .args([
-                "run",
-                "--namespace",
-                namespace,
-                "--metrics-addr",
-                &metrics,
-                "--resync-period",
-                "30s",
-                // The bed serves sources on 127.0.0.1; 127.0.0.2 stands for a refused address.
-                "--source-allow-loopback",
-                "--source-deny-cidrs",
-                "127.0.0.2/32",
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .env("GLINT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .expect("log"),
-            )
-            .spawn()
-            .expect("glint run");
-        Self { child }
-    }
-
-    fn kill(self) {
-        drop(self);
-    }
-
-    /// SIGTERM, and the exit status once it stopped.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..300 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("glint did not stop within 30 s of SIGTERM");
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn keystone_client(
@@ -328,7 +192,7 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
         .expect("a public image for import-by-filter");
 
     step("start glint run against the apiserver");
-    let controller = Controller::start(&k.kubeconfig, &namespace, &log);
+    let controller = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
 
     step("apply every manifest in deploy/examples/ and wait for Ready");
     let examples = [
@@ -445,7 +309,7 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
         "-p",
         r#"{"spec":{"tags":["restarted"]}}"#,
     ]);
-    let controller = Controller::start(&k.kubeconfig, &namespace, &log);
+    let controller = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
     k.wait("image/cirros", "jsonpath={.status.observedGeneration}=2");
     k.wait("image/cirros", "condition=Ready");
     let cirros_id = k.status_id("cirros");

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod harness;
 pub mod keystone;
+pub mod kubectl;
 pub mod kube_double;
 
 use std::sync::atomic::{AtomicU64, Ordering};
