@@ -284,7 +284,8 @@ async fn forget_deleted_images(
     }
 }
 
-/// The Images whose credentials live in this Secret: a changed Secret retriggers them at once.
+/// The Images whose cloud or source credentials live in this Secret: a changed Secret
+/// retriggers them at once.
 fn images_using(store: &Store<Image>, secret: &Secret) -> Vec<ObjectRef<Image>> {
     let namespace = secret.namespace();
     let name = secret.name_any();
@@ -292,7 +293,15 @@ fn images_using(store: &Store<Image>, secret: &Secret) -> Vec<ObjectRef<Image>> 
         .state()
         .into_iter()
         .filter(|image| {
-            image.namespace() == namespace && image.spec.cloud_credentials_ref.secret_name == name
+            let source_secret = image
+                .spec
+                .source
+                .as_ref()
+                .and_then(|source| source.secret_ref.as_ref())
+                .map(|reference| reference.name.as_str());
+            image.namespace() == namespace
+                && (image.spec.cloud_credentials_ref.secret_name == name
+                    || source_secret == Some(name.as_str()))
         })
         .map(|image| ObjectRef::from_obj(image.as_ref()))
         .collect()

@@ -201,6 +201,64 @@ fn new_images_are_admitted_or_refused_with_what_to_fix() {
             None,
         ),
         (
+            "webDownload with decompression",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i.xz", "method": "webDownload", "decompress": "xz"}}),
+            ),
+            Some("set decompress: none"),
+        ),
+        (
+            "webDownload with a sha256 hash",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "method": "webDownload", "hash": {"algorithm": "sha256", "value": "a".repeat(64)}}}),
+            ),
+            Some("can only check a sha512 hash"),
+        ),
+        (
+            "webDownload with credentials",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "method": "webDownload", "secretRef": {"name": "mirror"}}}),
+            ),
+            Some("cannot send credentials"),
+        ),
+        (
+            "webDownload with a sha512 hash",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "method": "webDownload", "decompress": "none", "hash": {"algorithm": "sha512", "value": "a".repeat(128)}}}),
+            ),
+            None,
+        ),
+        (
+            "every source option",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i.raw.zst", "method": "glanceDirect", "decompress": "zstd",
+                "secretRef": {"name": "mirror"}, "caBundle": "-----BEGIN CERTIFICATE-----", "connectTimeout": "5s",
+                "idleTimeout": "2m", "maxRedirects": 2}}),
+            ),
+            None,
+        ),
+        (
+            "an idle timeout over an hour",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "idleTimeout": "2h"}}),
+            ),
+            Some("idleTimeout must be between 1s and 1h"),
+        ),
+        (
+            "a connect timeout under a second",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "connectTimeout": "500ms"}}),
+            ),
+            Some("connectTimeout must be between 1s and 10m"),
+        ),
+        (
             "the longest resync period",
             with(minimal(), json!({"resyncPeriod": "168h"})),
             None,

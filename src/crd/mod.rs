@@ -2,17 +2,47 @@
 //! rules (OpenAPI schema + CEL, enforced by the apiserver) and the CRD document built from
 //! them. `glint crd` prints it; `crds/` holds the checked-in copy, which CI compares.
 
+/// A closed enum of manifest words, with its default. Defined before the modules that use
+/// it: macro_rules are in scope textually.
+macro_rules! spec_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? } default $default:ident) => {
+        $(#[$meta])*
+        #[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::$default
+            }
+        }
+
+        impl $name {
+            /// The word in manifests (and, for the Glance fields, on Glance's wire).
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text,)+ }
+            }
+        }
+    };
+}
+
+mod source;
 mod spec;
 mod status_fields;
+
+use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use serde_json::Value;
 
+pub use source::{
+    Decompression, HashAlgorithm, ImageSource, SourceHash, SourceSecretRef, TransferMethod,
+};
 pub use spec::{
-    CloudCredentialsRef, ContainerFormat, Decompression, DiskFormat, HashAlgorithm, Image,
-    ImageImport, ImageSource, ImageSpec, ImportFilter, ManagementPolicy, OnDelete,
-    RESERVED_PROPERTY_KEYS, RESERVED_PROPERTY_PREFIXES, SourceHash, TransferMethod, Visibility,
+    CloudCredentialsRef, ContainerFormat, DiskFormat, Image, ImageImport, ImageSpec, ImportFilter,
+    ManagementPolicy, OnDelete, RESERVED_PROPERTY_KEYS, RESERVED_PROPERTY_PREFIXES, Visibility,
     is_reserved_property,
 };
 pub use status_fields::{GlanceView, ImageStatus, TransferPhase, TransferStatus};
@@ -42,6 +72,24 @@ fn normalize_unsigned_formats(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(normalize_unsigned_formats),
         _ => {}
     }
+}
+
+/// The duration fields' notation, as glint reads it.
+/// `90s`, `10m`, `1h30m`, `500ms`, `1.5h`: the Kubernetes (Go) duration notation. `None` for
+/// anything else, zero, or values too large to represent; never panics.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    // Only the Go notation the CRD admits ("1h30m"), not jiff's friendlier spellings.
+    let notation = text.starts_with(|ch: char| ch.is_ascii_digit())
+        && text
+            .chars()
+            .all(|ch| ch.is_ascii_digit() || matches!(ch, '.' | 'h' | 'm' | 's'));
+    if !notation {
+        return None;
+    }
+    let signed: jiff::SignedDuration = text.parse().ok()?;
+    Duration::try_from(signed)
+        .ok()
+        .filter(|duration| !duration.is_zero())
 }
 
 /// The CRD as YAML, exactly as `crds/images.glint.dev.yaml` must hold it.

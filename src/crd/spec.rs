@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::source::ImageSource;
 use super::status_fields::ImageStatus;
 use crate::glance;
 
@@ -261,47 +262,6 @@ pub struct CloudCredentialsRef {
     pub cloud_name: String,
 }
 
-/// Where the image data comes from.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageSource {
-    /// An http:// or https:// URL of the image file. glint fetches it only from addresses
-    /// the controller's source policy allows: not loopback, link-local (cloud metadata) or the
-    /// cluster's own ranges, unless the operator allowed them; refused URLs stall with reason
-    /// SourceNotAllowed.
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
-        .message("source.url must be an http:// or https:// URL"))]
-    pub url: String,
-    /// The expected hash of the file as downloaded (before decompression). A mismatch fails the
-    /// transfer and nothing is kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hash: Option<SourceHash>,
-    /// How to decompress the file: auto (default), none, gzip, xz, bzip2 or zstd. This
-    /// version uploads the file as it is (auto acts as none) and stalls with
-    /// UnsupportedSource on gzip, xz, bzip2 and zstd rather than store a compressed file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decompress: Option<Decompression>,
-    /// How the data reaches Glance: auto (default) or upload (glint streams it through
-    /// itself). webDownload (Glance fetches the URL) is refused with UnsupportedSource in this
-    /// version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<TransferMethod>,
-}
-
-/// An expected hash.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(
-    "size(self.value) == (self.algorithm == 'md5' ? 32 : self.algorithm == 'sha1' ? 40 : self.algorithm == 'sha256' ? 64 : 128)"
-).message("hash.value has the wrong length for hash.algorithm (md5: 32, sha1: 40, sha256: 64, sha512: 128 hex digits)"))]
-pub struct SourceHash {
-    /// md5, sha1, sha256 or sha512.
-    pub algorithm: HashAlgorithm,
-    /// The hash as lowercase hexadecimal.
-    #[schemars(regex(pattern = r"^[0-9a-f]+$"))]
-    pub value: String,
-}
-
 /// Which image to observe without managing it: exactly one of id or filter.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -346,29 +306,6 @@ pub struct ImportFilter {
     pub newest: bool,
 }
 
-macro_rules! spec_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? } default $default:ident) => {
-        $(#[$meta])*
-        #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::$default
-            }
-        }
-
-        impl $name {
-            /// The word in manifests (and, for the Glance fields, on Glance's wire).
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text,)+ }
-            }
-        }
-    };
-}
-
 /// Spec enums that are Glance words convert to Glance's (open) enums by their word.
 macro_rules! to_glance {
     ($($name:ident),+) => {
@@ -402,21 +339,6 @@ spec_enum!(
 );
 
 to_glance!(Visibility, DiskFormat, ContainerFormat);
-
-spec_enum!(
-    /// Hash algorithms glint can verify.
-    HashAlgorithm { Md5 = "md5", Sha1 = "sha1", Sha256 = "sha256", Sha512 = "sha512" } default Sha256
-);
-
-spec_enum!(
-    /// How to decompress the source.
-    Decompression { Auto = "auto", None = "none", Gzip = "gzip", Xz = "xz", Bzip2 = "bzip2", Zstd = "zstd" } default Auto
-);
-
-spec_enum!(
-    /// How the data reaches Glance.
-    TransferMethod { Auto = "auto", Upload = "upload", WebDownload = "webDownload" } default Auto
-);
 
 spec_enum!(
     /// Whether glint manages the image or only observes it.

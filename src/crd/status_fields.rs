@@ -132,7 +132,7 @@ pub enum TransferPhase {
 #[serde(rename_all = "camelCase")]
 pub struct TransferStatus {
     pub phase: TransferPhase,
-    /// Bytes read from the source so far.
+    /// Bytes read from the source so far (as downloaded, before unpacking).
     #[serde(default)]
     pub bytes_done: u64,
     /// The source's size, when it announced one.
@@ -141,6 +141,12 @@ pub struct TransferStatus {
     /// bytesDone as a whole percentage of bytesTotal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<u8>,
+    /// Average speed of the download so far, bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_second: Option<u64>,
+    /// How long the last finished attempt took, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_seconds: Option<u64>,
     /// Attempts started so far.
     #[serde(default)]
     pub attempts: u32,

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use crate::glance::{GlanceApi, GlanceError, Image, PatchOp};
 use crate::reconcile::observe::{MAX_DERIVED_IDS, OWNER_PROPERTY, Subject, derived_id};
 use crate::reconcile::plan::{Action, Desired};
-use crate::transfer::Transfers;
+use crate::transfer::{TransferRequest, Transfers};
 
 /// Something glint did, for an Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,10 +190,20 @@ pub async fn apply(
                 Effect::Reactivated
             }
             Action::StartTransfer => match &desired.source {
-                Some(source) if transfers.start(id, source) => Effect::TransferStarted,
-                _ => continue,
+                Some(source) => {
+                    let request = TransferRequest {
+                        source: source.clone(),
+                        access: desired.source_access.clone(),
+                    };
+                    if !transfers.start(id, &request) {
+                        continue;
+                    }
+                    Effect::TransferStarted
+                }
+                None => continue,
             },
             Action::Delete { unprotect } => {
+                transfers.cancel(id);
                 delete(api, id, *unprotect).await?;
                 Effect::Deleted { id: id.to_string() }
             }

@@ -21,6 +21,12 @@ pub enum ReconcileError {
     SecretNotFound { namespace: String, name: String },
     #[error("Secret {namespace}/{name} has no key clouds.yaml")]
     SecretWithoutClouds { namespace: String, name: String },
+    #[error("Secret {namespace}/{name} (spec.source.secretRef) does not exist")]
+    SourceSecretNotFound { namespace: String, name: String },
+    #[error(
+        "Secret {namespace}/{name} (spec.source.secretRef) needs key authorization, or keys username and password, or key ca.crt"
+    )]
+    SourceSecretInvalid { namespace: String, name: String },
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -38,6 +44,8 @@ impl ReconcileError {
         match self {
             Self::SecretNotFound { .. }
             | Self::SecretWithoutClouds { .. }
+            | Self::SourceSecretNotFound { .. }
+            | Self::SourceSecretInvalid { .. }
             | Self::Incomplete(_)
             | Self::TransferSetup(_) => false,
             Self::Auth(err) => err.is_transient(),
@@ -49,7 +57,10 @@ impl ReconcileError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::SecretNotFound { .. } => reasons::SECRET_NOT_FOUND,
-            Self::SecretWithoutClouds { .. } => reasons::INVALID_SECRET,
+            Self::SecretWithoutClouds { .. } | Self::SourceSecretInvalid { .. } => {
+                reasons::INVALID_SECRET
+            }
+            Self::SourceSecretNotFound { .. } => reasons::SECRET_NOT_FOUND,
             Self::Auth(err) => err.reason(),
             Self::Pass(err) => err.reason(),
             Self::Kube(_) => reasons::KUBERNETES_UNAVAILABLE,

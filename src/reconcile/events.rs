@@ -62,25 +62,78 @@ pub async fn publish_effects(image: &Image, ctx: &Context, result: &PassResult) 
     publish_all(image, ctx, &result.effects).await;
 }
 
-/// `Uploaded` once, when status is about to record a finished transfer for the first time.
-pub async fn publish_transfer_end(image: &Image, ctx: &Context, transfer: Option<&TransferStatus>) {
+/// At the end of every transfer attempt, once: `Uploaded` with size, time and speed, or a
+/// Warning with the failure's reason.
+pub async fn publish_transfer_end(
+    image: &Image,
+    ctx: &Context,
+    transfer: Option<&TransferStatus>,
+    failure_reason: Option<&'static str>,
+) {
     let Some(transfer) = transfer else { return };
     let before = image
         .status
         .as_ref()
         .and_then(|status| status.transfer.as_ref())
-        .map(|t| t.phase);
-    if transfer.phase == TransferPhase::Succeeded && before != Some(TransferPhase::Succeeded) {
-        let url = image
-            .spec
-            .source
-            .as_ref()
-            .map_or("the source", |source| source.url.as_str());
-        let note = format!(
-            "copied {} bytes from {url} into Glance",
-            transfer.bytes_done
-        );
-        publish(image, ctx, EventType::Normal, reasons::UPLOADED, note).await;
+        .map(|t| (t.phase, t.attempts));
+    if before == Some((transfer.phase, transfer.attempts)) {
+        return;
+    }
+    let url = image
+        .spec
+        .source
+        .as_ref()
+        .map_or("the source", |source| source.url.as_str());
+    match (transfer.phase, failure_reason) {
+        (TransferPhase::Succeeded, _) => {
+            let note = format!(
+                "copied {} from {url} into Glance{}",
+                size_words(transfer.bytes_done),
+                speed_words(transfer)
+            );
+            publish(image, ctx, EventType::Normal, reasons::UPLOADED, note).await;
+        }
+        (TransferPhase::Failed, Some(reason)) => {
+            let note = format!(
+                "attempt {} failed after {}{}: {}",
+                transfer.attempts,
+                size_words(transfer.bytes_done),
+                speed_words(transfer),
+                transfer.last_error.as_deref().unwrap_or("no detail")
+            );
+            publish_warning(image, ctx, reason, note).await;
+        }
+        _ => {}
+    }
+}
+
+/// `1.0 GiB (1073741824 bytes)`.
+fn size_words(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = "bytes";
+    for next in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if unit == "bytes" {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {unit} ({bytes} bytes)")
+    }
+}
+
+/// ` in 5 s at 191.2 MB/s`, when known.
+fn speed_words(transfer: &TransferStatus) -> String {
+    match (transfer.elapsed_seconds, transfer.bytes_per_second) {
+        (Some(seconds), Some(rate)) => {
+            format!(" in {seconds} s at {:.1} MB/s", rate as f64 / 1_000_000.0)
+        }
+        (Some(seconds), None) => format!(" in {seconds} s"),
+        _ => String::new(),
     }
 }
 

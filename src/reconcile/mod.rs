@@ -44,15 +44,18 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
+pub use crate::crd::parse_duration;
 pub use clouds::{CloudHandle, CloudKey, CloudRegistry};
 pub use context::{Context, MAX_BACKOFF, PassHook, Settings, backoff_delay};
 pub use error::ReconcileError;
 
 use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus};
 use crate::metrics::results;
+use crate::transfer::SourceAccess;
 use observe::Subject;
 use pass::PassResult;
 use plan::{Desired, Progress};
+use secrecy::SecretString;
 use status::{Outcome, StatusInput};
 
 /// The finalizer that keeps an Image until its Glance image is dealt with.
@@ -196,7 +199,11 @@ async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, Recon
     if image.spec.policy() == ManagementPolicy::Managed && !has_finalizer(image) {
         add_finalizer(image, ctx).await?;
     }
-    let desired = Desired::from_spec(&image.spec, &image.name_any(), uid);
+    let mut desired = Desired::from_spec(&image.spec, &image.name_any(), uid);
+    match source_access(image, ctx).await {
+        Ok(access) => desired.source_access = access,
+        Err(err) => return report_failure(image, ctx, err).await,
+    }
     let subject = subject_of(image, uid, wants_fresh_read(image));
     let result =
         match pass::sync(handle.client.as_ref(), &handle.transfers, subject, &desired).await {
@@ -204,14 +211,73 @@ async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, Recon
             Err(err) => return report_failure(image, ctx, err.into()).await,
         };
     events::publish_effects(image, ctx, &result).await;
-    let transfer = result
-        .image
-        .as_ref()
-        .and_then(|img| crate::transfer::Transfers::progress(&handle.transfers, &img.id));
-    events::publish_transfer_end(image, ctx, transfer.as_ref()).await;
+    let (transfer, failure_reason) = match result.image.as_ref() {
+        Some(glance) => {
+            use crate::transfer::{TransferState, Transfers};
+            let reason = match handle.transfers.state(&glance.id) {
+                TransferState::Failed { reason, .. } => Some(reason),
+                _ => None,
+            };
+            (handle.transfers.progress(&glance.id), reason)
+        }
+        None => (None, None),
+    };
+    events::publish_transfer_end(image, ctx, transfer.as_ref(), failure_reason).await;
     let (outcome, requeue) = outcome_of(image, ctx, &result);
     write_status(image, ctx, result.image.as_ref(), transfer, outcome).await?;
     Ok(requeue)
+}
+
+/// The source's credentials from spec.source.secretRef, read only while data may still have
+/// to flow (no image yet, or one still queued).
+async fn source_access(image: &Image, ctx: &Context) -> Result<SourceAccess, ReconcileError> {
+    let Some(reference) = image
+        .spec
+        .source
+        .as_ref()
+        .and_then(|source| source.secret_ref.as_ref())
+    else {
+        return Ok(SourceAccess::default());
+    };
+    let has_data = image
+        .status
+        .as_ref()
+        .and_then(|status| status.glance.as_ref()?.status.as_ref())
+        .is_some_and(|status| {
+            matches!(
+                status,
+                crate::glance::ImageStatus::Active | crate::glance::ImageStatus::Deactivated
+            )
+        });
+    if has_data {
+        return Ok(SourceAccess::default());
+    }
+    let namespace = image.namespace().unwrap_or_default();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(ctx.client.clone(), &namespace);
+    let secret = secrets.get_opt(&reference.name).await?.ok_or_else(|| {
+        ReconcileError::SourceSecretNotFound {
+            namespace: namespace.clone(),
+            name: reference.name.clone(),
+        }
+    })?;
+    let data = secret.data.unwrap_or_default();
+    let text = |key: &str| {
+        data.get(key)
+            .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_string())
+    };
+    let access = SourceAccess {
+        authorization: text("authorization").map(SecretString::from),
+        basic: text("username").zip(text("password").map(SecretString::from)),
+        ca_bundle: data.get("ca.crt").map(|bytes| bytes.0.clone()),
+    };
+    if access == SourceAccess::default() {
+        return Err(ReconcileError::SourceSecretInvalid {
+            namespace,
+            name: reference.name.clone(),
+        });
+    }
+    Ok(access)
 }
 
 /// Status and an Event for a failed reconcile; transient errors go back to the controller
@@ -302,23 +368,6 @@ fn resync_period(image: &Image, ctx: &Context) -> Duration {
         .clamp(MIN_RESYNC, MAX_RESYNC)
 }
 
-/// `90s`, `10m`, `1h30m`, `500ms`, `1.5h`: the Kubernetes (Go) duration notation. `None` for
-/// anything else, zero, or values too large to represent; never panics.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    // Only the Go notation the CRD admits ("1h30m"), not jiff's friendlier spellings.
-    let notation = text.starts_with(|ch: char| ch.is_ascii_digit())
-        && text
-            .chars()
-            .all(|ch| ch.is_ascii_digit() || matches!(ch, '.' | 'h' | 'm' | 's'));
-    if !notation {
-        return None;
-    }
-    let signed: jiff::SignedDuration = text.parse().ok()?;
-    Duration::try_from(signed)
-        .ok()
-        .filter(|duration| !duration.is_zero())
-}
-
 /// Deleting: remove the Glance image unless the spec says to leave it, then let the object
 /// go. When that cannot be done, say why and how to release the object.
 async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, ReconcileError> {
@@ -346,7 +395,14 @@ async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, Re
         Err(err) if err.is_transient() => return report_failure(image, ctx, err).await,
         Err(err) => return block_deletion(image, ctx, &err).await,
     };
-    match pass::remove(handle.client.as_ref(), subject_of(image, uid, true), false).await {
+    match pass::remove(
+        handle.client.as_ref(),
+        &handle.transfers,
+        subject_of(image, uid, true),
+        false,
+    )
+    .await
+    {
         Ok(effects) => {
             events::publish_all(image, ctx, &effects).await;
             release(image, ctx, uid).await

@@ -104,8 +104,10 @@ pub async fn sync(
 }
 
 /// Removes what deleting the object should remove: the image, unless `detach` or imported.
+/// A transfer still running into the image is stopped first.
 pub async fn remove(
     api: &impl GlanceApi,
+    transfers: &impl Transfers,
     subject: Subject<'_>,
     detach: bool,
 ) -> Result<Vec<Effect>, PassError> {
@@ -114,6 +116,7 @@ pub async fn remove(
     for action in plan::plan_delete(&observed, detach) {
         if let (plan::Action::Delete { unprotect }, Observation::Owned(image)) = (action, &observed)
         {
+            transfers.cancel(&image.id);
             act::delete(api, &image.id, unprotect).await?;
             effects.push(Effect::Deleted {
                 id: image.id.clone(),

@@ -15,7 +15,7 @@ use crate::glance::{
     ContainerFormat, DiskFormat, Image, ImageStatus, NewImage, PatchOp, Visibility,
 };
 use crate::reconcile::observe::{OWNER_PROPERTY, Observation};
-use crate::transfer::TransferState;
+use crate::transfer::{SourceAccess, TransferState};
 
 /// The image as the spec describes it, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,8 @@ pub struct Desired {
     pub members: BTreeSet<String>,
     pub deactivated: bool,
     pub source: Option<ImageSource>,
+    /// Credentials for the source, read from spec.source.secretRef by the caller.
+    pub source_access: SourceAccess,
 }
 
 impl Desired {
@@ -59,6 +61,7 @@ impl Desired {
             members: spec.members.iter().cloned().collect(),
             deactivated: spec.deactivated,
             source: spec.source.clone(),
+            source_access: SourceAccess::default(),
         }
     }
 
@@ -187,6 +190,23 @@ fn plan_owned(
                     "Glance reports image {} as {word:?}, a status this glint version does not know; glint changes nothing until Glance reports a known one (it looks again every resync)",
                     image.id
                 ),
+            },
+        };
+    }
+    // Bad data stays bad: nothing else is done to an image whose transfer failed for good
+    // (Glance may even hold it active with the wrong bytes, deactivated by the transfer).
+    if let TransferState::Failed {
+        reason,
+        message,
+        retry: false,
+    } = transfer
+        && desired.source.is_some()
+    {
+        return Plan {
+            actions: Vec::new(),
+            progress: Progress::Blocked {
+                reason,
+                message: format!("the transfer cannot succeed as specified: {message}"),
             },
         };
     }
@@ -337,17 +357,9 @@ fn data(
     image: &Image,
     transfer: &TransferState,
 ) -> (Option<Action>, Option<Progress>) {
-    let refusal = desired.source.as_ref().and_then(unsupported);
     match image.status {
         ImageStatus::Queued => match (&desired.source, transfer) {
             (None, _) => (None, None),
-            (Some(_), _) if refusal.is_some() => (
-                None,
-                Some(Progress::Blocked {
-                    reason: "UnsupportedSource",
-                    message: refusal.unwrap_or_default(),
-                }),
-            ),
             (Some(_), TransferState::Running) => (
                 None,
                 Some(working(
@@ -385,21 +397,6 @@ fn data(
             )),
         ),
         _ => (None, None),
-    }
-}
-
-/// What this version cannot do with a source yet, in words for the user. Uploading the bytes
-/// as they are would store a compressed file as the image, so glint refuses instead.
-fn unsupported(source: &ImageSource) -> Option<String> {
-    use crate::crd::{Decompression, TransferMethod};
-    match (source.decompress, source.method) {
-        (Some(Decompression::Gzip | Decompression::Xz | Decompression::Bzip2 | Decompression::Zstd), _) => Some(
-            "spec.source.decompress is not supported by this glint version yet: serve the uncompressed file, or use decompress: none".to_string(),
-        ),
-        (_, Some(TransferMethod::WebDownload)) => Some(
-            "spec.source.method webDownload is not supported by this glint version yet: use upload or auto".to_string(),
-        ),
-        _ => None,
     }
 }
 

@@ -418,46 +418,65 @@ fn a_queued_image_with_a_source_gets_its_data_through_a_transfer() {
 }
 
 #[test]
-fn sources_this_version_cannot_transfer_are_refused_not_uploaded_as_is() {
+fn every_method_and_compression_starts_a_transfer_into_a_queued_image() {
     use crate::crd::{Decompression, TransferMethod};
     let queued = image(|i| i.status = ImageStatus::Queued);
-    let rows = [
-        (Some(Decompression::Gzip), None, "UnsupportedSource"),
-        (Some(Decompression::Zstd), None, "UnsupportedSource"),
-        (None, Some(TransferMethod::WebDownload), "UnsupportedSource"),
-        (
-            Some(Decompression::None),
-            Some(TransferMethod::Upload),
-            "Transferring",
-        ),
-        (
-            Some(Decompression::Auto),
-            Some(TransferMethod::Auto),
-            "Transferring",
-        ),
-    ];
-    for (decompress, method, reason) in rows {
-        let wanted = desired(|s| {
-            s.source = Some(ImageSource {
-                url: "https://x/i.qcow2.gz".into(),
-                decompress,
-                method,
-                ..ImageSource::default()
-            })
-        });
-        let plan = plan(
-            &wanted,
-            &Observation::Owned(queued.clone()),
-            &no_members(),
-            &TransferState::Idle,
-        );
-        let got = match &plan.progress {
-            Progress::Working { reason, .. } | Progress::Blocked { reason, .. } => *reason,
-            Progress::InSync => "InSync",
-        };
-        assert_eq!(got, reason, "{decompress:?} {method:?}");
-        assert_eq!(plan.actions.is_empty(), reason == "UnsupportedSource");
+    for decompress in [
+        None,
+        Some(Decompression::Gzip),
+        Some(Decompression::Zstd),
+        Some(Decompression::None),
+    ] {
+        for method in [
+            None,
+            Some(TransferMethod::WebDownload),
+            Some(TransferMethod::GlanceDirect),
+        ] {
+            let wanted = desired(|s| {
+                s.source = Some(ImageSource {
+                    url: "https://x/i.qcow2.gz".into(),
+                    decompress,
+                    method,
+                    ..ImageSource::default()
+                })
+            });
+            let plan = plan(
+                &wanted,
+                &Observation::Owned(queued.clone()),
+                &no_members(),
+                &TransferState::Idle,
+            );
+            assert_eq!(
+                plan.actions,
+                [Action::StartTransfer],
+                "{decompress:?} {method:?}"
+            );
+        }
     }
+}
+
+#[test]
+fn a_transfer_that_failed_for_good_blocks_even_an_active_image() {
+    let wanted = desired(|s| {
+        s.source = Some(ImageSource {
+            url: "https://x/i.raw".into(),
+            ..ImageSource::default()
+        });
+        s.name = Some("renamed".into());
+    });
+    let failed = TransferState::Failed {
+        reason: "HashMismatch",
+        message: "Glance stored other bytes than glint sent".into(),
+        retry: false,
+    };
+    let active = image(|i| i.status = ImageStatus::Deactivated);
+    let plan = plan(&wanted, &Observation::Owned(active), &no_members(), &failed);
+    assert_eq!(plan.actions, [], "no reactivation, no patch");
+    assert!(
+        matches!(&plan.progress, Progress::Blocked { reason: "HashMismatch", message } if message.contains("other bytes")),
+        "{:?}",
+        plan.progress
+    );
 }
 
 #[test]

@@ -1,15 +1,10 @@
-//! Checking the source's hash on the fly: the last chunk is held back until the digest is
-//! known, so Glance never receives a complete image whose hash is wrong.
+//! The digests a transfer computes: the source's (spec.source.hash, over the bytes as
+//! downloaded) and Glance's two (md5 and sha512, over the bytes sent), all incrementally.
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use crate::crd::HashAlgorithm;
 
-use crate::crd::{HashAlgorithm, SourceHash};
-
-/// The words every hash failure starts with.
-pub const HASH_MISMATCH: &str = "hash mismatch";
-
-enum Digest {
+/// An incremental digest of one of the algorithms glint checks.
+pub enum Digest {
     Md5(md5::Md5),
     Sha1(sha1_smol::Sha1),
     Sha256(sha2::Sha256),
@@ -17,7 +12,7 @@ enum Digest {
 }
 
 impl Digest {
-    fn new(algorithm: HashAlgorithm) -> Self {
+    pub fn new(algorithm: HashAlgorithm) -> Self {
         use sha2::Digest as _;
         match algorithm {
             HashAlgorithm::Md5 => Self::Md5(md5::Md5::new()),
@@ -27,7 +22,7 @@ impl Digest {
         }
     }
 
-    fn update(&mut self, data: &[u8]) {
+    pub fn update(&mut self, data: &[u8]) {
         use sha2::Digest as _;
         match self {
             Self::Md5(hasher) => hasher.update(data),
@@ -37,7 +32,8 @@ impl Digest {
         }
     }
 
-    fn hex(self) -> String {
+    /// The digest as lowercase hexadecimal.
+    pub fn hex(self) -> String {
         use sha2::Digest as _;
         let bytes: Vec<u8> = match self {
             Self::Md5(hasher) => hasher.finalize().to_vec(),
@@ -49,78 +45,12 @@ impl Digest {
     }
 }
 
-/// Passes chunks through one step behind, hashing them; the last chunk is released only if
-/// the digest matches, otherwise the stream ends in an error instead.
-pub fn verify_hash(
-    input: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    expected: SourceHash,
-) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    struct State<S> {
-        input: std::pin::Pin<Box<S>>,
-        held: Option<Bytes>,
-        digest: Option<Digest>,
-        expected: SourceHash,
-    }
-    let state = State {
-        input: Box::pin(input),
-        held: None,
-        digest: Some(Digest::new(expected.algorithm)),
-        expected,
-    };
-    futures::stream::unfold(Some(state), |state| async move {
-        let mut state = state?;
-        loop {
-            match state.input.next().await {
-                Some(Ok(chunk)) => {
-                    if let Some(digest) = state.digest.as_mut() {
-                        digest.update(&chunk);
-                    }
-                    if let Some(previous) = state.held.replace(chunk) {
-                        return Some((Ok(previous), Some(state)));
-                    }
-                }
-                Some(Err(err)) => return Some((Err(err), None)),
-                None => {
-                    let actual = state.digest.take().map(Digest::hex).unwrap_or_default();
-                    if actual == state.expected.value {
-                        return state.held.take().map(|last| (Ok(last), None));
-                    }
-                    let message = format!(
-                        "{HASH_MISMATCH}: the source's {:?} is {actual}, spec.source.hash says {}",
-                        state.expected.algorithm, state.expected.value
-                    );
-                    return Some((Err(std::io::Error::other(message)), None));
-                }
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::TryStreamExt;
 
-    fn chunks(
-        parts: &[&'static [u8]],
-    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-        futures::stream::iter(
-            parts
-                .iter()
-                .map(|part| Ok(Bytes::from_static(part)))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    fn hash(algorithm: HashAlgorithm, value: &str) -> SourceHash {
-        SourceHash {
-            algorithm,
-            value: value.to_string(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_matching_hash_lets_every_chunk_through() {
+    #[test]
+    fn each_algorithm_gives_its_known_digest_however_the_data_is_split() {
         // Known digests of "abc".
         let table = [
             (HashAlgorithm::Md5, "900150983cd24fb0d6963f7d28e17f72"),
@@ -138,30 +68,14 @@ mod tests {
             ),
         ];
         for (algorithm, digest) in table {
-            let out: Vec<Bytes> = verify_hash(chunks(&[b"a", b"b", b"c"]), hash(algorithm, digest))
-                .try_collect()
-                .await
-                .unwrap();
-            assert_eq!(out.concat(), b"abc", "{algorithm:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_wrong_hash_withholds_the_last_chunk_and_ends_in_an_error() {
-        let mut stream = Box::pin(verify_hash(
-            chunks(&[b"a", b"b", b"c"]),
-            hash(HashAlgorithm::Sha256, &"0".repeat(64)),
-        ));
-        let mut passed = Vec::new();
-        let error = loop {
-            match stream.next().await {
-                Some(Ok(chunk)) => passed.push(chunk),
-                Some(Err(err)) => break err,
-                None => panic!("the stream must not end cleanly"),
+            let mut whole = Digest::new(algorithm);
+            whole.update(b"abc");
+            let mut split = Digest::new(algorithm);
+            for part in [&b"a"[..], b"", b"bc"] {
+                split.update(part);
             }
-        };
-        assert_eq!(passed.concat(), b"ab", "the final chunk is never released");
-        assert!(error.to_string().contains("hash mismatch"), "{error}");
-        assert!(stream.next().await.is_none());
+            assert_eq!(whole.hex(), digest, "{algorithm:?}");
+            assert_eq!(split.hex(), digest, "{algorithm:?} in parts");
+        }
     }
 }

@@ -48,8 +48,8 @@ pub struct NamedRefusal {
 /// A redirect the policy refuses, or one too many.
 #[derive(Debug, thiserror::Error)]
 pub enum RedirectRefusal {
-    #[error("the source redirected more than {MAX_REDIRECTS} times")]
-    TooMany,
+    #[error("the source redirected more than {0} times")]
+    TooMany(usize),
     #[error("the source redirected to {url}, which is not http or https")]
     Scheme { url: String },
     #[error("the source redirected to {url}: {refusal}")]
@@ -66,19 +66,25 @@ pub fn check_literal(url: &Url, policy: &SourcePolicy) -> Result<(), Refusal> {
     policy.check(address)
 }
 
-/// Connect and idle timeouts of source downloads.
-#[derive(Debug, Clone, Copy)]
-pub struct SourceTimeouts {
-    pub connect: Duration,
+/// How one source is fetched: timeouts, redirects, extra trust.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceClientOptions {
+    pub connect_timeout: Duration,
     /// How long a download may go without receiving a byte.
-    pub idle: Duration,
+    pub idle_timeout: Duration,
+    /// At most [`MAX_REDIRECTS`].
+    pub max_redirects: usize,
+    /// PEM certificates to trust besides the system's.
+    pub ca_bundle: Option<Vec<u8>>,
 }
 
-impl Default for SourceTimeouts {
+impl Default for SourceClientOptions {
     fn default() -> Self {
         Self {
-            connect: Duration::from_secs(15),
-            idle: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(300),
+            max_redirects: MAX_REDIRECTS,
+            ca_bundle: None,
         }
     }
 }
@@ -87,12 +93,13 @@ impl Default for SourceTimeouts {
 /// proxy from the environment (a proxy would resolve the name where the policy cannot see).
 pub fn source_client(
     policy: Arc<SourcePolicy>,
-    timeouts: SourceTimeouts,
+    options: &SourceClientOptions,
 ) -> Result<reqwest::Client, String> {
     let redirect_policy = policy.clone();
+    let max_redirects = options.max_redirects.min(MAX_REDIRECTS);
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() > MAX_REDIRECTS {
-            return attempt.error(RedirectRefusal::TooMany);
+        if attempt.previous().len() > max_redirects {
+            return attempt.error(RedirectRefusal::TooMany(max_redirects));
         }
         let url = attempt.url().clone();
         if !matches!(url.scheme(), "http" | "https") {
@@ -108,9 +115,13 @@ pub fn source_client(
             }),
         }
     });
-    client_builder(&HttpOptions::default())?
-        .connect_timeout(timeouts.connect)
-        .read_timeout(timeouts.idle)
+    let trust = HttpOptions {
+        ca_bundle_pem: options.ca_bundle.clone(),
+        insecure: false,
+    };
+    client_builder(&trust)?
+        .connect_timeout(options.connect_timeout)
+        .read_timeout(options.idle_timeout)
         .dns_resolver(Arc::new(CheckingResolver { policy }))
         .redirect(redirects)
         .no_proxy()

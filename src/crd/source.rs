@@ -1,0 +1,107 @@
+//! `Image.spec.source`: where the image data comes from, how it is unpacked and checked, and
+//! how it reaches Glance. Every field's doc comment is what `kubectl explain` shows.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where the image data comes from. Immutable once set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+// webDownload hands the URL to Glance, which fetches it as it is: glint cannot unpack it, send
+// credentials or trust a private CA on Glance's behalf, and can check only Glance's own
+// (sha512) hash of it.
+#[x_kube(
+    validation = Rule::new("!has(self.method) || self.method != 'webDownload' || !has(self.decompress) || self.decompress == 'none'")
+        .message("method webDownload stores the file as Glance fetches it: set decompress: none (or leave it out), or use method upload"),
+    validation = Rule::new("!has(self.method) || self.method != 'webDownload' || !has(self.hash) || self.hash.algorithm == 'sha512'")
+        .message("method webDownload can only check a sha512 hash (the one Glance computes): use a sha512 hash, or method upload"),
+    validation = Rule::new("!has(self.method) || self.method != 'webDownload' || (!has(self.secretRef) && !has(self.caBundle))")
+        .message("method webDownload cannot send credentials or trust a private CA: use method upload or glanceDirect"),
+)]
+pub struct ImageSource {
+    /// An http:// or https:// URL of the image file. glint fetches it only from addresses
+    /// the controller's source policy allows: not loopback, link-local (cloud metadata) or the
+    /// cluster's own ranges, unless the operator allowed them; refused URLs stall with reason
+    /// SourceNotAllowed.
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
+        .message("source.url must be an http:// or https:// URL"))]
+    #[schemars(length(max = 4096))]
+    pub url: String,
+    /// The expected hash of the file as downloaded (before decompression). A mismatch fails
+    /// the transfer with reason HashMismatch, and no image turns active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<SourceHash>,
+    /// How to unpack the file on the way: auto (default: by its first bytes), none, gzip,
+    /// xz, bzip2 or zstd. A corrupt or truncated archive fails with reason CorruptArchive and
+    /// no image turns active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decompress: Option<Decompression>,
+    /// How the data reaches Glance: auto (default: upload), upload (glint streams it into
+    /// Glance), glanceDirect (glint stages it, then Glance imports it, so its import plugins
+    /// such as format conversion run) or webDownload (Glance fetches the URL itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<TransferMethod>,
+    /// A Secret in this namespace with credentials for the source: key authorization (the
+    /// whole Authorization header value, e.g. "Bearer ..."), or keys username and password
+    /// (basic auth); an optional key ca.crt adds a PEM CA bundle to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SourceSecretRef>,
+    /// PEM certificates to trust for an https source, in addition to the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_bundle: Option<String>,
+    /// How long to wait for the source's server to accept a connection (default 15s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('10m')")
+        .message("connectTimeout must be between 1s and 10m"))]
+    pub connect_timeout: Option<String>,
+    /// How long a download may go without receiving a byte before it fails (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('1h')")
+        .message("idleTimeout must be between 1s and 1h"))]
+    pub idle_timeout: Option<String>,
+    /// Redirects to follow, 0 to 5 (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 5))]
+    pub max_redirects: Option<u8>,
+}
+
+/// The Secret with the source's credentials.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSecretRef {
+    /// Name of a Secret in the Image's namespace.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("secretRef.name must not be empty"))]
+    pub name: String,
+}
+
+/// An expected hash.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "size(self.value) == (self.algorithm == 'md5' ? 32 : self.algorithm == 'sha1' ? 40 : self.algorithm == 'sha256' ? 64 : 128)"
+).message("hash.value has the wrong length for hash.algorithm (md5: 32, sha1: 40, sha256: 64, sha512: 128 hex digits)"))]
+pub struct SourceHash {
+    /// md5, sha1, sha256 or sha512.
+    pub algorithm: HashAlgorithm,
+    /// The hash as lowercase hexadecimal.
+    #[schemars(regex(pattern = r"^[0-9a-f]+$"))]
+    pub value: String,
+}
+
+spec_enum!(
+    /// Hash algorithms glint can verify.
+    HashAlgorithm { Md5 = "md5", Sha1 = "sha1", Sha256 = "sha256", Sha512 = "sha512" } default Sha256
+);
+
+spec_enum!(
+    /// How to decompress the source.
+    Decompression { Auto = "auto", None = "none", Gzip = "gzip", Xz = "xz", Bzip2 = "bzip2", Zstd = "zstd" } default Auto
+);
+
+spec_enum!(
+    /// How the data reaches Glance.
+    TransferMethod { Auto = "auto", Upload = "upload", GlanceDirect = "glanceDirect", WebDownload = "webDownload" } default Auto
+);

@@ -1,0 +1,438 @@
+//! One transfer attempt: pick the route (upload, glanceDirect, webDownload), run it, check
+//! what Glance stored, and record the outcome for the reconciler.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use super::pipeline::{self, PipelineError, PipelineOptions, Sent};
+use super::source_http::{self, check_literal, refusal_in};
+use super::{Entries, SourcePolicy, TransferRequest, lock, reasons};
+use crate::crd::{TransferMethod, TransferPhase};
+use crate::glance::{GlanceApi, GlanceError, ImageStatus, ImportMethod};
+use crate::metrics::TransferMetrics;
+
+/// First retry delay; doubles per failed attempt up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often an import's progress is read from Glance.
+const IMPORT_POLL: Duration = Duration::from_secs(1);
+/// How long glint waits for Glance to finish an import before it calls it failed.
+const IMPORT_DEADLINE: Duration = Duration::from_secs(6 * 3600);
+/// Conditions keep messages short; the cause comes first, so cutting the tail is safe.
+const MESSAGE_LIMIT: usize = 900;
+
+pub(super) struct Job<G> {
+    pub api: Arc<G>,
+    pub policy: Arc<SourcePolicy>,
+    pub entries: Entries,
+    pub slots: Arc<Semaphore>,
+    pub metrics: TransferMetrics,
+    pub image_id: String,
+    pub request: TransferRequest,
+    pub attempts: u32,
+}
+
+/// Why a transfer failed, and whether another attempt can help.
+#[derive(Debug)]
+pub(super) struct Failure {
+    reason: &'static str,
+    message: String,
+    retry: bool,
+    /// Glance's HTTP status, when Glance answered with an error.
+    glance_status: Option<u16>,
+}
+
+impl Failure {
+    fn new(reason: &'static str, message: impl Into<String>, retry: bool) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            retry,
+            glance_status: None,
+        }
+    }
+
+    fn from_pipeline(error: PipelineError) -> Self {
+        let reason = match &error {
+            PipelineError::Download(_) | PipelineError::Short { .. } => reasons::SOURCE_UNAVAILABLE,
+            PipelineError::Hash { .. } => reasons::HASH_MISMATCH,
+            PipelineError::Corrupt { .. } => reasons::CORRUPT_ARCHIVE,
+            PipelineError::Abandoned => reasons::TRANSFER_FAILED,
+        };
+        let retry = error.is_transient();
+        Self::new(reason, error.to_string(), retry)
+    }
+
+    fn from_glance(what: &str, error: &GlanceError) -> Self {
+        // 400/413/415: Glance judged the data itself (for example: not the diskFormat).
+        let rejected = matches!(error.status(), Some(400 | 413 | 415));
+        let reason = if rejected {
+            reasons::GLANCE_REJECTED_DATA
+        } else {
+            reasons::TRANSFER_FAILED
+        };
+        Self {
+            glance_status: error.status(),
+            ..Self::new(
+                reason,
+                format!("Glance {what}: {error}"),
+                error.is_transient(),
+            )
+        }
+    }
+}
+
+fn cut(message: String) -> String {
+    if message.len() <= MESSAGE_LIMIT {
+        return message;
+    }
+    let mut end = MESSAGE_LIMIT;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+impl<G: GlanceApi + 'static> Job<G> {
+    pub(super) async fn run(self) {
+        let _slot = self.slots.clone().acquire_owned().await;
+        let started = Instant::now();
+        {
+            let mut entries = lock(&self.entries);
+            match entries.get_mut(&self.image_id) {
+                Some(entry) => entry.status.phase = TransferPhase::Running,
+                // Cancelled while it waited.
+                None => return,
+            }
+            self.metrics.queued.dec();
+            self.metrics.active.inc();
+        }
+        let outcome = self.transfer(started).await;
+        let elapsed = started.elapsed();
+        self.metrics.finished(elapsed);
+        let mut entries = lock(&self.entries);
+        self.metrics.active.dec();
+        let Some(entry) = entries.get_mut(&self.image_id) else {
+            return;
+        };
+        entry.status.elapsed_seconds = Some(elapsed.as_secs());
+        match outcome {
+            Ok(()) => {
+                tracing::info!(
+                    bytes = entry.status.bytes_done,
+                    seconds = elapsed.as_secs_f64(),
+                    "transfer done"
+                );
+                entry.status.phase = TransferPhase::Succeeded;
+                entry.status.last_error = None;
+                entry.status.percent = Some(100);
+            }
+            Err(failure) => {
+                tracing::warn!(reason = failure.reason, error = %failure.message, retry = failure.retry, "transfer failed");
+                entry.status.phase = TransferPhase::Failed;
+                entry.status.last_error = Some(cut(failure.message));
+                entry.reason = failure.reason;
+                entry.retry = failure.retry;
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(1 << self.attempts.saturating_sub(1).min(10))
+                    .min(MAX_BACKOFF);
+                entry.not_before = Some(Instant::now() + backoff);
+            }
+        }
+    }
+
+    async fn transfer(&self, started: Instant) -> Result<(), Failure> {
+        let url = url::Url::parse(&self.request.source.url).map_err(|err| {
+            Failure::new(
+                reasons::SOURCE_UNAVAILABLE,
+                format!("spec.source.url is not a URL: {err}"),
+                false,
+            )
+        })?;
+        check_literal(&url, &self.policy).map_err(|refusal| {
+            Failure::new(
+                reasons::SOURCE_NOT_ALLOWED,
+                format!("source {url} is not allowed: {refusal}"),
+                false,
+            )
+        })?;
+        match self.request.source.method.unwrap_or_default() {
+            TransferMethod::WebDownload => self.web_download(&url).await,
+            TransferMethod::GlanceDirect => self.stream(&url, Route::Stage, started).await,
+            TransferMethod::Upload => self.stream(&url, Route::Upload, started).await,
+            TransferMethod::Auto => match self.stream(&url, Route::Upload, started).await {
+                // A deployment whose policy forbids uploads but offers glance-direct.
+                Err(failure)
+                    if failure.glance_status == Some(403) && self.offers_glance_direct().await =>
+                {
+                    tracing::info!("Glance refused the upload; staging and importing instead");
+                    self.stream(&url, Route::Stage, started).await
+                }
+                other => other,
+            },
+        }
+    }
+
+    async fn offers_glance_direct(&self) -> bool {
+        self.api
+            .import_info()
+            .await
+            .is_ok_and(|info| info.methods.iter().any(|method| method == "glance-direct"))
+    }
+
+    /// Downloads the source through the pipeline into Glance's file or staging area.
+    async fn stream(&self, url: &url::Url, route: Route, started: Instant) -> Result<(), Failure> {
+        let client =
+            source_http::source_client(self.policy.clone(), &self.request.client_options())
+                .map_err(|message| Failure::new(reasons::TRANSFER_FAILED, message, false))?;
+        let mut get = client.get(url.clone());
+        if let Some(value) = &self.request.access.authorization {
+            get = get.header(
+                reqwest::header::AUTHORIZATION,
+                secrecy::ExposeSecret::expose_secret(value),
+            );
+        } else if let Some((user, password)) = &self.request.access.basic {
+            get = get.basic_auth(user, Some(secrecy::ExposeSecret::expose_secret(password)));
+        }
+        let response = get.send().await.map_err(|err| match refusal_in(&err) {
+            Some(words) => Failure::new(
+                reasons::SOURCE_NOT_ALLOWED,
+                format!("source {url} is not allowed: {words}"),
+                false,
+            ),
+            None => Failure::new(
+                reasons::SOURCE_UNAVAILABLE,
+                format!(
+                    "cannot reach {url}: {} (will retry)",
+                    crate::http::describe_http_error(err)
+                ),
+                true,
+            ),
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            // 4xx will not change by asking again (but 408 and 429 may); 5xx may.
+            let retry = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
+            let will = if retry {
+                "will retry"
+            } else {
+                "will not retry"
+            };
+            return Err(Failure::new(
+                reasons::SOURCE_UNAVAILABLE,
+                format!("{url} answered {status} ({will})"),
+                retry,
+            ));
+        }
+        let announced = response.content_length();
+        self.update(|status| status.bytes_total = announced);
+        let options = PipelineOptions {
+            decompression: self.request.source.decompress.unwrap_or_default(),
+            hash: self.request.source.hash.clone(),
+            announced_len: announced,
+        };
+        let entries = self.entries.clone();
+        let image_id = self.image_id.clone();
+        let bytes = self.metrics.bytes.clone();
+        let counted = std::sync::atomic::AtomicU64::new(0);
+        let progress = Arc::new(move |done: u64| {
+            let before = counted.swap(done, std::sync::atomic::Ordering::Relaxed);
+            bytes.inc_by(done.saturating_sub(before));
+            if let Some(entry) = lock(&entries).get_mut(&image_id) {
+                let status = &mut entry.status;
+                status.bytes_done = done;
+                status.percent = status.bytes_total.filter(|total| *total > 0).map(|total| {
+                    u8::try_from((done.saturating_mul(100) / total).min(100)).unwrap_or(100)
+                });
+                let seconds = started.elapsed().as_secs_f64();
+                if seconds > 0.0 {
+                    status.bytes_per_second = Some((done as f64 / seconds) as u64);
+                }
+            }
+        });
+        let pipeline = pipeline::start(response.bytes_stream(), options.clone(), progress);
+        // Glance is told the length only when it is known to be the length it will get.
+        let size = match self.request.source.decompress.unwrap_or_default() {
+            crate::crd::Decompression::None => announced,
+            _ => None,
+        };
+        let sent = match route {
+            Route::Upload => self.api.upload(&self.image_id, pipeline.data, size).await,
+            Route::Stage => self.api.stage(&self.image_id, pipeline.data, size).await,
+        };
+        let verdict = pipeline.done.await.unwrap_or(Err(PipelineError::Abandoned));
+        let sent: Sent = match (sent, verdict) {
+            // The data's own failure is the cause; Glance's error is its echo.
+            (_, Err(error)) if !matches!(error, PipelineError::Abandoned) => {
+                return Err(Failure::from_pipeline(error));
+            }
+            (Err(error), _) => return Err(Failure::from_glance(route.what(), &error)),
+            (Ok(()), Ok(sent)) => sent,
+            (Ok(()), Err(error)) => return Err(Failure::from_pipeline(error)),
+        };
+        if route == Route::Stage {
+            self.api
+                .import(&self.image_id, &ImportMethod::GlanceDirect)
+                .await
+                .map_err(|error| Failure::from_glance("import", &error))?;
+            self.wait_for_import().await?;
+        }
+        self.verify(&sent).await
+    }
+
+    /// Glance's checksum and os_hash_value must be the digests of what glint sent.
+    async fn verify(&self, sent: &Sent) -> Result<(), Failure> {
+        let image = self
+            .api
+            .get_image_fresh(&self.image_id)
+            .await
+            .map_err(|error| Failure::from_glance("get image after upload", &error))?;
+        let mut mismatches = Vec::new();
+        if let Some(checksum) = &image.checksum
+            && *checksum != sent.md5
+        {
+            mismatches.push(format!("md5 {checksum}, glint sent {}", sent.md5));
+        }
+        if image.os_hash_algo.as_deref() == Some("sha512")
+            && let Some(value) = &image.os_hash_value
+            && *value != sent.sha512
+        {
+            mismatches.push(format!("sha512 {value}, glint sent {}", sent.sha512));
+        }
+        if mismatches.is_empty() {
+            return Ok(());
+        }
+        // Keep the wrong bytes from being booted while someone looks.
+        let _ = self.api.deactivate(&self.image_id).await;
+        Err(Failure::new(
+            reasons::HASH_MISMATCH,
+            format!(
+                "Glance stored other bytes than glint sent ({}); the image was deactivated",
+                mismatches.join("; ")
+            ),
+            false,
+        ))
+    }
+
+    /// Glance fetches the URL itself: glint checks the address first, then follows the import.
+    async fn web_download(&self, url: &url::Url) -> Result<(), Failure> {
+        if let Some(host) = url.host_str()
+            && url
+                .host()
+                .is_some_and(|h| matches!(h, url::Host::Domain(_)))
+        {
+            let port = url.port_or_known_default().unwrap_or(443);
+            let addresses: Vec<std::net::IpAddr> = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|err| {
+                    Failure::new(
+                        reasons::SOURCE_UNAVAILABLE,
+                        format!("cannot resolve {host}: {err} (will retry)"),
+                        true,
+                    )
+                })?
+                .map(|address| address.ip())
+                .collect();
+            self.policy.check_all(&addresses).map_err(|refusal| {
+                Failure::new(
+                    reasons::SOURCE_NOT_ALLOWED,
+                    format!("source {url} is not allowed: {host} resolves to {refusal}"),
+                    false,
+                )
+            })?;
+        }
+        self.api
+            .import(
+                &self.image_id,
+                &ImportMethod::WebDownload {
+                    uri: url.to_string(),
+                },
+            )
+            .await
+            .map_err(|error| Failure::from_glance("web-download import", &error))?;
+        let image = self.wait_for_import().await?;
+        self.update(|status| {
+            status.bytes_done = image.size.unwrap_or(0);
+            status.bytes_total = image.size;
+        });
+        if let Some(expected) = &self.request.source.hash
+            && image.os_hash_algo.as_deref() == Some(expected.algorithm.as_str())
+            && image.os_hash_value.as_deref() != Some(expected.value.as_str())
+        {
+            let _ = self.api.deactivate(&self.image_id).await;
+            return Err(Failure::new(
+                reasons::HASH_MISMATCH,
+                format!(
+                    "the source's {} is {}, but spec.source.hash says {}; the image was deactivated",
+                    expected.algorithm.as_str(),
+                    image.os_hash_value.as_deref().unwrap_or("unknown"),
+                    expected.value
+                ),
+                false,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Follows an import until the image is active, or Glance's task says it failed.
+    async fn wait_for_import(&self) -> Result<crate::glance::Image, Failure> {
+        let deadline = Instant::now() + IMPORT_DEADLINE;
+        loop {
+            let image = self
+                .api
+                .get_image_fresh(&self.image_id)
+                .await
+                .map_err(|error| Failure::from_glance("get image during import", &error))?;
+            if image.status == ImageStatus::Active {
+                return Ok(image);
+            }
+            // Glance lists the newest task first: the one this attempt's import made.
+            let tasks = self
+                .api
+                .image_tasks(&self.image_id)
+                .await
+                .unwrap_or_default();
+            if let Some(failed) = tasks.first().filter(|task| task.status == "failure") {
+                return Err(Failure::new(
+                    reasons::IMPORT_FAILED,
+                    format!("Glance's import failed: {}", failed.message.trim()),
+                    false,
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(Failure::new(
+                    reasons::IMPORT_FAILED,
+                    format!(
+                        "Glance's import did not finish within {} hours",
+                        IMPORT_DEADLINE.as_secs() / 3600
+                    ),
+                    true,
+                ));
+            }
+            tokio::time::sleep(IMPORT_POLL).await;
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut crate::crd::TransferStatus)) {
+        if let Some(entry) = lock(&self.entries).get_mut(&self.image_id) {
+            change(&mut entry.status);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Upload,
+    Stage,
+}
+
+impl Route {
+    fn what(self) -> &'static str {
+        match self {
+            Self::Upload => "upload",
+            Self::Stage => "stage",
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! The streaming pipeline of one transfer:
+//!
+//! ```text
+//! download (async) ──chunks──► blocking thread: source hash + count ─► unpack ─► md5 + sha512
+//!                                 ─► 1 MiB chunks, the last held back ──► Glance (async)
+//! ```
+//!
+//! The CPU work (hashes, unpacking) runs on a blocking thread of its own, beside the async
+//! download and upload, so it never stalls the runtime and uses the second core. Memory is
+//! bounded by the two small channels and the decoder's window. The last chunk is released only
+//! once the download is complete, its length and hash match and the archive ended cleanly:
+//! otherwise the upload ends in an error, and Glance never turns the image active.
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::decompress::{self, Format};
+use super::hash::Digest;
+use crate::crd::{Decompression, HashAlgorithm, SourceHash};
+use crate::glance::ByteStream;
+
+/// The size of the chunks sent to Glance: large enough that per-chunk costs vanish.
+const CHUNK: usize = 1024 * 1024;
+/// Downloaded chunks waiting for the blocking thread.
+const RAW_QUEUE: usize = 32;
+/// Chunks waiting for the upload.
+const OUT_QUEUE: usize = 4;
+
+/// What the pipeline is told about the source.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineOptions {
+    pub decompression: Decompression,
+    pub hash: Option<SourceHash>,
+    /// The Content-Length the source announced.
+    pub announced_len: Option<u64>,
+}
+
+/// What went through, once everything checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub format: Format,
+    /// Of the bytes sent: what Glance's `checksum` and `os_hash_value` must be.
+    pub md5: String,
+    pub sha512: String,
+}
+
+/// Why the pipeline stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    #[error("the download broke off: {0}")]
+    Download(String),
+    #[error("the source sent {got} bytes but announced {announced} (Content-Length)")]
+    Short { got: u64, announced: u64 },
+    #[error("the source's {algorithm} is {actual}, but spec.source.hash says {expected}")]
+    Hash {
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("the {format} archive is corrupt or truncated: {detail}")]
+    Corrupt {
+        format: &'static str,
+        detail: String,
+    },
+    /// The upload stopped reading (Glance failed, or the transfer was cancelled).
+    #[error("the upload stopped reading")]
+    Abandoned,
+}
+
+impl PipelineError {
+    /// Whether another attempt can help: a broken download can, bad data cannot.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Download(_) | Self::Short { .. } | Self::Abandoned
+        )
+    }
+}
+
+/// A running pipeline: the data for Glance, and the verdict once the data is through.
+pub struct Pipeline {
+    pub data: ByteStream,
+    pub done: oneshot::Receiver<Result<Sent, PipelineError>>,
+}
+
+/// The downloaded side, shared by the decoder's reader and the final drain.
+struct Raw {
+    chunks: mpsc::Receiver<Result<Bytes, String>>,
+    digest: Option<Digest>,
+    bytes_in: u64,
+    error: Option<String>,
+    progress: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl Raw {
+    /// The next downloaded chunk, hashed and counted; `None` at the end or on an error.
+    fn next(&mut self) -> Option<Bytes> {
+        match self.chunks.blocking_recv()? {
+            Ok(chunk) => {
+                if let Some(digest) = self.digest.as_mut() {
+                    digest.update(&chunk);
+                }
+                self.bytes_in += chunk.len() as u64;
+                (self.progress)(self.bytes_in);
+                Some(chunk)
+            }
+            Err(error) => {
+                self.error = Some(error);
+                None
+            }
+        }
+    }
+}
+
+/// A `Read` over the downloaded chunks, for the decoder.
+struct RawReader {
+    raw: Arc<Mutex<Raw>>,
+    current: Bytes,
+}
+
+impl Read for RawReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            let mut raw = self
+                .raw
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match raw.next() {
+                Some(chunk) => self.current = chunk,
+                None => {
+                    return match &raw.error {
+                        Some(error) => Err(std::io::Error::other(error.clone())),
+                        None => Ok(0),
+                    };
+                }
+            }
+        }
+        let len = buf.len().min(self.current.len());
+        buf[..len].copy_from_slice(&self.current.split_to(len));
+        Ok(len)
+    }
+}
+
+/// Starts the pipeline on `download`; `progress` hears the bytes downloaded so far.
+pub fn start<E: std::fmt::Display + Send + 'static>(
+    download: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
+    options: PipelineOptions,
+    progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> Pipeline {
+    let (raw_tx, raw_rx) = mpsc::channel(RAW_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel::<std::io::Result<Bytes>>(OUT_QUEUE);
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut download = std::pin::pin!(download);
+        while let Some(chunk) = download.next().await {
+            let chunk = chunk.map_err(|err| err.to_string());
+            let failed = chunk.is_err();
+            if raw_tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let raw = Arc::new(Mutex::new(Raw {
+        chunks: raw_rx,
+        digest: options
+            .hash
+            .as_ref()
+            .map(|hash| Digest::new(hash.algorithm)),
+        bytes_in: 0,
+        error: None,
+        progress,
+    }));
+    tokio::task::spawn_blocking(move || {
+        let verdict = pump(&raw, &options, &out_tx);
+        if let Err(error) = &verdict {
+            // The upload must fail rather than end: an ended body would complete the image.
+            let _ = out_tx.blocking_send(Err(std::io::Error::other(error.to_string())));
+        }
+        let _ = done_tx.send(verdict);
+    });
+    let data = futures::stream::unfold(out_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Pipeline {
+        data: Box::pin(data),
+        done: done_rx,
+    }
+}
+
+fn lock(raw: &Mutex<Raw>) -> std::sync::MutexGuard<'_, Raw> {
+    raw.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The blocking half: unpack, hash, chunk, check, release the last chunk.
+fn pump(
+    raw: &Arc<Mutex<Raw>>,
+    options: &PipelineOptions,
+    out: &mpsc::Sender<std::io::Result<Bytes>>,
+) -> Result<Sent, PipelineError> {
+    let reader = RawReader {
+        raw: raw.clone(),
+        current: Bytes::new(),
+    };
+    let download_error = || lock(raw).error.clone().map(PipelineError::Download);
+    let (mut decoder, format) = decompress::decoder(reader, options.decompression)
+        .map_err(|err| download_error().unwrap_or_else(|| corrupt(Format::Plain, &err)))?;
+    let mut md5 = Digest::new(HashAlgorithm::Md5);
+    let mut sha512 = Digest::new(HashAlgorithm::Sha512);
+    let mut held: Option<Bytes> = None;
+    let mut bytes_out = 0u64;
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(download_error().unwrap_or_else(|| corrupt(format, &err))),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        chunk.truncate(filled);
+        md5.update(&chunk);
+        sha512.update(&chunk);
+        bytes_out += filled as u64;
+        if let Some(previous) = held.replace(Bytes::from(chunk)) {
+            out.blocking_send(Ok(previous))
+                .map_err(|_| PipelineError::Abandoned)?;
+        }
+    }
+    // The archive ended; whatever follows it was still downloaded and counts for the hash.
+    drop(decoder);
+    let mut raw = lock(raw);
+    while raw.next().is_some() {}
+    if let Some(error) = raw.error.clone() {
+        return Err(PipelineError::Download(error));
+    }
+    if let Some(announced) = options.announced_len
+        && announced != raw.bytes_in
+    {
+        return Err(PipelineError::Short {
+            got: raw.bytes_in,
+            announced,
+        });
+    }
+    if let (Some(expected), Some(digest)) = (&options.hash, raw.digest.take()) {
+        let actual = digest.hex();
+        if actual != expected.value {
+            return Err(PipelineError::Hash {
+                algorithm: expected.algorithm.as_str(),
+                expected: expected.value.clone(),
+                actual,
+            });
+        }
+    }
+    if let Some(last) = held {
+        out.blocking_send(Ok(last))
+            .map_err(|_| PipelineError::Abandoned)?;
+    }
+    Ok(Sent {
+        bytes_in: raw.bytes_in,
+        bytes_out,
+        format,
+        md5: md5.hex(),
+        sha512: sha512.hex(),
+    })
+}
+
+fn corrupt(format: Format, err: &std::io::Error) -> PipelineError {
+    PipelineError::Corrupt {
+        format: format.name(),
+        detail: err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn chunks(
+        data: &[u8],
+        size: usize,
+    ) -> impl Stream<Item = Result<Bytes, String>> + Send + 'static {
+        let parts: Vec<Result<Bytes, String>> = data
+            .chunks(size)
+            .map(|part| Ok(Bytes::copy_from_slice(part)))
+            .collect();
+        futures::stream::iter(parts)
+    }
+
+    fn pseudo_random(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    fn hex_of(algorithm: HashAlgorithm, data: &[u8]) -> String {
+        let mut digest = Digest::new(algorithm);
+        digest.update(data);
+        digest.hex()
+    }
+
+    async fn run(
+        download: impl Stream<Item = Result<Bytes, String>> + Send + 'static,
+        options: PipelineOptions,
+    ) -> (Vec<Bytes>, Option<String>, Result<Sent, PipelineError>) {
+        let pipeline = start(download, options, Arc::new(|_| {}));
+        let mut data = pipeline.data;
+        let mut passed = Vec::new();
+        let mut failed = None;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) => passed.push(chunk),
+                Err(err) => failed = Some(err.to_string()),
+            }
+        }
+        (passed, failed, pipeline.done.await.expect("a verdict"))
+    }
+
+    #[tokio::test]
+    async fn plain_data_passes_in_large_chunks_with_glances_digests() {
+        let data = pseudo_random(3 * CHUNK + 12345);
+        let (passed, failed, verdict) = run(
+            chunks(&data, 16 * 1024),
+            PipelineOptions {
+                hash: Some(SourceHash {
+                    algorithm: HashAlgorithm::Sha256,
+                    value: hex_of(HashAlgorithm::Sha256, &data),
+                }),
+                announced_len: Some(data.len() as u64),
+                ..PipelineOptions::default()
+            },
+        )
+        .await;
+        assert_eq!(failed, None);
+        assert_eq!(passed.len(), 4, "1 MiB chunks, not the source's 16 KiB");
+        assert_eq!(passed.concat(), data);
+        let sent = verdict.expect("sent");
+        assert_eq!(sent.md5, hex_of(HashAlgorithm::Md5, &data));
+        assert_eq!(sent.sha512, hex_of(HashAlgorithm::Sha512, &data));
+        assert_eq!(
+            (sent.bytes_in, sent.bytes_out),
+            (data.len() as u64, data.len() as u64)
+        );
+        assert_eq!(sent.format, Format::Plain);
+    }
+
+    #[tokio::test]
+    async fn a_gzip_source_is_hashed_as_downloaded_and_sent_unpacked() {
+        let data = pseudo_random(2 * CHUNK);
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&data).unwrap();
+        let packed = encoder.finish().unwrap();
+        let (passed, failed, verdict) = run(
+            chunks(&packed, 7000),
+            PipelineOptions {
+                hash: Some(SourceHash {
+                    algorithm: HashAlgorithm::Sha512,
+                    value: hex_of(HashAlgorithm::Sha512, &packed),
+                }),
+                ..PipelineOptions::default()
+            },
+        )
+        .await;
+        assert_eq!(failed, None);
+        assert_eq!(passed.concat(), data);
+        let sent = verdict.expect("sent");
+        assert_eq!(sent.format, Format::Gzip);
+        assert_eq!(sent.bytes_in, packed.len() as u64);
+        assert_eq!(
+            sent.sha512,
+            hex_of(HashAlgorithm::Sha512, &data),
+            "of what was sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_withholds_the_last_chunk_and_fails_the_upload() {
+        let data = pseudo_random(2 * CHUNK + 10);
+        let mut truncated_gzip = {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(&data).unwrap();
+            encoder.finish().unwrap()
+        };
+        truncated_gzip.truncate(truncated_gzip.len() - 100);
+        let broken_download: Vec<Result<Bytes, String>> = vec![
+            Ok(Bytes::from(data[..CHUNK].to_vec())),
+            Err("connection reset by peer".to_string()),
+        ];
+        type Download = Vec<Result<Bytes, String>>;
+        let cases: Vec<(&str, Download, PipelineOptions, &str)> = vec![
+            (
+                "wrong hash",
+                chunks(&data, 65536).collect::<Vec<_>>().await,
+                PipelineOptions {
+                    hash: Some(SourceHash {
+                        algorithm: HashAlgorithm::Md5,
+                        value: "0".repeat(32),
+                    }),
+                    ..PipelineOptions::default()
+                },
+                "md5 is",
+            ),
+            (
+                "short download",
+                chunks(&data, 65536).collect::<Vec<_>>().await,
+                PipelineOptions {
+                    announced_len: Some(data.len() as u64 + 1),
+                    ..PipelineOptions::default()
+                },
+                "announced",
+            ),
+            (
+                "truncated archive",
+                chunks(&truncated_gzip, 65536).collect::<Vec<_>>().await,
+                PipelineOptions::default(),
+                "gzip archive is corrupt or truncated",
+            ),
+            (
+                "broken download",
+                broken_download,
+                PipelineOptions::default(),
+                "connection reset",
+            ),
+        ];
+        for (what, download, options, words) in cases {
+            let (passed, failed, verdict) = run(futures::stream::iter(download), options).await;
+            let error = verdict.expect_err(what);
+            assert!(error.to_string().contains(words), "{what}: {error}");
+            assert!(failed.is_some(), "{what}: the upload must end in an error");
+            let sent: usize = passed.iter().map(Bytes::len).sum();
+            assert!(sent < data.len(), "{what}: the last chunk never left");
+        }
+    }
+}

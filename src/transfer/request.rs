@@ -1,0 +1,99 @@
+//! What a transfer needs to know: the spec's source, plus the credentials and CA bundle the
+//! reconcile read from the source's Secret. Secrets never show in `Debug` output.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::crd::ImageSource;
+
+/// Credentials for the source, from `spec.source.secretRef`.
+#[derive(Clone, Default)]
+pub struct SourceAccess {
+    /// The whole Authorization header value.
+    pub authorization: Option<SecretString>,
+    /// Basic auth user and password.
+    pub basic: Option<(String, SecretString)>,
+    /// PEM certificates to trust, from the Secret's ca.crt.
+    pub ca_bundle: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SourceAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceAccess")
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("basic_user", &self.basic.as_ref().map(|(user, _)| user))
+            .field("ca_bundle_bytes", &self.ca_bundle.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl PartialEq for SourceAccess {
+    fn eq(&self, other: &Self) -> bool {
+        let secret = |value: Option<&SecretString>| value.map(|s| s.expose_secret().to_string());
+        secret(self.authorization.as_ref()) == secret(other.authorization.as_ref())
+            && self
+                .basic
+                .as_ref()
+                .map(|(user, pass)| (user, pass.expose_secret()))
+                == other
+                    .basic
+                    .as_ref()
+                    .map(|(user, pass)| (user, pass.expose_secret()))
+            && self.ca_bundle == other.ca_bundle
+    }
+}
+
+/// Everything one transfer needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferRequest {
+    pub source: ImageSource,
+    pub access: SourceAccess,
+}
+
+impl TransferRequest {
+    pub fn new(source: ImageSource) -> Self {
+        Self {
+            source,
+            access: SourceAccess::default(),
+        }
+    }
+
+    /// The CA bundle to trust: spec.source.caBundle and the Secret's ca.crt together.
+    pub fn ca_bundle(&self) -> Option<Vec<u8>> {
+        let mut pem = Vec::new();
+        if let Some(bundle) = &self.source.ca_bundle {
+            pem.extend_from_slice(bundle.as_bytes());
+            pem.push(b'\n');
+        }
+        if let Some(bundle) = &self.access.ca_bundle {
+            pem.extend_from_slice(bundle);
+        }
+        (!pem.is_empty()).then_some(pem)
+    }
+
+    /// The timeouts and redirect limit the spec sets, with glint's defaults for the rest.
+    pub fn client_options(&self) -> super::source_http::SourceClientOptions {
+        let defaults = super::source_http::SourceClientOptions::default();
+        let duration = |text: &Option<String>| text.as_deref().and_then(crate::crd::parse_duration);
+        super::source_http::SourceClientOptions {
+            connect_timeout: duration(&self.source.connect_timeout)
+                .map_or(defaults.connect_timeout, |d| {
+                    d.clamp(Duration::from_secs(1), Duration::from_secs(600))
+                }),
+            idle_timeout: duration(&self.source.idle_timeout).map_or(defaults.idle_timeout, |d| {
+                d.clamp(Duration::from_secs(1), Duration::from_secs(3600))
+            }),
+            max_redirects: self
+                .source
+                .max_redirects
+                .map_or(defaults.max_redirects, |max| {
+                    usize::from(max).min(super::source_http::MAX_REDIRECTS)
+                }),
+            ca_bundle: self.ca_bundle(),
+        }
+    }
+}
