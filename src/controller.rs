@@ -10,11 +10,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::crd::Image;
 use crate::leader::{Election, LeaderError, LeaseConfig};
@@ -189,6 +190,10 @@ async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), RunEr
     }
 }
 
+/// The Image controller of one scope. Its cache holds Images without what reconcile never
+/// reads (managedFields, the last-applied annotation), and only changes that ask for work
+/// trigger a reconcile: a new generation (spec edits), deletion, or a refresh request.
+/// glint's own writes (finalizer, status) do not, so a new Image costs one pass.
 fn build_controller(
     client: &Client,
     namespace: Option<&str>,
@@ -198,8 +203,36 @@ fn build_controller(
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
-    Controller::new(images, watcher::Config::default())
+    let (reader, writer) = reflector::store();
+    let triggers = watcher(images, watcher::Config::default())
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(asks_for_work, PredicateConfig::default());
+    Controller::for_stream(triggers, reader)
         .with_config(ControllerConfig::default().concurrency(config.concurrency))
+}
+
+/// Drops what reconcile never reads from the cached copy.
+fn slim(image: &mut Image) {
+    image.meta_mut().managed_fields = None;
+    if let Some(annotations) = image.meta_mut().annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// What about an Image asks for a reconcile; a change of anything else does not.
+fn asks_for_work(image: &Image) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    image.meta().generation.hash(&mut hasher);
+    image.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    image
+        .annotations()
+        .get(reconcile::REFRESH_ANNOTATION)
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 async fn run_controller(
@@ -208,10 +241,15 @@ async fn run_controller(
     config: &RunConfig,
     ctx: Arc<Context>,
 ) {
-    let secrets: Api<Secret> = match &namespace {
+    let secrets: Api<PartialObjectMeta<Secret>> = match &namespace {
         Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
         None => Api::all(ctx.client.clone()),
     };
+    // Only the Secrets' names and versions: their data is read when a cloud needs it, so a
+    // cluster's Secrets never sit in glint's memory.
+    let secret_changes = watcher(secrets, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
     let by_secret = controller.store();
     tokio::spawn(forget_deleted_images(
         controller.store(),
@@ -220,7 +258,7 @@ async fn run_controller(
         config.default_resync,
     ));
     controller
-        .watches(secrets, watcher::Config::default(), move |secret| {
+        .watches_stream(secret_changes, move |secret| {
             images_using(&by_secret, &secret)
         })
         .graceful_shutdown_on(shutdown_signal())
@@ -286,7 +324,7 @@ async fn forget_deleted_images(
 
 /// The Images whose cloud or source credentials live in this Secret: a changed Secret
 /// retriggers them at once.
-fn images_using(store: &Store<Image>, secret: &Secret) -> Vec<ObjectRef<Image>> {
+fn images_using(store: &Store<Image>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<Image>> {
     let namespace = secret.namespace();
     let name = secret.name_any();
     store

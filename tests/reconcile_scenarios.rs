@@ -298,8 +298,8 @@ async fn a_source_with_the_wrong_hash_stalls_and_never_completes_the_image() {
         .and_then(|s| s.transfer.as_ref()?.last_error.clone())
         .unwrap_or_default();
     assert!(
-        message.starts_with("hash mismatch"),
-        "the cause leads: {message}"
+        message.starts_with("the source's sha256 is ") && message.ends_with(&"0".repeat(64)),
+        "the cause leads, with algorithm, actual and expected: {message}"
     );
     let glance = h
         .glance()
@@ -474,4 +474,37 @@ async fn changes_made_in_glance_behind_glints_back_are_corrected() {
     assert!(!image.properties.contains_key("added_by_hand"));
     assert_eq!(image.min_ram, 0);
     assert!(h.double.event_reasons().contains(&"Updated".to_string()));
+}
+
+#[tokio::test]
+async fn a_new_image_is_ready_after_one_pass_and_three_writes() {
+    let bed = require_testbed!();
+    let h = Harness::new(bed);
+    let name = common::unique("onepass");
+    h.apply(
+        &name,
+        json!({"tags": ["a"], "properties": {"os_distro": "cirros"}}),
+    );
+    let before = h.double.writes();
+    let requeue = h.reconcile_once(&name).await.expect("reconcile");
+    let object = h.object(&name).expect("object");
+    assert!(ready(Some(&object)), "{:?}", object.status);
+    assert_eq!(
+        h.double.writes() - before,
+        3,
+        "the finalizer, one status patch and one Event"
+    );
+    assert_eq!(h.double.event_reasons(), ["Created"]);
+    assert_eq!(
+        format!("{requeue:?}"),
+        format!(
+            "{:?}",
+            kube::runtime::controller::Action::requeue(glint::reconcile::DEFAULT_RESYNC)
+        ),
+        "nothing left to do until the resync"
+    );
+    h.glance()
+        .delete(&status_id(&object))
+        .await
+        .expect("clean up");
 }

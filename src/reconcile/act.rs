@@ -123,6 +123,8 @@ fn glance(call: &'static str, id: &str) -> impl FnOnce(GlanceError) -> ActError 
 pub struct Applied {
     pub effects: Vec<Effect>,
     pub created: Option<Image>,
+    /// The image as the last patch returned it: Glance answers a patch with the whole image.
+    pub patched: Option<Image>,
 }
 
 /// Runs `actions` in order against the image `image_id` (None before it exists). Stops at the
@@ -155,9 +157,11 @@ pub async fn apply(
             // Handled above: a create is the whole pass.
             Action::Create => continue,
             Action::Patch(ops) => {
-                api.update_image(id, ops)
+                let image = api
+                    .update_image(id, ops)
                     .await
                     .map_err(glance("update", id))?;
+                applied.patched = Some(image);
                 Effect::Updated { fields: ops.len() }
             }
             Action::AddMember(project) => {

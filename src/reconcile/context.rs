@@ -47,6 +47,11 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub clouds: CloudRegistry,
     failures: Mutex<HashMap<String, u32>>,
+    /// Ids of images this process created, by object uid, until the object's status shows
+    /// them: a pass that runs before the watch delivers that status must not create again.
+    created: Mutex<HashMap<String, String>>,
+    /// Objects this process has reconciled at least once (see `reconcile::defer_startup`).
+    seen: Mutex<std::collections::HashSet<String>>,
     jitter: std::collections::hash_map::RandomState,
     pub(super) before_pass: Option<PassHook>,
 }
@@ -74,6 +79,8 @@ impl Context {
             settings,
             metrics,
             failures: Mutex::default(),
+            created: Mutex::default(),
+            seen: Mutex::default(),
             jitter: std::collections::hash_map::RandomState::new(),
             before_pass: None,
         }
@@ -101,6 +108,55 @@ impl Context {
         hasher.write(uid.as_bytes());
         hasher.write_u32(failures);
         backoff_delay(failures, hasher.finish())
+    }
+
+    /// The id this process created for `uid`, while its status may not show it yet.
+    pub(super) fn created_id(&self, uid: &str, status_id: Option<&str>) -> Option<String> {
+        let mut created = self
+            .created
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match (created.get(uid), status_id) {
+            // Status caught up: forget it.
+            (Some(known), Some(shown)) if known == shown => {
+                created.remove(uid);
+                None
+            }
+            (known, _) => known.cloned(),
+        }
+    }
+
+    pub(super) fn remember_created(&self, uid: &str, id: &str) {
+        self.created
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(uid.to_string(), id.to_string());
+    }
+
+    pub(super) fn forget_object(&self, uid: &str) {
+        self.created
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(uid);
+        self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(uid);
+    }
+
+    /// Whether this is the first time this process reconciles `uid` (and marks it seen).
+    pub(super) fn first_sight(&self, uid: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(uid.to_string())
+    }
+
+    /// A random fraction in [0, 1) for `uid`, for spreading work over time.
+    pub(super) fn spread(&self, uid: &str) -> f64 {
+        let mut hasher = self.jitter.build_hasher();
+        hasher.write(uid.as_bytes());
+        (hasher.finish() % 10_000) as f64 / 10_000.0
     }
 
     pub(super) fn succeeded(&self, uid: &str) {

@@ -73,6 +73,8 @@ pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
 pub const MIN_RESYNC: Duration = Duration::from_secs(10);
 /// The longest resync period glint accepts: 7 days.
 pub const MAX_RESYNC: Duration = Duration::from_secs(7 * 24 * 3600);
+/// After a start, objects already in sync are first checked within this window.
+const STARTUP_SPREAD: Duration = Duration::from_secs(30);
 /// How soon to look again while work is under way (transfers report progress this often).
 const PROGRESS_REQUEUE: Duration = Duration::from_secs(5);
 
@@ -177,19 +179,49 @@ pub fn wants_fresh_read(image: &Image) -> bool {
     edited || requested
 }
 
-fn subject_of<'a>(image: &'a Image, uid: &'a str, fresh: bool) -> Subject<'a> {
+fn subject_of<'a>(
+    image: &'a Image,
+    uid: &'a str,
+    known_id: Option<&'a str>,
+    fresh: bool,
+) -> Subject<'a> {
     Subject {
         uid,
         spec: &image.spec,
-        known_id: image
-            .status
-            .as_ref()
-            .and_then(|status| status.id.as_deref()),
+        known_id,
         fresh,
     }
 }
 
+fn status_id(image: &Image) -> Option<&str> {
+    image
+        .status
+        .as_ref()
+        .and_then(|status| status.id.as_deref())
+}
+
+/// Whether the object's own status says it matched its current spec when last looked at.
+fn in_sync_as_recorded(image: &Image) -> bool {
+    let Some(status) = image.status.as_ref() else {
+        return false;
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::READY && c.status == "True");
+    ready
+        && status.observed_generation == image.meta().generation
+        && image.annotations().get(REFRESH_ANNOTATION) == status.last_handled_reconcile_at.as_ref()
+}
+
 async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, ReconcileError> {
+    // After a start, every object arrives at once. Those whose status says they were in sync
+    // wait their turn, spread over a short window, so that new and edited objects are
+    // reconciled first instead of queueing behind thousands of routine checks.
+    if ctx.first_sight(uid) && in_sync_as_recorded(image) {
+        let window = STARTUP_SPREAD.min(resync_period(image, ctx));
+        return Ok(Requeue::requeue(window.mul_f64(ctx.spread(uid))));
+    }
     let handle = match ctx.clouds.resolve(&ctx.client, image).await {
         Ok(handle) => handle,
         Err(err) => return report_failure(image, ctx, err).await,
@@ -204,12 +236,19 @@ async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, Recon
         Ok(access) => desired.source_access = access,
         Err(err) => return report_failure(image, ctx, err).await,
     }
-    let subject = subject_of(image, uid, wants_fresh_read(image));
+    let remembered = ctx.created_id(uid, status_id(image));
+    let known_id = remembered.as_deref().or(status_id(image));
+    let subject = subject_of(image, uid, known_id, wants_fresh_read(image));
     let result =
         match pass::sync(handle.client.as_ref(), &handle.transfers, subject, &desired).await {
             Ok(result) => result,
             Err(err) => return report_failure(image, ctx, err.into()).await,
         };
+    for effect in &result.effects {
+        if let act::Effect::Created { id } | act::Effect::Adopted { id } = effect {
+            ctx.remember_created(uid, id);
+        }
+    }
     events::publish_effects(image, ctx, &result).await;
     let (transfer, failure_reason) = match result.image.as_ref() {
         Some(glance) => {
@@ -373,6 +412,7 @@ fn resync_period(image: &Image, ctx: &Context) -> Duration {
 async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, ReconcileError> {
     if !has_finalizer(image) {
         ctx.clouds.forget(uid);
+        ctx.forget_object(uid);
         return Ok(Requeue::await_change());
     }
     let managed = image.spec.policy() == ManagementPolicy::Managed;
@@ -398,7 +438,7 @@ async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, Re
     match pass::remove(
         handle.client.as_ref(),
         &handle.transfers,
-        subject_of(image, uid, true),
+        subject_of(image, uid, status_id(image), true),
         false,
     )
     .await
@@ -445,6 +485,7 @@ async fn release(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, Rec
         patch_metadata(image, ctx, ops).await?;
     }
     ctx.clouds.forget(uid);
+    ctx.forget_object(uid);
     Ok(Requeue::await_change())
 }
 

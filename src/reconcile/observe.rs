@@ -119,16 +119,19 @@ async fn observe_managed(
     api: &impl GlanceApi,
     subject: Subject<'_>,
 ) -> Result<Observation, ObserveError> {
-    if let Some(id) = subject.known_id
-        && let Some(image) = get_if_exists(api, id, subject.fresh).await?
-    {
+    let Some(id) = subject.known_id else {
+        // Nothing known yet: no read at all. The create that follows uses the id derived
+        // from the uid, so if an earlier create did land (its answer lost), Glance answers
+        // 409 and the image is adopted (see `act`).
+        return Ok(Observation::Absent { vanished: None });
+    };
+    if let Some(image) = get_if_exists(api, id, subject.fresh).await? {
         return Ok(Observation::Owned(image));
     }
+    // Gone under the id glint knew: the image may live on under another derived id.
     if let Some(image) = find_by_mark(api, subject.uid).await? {
         return Ok(Observation::Owned(image));
     }
-    // An image whose mark someone removed is not found here; the create that follows meets
-    // it as a conflict on its derived id and adopts it (see `act`).
     Ok(Observation::Absent {
         vanished: subject.known_id.map(str::to_owned),
     })

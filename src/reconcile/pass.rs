@@ -70,7 +70,11 @@ pub async fn sync(
         .map_or(TransferState::Idle, |image| transfers.state(&image.id));
     let plan = plan::plan(desired, &observed, &members, &transfer);
     let image_id = image.as_ref().map(|image| image.id.clone());
-    let Applied { effects, created } = act::apply(
+    let Applied {
+        effects,
+        created,
+        patched,
+    } = act::apply(
         api,
         transfers,
         subject,
@@ -79,20 +83,58 @@ pub async fn sync(
         &plan.actions,
     )
     .await?;
-    let changed_in_glance = effects
+    if let Some(created) = created {
+        // A create carries every field, so the new image usually needs nothing more: then it
+        // is Ready in this same pass, with no read and no second pass.
+        let follow_up = plan::plan(
+            desired,
+            &Observation::Owned(created.clone()),
+            &Default::default(),
+            &TransferState::Idle,
+        );
+        let progress = match follow_up.progress {
+            Progress::InSync => Progress::InSync,
+            Progress::Working { reason, message } | Progress::Blocked { reason, message } => {
+                Progress::Working { reason, message }
+            }
+        };
+        let mut effects = effects;
+        // Starting a transfer cannot fail (it queues a task), so it need not wait a pass.
+        if follow_up.actions.contains(&plan::Action::StartTransfer) {
+            let started = act::apply(
+                api,
+                transfers,
+                subject,
+                desired,
+                Some(&created.id),
+                &[plan::Action::StartTransfer],
+            )
+            .await?;
+            effects.extend(started.effects);
+        }
+        return Ok(PassResult {
+            image: Some(created),
+            progress,
+            effects,
+            vanished,
+            imported,
+        });
+    }
+    // Status shows Glance's view after the changes. A patch's answer is that view; only a
+    // change of status (deactivate, reactivate) needs a read.
+    let status_changed = effects
         .iter()
-        .any(|effect| !matches!(effect, Effect::TransferStarted));
-    let image = match (created, image_id) {
-        (Some(created), _) => Some(created),
-        // Status shows Glance's view after the changes: one read, only when something changed.
-        (None, Some(id)) if changed_in_glance => Some(api.get_image(&id).await.map_err(
+        .any(|effect| matches!(effect, Effect::Deactivated | Effect::Reactivated));
+    let image = match (image_id, patched) {
+        (Some(id), _) if status_changed => Some(api.get_image_fresh(&id).await.map_err(
             |source| ActError::Glance {
                 call: "get",
                 id,
                 source,
             },
         )?),
-        (None, _) => image,
+        (_, Some(patched)) => Some(patched),
+        (_, None) => image,
     };
     Ok(PassResult {
         image,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! download (async) ──chunks──► blocking thread: source hash + count ─► unpack ─► md5 + sha512
-//!                                 ─► 1 MiB chunks, the last held back ──► Glance (async)
+//!                                 ─► 512 KiB chunks, the last held back ──► Glance (async)
 //! ```
 //!
 //! The CPU work (hashes, unpacking) runs on a blocking thread of its own, beside the async
@@ -23,8 +23,12 @@ use super::hash::Digest;
 use crate::crd::{Decompression, HashAlgorithm, SourceHash};
 use crate::glance::ByteStream;
 
-/// The size of the chunks sent to Glance: large enough that per-chunk costs vanish.
-const CHUNK: usize = 1024 * 1024;
+/// The largest chunk sent to Glance: large enough that per-chunk costs vanish while data
+/// flows fast; when it trickles, what is there goes at once. Under 1 MB: uwsgi, which serves
+/// Glance in many deployments, refuses a chunk of 1 MiB or more in a chunked body (its default
+/// chunked-input-limit; measured: 1048574 bytes pass, 1048575 fail with 500 "unable to
+/// receive chunked part"), and every upload without a known length is chunked.
+const CHUNK: usize = 512 * 1024;
 /// Downloaded chunks waiting for the blocking thread.
 const RAW_QUEUE: usize = 32;
 /// Chunks waiting for the upload.
@@ -220,7 +224,14 @@ fn pump(
         while filled < CHUNK {
             match decoder.read(&mut chunk[filled..]) {
                 Ok(0) => break,
-                Ok(read) => filled += read,
+                Ok(read) => {
+                    filled += read;
+                    // A slow source must not make Glance wait for a full chunk: its WSGI
+                    // server gives up on a chunked body that pauses for a few seconds.
+                    if lock(raw).chunks.is_empty() {
+                        break;
+                    }
+                }
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(download_error().unwrap_or_else(|| corrupt(format, &err))),
             }
@@ -349,7 +360,11 @@ mod tests {
         )
         .await;
         assert_eq!(failed, None);
-        assert_eq!(passed.len(), 4, "1 MiB chunks, not the source's 16 KiB");
+        assert_eq!(
+            passed.len(),
+            4,
+            "CHUNK-sized chunks, not the source's 16 KiB"
+        );
         assert_eq!(passed.concat(), data);
         let sent = verdict.expect("sent");
         assert_eq!(sent.md5, hex_of(HashAlgorithm::Md5, &data));
