@@ -453,3 +453,123 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
     }
     k.ok(&["delete", "image", "--all", "--wait=false"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_mid_decompression_converges_after_a_restart_with_one_image() {
+    use common::sources::{Reply, SourceServer};
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    let bed = require_testbed!();
+    let Some(cluster) = common::cluster::cluster() else {
+        return;
+    };
+    let namespace = common::unique("e2e-kill")
+        .chars()
+        .take(50)
+        .collect::<String>()
+        .to_lowercase();
+    let k = Kubectl {
+        kubeconfig: cluster.kubeconfig.display().to_string(),
+        namespace: namespace.clone(),
+    };
+    let demo = keystone_client(&bed, &bed.demo_user, &bed.demo_password, &bed.demo_project);
+    let log = std::env::temp_dir().join(format!("{namespace}-glint.log"));
+    eprintln!("glint's log: {}", log.display());
+    k.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/images.glint.dev",
+        "--timeout=60s",
+    ]);
+    k.ok(&["create", "namespace", &namespace]);
+    let clouds =
+        common::keystone::password_auth(&bed, &bed.demo_password).replace("  bed:", "  mycloud:");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(clouds);
+    k.apply(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: openstack}}\ndata:\n  clouds.yaml: {encoded}\n"));
+
+    step("an xz source served slowly the first time, at full speed afterwards");
+    let data = common::pseudo_random_bytes(3 << 20, 101);
+    let mut encoder = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    encoder.write_all(&data).expect("xz");
+    let packed = encoder.finish().expect("xz");
+    let sha256: String = sha2::Sha256::digest(&packed)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let asked = AtomicUsize::new(0);
+    let body = packed.clone();
+    let server = SourceServer::start(move |_| {
+        let reply = Reply::ok(body.clone());
+        if asked.fetch_add(1, Ordering::SeqCst) == 0 {
+            reply.slowly(32 * 1024, Duration::from_millis(100))
+        } else {
+            reply
+        }
+    })
+    .await;
+    k.apply(&format!(
+        "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: unpacking}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: mycloud}}\n  diskFormat: raw\n  source:\n    url: {}\n    decompress: xz\n    hash: {{algorithm: sha256, value: \"{sha256}\"}}\n",
+        server.url("/image.raw.xz")
+    ));
+
+    step("start glint, and SIGKILL it once 1 MiB of the archive went through the decoder");
+    let controller = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server.body_bytes_sent() < 1 << 20 {
+        assert!(Instant::now() < deadline, "the transfer never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    controller.kill();
+    let uid = k.image("unpacking")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let id = k.status_id("unpacking");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.cut_off() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the killed process's download is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let half = demo.get_image(&id).await.expect("the image");
+    assert_ne!(
+        half.status,
+        ImageStatus::Active,
+        "half an archive never makes an active image"
+    );
+
+    step("start glint again: the same image gets the whole data, and no second one appears");
+    let controller = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
+    k.wait("image/unpacking", "condition=Ready");
+    assert_eq!(k.status_id("unpacking"), id, "the same Glance image");
+    assert_eq!(
+        common::harness::images_marked(&demo, &uid).await,
+        1,
+        "one image carries the object's uid"
+    );
+    let image = demo.get_image(&id).await.expect("image");
+    assert_eq!(image.status, ImageStatus::Active);
+    assert_eq!(image.size, Some(data.len() as u64));
+    let md5: String = md5::Md5::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(image.checksum.as_deref(), Some(md5.as_str()));
+    assert_eq!(server.gets(), 2, "one download per process");
+
+    step("delete the Image: the Glance image goes too");
+    k.ok(&["delete", "image", "unpacking", "--timeout=60s"]);
+    assert!(
+        demo.get_image(&id)
+            .await
+            .expect_err("deleted")
+            .is_not_found()
+    );
+    let exit = controller.terminate();
+    assert!(exit.success(), "glint exited with {exit}");
+}

@@ -381,7 +381,14 @@ fn data(
                     message: format!("the transfer cannot succeed as specified: {message}"),
                 }),
             ),
-            (Some(_), TransferState::Failed { .. } | TransferState::Idle) => (
+            (Some(_), TransferState::Failed { message, .. }) => (
+                Some(Action::StartTransfer),
+                Some(working(
+                    "Transferring",
+                    format!("retrying the transfer, which failed: {message}"),
+                )),
+            ),
+            (Some(_), TransferState::Idle) => (
                 Some(Action::StartTransfer),
                 Some(working(
                     "Transferring",
@@ -389,6 +396,15 @@ fn data(
                 )),
             ),
         },
+        // Glance has the data, but the transfer is still checking what Glance stored (or
+        // following its import): not Ready until that check is done.
+        _ if desired.source.is_some() && *transfer == TransferState::Running => (
+            None,
+            Some(working(
+                "Transferring",
+                "checking that Glance stored exactly the data glint sent",
+            )),
+        ),
         ImageStatus::Saving | ImageStatus::Uploading | ImageStatus::Importing => (
             None,
             Some(working(

@@ -456,6 +456,64 @@ fn every_method_and_compression_starts_a_transfer_into_a_queued_image() {
 }
 
 #[test]
+fn an_active_image_is_not_ready_while_its_transfer_still_checks_it() {
+    let wanted = desired(|s| {
+        s.source = Some(ImageSource {
+            url: "https://x/i.raw".into(),
+            ..ImageSource::default()
+        })
+    });
+    let active = matching_image();
+    let checking = plan(
+        &wanted,
+        &Observation::Owned(active.clone()),
+        &no_members(),
+        &TransferState::Running,
+    );
+    assert!(
+        matches!(
+            &checking.progress,
+            Progress::Working {
+                reason: "Transferring",
+                ..
+            }
+        ),
+        "{:?}",
+        checking.progress
+    );
+    let done = plan(
+        &wanted,
+        &Observation::Owned(active),
+        &no_members(),
+        &TransferState::Idle,
+    );
+    assert_eq!(done.progress, Progress::InSync);
+}
+
+#[test]
+fn a_retried_transfer_says_why_the_last_attempt_failed() {
+    let wanted = desired(|s| {
+        s.source = Some(ImageSource {
+            url: "https://x/i.raw".into(),
+            ..ImageSource::default()
+        })
+    });
+    let queued = image(|i| i.status = ImageStatus::Queued);
+    let failed = TransferState::Failed {
+        reason: "SourceUnavailable",
+        message: "https://x/i.raw answered 503 Service Unavailable (will retry)".into(),
+        retry: true,
+    };
+    let retrying = plan(&wanted, &Observation::Owned(queued), &no_members(), &failed);
+    assert_eq!(retrying.actions, [Action::StartTransfer]);
+    assert!(
+        matches!(&retrying.progress, Progress::Working { message, .. } if message.contains("503")),
+        "{:?}",
+        retrying.progress
+    );
+}
+
+#[test]
 fn a_transfer_that_failed_for_good_blocks_even_an_active_image() {
     let wanted = desired(|s| {
         s.source = Some(ImageSource {

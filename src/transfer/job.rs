@@ -252,7 +252,13 @@ impl<G: GlanceApi + 'static> Job<G> {
                 }
             }
         });
-        let pipeline = pipeline::start(response.bytes_stream(), options.clone(), progress);
+        // With the error's causes: reqwest's own words ("error decoding response body") do not
+        // say whether the source went silent or closed the connection early.
+        let download = futures::TryStreamExt::map_err(
+            response.bytes_stream(),
+            crate::http::describe_http_error,
+        );
+        let pipeline = pipeline::start(download, options.clone(), progress);
         // Glance is told the length only when it is known to be the length it will get.
         let size = match self.request.source.decompress.unwrap_or_default() {
             crate::crd::Decompression::None => announced,

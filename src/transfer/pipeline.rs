@@ -12,6 +12,7 @@
 //! otherwise the upload ends in an error, and Glance never turns the image active.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -160,9 +161,23 @@ pub fn start<E: std::fmt::Display + Send + 'static>(
     let (raw_tx, raw_rx) = mpsc::channel(RAW_QUEUE);
     let (out_tx, out_rx) = mpsc::channel::<std::io::Result<Bytes>>(OUT_QUEUE);
     let (done_tx, done_rx) = oneshot::channel();
+    // Dropping the data stream (Glance failed, or the transfer was cancelled) stops the
+    // download at once and hangs up on the source, even one that has gone silent while the
+    // blocking half waits for it; the verdict is then Abandoned, whatever the data did.
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let stopping = stopped.clone();
     tokio::spawn(async move {
         let mut download = std::pin::pin!(download);
-        while let Some(chunk) = download.next().await {
+        loop {
+            let chunk = tokio::select! {
+                chunk = download.next() => chunk,
+                _ = &mut stop_rx => {
+                    stopping.store(true, Ordering::SeqCst);
+                    return;
+                }
+            };
+            let Some(chunk) = chunk else { return };
             let chunk = chunk.map_err(|err| err.to_string());
             let failed = chunk.is_err();
             if raw_tx.send(chunk).await.is_err() || failed {
@@ -181,15 +196,18 @@ pub fn start<E: std::fmt::Display + Send + 'static>(
         progress,
     }));
     tokio::task::spawn_blocking(move || {
-        let verdict = pump(&raw, &options, &out_tx);
+        let verdict = match pump(&raw, &options, &out_tx) {
+            _ if stopped.load(Ordering::SeqCst) => Err(PipelineError::Abandoned),
+            verdict => verdict,
+        };
         if let Err(error) = &verdict {
             // The upload must fail rather than end: an ended body would complete the image.
             let _ = out_tx.blocking_send(Err(std::io::Error::other(error.to_string())));
         }
         let _ = done_tx.send(verdict);
     });
-    let data = futures::stream::unfold(out_rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let data = futures::stream::unfold((out_rx, stop_tx), |(mut rx, stop)| async move {
+        rx.recv().await.map(|item| (item, (rx, stop)))
     });
     Pipeline {
         data: Box::pin(data),

@@ -7,8 +7,9 @@
 pub mod cluster;
 pub mod harness;
 pub mod keystone;
-pub mod kubectl;
 pub mod kube_double;
+pub mod kubectl;
+pub mod sources;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
