@@ -45,7 +45,7 @@ struct RunArgs {
     #[arg(long = "namespace", env = "GLINT_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
     /// Images reconciled at the same time.
-    #[arg(long, default_value_t = 4, env = "GLINT_CONCURRENCY")]
+    #[arg(long, default_value_t = 8, env = "GLINT_CONCURRENCY")]
     concurrency: u16,
     /// How often a Ready image is compared with Glance (e.g. 10m, 1h), unless its spec says.
     #[arg(long, default_value = "10m", value_parser = parse_period, env = "GLINT_RESYNC_PERIOD")]
