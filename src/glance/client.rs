@@ -143,9 +143,15 @@ async fn discover(auth: &Authenticator) -> Result<ApiRoot> {
         .header("accept", "application/json")
         .send()
         .await
-        .map_err(|err| discovery(describe_http_error(err)))?;
+        // No answer, or a 5xx, is a Glance that is down or restarting: retried like any other
+        // call, not reported as an endpoint without the v2 API (which would wait for an edit).
+        .map_err(|err| transport("discover", err))?;
     let status = response.status();
     if status != StatusCode::MULTIPLE_CHOICES && !status.is_success() {
+        let err = api_error("discover", response).await;
+        if err.is_transient() {
+            return Err(err);
+        }
         return Err(discovery(format!("the version document answered {status}")));
     }
     let versions: Versions = response

@@ -136,9 +136,39 @@ pub async fn sync(
         (_, Some(patched)) => Some(patched),
         (_, None) => image,
     };
+    // What the pass did may be all there was to do: then the object is Ready now, not after
+    // another pass. Members are what they were, with this pass's changes applied.
+    let progress = match (&image, plan.actions.is_empty(), observed) {
+        (Some(after), false, Observation::Owned(_)) => {
+            let mut members_after = members;
+            for effect in &effects {
+                match effect {
+                    Effect::SharedWith { project } => {
+                        members_after.insert(project.clone());
+                    }
+                    Effect::UnsharedWith { project } => {
+                        members_after.remove(project);
+                    }
+                    _ => {}
+                }
+            }
+            let follow_up = plan::plan(
+                desired,
+                &Observation::Owned(after.clone()),
+                &members_after,
+                &transfers.state(&after.id),
+            );
+            if follow_up.actions.is_empty() {
+                follow_up.progress
+            } else {
+                plan.progress
+            }
+        }
+        _ => plan.progress,
+    };
     Ok(PassResult {
         image,
-        progress: plan.progress,
+        progress,
         effects,
         vanished,
         imported,
