@@ -55,7 +55,7 @@ impl Format {
 }
 
 /// How many bytes [`Format::sniff`] needs at most.
-const SNIFF_LEN: usize = 6;
+pub const SNIFF_LEN: usize = 6;
 
 /// A decoder over `input` for `decompression`, and the format it decodes. Auto reads the
 /// first bytes to choose, then hands them to the decoder in front of the rest.

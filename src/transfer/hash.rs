@@ -45,6 +45,46 @@ impl Digest {
     }
 }
 
+/// A digest computed on a thread of its own: the pipeline hands it chunks and moves on, so
+/// three digests (the source's, md5 and sha512) cost the pipeline's thread nothing and use
+/// whatever core is free.
+pub struct BackgroundDigest {
+    chunks: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
+    worker: std::thread::JoinHandle<String>,
+}
+
+impl BackgroundDigest {
+    pub fn start(algorithm: HashAlgorithm) -> Self {
+        // A few chunks of slack: enough to ride out scheduling, bounded to keep memory flat.
+        let (chunks, received) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
+        let worker = std::thread::spawn(move || {
+            let mut digest = Digest::new(algorithm);
+            for chunk in received {
+                digest.update(&chunk);
+            }
+            digest.hex()
+        });
+        Self {
+            chunks: Some(chunks),
+            worker,
+        }
+    }
+
+    /// Hashes `chunk` (a cheap reference-counted clone of the data).
+    pub fn update(&self, chunk: &bytes::Bytes) {
+        if let Some(chunks) = &self.chunks {
+            // The worker only stops when this side hangs up, so a send cannot fail before.
+            let _ = chunks.send(chunk.clone());
+        }
+    }
+
+    /// The digest of everything passed to `update`.
+    pub fn finish(mut self) -> String {
+        drop(self.chunks.take());
+        self.worker.join().unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,8 +114,17 @@ mod tests {
             for part in [&b"a"[..], b"", b"bc"] {
                 split.update(part);
             }
+            let background = BackgroundDigest::start(algorithm);
+            for part in [&b"ab"[..], b"c"] {
+                background.update(&bytes::Bytes::copy_from_slice(part));
+            }
             assert_eq!(whole.hex(), digest, "{algorithm:?}");
             assert_eq!(split.hex(), digest, "{algorithm:?} in parts");
+            assert_eq!(
+                background.finish(),
+                digest,
+                "{algorithm:?} on its own thread"
+            );
         }
     }
 }

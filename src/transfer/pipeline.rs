@@ -20,7 +20,7 @@ use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::decompress::{self, Format};
-use super::hash::Digest;
+use super::hash::BackgroundDigest;
 use crate::crd::{Decompression, HashAlgorithm, SourceHash};
 use crate::glance::ByteStream;
 
@@ -30,10 +30,11 @@ use crate::glance::ByteStream;
 /// chunked-input-limit; measured: 1048574 bytes pass, 1048575 fail with 500 "unable to
 /// receive chunked part"), and every upload without a known length is chunked.
 const CHUNK: usize = 512 * 1024;
-/// Downloaded chunks waiting for the blocking thread.
-const RAW_QUEUE: usize = 32;
+/// Downloaded chunks waiting for the blocking thread (hyper's chunks are at most a few hundred
+/// KiB): bounded by count, this keeps a transfer's memory to a few MiB.
+const RAW_QUEUE: usize = 8;
 /// Chunks waiting for the upload.
-const OUT_QUEUE: usize = 4;
+const OUT_QUEUE: usize = 2;
 
 /// What the pipeline is told about the source.
 #[derive(Debug, Clone, Default)]
@@ -97,7 +98,7 @@ pub struct Pipeline {
 /// The downloaded side, shared by the decoder's reader and the final drain.
 struct Raw {
     chunks: mpsc::Receiver<Result<Bytes, String>>,
-    digest: Option<Digest>,
+    digest: Option<BackgroundDigest>,
     bytes_in: u64,
     error: Option<String>,
     progress: Arc<dyn Fn(u64) + Send + Sync>,
@@ -108,7 +109,7 @@ impl Raw {
     fn next(&mut self) -> Option<Bytes> {
         match self.chunks.blocking_recv()? {
             Ok(chunk) => {
-                if let Some(digest) = self.digest.as_mut() {
+                if let Some(digest) = self.digest.as_ref() {
                     digest.update(&chunk);
                 }
                 self.bytes_in += chunk.len() as u64;
@@ -190,7 +191,7 @@ pub fn start<E: std::fmt::Display + Send + 'static>(
         digest: options
             .hash
             .as_ref()
-            .map(|hash| Digest::new(hash.algorithm)),
+            .map(|hash| BackgroundDigest::start(hash.algorithm)),
         bytes_in: 0,
         error: None,
         progress,
@@ -225,49 +226,58 @@ fn pump(
     options: &PipelineOptions,
     out: &mpsc::Sender<std::io::Result<Bytes>>,
 ) -> Result<Sent, PipelineError> {
-    let reader = RawReader {
-        raw: raw.clone(),
-        current: Bytes::new(),
-    };
     let download_error = || lock(raw).error.clone().map(PipelineError::Download);
-    let (mut decoder, format) = decompress::decoder(reader, options.decompression)
-        .map_err(|err| download_error().unwrap_or_else(|| corrupt(Format::Plain, &err)))?;
-    let mut md5 = Digest::new(HashAlgorithm::Md5);
-    let mut sha512 = Digest::new(HashAlgorithm::Sha512);
-    let mut held: Option<Bytes> = None;
-    let mut bytes_out = 0u64;
-    loop {
-        let mut chunk = vec![0u8; CHUNK];
-        let mut filled = 0;
-        while filled < CHUNK {
-            match decoder.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(read) => {
-                    filled += read;
-                    // A slow source must not make Glance wait for a full chunk: its WSGI
-                    // server gives up on a chunked body that pauses for a few seconds.
-                    if lock(raw).chunks.is_empty() {
-                        break;
+    let mut sink = Sink {
+        out,
+        md5: BackgroundDigest::start(HashAlgorithm::Md5),
+        sha512: BackgroundDigest::start(HashAlgorithm::Sha512),
+        held: None,
+        bytes_out: 0,
+    };
+    let first = lock(raw).next().unwrap_or_default();
+    // The format, when the first chunk is long enough to tell; else the decoder sniffs.
+    let known = Format::chosen(options.decompression)
+        .or_else(|| (first.len() >= decompress::SNIFF_LEN).then(|| Format::sniff(&first)));
+    let format = if known == Some(Format::Plain) {
+        // Plain data goes on as the chunks it arrived in (joined when small): no copy into a
+        // decoder's buffer, no decoder.
+        pass_plain(raw, first, &mut sink)?;
+        Format::Plain
+    } else {
+        let reader = RawReader {
+            raw: raw.clone(),
+            current: first,
+        };
+        let (mut decoder, format) = decompress::decoder(reader, options.decompression)
+            .map_err(|err| download_error().unwrap_or_else(|| corrupt(Format::Plain, &err)))?;
+        let mut buffer = vec![0u8; CHUNK];
+        loop {
+            let mut filled = 0;
+            while filled < CHUNK {
+                match decoder.read(&mut buffer[filled..]) {
+                    Ok(0) => break,
+                    Ok(read) => {
+                        filled += read;
+                        // A slow source must not make Glance wait for a full chunk: its WSGI
+                        // server gives up on a chunked body that pauses for a few seconds.
+                        if lock(raw).chunks.is_empty() {
+                            break;
+                        }
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(err) => {
+                        return Err(download_error().unwrap_or_else(|| corrupt(format, &err)));
                     }
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(download_error().unwrap_or_else(|| corrupt(format, &err))),
             }
+            if filled == 0 {
+                break;
+            }
+            sink.emit(Bytes::copy_from_slice(&buffer[..filled]))?;
         }
-        if filled == 0 {
-            break;
-        }
-        chunk.truncate(filled);
-        md5.update(&chunk);
-        sha512.update(&chunk);
-        bytes_out += filled as u64;
-        if let Some(previous) = held.replace(Bytes::from(chunk)) {
-            out.blocking_send(Ok(previous))
-                .map_err(|_| PipelineError::Abandoned)?;
-        }
-    }
+        format
+    };
     // The archive ended; whatever follows it was still downloaded and counts for the hash.
-    drop(decoder);
     let mut raw = lock(raw);
     while raw.next().is_some() {}
     if let Some(error) = raw.error.clone() {
@@ -282,7 +292,7 @@ fn pump(
         });
     }
     if let (Some(expected), Some(digest)) = (&options.hash, raw.digest.take()) {
-        let actual = digest.hex();
+        let actual = digest.finish();
         if actual != expected.value {
             return Err(PipelineError::Hash {
                 algorithm: expected.algorithm.as_str(),
@@ -291,17 +301,86 @@ fn pump(
             });
         }
     }
-    if let Some(last) = held {
-        out.blocking_send(Ok(last))
-            .map_err(|_| PipelineError::Abandoned)?;
-    }
+    let bytes_in = raw.bytes_in;
+    drop(raw);
+    sink.release_last()?;
     Ok(Sent {
-        bytes_in: raw.bytes_in,
-        bytes_out,
+        bytes_in,
+        bytes_out: sink.bytes_out,
         format,
-        md5: md5.hex(),
-        sha512: sha512.hex(),
+        md5: sink.md5.finish(),
+        sha512: sink.sha512.finish(),
     })
+}
+
+/// Where unpacked data goes: hashed in the background, sent one chunk behind.
+struct Sink<'a> {
+    out: &'a mpsc::Sender<std::io::Result<Bytes>>,
+    md5: BackgroundDigest,
+    sha512: BackgroundDigest,
+    /// The newest chunk, sent only when another follows or every check has passed.
+    held: Option<Bytes>,
+    bytes_out: u64,
+}
+
+impl Sink<'_> {
+    fn emit(&mut self, chunk: Bytes) -> Result<(), PipelineError> {
+        self.md5.update(&chunk);
+        self.sha512.update(&chunk);
+        self.bytes_out += chunk.len() as u64;
+        match self.held.replace(chunk) {
+            Some(previous) => self
+                .out
+                .blocking_send(Ok(previous))
+                .map_err(|_| PipelineError::Abandoned),
+            None => Ok(()),
+        }
+    }
+
+    fn release_last(&mut self) -> Result<(), PipelineError> {
+        match self.held.take() {
+            Some(last) => self
+                .out
+                .blocking_send(Ok(last))
+                .map_err(|_| PipelineError::Abandoned),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Passes plain data on in the chunks it arrived in, joining small ones while more are
+/// already waiting, and splitting any larger than [`CHUNK`].
+fn pass_plain(raw: &Mutex<Raw>, first: Bytes, sink: &mut Sink<'_>) -> Result<(), PipelineError> {
+    let mut next = Some(first).filter(|chunk| !chunk.is_empty());
+    loop {
+        let Some(mut chunk) = next.take().or_else(|| lock(raw).next()) else {
+            return match lock(raw).error.clone() {
+                Some(error) => Err(PipelineError::Download(error)),
+                None => Ok(()),
+            };
+        };
+        if chunk.len() < CHUNK && !lock(raw).chunks.is_empty() {
+            let mut joined = bytes::BytesMut::with_capacity(CHUNK);
+            joined.extend_from_slice(&chunk);
+            while joined.len() < CHUNK && !lock(raw).chunks.is_empty() {
+                match lock(raw).next() {
+                    Some(more) if joined.len() + more.len() <= CHUNK => {
+                        joined.extend_from_slice(&more)
+                    }
+                    Some(more) => {
+                        next = Some(more);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            chunk = joined.freeze();
+        }
+        while chunk.len() > CHUNK {
+            sink.emit(chunk.split_to(CHUNK))?;
+        }
+        sink.emit(chunk)?;
+    }
 }
 
 fn corrupt(format: Format, err: &std::io::Error) -> PipelineError {
@@ -313,6 +392,7 @@ fn corrupt(format: Format, err: &std::io::Error) -> PipelineError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::hash::Digest;
     use super::*;
     use std::io::Write;
 
