@@ -108,12 +108,15 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
+    let unsynced = Arc::new(Unsynced {
+        scopes: std::sync::atomic::AtomicUsize::new(scopes.len()),
+        health: health.clone(),
+    });
     let controllers: Vec<_> = scopes
         .iter()
-        .map(|namespace| build_controller(&client, namespace.as_deref(), &config))
+        .map(|namespace| build_controller(&client, namespace.as_deref(), &config, unsynced.clone()))
         .collect();
     let stores: Vec<Store<Image>> = controllers.iter().map(Controller::store).collect();
-    tokio::spawn(report_synced(stores.clone(), health.clone()));
     metrics.set_census(Box::new(move || census(&stores)));
     let running = futures::future::join_all(controllers.into_iter().zip(&scopes).map(
         |(controller, namespace)| {
@@ -198,6 +201,7 @@ fn build_controller(
     client: &Client,
     namespace: Option<&str>,
     config: &RunConfig,
+    unsynced: Arc<Unsynced>,
 ) -> Controller<Image> {
     let images: Api<Image> = match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
@@ -208,6 +212,15 @@ fn build_controller(
         .default_backoff()
         .modify(slim)
         .reflect(writer)
+        .inspect({
+            let mut first_listing = true;
+            move |event| {
+                if first_listing && matches!(event, Ok(watcher::Event::InitDone)) {
+                    first_listing = false;
+                    unsynced.listed();
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(asks_for_work, PredicateConfig::default());
     Controller::for_stream(triggers, reader)
@@ -271,15 +284,26 @@ async fn run_controller(
         .await;
 }
 
-/// Marks the process ready once every watch cache has its first full listing.
-async fn report_synced(stores: Vec<Store<Image>>, health: Arc<Health>) {
-    for store in stores {
-        if store.wait_until_ready().await.is_err() {
-            return;
+/// Counts the scopes whose watch has not delivered its first full listing yet; the last one
+/// to do so makes the process ready. (Waiting on the stores instead would compete with the
+/// controller for their one readiness waker, and never wake.)
+struct Unsynced {
+    scopes: std::sync::atomic::AtomicUsize,
+    health: Arc<Health>,
+}
+
+impl Unsynced {
+    fn listed(&self) {
+        use std::sync::atomic::Ordering;
+        let left = self
+            .scopes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map(|before| before - 1);
+        if left == Ok(0) {
+            self.health.set_synced();
+            tracing::info!("watch caches synced");
         }
     }
-    health.set_synced();
-    tracing::info!("watch caches synced");
 }
 
 /// Images by their Ready condition's status and reason, for the `glint_images` gauge.

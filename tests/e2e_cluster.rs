@@ -221,6 +221,13 @@ async fn a_standby_takes_over_within_seconds_when_the_leader_is_killed() {
         (second, first)
     };
     assert_eq!(standby.metric("glint_leader"), Some(0.0), "only one leads");
+    // Both are ready: the leader once its caches synced, the standby to take over.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(leader.is_ready() && standby.is_ready()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(leader.is_ready(), "the leader's /readyz");
+    assert!(standby.is_ready(), "the standby's /readyz");
 
     let names: Vec<String> = (0..6).map(|i| format!("img-{i}")).collect();
     for name in &names {

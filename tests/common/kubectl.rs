@@ -188,6 +188,24 @@ impl GlintProcess {
         (!values.is_empty()).then(|| values.iter().sum())
     }
 
+    /// Whether /readyz answers 200.
+    pub fn is_ready(&self) -> bool {
+        use std::io::Read;
+        let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
+            return false;
+        };
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(5)));
+        if socket
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut answer = String::new();
+        let _ = socket.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    }
+
     /// The process id, for signals.
     pub fn id(&self) -> u32 {
         self.child.id()
