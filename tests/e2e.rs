@@ -100,14 +100,7 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
     }
 
     step("install the CRD from crds/ and wait until it is Established");
-    k.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);
-    k.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/images.glint.dev",
-        "--timeout=60s",
-    ]);
-    k.ok(&["create", "namespace", &namespace]);
+    k.install_crd_and_namespace();
 
     step("the apiserver refuses bad manifests with a message that says what to fix");
     let bad = |spec: &str| {
@@ -477,14 +470,7 @@ async fn a_controller_killed_mid_decompression_converges_after_a_restart_with_on
     let demo = keystone_client(&bed, &bed.demo_user, &bed.demo_password, &bed.demo_project);
     let log = std::env::temp_dir().join(format!("{namespace}-glint.log"));
     eprintln!("glint's log: {}", log.display());
-    k.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);
-    k.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/images.glint.dev",
-        "--timeout=60s",
-    ]);
-    k.ok(&["create", "namespace", &namespace]);
+    k.install_crd_and_namespace();
     let clouds =
         common::keystone::password_auth(&bed, &bed.demo_password).replace("  bed:", "  mycloud:");
     let encoded = base64::engine::general_purpose::STANDARD.encode(clouds);

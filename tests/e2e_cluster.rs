@@ -8,9 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::kubectl::{GlintProcess, Kubectl};
-use futures::TryStreamExt;
-use glint::glance::{GlanceApi, GlanceClient, ListQuery};
-use glint::reconcile::observe::OWNER_PROPERTY;
+use glint::glance::{GlanceApi, GlanceClient};
 
 fn namespace(prefix: &str) -> String {
     common::unique(prefix)
@@ -155,18 +153,6 @@ fn the_helm_chart_installs_with_exactly_the_rights_glint_needs() {
         .output();
 }
 
-async fn marked(api: &GlanceClient, uid: &str) -> usize {
-    let query = ListQuery {
-        properties: [(OWNER_PROPERTY.to_string(), uid.to_string())].into(),
-        ..ListQuery::default()
-    };
-    api.list_images(&query)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("list")
-        .len()
-}
-
 fn wait_for_leader(processes: &[&GlintProcess], within: Duration) -> Option<usize> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
@@ -192,14 +178,7 @@ async fn a_standby_takes_over_within_seconds_when_the_leader_is_killed() {
         kubeconfig: cluster.kubeconfig.display().to_string(),
         namespace: ns.clone(),
     };
-    k.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);
-    k.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/images.glint.dev",
-        "--timeout=60s",
-    ]);
-    k.ok(&["create", "namespace", &ns]);
+    k.install_crd_and_namespace();
     let clouds = common::keystone::password_auth(&bed, &bed.demo_password);
     k.ok(&[
         "create",
@@ -281,11 +260,20 @@ async fn a_standby_takes_over_within_seconds_when_the_leader_is_killed() {
     let mut duplicates = 0;
     for name in &names {
         let uid = k.ok(&["get", "image", name, "-o", "jsonpath={.metadata.uid}"]);
-        duplicates += marked(&api, uid.trim()).await.saturating_sub(1);
+        duplicates += common::harness::images_marked(&api, uid.trim())
+            .await
+            .saturating_sub(1);
     }
     assert_eq!(duplicates, 0, "no image was created twice");
 
     k.ok(&["delete", "images", "--all", "--timeout=120s"]);
+    let scrape = standby.scrape().unwrap_or_default();
+    assert!(scrape.contains("glint_leader 1"), "{scrape}");
+    assert!(
+        scrape.contains("glint_kubernetes_writes_total{"),
+        "{scrape}"
+    );
+    println!("/metrics of the new leader after the run:\n{scrape}");
     let exit = standby.terminate();
     assert!(exit.success(), "glint exited with {exit}");
 }

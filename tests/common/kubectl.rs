@@ -38,6 +38,18 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// Installs the CRD from crds/, waits until it is Established, and creates the namespace.
+    pub fn install_crd_and_namespace(&self) {
+        self.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);
+        self.ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/images.glint.dev",
+            "--timeout=60s",
+        ]);
+        self.ok(&["create", "namespace", &self.namespace]);
+    }
+
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut child = Command::new("kubectl")
             .args(["--kubeconfig", &self.kubeconfig, "-n", &self.namespace])
@@ -167,8 +179,8 @@ impl GlintProcess {
         panic!("glint did not stop within 30 s of SIGTERM");
     }
 
-    /// One value from this process's /metrics, summed over its label sets.
-    pub fn metric(&self, name: &str) -> Option<f64> {
+    /// This process's /metrics, as text.
+    pub fn scrape(&self) -> Option<String> {
         use std::io::Read;
         let mut socket = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
         socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -177,6 +189,12 @@ impl GlintProcess {
             .ok()?;
         let mut text = String::new();
         socket.read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
+    /// One value from this process's /metrics, summed over its label sets.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.scrape()?;
         let values: Vec<f64> = text
             .lines()
             .filter(|line| {
