@@ -666,13 +666,20 @@ async fn plain_creates(
             "tags": [TAG],
         });
         async move {
-            let answer = client
-                .post(&url)
-                .header("X-Auth-Token", &token)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| format!("plain create: {e}"))?;
+            let send = || {
+                client
+                    .post(&url)
+                    .header("X-Auth-Token", &token)
+                    .json(&body)
+                    .send()
+            };
+            // Like glint's client: uwsgi closes idle pooled connections, and a request that
+            // meets one just as it closes is sent once more.
+            let answer = match send().await {
+                Err(error) if error.is_request() || error.is_connect() => send().await,
+                other => other,
+            }
+            .map_err(|e| format!("plain create: {e}"))?;
             if answer.status() != reqwest::StatusCode::CREATED {
                 return Err(format!("plain create: HTTP {}", answer.status()));
             }
@@ -704,12 +711,13 @@ async fn plain_deletes(
         let url = format!("{glance_owned}/v2/images/{}", ids[i]);
         let token = token_owned.clone();
         async move {
-            let answer = client
-                .delete(&url)
-                .header("X-Auth-Token", &token)
-                .send()
-                .await
-                .map_err(|e| format!("plain delete: {e}"))?;
+            let send = || client.delete(&url).header("X-Auth-Token", &token).send();
+            // A pooled connection uwsgi closed just then: once more, as for creates.
+            let answer = match send().await {
+                Err(error) if error.is_request() || error.is_connect() => send().await,
+                other => other,
+            }
+            .map_err(|e| format!("plain delete: {e}"))?;
             if !answer.status().is_success() && answer.status() != reqwest::StatusCode::NOT_FOUND {
                 return Err(format!("plain delete: HTTP {}", answer.status()));
             }
