@@ -458,7 +458,8 @@ async fn changes_made_in_glance_behind_glints_back_are_corrected() {
     .expect("drift");
     // The next resyncs see it (after the listing cache's window) and put it back.
     let mut fixed = None;
-    for _ in 0..100 {
+    // Up to 40 s: the shared listing answers resyncs for 30 s.
+    for _ in 0..160 {
         h.reconcile_once(&name).await.expect("reconcile");
         let image = api.get_image(&id).await.expect("image");
         if image.name.as_deref() == Some(name.as_str()) {

@@ -22,9 +22,11 @@ use crate::glance::{GlanceClient, ListingCache};
 use crate::metrics::TransferMetrics;
 use crate::transfer::{SourcePolicy, TransferManager};
 
-/// How long one listing of a project's images answers lookups: long enough to serve every
-/// Image of a resync burst, short enough that drift is seen by the next resync.
-const LISTING_TTL: Duration = Duration::from_secs(10);
+/// How long one listing of a project's images answers lookups. Resyncs are spread over the
+/// window the start spreads them over (`reconcile::STARTUP_SPREAD`, 20 s) and stay spread, so
+/// a listing that outlives that window serves a whole round: one listing per round, yet no
+/// burst that new objects would queue behind. Drift is seen at most this much later.
+const LISTING_TTL: Duration = Duration::from_secs(30);
 
 /// What identifies a handle. The Secret's version is not part of it: a new version updates
 /// the handle in place.

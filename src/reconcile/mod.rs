@@ -73,8 +73,9 @@ pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
 pub const MIN_RESYNC: Duration = Duration::from_secs(10);
 /// The longest resync period glint accepts: 7 days.
 pub const MAX_RESYNC: Duration = Duration::from_secs(7 * 24 * 3600);
-/// After a start, objects already in sync are first checked within this window.
-const STARTUP_SPREAD: Duration = Duration::from_secs(30);
+/// After a start, objects already in sync are first checked within this window; shorter than
+/// the listing cache's lifetime, so one listing serves the whole spread.
+pub const STARTUP_SPREAD: Duration = Duration::from_secs(20);
 /// How soon to look again while work is under way (transfers report progress this often).
 const PROGRESS_REQUEUE: Duration = Duration::from_secs(5);
 
