@@ -335,6 +335,68 @@ async fn one_listing_answers_many_lookups_and_writes_are_never_read_back_stale()
     }
 }
 
+#[tokio::test]
+async fn a_created_or_patched_image_is_read_back_from_the_answer_without_a_get() {
+    use common::fault_proxy::{FaultProxy, Route};
+    use glint::glance::ListingCache;
+    let bed = require_testbed!();
+    let project = common::unique_project();
+    let proxy = FaultProxy::start(&bed.glance_url).await;
+    let cache = ListingCache::new(
+        bed.admin_of_via(&project, proxy.url()),
+        Some(project.clone()),
+        std::time::Duration::from_secs(60),
+    );
+    let get_one = Route::new("GET", "/v2/images/*");
+    let created = cache
+        .create_image(&NewImage {
+            name: Some(common::unique("remembered")),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create");
+    // The first lookup lists the project (the new image is in that listing too).
+    assert_eq!(
+        cache.get_image(&created.id).await.expect("get").id,
+        created.id
+    );
+    let later = cache
+        .create_image(&NewImage {
+            name: Some(common::unique("remembered")),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create after the listing");
+    for _ in 0..3 {
+        assert_eq!(
+            cache.get_image(&later.id).await.expect("get").id,
+            later.id,
+            "an image created after the listing is served from the create's answer"
+        );
+    }
+    cache
+        .update_image(&later.id, &[PatchOp::SetName("patched".into())])
+        .await
+        .expect("update");
+    assert_eq!(
+        cache
+            .get_image(&later.id)
+            .await
+            .expect("get")
+            .name
+            .as_deref(),
+        Some("patched"),
+        "the patch's answer replaces the cached image"
+    );
+    assert_eq!(proxy.seen(&get_one), 0, "no GET by id: {}", proxy.summary());
+    assert_eq!(cache.listings(), 1);
+
+    let api = bed.admin_of(&project);
+    for id in [created.id, later.id] {
+        api.delete(&id).await.expect("delete");
+    }
+}
+
 /// The bed's Glance A knows one disk format (`glintfmt`) and one container format
 /// (`glintbox`) beyond Glance's defaults, the way deployments configure their own.
 #[tokio::test]

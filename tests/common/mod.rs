@@ -116,15 +116,22 @@ impl Testbed {
         self.client(project, &["member", "reader"])
     }
 
+    /// An admin of `project` that reaches Glance at `url` (a proxy in front of it).
+    pub fn admin_of_via(&self, project: &str, url: &str) -> GlanceClient {
+        self.client_at(url, project, &["admin"])
+    }
+
     fn client(&self, project: &str, roles: &[&str]) -> GlanceClient {
+        self.client_at(&self.glance_url, project, roles)
+    }
+
+    fn client_at(&self, url: &str, project: &str, roles: &[&str]) -> GlanceClient {
         let identity = TrustedIdentity {
             project_id: project.to_string(),
             user_id: format!("user-of-{project}"),
             roles: roles.iter().map(|role| role.to_string()).collect(),
         };
-        GlanceClient::new(
-            Authenticator::trusted_headers(&self.glance_url, &identity).expect("client"),
-        )
+        GlanceClient::new(Authenticator::trusted_headers(url, &identity).expect("client"))
     }
 }
 
