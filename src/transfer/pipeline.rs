@@ -191,7 +191,7 @@ pub fn start<E: std::fmt::Display + Send + 'static>(
         digest: options
             .hash
             .as_ref()
-            .map(|hash| BackgroundDigest::start(hash.algorithm)),
+            .map(|hash| BackgroundDigest::start(&[hash.algorithm])),
         bytes_in: 0,
         error: None,
         progress,
@@ -229,8 +229,7 @@ fn pump(
     let download_error = || lock(raw).error.clone().map(PipelineError::Download);
     let mut sink = Sink {
         out,
-        md5: BackgroundDigest::start(HashAlgorithm::Md5),
-        sha512: BackgroundDigest::start(HashAlgorithm::Sha512),
+        glance_digests: BackgroundDigest::start(&[HashAlgorithm::Md5, HashAlgorithm::Sha512]),
         held: None,
         bytes_out: 0,
     };
@@ -292,7 +291,7 @@ fn pump(
         });
     }
     if let (Some(expected), Some(digest)) = (&options.hash, raw.digest.take()) {
-        let actual = digest.finish();
+        let actual = digest.finish().pop().unwrap_or_default();
         if actual != expected.value {
             return Err(PipelineError::Hash {
                 algorithm: expected.algorithm.as_str(),
@@ -304,20 +303,22 @@ fn pump(
     let bytes_in = raw.bytes_in;
     drop(raw);
     sink.release_last()?;
+    let bytes_out = sink.bytes_out;
+    let [md5, sha512]: [String; 2] = sink.glance_digests.finish().try_into().unwrap_or_default();
     Ok(Sent {
         bytes_in,
-        bytes_out: sink.bytes_out,
+        bytes_out,
         format,
-        md5: sink.md5.finish(),
-        sha512: sink.sha512.finish(),
+        md5,
+        sha512,
     })
 }
 
 /// Where unpacked data goes: hashed in the background, sent one chunk behind.
 struct Sink<'a> {
     out: &'a mpsc::Sender<std::io::Result<Bytes>>,
-    md5: BackgroundDigest,
-    sha512: BackgroundDigest,
+    /// md5 and sha512, Glance's `checksum` and `os_hash_value`, over the bytes sent.
+    glance_digests: BackgroundDigest,
     /// The newest chunk, sent only when another follows or every check has passed.
     held: Option<Bytes>,
     bytes_out: u64,
@@ -325,8 +326,7 @@ struct Sink<'a> {
 
 impl Sink<'_> {
     fn emit(&mut self, chunk: Bytes) -> Result<(), PipelineError> {
-        self.md5.update(&chunk);
-        self.sha512.update(&chunk);
+        self.glance_digests.update(&chunk);
         self.bytes_out += chunk.len() as u64;
         match self.held.replace(chunk) {
             Some(previous) => self
