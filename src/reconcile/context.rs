@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Recorder, Reporter};
 
 use super::clouds::{CloudRegistry, HandleSettings};
 use crate::crd::Image;
@@ -42,7 +42,13 @@ pub type PassHook = Arc<dyn Fn(&Image) + Send + Sync>;
 /// Everything reconcile needs, shared by all workers.
 pub struct Context {
     pub client: Client,
+    /// Records Warnings, which repeat while a problem lasts: kube's recorder folds a repeat
+    /// within 6 minutes into the first Event's series count.
     pub recorder: Recorder,
+    /// Who glint is in Events. One-off Normal Events are recorded without the shared
+    /// recorder: it keeps every Event it records until a later one prunes it, which after
+    /// creating 5,000 Images is 5,000 Events held in memory and scanned on each publish.
+    pub reporter: Reporter,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub clouds: CloudRegistry,
@@ -64,13 +70,14 @@ impl Context {
     /// the layer that counts the client's writes.
     pub fn new(
         client: Client,
-        recorder: Recorder,
+        reporter: Reporter,
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            recorder: Recorder::new(client.clone(), reporter.clone()),
             client,
-            recorder,
+            reporter,
             clouds: CloudRegistry::new(HandleSettings {
                 transfer_parallelism: settings.transfer_parallelism,
                 source_policy: settings.source_policy.clone(),

@@ -3,7 +3,7 @@
 
 use kube::Resource;
 use kube::ResourceExt;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 
 use super::Context;
 use super::act::Effect;
@@ -26,7 +26,15 @@ pub async fn publish(image: &Image, ctx: &Context, kind: EventType, reason: &str
         action: "Reconcile".to_string(),
         secondary: None,
     };
-    if let Err(err) = ctx.recorder.publish(&event, &image.object_ref(&())).await {
+    let recorded = match kind {
+        EventType::Warning => ctx.recorder.publish(&event, &image.object_ref(&())).await,
+        EventType::Normal => {
+            Recorder::new(ctx.client.clone(), ctx.reporter.clone())
+                .publish(&event, &image.object_ref(&()))
+                .await
+        }
+    };
+    if let Err(err) = recorded {
         tracing::warn!(%err, "could not record an Event");
     }
 }

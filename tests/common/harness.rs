@@ -10,7 +10,7 @@ use glint::crd::Image;
 use glint::glance::{GlanceApi, GlanceClient, ListQuery};
 use glint::reconcile::observe::OWNER_PROPERTY;
 use glint::reconcile::{Context, Settings, reconcile};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 
 use super::Testbed;
@@ -43,16 +43,13 @@ impl Harness {
     ) -> Self {
         let double = KubeDouble::default();
         let client = double.client();
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "glint-test".into(),
-                instance: None,
-            },
-        );
+        let reporter = Reporter {
+            controller: "glint-test".into(),
+            instance: None,
+        };
         let ctx = Arc::new(customize(Context::new(
             client,
-            recorder,
+            reporter,
             settings(),
             Arc::default(),
         )));
