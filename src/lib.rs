@@ -37,5 +37,6 @@ pub mod glance;
 mod http;
 pub mod leader;
 pub mod metrics;
+pub mod oneshot;
 pub mod reconcile;
 pub mod transfer;

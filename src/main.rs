@@ -37,6 +37,27 @@ enum Command {
     Crd,
     /// Run the controller: reconcile Image objects against Glance until SIGTERM.
     Run(RunArgs),
+    /// Show what `apply` would change in the cloud for these Image manifests. Exit code 0:
+    /// no changes, 2: changes, 1: errors.
+    Plan {
+        #[command(flatten)]
+        files: ManifestFiles,
+        /// pretty (for people) or json (for machines).
+        #[arg(long, short = 'o', value_enum, default_value_t = glint::oneshot::Output::Pretty)]
+        output: glint::oneshot::Output,
+    },
+    /// Make the cloud match these Image manifests: create, upload, patch, share, deactivate.
+    Apply {
+        #[command(flatten)]
+        files: ManifestFiles,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ManifestFiles {
+    /// A manifest file, a folder of them, or - for stdin (repeatable).
+    #[arg(long = "filename", short = 'f', required = true)]
+    paths: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -218,6 +239,15 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
             Ok(())
+        }
+        Command::Plan { files, output } => {
+            let code =
+                glint::oneshot::plan_command(cli.os_cloud.as_deref(), &files.paths, output).await;
+            return std::process::ExitCode::from(code);
+        }
+        Command::Apply { files } => {
+            let code = glint::oneshot::apply_command(cli.os_cloud.as_deref(), &files.paths).await;
+            return std::process::ExitCode::from(code);
         }
         Command::Image(command) => match cli::client_from_environment(cli.os_cloud.as_deref()) {
             Ok(client) => cli::run(&client, command).await,

@@ -132,3 +132,147 @@ fn a_bad_cloud_name_or_disk_format_is_explained() {
         "lists the valid formats: {stderr}"
     );
 }
+
+/// Image manifests in a folder, planned and applied against the real Glance the way a user
+/// runs `glint plan -f` and `glint apply -f`: the plan says what will change and the exit code
+/// whether anything will, apply converges (data uploaded and verified), and both are
+/// idempotent; an edit shows as `before -> after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes_nothing() {
+    use md5::Digest;
+    let bed = require_testbed!();
+    let cli = Cli::new(&bed);
+    let data = common::pseudo_random_bytes(700_000, 21);
+    let port = common::harness::free_port();
+    let _server = common::serve_file(port, data.clone()).await;
+    let (with_data, bare) = (common::unique("applied"), common::unique("bare"));
+    let manifests = cli.dir.join("images");
+    std::fs::create_dir_all(&manifests).expect("manifest folder");
+    let write = |tags: &str| {
+        let text = format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: {with_data}, namespace: team}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n  diskFormat: raw\n  tags: [{tags}]\n  source: {{url: \"http://127.0.0.1:{port}/image.raw\"}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: openstack}}\n---\napiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: {bare}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n  diskFormat: qcow2\n"
+        );
+        std::fs::write(manifests.join("images.yaml"), text).expect("write manifests");
+    };
+    write("first");
+    let folder = manifests.to_str().expect("utf-8 path");
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_glint"))
+            .args(args)
+            .env("OS_CLIENT_CONFIG_FILE", cli.dir.join("clouds.yaml"))
+            .env("OS_CLOUD", "bed")
+            .output()
+            .expect("run glint");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) = run(&["plan", "-f", folder]);
+    assert_eq!(code, Some(2), "changes to make: {out}{err}");
+    assert!(out.contains(&format!("~ team/{with_data} (new):")), "{out}");
+    assert!(
+        out.contains(&format!("create image \"{with_data}\"")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("~ default/{bare} (new):")), "{out}");
+    assert!(
+        err.contains("skipping") && err.contains("v1 Secret"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(&["apply", "-f", folder]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let md5 = md5::Md5::digest(&data)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<String>();
+    let row = out
+        .lines()
+        .find(|line| line.starts_with(&format!("team/{with_data} ")))
+        .unwrap_or_else(|| panic!("no row for the image with data: {out}"));
+    assert!(row.contains(" active "), "{row}");
+    assert!(row.contains(&format!(" {} ", data.len())), "{row}");
+    assert!(
+        row.ends_with(&md5),
+        "Glance's checksum is the data's md5: {row}"
+    );
+    let bare_row = out
+        .lines()
+        .find(|line| line.starts_with(&format!("default/{bare} ")))
+        .unwrap_or_else(|| panic!("no row for the bare image: {out}"));
+    assert!(bare_row.contains(" queued "), "{bare_row}");
+
+    let (code, out, _) = run(&["plan", "-f", folder]);
+    assert_eq!(code, Some(0), "nothing left to do: {out}");
+    assert!(
+        out.contains("0 image(s) to change, 2 unchanged, 0 error(s)"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["apply", "-f", folder]);
+    assert_eq!(code, Some(0));
+    assert!(out.trim_end().ends_with("no changes"), "{out}");
+
+    write("first, second");
+    let (code, out, _) = run(&["plan", "-f", folder, "--output", "json"]);
+    assert_eq!(code, Some(2));
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("plan as JSON");
+    assert_eq!(plan["changes"], 1, "{out}");
+    let edited = plan["images"]
+        .as_array()
+        .and_then(|images| {
+            images
+                .iter()
+                .find(|i| i["image"] == format!("team/{with_data}"))
+        })
+        .expect("the edited image");
+    assert_eq!(
+        edited["actions"],
+        serde_json::json!([r#"tags: ["first"] -> ["first", "second"]"#]),
+        "{out}"
+    );
+    let (code, out, err) = run(&["apply", "-f", folder]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let id = edited["id"].as_str().expect("the image's id").to_string();
+    let shown = cli.ok(&["image", "show", &id]);
+    assert!(shown.contains("second"), "the tag reached Glance: {shown}");
+
+    let bare_id = bare_row
+        .split_whitespace()
+        .nth(1)
+        .expect("id column")
+        .to_string();
+    for id in [id, bare_id] {
+        cli.ok(&["image", "delete", &id]);
+    }
+}
+
+#[test]
+fn plan_names_the_file_and_document_of_a_bad_manifest_and_exits_1() {
+    let bed = require_testbed!();
+    let cli = Cli::new(&bed);
+    let file = cli.dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {name: fine}\nspec: {cloudCredentialsRef: {secretName: s, cloudName: bed}}\n---\napiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {name: wrong}\nspec: {cloudCredentialsRef: {secretName: s, cloudName: bed}, minDiskGB: lots}\n",
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_glint"))
+        .args(["plan", "-f"])
+        .arg(&file)
+        .env("OS_CLIENT_CONFIG_FILE", cli.dir.join("clouds.yaml"))
+        .env("OS_CLOUD", "bed")
+        .output()
+        .expect("run glint");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}, document 2: not a valid Image",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,286 @@
+//! Reading Image manifests the way `kubectl apply -f` does: files, folders (their `.yaml`,
+//! `.yml` and `.json` files, in name order), multi-document YAML, and `-` for stdin.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use kube::ResourceExt;
+
+use crate::crd::Image;
+
+/// One Image document and where it came from.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file it was read from, or `-` for stdin.
+    pub origin: String,
+    /// Its position among the file's documents, from 1 (as editors count).
+    pub index: usize,
+    pub namespace: String,
+    pub image: Image,
+}
+
+impl Document {
+    pub fn name(&self) -> String {
+        self.image.name_any()
+    }
+
+    /// `namespace/name`: the identity plan and apply key the Glance image by.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name())
+    }
+}
+
+/// Why manifests could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: not valid YAML: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("{origin}, document {index}: {message}")]
+    Invalid {
+        origin: String,
+        index: usize,
+        message: String,
+    },
+    #[error("{first} and {second} both declare Image {key}: keep one")]
+    Duplicate {
+        key: String,
+        first: String,
+        second: String,
+    },
+    #[error("no Image documents found in {0}")]
+    Empty(String),
+}
+
+/// Every Image document under `paths`. Documents of other kinds (a Secret kept beside the
+/// Images, say) are skipped and returned by kind so the caller can say so.
+pub fn read(paths: &[PathBuf]) -> Result<(Vec<Document>, Vec<String>), ManifestError> {
+    let mut documents = Vec::new();
+    let mut skipped = Vec::new();
+    for path in paths {
+        for (origin, text) in sources(path)? {
+            parse(&origin, &text, &mut documents, &mut skipped)?;
+        }
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for document in &documents {
+        let at = format!("{}, document {}", document.origin, document.index);
+        if let Some(first) = seen.insert(document.key(), at.clone()) {
+            return Err(ManifestError::Duplicate {
+                key: document.key(),
+                first,
+                second: at,
+            });
+        }
+    }
+    if documents.is_empty() {
+        let named: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(ManifestError::Empty(named.join(", ")));
+    }
+    Ok((documents, skipped))
+}
+
+/// The texts to parse: stdin, one file, or a folder's manifest files in name order.
+fn sources(path: &Path) -> Result<Vec<(String, String)>, ManifestError> {
+    let read_error = |source| ManifestError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
+        return Ok(vec![("-".to_string(), text)]);
+    }
+    if !path.is_dir() {
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        return Ok(vec![(path.display().to_string(), text)]);
+    }
+    let mut files = BTreeSet::new();
+    for entry in std::fs::read_dir(path).map_err(read_error)? {
+        let entry_path = entry.map_err(read_error)?.path();
+        let is_manifest = entry_path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .is_some_and(|extension| matches!(extension, "yaml" | "yml" | "json"));
+        if is_manifest && entry_path.is_file() {
+            files.insert(entry_path);
+        }
+    }
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read {
+                path: file.display().to_string(),
+                source,
+            })?;
+            Ok((file.display().to_string(), text))
+        })
+        .collect()
+}
+
+fn parse(
+    origin: &str,
+    text: &str,
+    documents: &mut Vec<Document>,
+    skipped: &mut Vec<String>,
+) -> Result<(), ManifestError> {
+    let values: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|err| ManifestError::Syntax {
+            origin: origin.to_string(),
+            message: err.to_string(),
+        })?;
+    for (position, value) in values.into_iter().enumerate() {
+        let index = position + 1;
+        let invalid = |message: String| ManifestError::Invalid {
+            origin: origin.to_string(),
+            index,
+            message,
+        };
+        if value.is_null() {
+            continue;
+        }
+        let text_of = |key: &str| value.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+        let (api_version, kind) = (text_of("apiVersion"), text_of("kind"));
+        if kind != "Image" || !api_version.starts_with("glint.dev/") {
+            skipped.push(format!("{origin}, document {index}: {api_version} {kind}"));
+            continue;
+        }
+        if api_version != "glint.dev/v1alpha1" {
+            return Err(invalid(format!(
+                "apiVersion {api_version} is not one this glint reads; use glint.dev/v1alpha1"
+            )));
+        }
+        let named = value
+            .pointer("/metadata/name")
+            .and_then(|name| name.as_str())
+            .is_some_and(|name| !name.is_empty());
+        if !named {
+            return Err(invalid(
+                "metadata.name is missing: every Image needs one".into(),
+            ));
+        }
+        let image: Image = serde_json::from_value(value)
+            .map_err(|err| invalid(format!("not a valid Image: {err}")))?;
+        let namespace = image
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        documents.push(Document {
+            origin: origin.to_string(),
+            index,
+            namespace,
+            image,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("glint-manifests-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const CREDS: &str = "cloudCredentialsRef: {secretName: openstack, cloudName: mycloud}";
+
+    #[test]
+    fn a_folder_is_read_in_name_order_with_every_document_and_other_kinds_skipped() {
+        let dir = scratch("folder");
+        write(
+            &dir,
+            "b.yaml",
+            &format!(
+                "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: second, namespace: team}}\nspec: {{{CREDS}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: openstack}}\n---\napiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: third}}\nspec: {{{CREDS}}}\n"
+            ),
+        );
+        write(
+            &dir,
+            "a.yml",
+            &format!(
+                "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: first}}\nspec: {{{CREDS}}}\n"
+            ),
+        );
+        write(&dir, "notes.txt", "not a manifest");
+        let (documents, skipped) = read(std::slice::from_ref(&dir)).unwrap();
+        let keys: Vec<String> = documents.iter().map(Document::key).collect();
+        assert_eq!(keys, ["default/first", "team/second", "default/third"]);
+        assert_eq!(documents[2].index, 3, "the third document of b.yaml");
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].contains("v1 Secret"), "{skipped:?}");
+    }
+
+    #[test]
+    fn a_bad_document_is_named_by_file_and_index_with_what_to_fix() {
+        let dir = scratch("bad");
+        let file = write(
+            &dir,
+            "images.yaml",
+            &format!(
+                "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: fine}}\nspec: {{{CREDS}}}\n---\napiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: broken}}\nspec: {{{CREDS}, visibility: everyone}}\n"
+            ),
+        );
+        let err = read(std::slice::from_ref(&file)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}, document 2: ", file.display())),
+            "{err}"
+        );
+        assert!(err.contains("everyone"), "{err}");
+
+        let unnamed = write(
+            &dir,
+            "unnamed.yaml",
+            &format!("apiVersion: glint.dev/v1alpha1\nkind: Image\nspec: {{{CREDS}}}\n"),
+        );
+        let err = read(&[unnamed]).unwrap_err().to_string();
+        assert!(
+            err.contains("document 1: metadata.name is missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_same_image_declared_twice_is_refused_naming_both_places() {
+        let dir = scratch("twice");
+        let doc = format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: twin}}\nspec: {{{CREDS}}}\n"
+        );
+        write(&dir, "one.yaml", &doc);
+        write(&dir, "two.yaml", &doc);
+        let err = read(std::slice::from_ref(&dir)).unwrap_err().to_string();
+        assert!(err.contains("both declare Image default/twin"), "{err}");
+        assert!(err.contains("one.yaml, document 1") && err.contains("two.yaml, document 1"));
+    }
+
+    #[test]
+    fn a_folder_without_images_is_an_error_not_an_empty_plan() {
+        let dir = scratch("empty");
+        write(
+            &dir,
+            "secret.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n",
+        );
+        let err = read(&[dir]).unwrap_err().to_string();
+        assert!(err.starts_with("no Image documents found in "), "{err}");
+    }
+}

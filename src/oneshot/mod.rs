@@ -1,0 +1,292 @@
+//! `glint plan -f` and `glint apply -f`: Image manifests from files, made true in a cloud chosen
+//! the way the openstack CLI chooses one (`--os-cloud`, `OS_CLOUD`, clouds.yaml).
+//!
+//! Both run the controller's own pass ([`reconcile::pass`](crate::reconcile::pass)): observe,
+//! plan, act and the transfer engine, with no Kubernetes. An Image's identity is its
+//! `namespace/name`: [`identity`] turns it into the uid the controller would take from the
+//! object, so the derived id and the ownership mark make a second apply find the same image,
+//! and an apply killed after a create adopts the image instead of making another.
+//! The manifest's `cloudCredentialsRef` is for the controller; here the cloud comes from the
+//! command line.
+
+pub mod manifests;
+mod report;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::glance::{GlanceApi, GlanceClient, GlanceError, Image};
+use crate::reconcile::act;
+use crate::reconcile::observe::{self, Observation, ObserveError, Subject, derived_id};
+use crate::reconcile::pass::{self, PassError};
+use crate::reconcile::plan::{self, Desired, Progress};
+use crate::transfer::{SourcePolicy, TransferManager, TransferState, Transfers};
+pub use manifests::{Document, ManifestError};
+pub use report::Output;
+
+/// UUID namespace of the uids that stand in for objects' uids (a fixed random UUID).
+const IDENTITY_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x3f8e_51c2_7a09_4b6d_b1e4_95d2_0c7a_f318);
+
+/// Transfers an apply runs at once.
+const TRANSFERS: usize = 4;
+
+/// How often apply looks at an image whose data is still on its way.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The stand-in for an object's uid: the same `namespace/name` always gives the same one.
+pub fn identity(key: &str) -> String {
+    uuid::Uuid::new_v5(&IDENTITY_NAMESPACE, key.as_bytes()).to_string()
+}
+
+/// Why plan or apply failed for one image.
+#[derive(Debug, thiserror::Error)]
+pub enum OneShotError {
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    #[error("{reason}: {message}")]
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("cannot start transfers: {0}")]
+    Transfers(String),
+}
+
+/// What plan found for one document.
+pub struct Planned {
+    pub document: Document,
+    pub outcome: Result<PlannedImage, OneShotError>,
+}
+
+/// The image as Glance has it, and the actions that would make it match the manifest.
+pub struct PlannedImage {
+    pub current: Option<Image>,
+    pub actions: Vec<plan::Action>,
+    pub progress: Progress,
+}
+
+fn desired_of(document: &Document, uid: &str) -> Desired {
+    Desired::from_spec(&document.image.spec, &document.name(), uid)
+}
+
+fn subject_of<'a>(document: &'a Document, uid: &'a str, known_id: &'a str) -> Subject<'a> {
+    Subject {
+        uid,
+        spec: &document.image.spec,
+        known_id: Some(known_id),
+        fresh: true,
+    }
+}
+
+/// Plans every document against `api` without changing anything.
+pub async fn plan_all(api: &GlanceClient, documents: Vec<Document>) -> Vec<Planned> {
+    let mut planned = Vec::with_capacity(documents.len());
+    for document in documents {
+        let outcome = plan_one(api, &document).await;
+        planned.push(Planned { document, outcome });
+    }
+    planned
+}
+
+async fn plan_one(api: &GlanceClient, document: &Document) -> Result<PlannedImage, OneShotError> {
+    let uid = identity(&document.key());
+    let first_id = derived_id(&uid, 0);
+    let observed = observe::observe(api, subject_of(document, &uid, &first_id)).await?;
+    let (current, members) = match &observed {
+        Observation::Owned(image) | Observation::Imported(image) => (
+            Some(image.clone()),
+            act::current_members(api, image)
+                .await
+                .map_err(PassError::Act)?,
+        ),
+        _ => (None, BTreeSet::new()),
+    };
+    let desired = desired_of(document, &uid);
+    let plan = plan::plan(&desired, &observed, &members, &TransferState::Idle);
+    Ok(PlannedImage {
+        current,
+        actions: plan.actions,
+        progress: plan.progress,
+    })
+}
+
+/// What apply did for one document.
+pub struct Applied {
+    pub document: Document,
+    pub outcome: Result<AppliedImage, OneShotError>,
+}
+
+pub struct AppliedImage {
+    pub image: Option<Image>,
+    /// Whether apply changed anything in Glance.
+    pub changed: bool,
+}
+
+/// Applies every document, one after the other, each until Glance matches it (its data
+/// uploaded) or it cannot go on. `progress` hears about running transfers.
+pub async fn apply_all(
+    api: Arc<GlanceClient>,
+    documents: Vec<Document>,
+    progress: &mut dyn FnMut(&Document, Option<&crate::crd::TransferStatus>),
+) -> Result<Vec<Applied>, OneShotError> {
+    // The CLI runs on the user's own machine: loopback and private sources are theirs.
+    let policy = SourcePolicy {
+        allow_loopback: true,
+        ..SourcePolicy::default()
+    };
+    let transfers =
+        TransferManager::new(api.clone(), TRANSFERS, Arc::new(policy), Default::default())
+            .map_err(|err| OneShotError::Transfers(err.to_string()))?;
+    let mut applied = Vec::with_capacity(documents.len());
+    for document in documents {
+        let outcome = apply_one(api.as_ref(), &transfers, &document, progress).await;
+        applied.push(Applied { document, outcome });
+    }
+    Ok(applied)
+}
+
+async fn apply_one(
+    api: &GlanceClient,
+    transfers: &TransferManager<GlanceClient>,
+    document: &Document,
+    progress: &mut dyn FnMut(&Document, Option<&crate::crd::TransferStatus>),
+) -> Result<AppliedImage, OneShotError> {
+    let uid = identity(&document.key());
+    let desired = desired_of(document, &uid);
+    let mut known_id = derived_id(&uid, 0);
+    let mut changed = false;
+    loop {
+        let result = pass::sync(
+            api,
+            transfers,
+            subject_of(document, &uid, &known_id),
+            &desired,
+        )
+        .await?;
+        changed |= !result.effects.is_empty();
+        if let Some(image) = &result.image {
+            known_id = image.id.clone();
+        }
+        match result.progress {
+            Progress::InSync => {
+                // A transfer's end is in the pass after it; read the image as it now is.
+                let image = match result.image {
+                    Some(image) if changed => Some(fresh(api, &image.id).await?),
+                    other => other,
+                };
+                return Ok(AppliedImage { image, changed });
+            }
+            Progress::Blocked { reason, message } => {
+                return Err(OneShotError::Blocked { reason, message });
+            }
+            Progress::Working { .. } => {
+                if transfers.state(&known_id) == TransferState::Running {
+                    progress(document, transfers.progress(&known_id).as_ref());
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+async fn fresh(api: &GlanceClient, id: &str) -> Result<Image, OneShotError> {
+    api.get_image_fresh(id)
+        .await
+        .map_err(|source: GlanceError| OneShotError::Observe(ObserveError::Glance(source)))
+}
+
+/// The manifests' paths, for messages.
+pub fn describe_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Exit codes of `glint plan`: nothing to change, an error, changes to make.
+pub const EXIT_NO_CHANGES: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_CHANGES: u8 = 2;
+
+fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestError> {
+    let (documents, skipped) = manifests::read(paths)?;
+    for other in skipped {
+        eprintln!("glint: skipping {other} (not an Image)");
+    }
+    Ok(documents)
+}
+
+/// `glint plan -f PATH...`: prints what apply would do; the exit code says whether it would.
+pub async fn plan_command(cloud: Option<&str>, paths: &[PathBuf], output: Output) -> u8 {
+    let documents = match read_documents(paths) {
+        Ok(documents) => documents,
+        Err(err) => {
+            eprintln!("glint: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let api = match crate::cli::client_from_environment(cloud) {
+        Ok(api) => api,
+        Err(err) => {
+            eprintln!("glint: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let planned = plan_all(&api, documents).await;
+    match report::print_plan(&planned, output) {
+        (_, errors) if errors > 0 => EXIT_ERROR,
+        (0, _) => EXIT_NO_CHANGES,
+        _ => EXIT_CHANGES,
+    }
+}
+
+/// `glint apply -f PATH...`: makes the cloud match the manifests, then prints a table.
+pub async fn apply_command(cloud: Option<&str>, paths: &[PathBuf]) -> u8 {
+    let documents = match read_documents(paths) {
+        Ok(documents) => documents,
+        Err(err) => {
+            eprintln!("glint: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let api = match crate::cli::client_from_environment(cloud) {
+        Ok(api) => Arc::new(api),
+        Err(err) => {
+            eprintln!("glint: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let mut shown = std::collections::HashMap::new();
+    let mut progress = |document: &Document, status: Option<&crate::crd::TransferStatus>| {
+        let Some(status) = status else { return };
+        let percent = status.percent.map_or("?".to_string(), |p| p.to_string());
+        // One line per 10 percent: readable in a terminal and in a CI log alike.
+        let step = status.percent.map(|p| p / 10);
+        if shown.insert(document.key(), step) != Some(step) {
+            eprintln!(
+                "  {}: {} of {} bytes ({percent}%)",
+                document.key(),
+                status.bytes_done,
+                status
+                    .bytes_total
+                    .map_or("?".to_string(), |t| t.to_string())
+            );
+        }
+    };
+    match apply_all(api, documents, &mut progress).await {
+        Err(err) => {
+            eprintln!("glint: {err}");
+            EXIT_ERROR
+        }
+        Ok(applied) => match report::print_applied(&applied) {
+            (_, errors) if errors > 0 => EXIT_ERROR,
+            _ => EXIT_NO_CHANGES,
+        },
+    }
+}
