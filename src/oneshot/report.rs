@@ -148,7 +148,14 @@ pub fn print_plan(planned: &[Planned], output: Output) -> (usize, usize) {
                 if output == Output::Pretty {
                     match (&blocked, lines.is_empty()) {
                         (Some(why), _) => println!("! {key}: {why}"),
-                        (None, true) => println!("= {key}: no changes"),
+                        (None, true) => match &image.progress {
+                            // Nothing glint can do now, yet not in sync (an import whose
+                            // filter matches no image yet): say what it waits for.
+                            Progress::Working { reason, message } => {
+                                println!("= {key}: no changes ({reason}: {message})")
+                            }
+                            _ => println!("= {key}: no changes"),
+                        },
                         (None, false) => {
                             let target = id.as_deref().unwrap_or("new");
                             println!("~ {key} ({target}):");
