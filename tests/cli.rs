@@ -25,6 +25,12 @@ impl Cli {
 
     /// Runs glint; returns (success, stdout, stderr).
     fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let (code, stdout, stderr) = self.run_for_code(args);
+        (code == Some(0), stdout, stderr)
+    }
+
+    /// Runs glint; returns (exit code, stdout, stderr).
+    fn run_for_code(&self, args: &[&str]) -> (Option<i32>, String, String) {
         let output = Command::new(env!("CARGO_BIN_EXE_glint"))
             .args(args)
             .env("OS_CLIENT_CONFIG_FILE", self.dir.join("clouds.yaml"))
@@ -32,7 +38,7 @@ impl Cli {
             .output()
             .expect("run glint");
         (
-            output.status.success(),
+            output.status.code(),
             String::from_utf8_lossy(&output.stdout).into_owned(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
@@ -156,19 +162,7 @@ async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes
     };
     write("first");
     let folder = manifests.to_str().expect("utf-8 path");
-    let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_glint"))
-            .args(args)
-            .env("OS_CLIENT_CONFIG_FILE", cli.dir.join("clouds.yaml"))
-            .env("OS_CLOUD", "bed")
-            .output()
-            .expect("run glint");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| cli.run_for_code(args);
 
     let (code, out, err) = run(&["plan", "-f", folder]);
     assert_eq!(code, Some(2), "changes to make: {out}{err}");
@@ -259,15 +253,8 @@ fn plan_names_the_file_and_document_of_a_bad_manifest_and_exits_1() {
         "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {name: fine}\nspec: {cloudCredentialsRef: {secretName: s, cloudName: bed}}\n---\napiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {name: wrong}\nspec: {cloudCredentialsRef: {secretName: s, cloudName: bed}, minDiskGB: lots}\n",
     )
     .expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_glint"))
-        .args(["plan", "-f"])
-        .arg(&file)
-        .env("OS_CLIENT_CONFIG_FILE", cli.dir.join("clouds.yaml"))
-        .env("OS_CLOUD", "bed")
-        .output()
-        .expect("run glint");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = cli.run_for_code(&["plan", "-f", file.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{}, document 2: not a valid Image",

@@ -214,29 +214,24 @@ pub const EXIT_NO_CHANGES: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_CHANGES: u8 = 2;
 
-fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, ManifestError> {
-    let (documents, skipped) = manifests::read(paths)?;
-    for other in skipped {
-        eprintln!("glint: skipping {other} (not an Image)");
-    }
-    Ok(documents)
+/// The manifests and a client of the chosen cloud, or `None` once the reason is printed.
+fn prepare(cloud: Option<&str>, paths: &[PathBuf]) -> Option<(Vec<Document>, GlanceClient)> {
+    let prepared = manifests::read(paths)
+        .map_err(|err| err.to_string())
+        .and_then(|(documents, skipped)| {
+            for other in skipped {
+                eprintln!("glint: skipping {other} (not an Image)");
+            }
+            let api = crate::cli::client_from_environment(cloud).map_err(|err| err.to_string())?;
+            Ok((documents, api))
+        });
+    prepared.map_err(|err| eprintln!("glint: {err}")).ok()
 }
 
 /// `glint plan -f PATH...`: prints what apply would do; the exit code says whether it would.
 pub async fn plan_command(cloud: Option<&str>, paths: &[PathBuf], output: Output) -> u8 {
-    let documents = match read_documents(paths) {
-        Ok(documents) => documents,
-        Err(err) => {
-            eprintln!("glint: {err}");
-            return EXIT_ERROR;
-        }
-    };
-    let api = match crate::cli::client_from_environment(cloud) {
-        Ok(api) => api,
-        Err(err) => {
-            eprintln!("glint: {err}");
-            return EXIT_ERROR;
-        }
+    let Some((documents, api)) = prepare(cloud, paths) else {
+        return EXIT_ERROR;
     };
     let planned = plan_all(&api, documents).await;
     match report::print_plan(&planned, output) {
@@ -248,20 +243,10 @@ pub async fn plan_command(cloud: Option<&str>, paths: &[PathBuf], output: Output
 
 /// `glint apply -f PATH...`: makes the cloud match the manifests, then prints a table.
 pub async fn apply_command(cloud: Option<&str>, paths: &[PathBuf]) -> u8 {
-    let documents = match read_documents(paths) {
-        Ok(documents) => documents,
-        Err(err) => {
-            eprintln!("glint: {err}");
-            return EXIT_ERROR;
-        }
+    let Some((documents, api)) = prepare(cloud, paths) else {
+        return EXIT_ERROR;
     };
-    let api = match crate::cli::client_from_environment(cloud) {
-        Ok(api) => Arc::new(api),
-        Err(err) => {
-            eprintln!("glint: {err}");
-            return EXIT_ERROR;
-        }
-    };
+    let api = Arc::new(api);
     let mut shown = std::collections::HashMap::new();
     let mut progress = |document: &Document, status: Option<&crate::crd::TransferStatus>| {
         let Some(status) = status else { return };
