@@ -1423,14 +1423,33 @@ async fn cleanup(bench: &mut Bench, bed: &common::Testbed) {
         let before = glint.scrape().await.ok();
         let offset = GlanceLog::offset(&bench.glance_log);
         let started = Instant::now();
-        // Deletes through glint ran at 2.8/s on a loaded machine.
-        let timeout = format!("--timeout={}s", 120 + n / 2);
-        match kubectl(
+        // Deletes through glint ran at 2.8/s on a loaded machine. `kubectl delete --wait`
+        // itself hung with 5,000 Images (all gone, kubectl still waiting), so the count of
+        // Images left is polled instead.
+        let limit = Duration::from_secs(120 + n as u64 / 2);
+        let deleted = match kubectl(
             &bench.kubeconfig,
             &bench.namespace,
-            &["delete", "images", "--all", "--wait=true", &timeout],
+            &["delete", "images", "--all", "--wait=false"],
         ) {
-            Ok(_) => {
+            Ok(_) => loop {
+                match bench.images.list().await {
+                    Ok(left) if left.is_empty() => break Ok(()),
+                    Ok(left) if started.elapsed() > limit => {
+                        break Err(format!(
+                            "{} Images left after {} s",
+                            left.len(),
+                            limit.as_secs()
+                        ));
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+                    Err(e) => break Err(e),
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(()) => {
                 let took = started.elapsed().as_secs_f64();
                 println!(
                     "cleanup: the Images deleted through glint in {took:.1} s ({:.1}/s)",
