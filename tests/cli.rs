@@ -168,7 +168,9 @@ async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes
     assert_eq!(code, Some(2), "changes to make: {out}{err}");
     assert!(out.contains(&format!("~ team/{with_data} (new):")), "{out}");
     assert!(
-        out.contains(&format!("create image \"{with_data}\"")),
+        out.contains(&format!(
+            "create image \"{with_data}\"\n    upload the source's data"
+        )),
         "{out}"
     );
     assert!(out.contains(&format!("~ default/{bare} (new):")), "{out}");

@@ -107,7 +107,12 @@ async fn plan_one(api: &GlanceClient, document: &Document) -> Result<PlannedImag
         _ => (None, BTreeSet::new()),
     };
     let desired = desired_of(document, &uid);
-    let plan = plan::plan(&desired, &observed, &members, &TransferState::Idle);
+    let mut plan = plan::plan(&desired, &observed, &members, &TransferState::Idle);
+    // The controller starts a new image's upload in the create's own pass (see `pass`); the
+    // plan says so too.
+    if plan.actions == [plan::Action::Create] && desired.source.is_some() {
+        plan.actions.push(plan::Action::StartTransfer);
+    }
     Ok(PlannedImage {
         current,
         actions: plan.actions,
