@@ -391,15 +391,20 @@ impl<G: GlanceApi + 'static> Job<G> {
                 .get_image_fresh(&self.image_id)
                 .await
                 .map_err(|error| Failure::from_glance("get image during import", &error))?;
-            if image.status == ImageStatus::Active {
-                return Ok(image);
-            }
             // Glance lists the newest task first: the one this attempt's import made.
             let tasks = self
                 .api
                 .image_tasks(&self.image_id)
                 .await
                 .unwrap_or_default();
+            // Active is not the end: the task saves the image once more as it finishes, and a
+            // deactivation sent before that (a hash mismatch) was seen undone by that save.
+            let task_done = tasks
+                .first()
+                .is_none_or(|task| !matches!(task.status.as_str(), "pending" | "processing"));
+            if image.status == ImageStatus::Active && task_done {
+                return Ok(image);
+            }
             if let Some(failed) = tasks.first().filter(|task| task.status == "failure") {
                 return Err(Failure::new(
                     reasons::IMPORT_FAILED,

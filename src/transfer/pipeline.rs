@@ -458,11 +458,15 @@ mod tests {
         )
         .await;
         assert_eq!(failed, None);
-        assert_eq!(
-            passed.len(),
-            4,
-            "CHUNK-sized chunks, not the source's 16 KiB"
+        // Small chunks are joined only while more wait in the queue, so how many go out
+        // depends on scheduling (4 when the download stays ahead); never the source's 97.
+        let source_chunks = data.len().div_ceil(16 * 1024);
+        assert!(
+            passed.len() <= source_chunks / 4,
+            "large chunks, not the source's 16 KiB: {} of them",
+            passed.len()
         );
+        assert!(passed.iter().all(|chunk| chunk.len() <= CHUNK));
         assert_eq!(passed.concat(), data);
         let sent = verdict.expect("sent");
         assert_eq!(sent.md5, hex_of(HashAlgorithm::Md5, &data));
