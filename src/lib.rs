@@ -25,7 +25,8 @@
 //! - [`transfer`]: copies source data into Glance in background tasks, fetching only what
 //!   the source policy allows.
 //! - [`controller`]: `glint run` wiring; [`leader`]: the leader Lease; [`metrics`]: /metrics
-//!   and health; [`cli`]: `glint image ...`.
+//!   and health; [`cli`]: `glint image ...`; [`oneshot`]: `glint plan -f` / `glint apply -f`,
+//!   the same pass driven from manifest files instead of the watch.
 // deny, not forbid: one audited call (transfer::hash) lowers the digest thread's priority.
 #![deny(unsafe_code)]
 
