@@ -46,6 +46,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::kubectl::Kubectl;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::WatchStreamExt;
@@ -1571,40 +1572,13 @@ async fn run() -> Result<bool> {
         common::cluster::cluster().ok_or("no apiserver: set KUBEBUILDER_ASSETS or KUBECONFIG")?;
     let kubeconfig = cluster.kubeconfig.display().to_string();
     let namespace: String = common::unique("scale").chars().take(40).collect();
-    let k = |args: &[&str]| kubectl(&kubeconfig, &namespace, args);
-    k(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")])?;
-    k(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/images.glint.dev",
-        "--timeout=60s",
-    ])?;
-    k(&["create", "namespace", &namespace])?;
-    let secret_file = std::env::temp_dir().join(format!("{namespace}-clouds.yaml"));
-    std::fs::write(
-        &secret_file,
-        common::keystone::password_auth(&bed, &bed.demo_password),
-    )
-    .map_err(err)?;
-    let secret = k(&[
-        "create",
-        "secret",
-        "generic",
-        "cloud",
-        &format!("--from-file=clouds.yaml={}", secret_file.display()),
-    ]);
-    let _ = std::fs::remove_file(&secret_file);
-    secret?;
-
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&cluster.kubeconfig).map_err(err)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .map_err(err)?,
-    )
-    .map_err(err)?;
+    let cluster_kubectl = Kubectl {
+        kubeconfig: kubeconfig.clone(),
+        namespace: namespace.clone(),
+    };
+    cluster_kubectl
+        .install_with_cloud_secret(&common::keystone::password_auth(&bed, &bed.demo_password));
+    let client = cluster_kubectl.client().await;
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("glint.dev", "v1alpha1", "Image"));
     let glint_log = std::env::temp_dir().join(format!("{namespace}-glint.log"));
     let mut bench = Bench {

@@ -987,44 +987,8 @@ async fn run() -> Result<bool> {
         kubeconfig: kubeconfig.clone(),
         namespace: namespace.clone(),
     };
-    let k = |args: &[&str]| -> Result<()> {
-        let (ok, _, stderr) = kubectl.run(args, None);
-        ok.then_some(())
-            .ok_or(format!("kubectl {args:?}: {stderr}"))
-    };
-    k(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")])?;
-    k(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/images.glint.dev",
-        "--timeout=60s",
-    ])?;
-    k(&["create", "namespace", &namespace])?;
-    let secret_file = std::env::temp_dir().join(format!("{namespace}-clouds.yaml"));
-    std::fs::write(
-        &secret_file,
-        common::keystone::password_auth(&bed, &bed.demo_password),
-    )
-    .map_err(err)?;
-    let secret = k(&[
-        "create",
-        "secret",
-        "generic",
-        "cloud",
-        &format!("--from-file=clouds.yaml={}", secret_file.display()),
-    ]);
-    let _ = std::fs::remove_file(&secret_file);
-    secret?;
-
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&cluster.kubeconfig).map_err(err)?,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .map_err(err)?,
-    )
-    .map_err(err)?;
+    kubectl.install_with_cloud_secret(&common::keystone::password_auth(&bed, &bed.demo_password));
+    let client = kubectl.client().await;
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("glint.dev", "v1alpha1", "Image"));
     let glint_log = std::env::temp_dir().join(format!("{namespace}-glint.log"));
     let glint = GlintProcess::start(&kubeconfig, &namespace, &glint_log, &["--transfers", "4"]);

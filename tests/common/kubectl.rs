@@ -50,6 +50,31 @@ impl Kubectl {
         self.ok(&["create", "namespace", &self.namespace]);
     }
 
+    /// [`Self::install_crd_and_namespace`], then a Secret `cloud` holding `clouds_yaml` as
+    /// clouds.yaml, the one the benchmarks' Images name.
+    pub fn install_with_cloud_secret(&self, clouds_yaml: &str) {
+        self.install_crd_and_namespace();
+        let create = [
+            "create",
+            "secret",
+            "generic",
+            "cloud",
+            "--from-file=clouds.yaml=/dev/stdin",
+        ];
+        let (created, _, stderr) = self.run(&create, Some(clouds_yaml));
+        assert!(created, "kubectl {create:?}: {stderr}");
+    }
+
+    /// A Kubernetes client of the same cluster.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read the kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("a client configuration");
+        kube::Client::try_from(config).expect("a client")
+    }
+
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut child = Command::new("kubectl")
             .args(["--kubeconfig", &self.kubeconfig, "-n", &self.namespace])
