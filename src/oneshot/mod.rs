@@ -205,15 +205,6 @@ async fn fresh(api: &GlanceClient, id: &str) -> Result<Image, OneShotError> {
         .map_err(|source: GlanceError| OneShotError::Observe(ObserveError::Glance(source)))
 }
 
-/// The manifests' paths, for messages.
-pub fn describe_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|path| path.display().to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Exit codes of `glint plan`: nothing to change, an error, changes to make.
 pub const EXIT_NO_CHANGES: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
