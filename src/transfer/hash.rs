@@ -45,48 +45,59 @@ impl Digest {
     }
 }
 
-/// Digests computed on a thread of their own: the pipeline hands it chunks and moves on.
-/// One thread computes all of a stream's digests, each chunk while it is still in cache, and
-/// it runs at a lower priority than the transfer's I/O (see [`lower_this_threads_priority`]).
+/// Digests computed on threads of their own: the pipeline hands each chunk to one thread per
+/// algorithm and moves on. One thread per algorithm, because a single thread computing md5
+/// and sha512 one after the other tops out near 370 MB/s on a whole core, and on a busy node
+/// it gets half of one: that, not Glance, was what held a transfer near 170 MB/s. The threads
+/// run at a lower priority than the transfer's I/O (see [`lower_this_threads_priority`]).
 pub struct BackgroundDigest {
-    chunks: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
-    worker: std::thread::JoinHandle<Vec<String>>,
+    workers: Vec<DigestWorker>,
+}
+
+struct DigestWorker {
+    chunks: std::sync::mpsc::SyncSender<bytes::Bytes>,
+    thread: std::thread::JoinHandle<String>,
 }
 
 impl BackgroundDigest {
     pub fn start(algorithms: &[HashAlgorithm]) -> Self {
-        let algorithms = algorithms.to_vec();
-        // Slack of a few chunks: the thread yields to Glance when the cores are busy and
-        // catches up in the gaps, bounded to keep memory flat.
-        let (chunks, received) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
-        let worker = std::thread::spawn(move || {
-            lower_this_threads_priority();
-            let mut digests: Vec<Digest> = algorithms.into_iter().map(Digest::new).collect();
-            for chunk in received {
-                for digest in &mut digests {
-                    digest.update(&chunk);
-                }
-            }
-            digests.into_iter().map(Digest::hex).collect()
-        });
-        Self {
-            chunks: Some(chunks),
-            worker,
-        }
+        let workers = algorithms
+            .iter()
+            .map(|&algorithm| {
+                // Slack of a few chunks: a thread yields to Glance when the cores are busy and
+                // catches up in the gaps, bounded to keep memory flat.
+                let (chunks, received) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
+                let thread = std::thread::spawn(move || {
+                    lower_this_threads_priority();
+                    let mut digest = Digest::new(algorithm);
+                    for chunk in received {
+                        digest.update(&chunk);
+                    }
+                    digest.hex()
+                });
+                DigestWorker { chunks, thread }
+            })
+            .collect();
+        Self { workers }
     }
 
     /// Hashes `chunk` (a cheap reference-counted clone of the data).
     pub fn update(&self, chunk: &bytes::Bytes) {
-        if let Some(chunks) = &self.chunks {
-            // The worker only stops when this side hangs up, so a send cannot fail before.
-            let _ = chunks.send(chunk.clone());
+        for worker in &self.workers {
+            // A worker only stops when this side hangs up, so a send cannot fail before.
+            let _ = worker.chunks.send(chunk.clone());
         }
     }
 
     /// The digests of everything passed to `update`, in the order the algorithms were given.
-    pub fn finish(mut self) -> Vec<String> {
-        drop(self.chunks.take());
-        self.worker.join().unwrap_or_default()
+    pub fn finish(self) -> Vec<String> {
+        self.workers
+            .into_iter()
+            .map(|worker| {
+                drop(worker.chunks);
+                worker.thread.join().unwrap_or_default()
+            })
+            .collect()
     }
 }
 
@@ -147,9 +158,10 @@ mod tests {
     }
 
     #[test]
-    fn one_background_thread_gives_each_digest_in_the_order_asked() {
+    fn background_digests_come_back_in_the_order_the_algorithms_were_given() {
         let background = BackgroundDigest::start(&[HashAlgorithm::Md5, HashAlgorithm::Sha1]);
-        background.update(&bytes::Bytes::from_static(b"abc"));
+        background.update(&bytes::Bytes::from_static(b"a"));
+        background.update(&bytes::Bytes::from_static(b"bc"));
         assert_eq!(
             background.finish(),
             vec![
