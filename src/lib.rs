@@ -32,6 +32,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cloud;
 pub mod controller;
 pub mod crd;
 pub mod glance;

@@ -1,0 +1,143 @@
+//! The compute API's image proxy (`/v2.1/images`), read-only plus delete, as older tooling
+//! still calls it: Nova's names (`minDisk`, `progress`, `metadata`) over the same records.
+
+use http::Method;
+use serde_json::{Value, json};
+
+use super::image::{ImageRecord, status};
+use super::routes::{Answer, no_content, ok, visible};
+use super::{Cloud, CloudError, data};
+
+pub fn route(cloud: &Cloud, method: &Method, parts: &[&str], query: &str) -> Answer {
+    match (method, parts) {
+        (&Method::GET, ["v2.1", "images"]) => list(cloud, query, false).map(|body| ok(&body)),
+        (&Method::GET, ["v2.1", "images", "detail"]) => {
+            list(cloud, query, true).map(|body| ok(&body))
+        }
+        (&Method::GET, ["v2.1", "images", id]) => {
+            Ok(ok(&json!({"image": detail(cloud, &visible(cloud, id)?)})))
+        }
+        (&Method::DELETE, ["v2.1", "images", id]) => data::delete(cloud, id).map(|()| no_content()),
+        _ => Err(CloudError::NotFound(format!(
+            "The resource /{} could not be found.",
+            parts.join("/")
+        ))),
+    }
+}
+
+/// Nova's status names: ACTIVE, SAVING, DELETED, ERROR, UNKNOWN.
+fn nova_status(image: &ImageRecord) -> &'static str {
+    match image.status.as_str() {
+        status::ACTIVE => "ACTIVE",
+        status::QUEUED | status::SAVING | status::UPLOADING | status::IMPORTING => "SAVING",
+        status::DELETED => "DELETED",
+        status::KILLED => "ERROR",
+        _ => "UNKNOWN",
+    }
+}
+
+fn progress(image: &ImageRecord) -> u8 {
+    match image.status.as_str() {
+        status::ACTIVE => 100,
+        status::SAVING | status::IMPORTING => 50,
+        status::QUEUED | status::UPLOADING => 25,
+        _ => 0,
+    }
+}
+
+fn links(cloud: &Cloud, id: &str) -> Value {
+    json!([
+        {"rel": "self", "href": format!("http://{}/v2.1/images/{id}", cloud.address)},
+        {"rel": "bookmark", "href": format!("http://{}/images/{id}", cloud.address)},
+    ])
+}
+
+fn detail(cloud: &Cloud, image: &ImageRecord) -> Value {
+    json!({
+        "id": image.id,
+        "name": image.name,
+        "status": nova_status(image),
+        "progress": progress(image),
+        "minDisk": image.min_disk,
+        "minRam": image.min_ram,
+        "created": image.created_at,
+        "updated": image.updated_at,
+        "metadata": image.properties,
+        "OS-EXT-IMG-SIZE:size": image.size,
+        "links": links(cloud, &image.id),
+    })
+}
+
+fn list(cloud: &Cloud, query: &str, detailed: bool) -> Result<Value, CloudError> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    };
+    let since = get("changes-since")
+        .map(|text| {
+            text.parse::<jiff::Timestamp>().map_err(|_| {
+                CloudError::BadRequest(format!("changes-since {text:?} is not an ISO 8601 time"))
+            })
+        })
+        .transpose()?;
+    let limit = get("limit")
+        .map(|text| {
+            text.parse::<usize>()
+                .map_err(|_| CloudError::BadRequest(format!("limit {text:?} is not a number")))
+        })
+        .transpose()?
+        .unwrap_or(1000);
+    let mut images: Vec<ImageRecord> = cloud
+        .store
+        .all()?
+        .into_iter()
+        // changes-since also shows deleted images, so callers can notice deletions.
+        .filter(|image| since.is_some() || image.status != status::DELETED)
+        .filter(|image| {
+            since.is_none_or(|since| {
+                image
+                    .updated_at
+                    .parse::<jiff::Timestamp>()
+                    .is_ok_and(|updated| updated >= since)
+            })
+        })
+        .filter(|image| get("name").is_none_or(|name| image.name.as_deref() == Some(name)))
+        .filter(|image| get("status").is_none_or(|wanted| nova_status(image) == wanted))
+        .filter(|image| {
+            get("type").is_none_or(|kind| {
+                let is_snapshot =
+                    image.properties.get("image_type").map(String::as_str) == Some("snapshot");
+                (kind == "snapshot") == is_snapshot
+            })
+        })
+        .collect();
+    images.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let start = match get("marker") {
+        None => 0,
+        Some(marker) => {
+            images
+                .iter()
+                .position(|image| image.id == marker)
+                .ok_or_else(|| CloudError::BadRequest(format!("marker [{marker}] not found")))?
+                + 1
+        }
+    };
+    let shown: Vec<Value> = images
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|image| {
+            if detailed {
+                detail(cloud, image)
+            } else {
+                json!({"id": image.id, "name": image.name, "links": links(cloud, &image.id)})
+            }
+        })
+        .collect();
+    Ok(json!({ "images": shown }))
+}

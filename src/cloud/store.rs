@@ -1,0 +1,191 @@
+//! Where the embedded cloud keeps things: image records and import tasks in a redb database,
+//! image data in plain files beside it.
+//!
+//! redb rather than SQLite: it is pure Rust (no C to compile on a 2-core build), and each
+//! write transaction is atomic and durable on commit, which is all the cloud needs. Queries are
+//! filters over a few thousand records at most, done in memory after one read transaction.
+//!
+//! Data is written to `<id>.partial` and renamed into place only after its digests are
+//! recorded, so a crash mid-upload leaves no active image without data; [`Store::open`] puts
+//! images caught mid-upload back to `queued`, as Glance does when an upload breaks.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde_json::Value;
+
+use super::CloudError;
+use super::image::{ImageRecord, status};
+
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+
+pub struct Store {
+    database: Database,
+    data: PathBuf,
+    staging: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the cloud in `dir`, and repairs what a crash left half done.
+    pub fn open(dir: &Path) -> Result<Self, CloudError> {
+        let data = dir.join("images");
+        let staging = dir.join("staging");
+        for folder in [dir, &data, &staging] {
+            std::fs::create_dir_all(folder).map_err(|err| {
+                CloudError::storage(format!("cannot create {}: {err}", folder.display()))
+            })?;
+        }
+        let database = Database::create(dir.join("metadata.redb")).map_err(|err| {
+            CloudError::storage(format!(
+                "cannot open {}: {err}",
+                dir.join("metadata.redb").display()
+            ))
+        })?;
+        let store = Self {
+            database,
+            data,
+            staging,
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    fn recover(&self) -> Result<(), CloudError> {
+        for mut image in self.all()? {
+            let interrupted = match image.status.as_str() {
+                status::SAVING | status::IMPORTING => true,
+                status::UPLOADING => !self.staging_path(&image.id).exists(),
+                _ => false,
+            };
+            if interrupted {
+                image.status = status::QUEUED.into();
+                self.put(&image)?;
+            }
+        }
+        let entries = std::fs::read_dir(&self.data).map_err(CloudError::storage)?;
+        for entry in entries.flatten() {
+            if entry.path().extension().is_some_and(|ext| ext == "partial") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn data_path(&self, id: &str) -> PathBuf {
+        self.data.join(id)
+    }
+
+    pub fn partial_path(&self, id: &str) -> PathBuf {
+        self.data.join(format!("{id}.partial"))
+    }
+
+    pub fn staging_path(&self, id: &str) -> PathBuf {
+        self.staging.join(id)
+    }
+
+    /// The image with this id, tombstones of deleted images included.
+    pub fn get(&self, id: &str) -> Result<Option<ImageRecord>, CloudError> {
+        let read = self.database.begin_read().map_err(CloudError::storage)?;
+        let table = match read.open_table(IMAGES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(CloudError::storage(err)),
+        };
+        let Some(bytes) = table.get(id).map_err(CloudError::storage)? else {
+            return Ok(None);
+        };
+        decode(bytes.value()).map(Some)
+    }
+
+    /// Every image, tombstones included.
+    pub fn all(&self) -> Result<Vec<ImageRecord>, CloudError> {
+        let read = self.database.begin_read().map_err(CloudError::storage)?;
+        let table = match read.open_table(IMAGES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(err) => return Err(CloudError::storage(err)),
+        };
+        let mut images = Vec::new();
+        for entry in table.iter().map_err(CloudError::storage)? {
+            let (_, bytes) = entry.map_err(CloudError::storage)?;
+            images.push(decode(bytes.value())?);
+        }
+        Ok(images)
+    }
+
+    pub fn put(&self, image: &ImageRecord) -> Result<(), CloudError> {
+        self.update(&image.id, |_| Ok(Some(image.clone())))
+            .map(drop)
+    }
+
+    /// Reads, changes and writes one image in a single write transaction, so concurrent
+    /// requests cannot interleave between the check and the write. `change` sees the current
+    /// record (or `None`) and returns the new one (or `None` to leave it as it was).
+    pub fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(Option<ImageRecord>) -> Result<Option<ImageRecord>, CloudError>,
+    ) -> Result<Option<ImageRecord>, CloudError> {
+        let write = self.database.begin_write().map_err(CloudError::storage)?;
+        let outcome = {
+            let mut table = write.open_table(IMAGES).map_err(CloudError::storage)?;
+            let current = match table.get(id).map_err(CloudError::storage)? {
+                Some(bytes) => Some(decode(bytes.value())?),
+                None => None,
+            };
+            let outcome = change(current)?;
+            if let Some(image) = &outcome {
+                let bytes = serde_json::to_vec(image).map_err(CloudError::storage)?;
+                table
+                    .insert(id, bytes.as_slice())
+                    .map_err(CloudError::storage)?;
+            }
+            outcome
+        };
+        write.commit().map_err(CloudError::storage)?;
+        Ok(outcome)
+    }
+
+    /// The import tasks of one image, oldest first.
+    pub fn tasks(&self, image_id: &str) -> Result<Vec<Value>, CloudError> {
+        let read = self.database.begin_read().map_err(CloudError::storage)?;
+        let table = match read.open_table(TASKS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(err) => return Err(CloudError::storage(err)),
+        };
+        match table.get(image_id).map_err(CloudError::storage)? {
+            Some(bytes) => serde_json::from_slice(bytes.value()).map_err(CloudError::storage),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Adds or replaces (by `id`) one task of an image.
+    pub fn put_task(&self, image_id: &str, task: Value) -> Result<(), CloudError> {
+        let write = self.database.begin_write().map_err(CloudError::storage)?;
+        {
+            let mut table = write.open_table(TASKS).map_err(CloudError::storage)?;
+            let mut tasks: Vec<Value> = match table.get(image_id).map_err(CloudError::storage)? {
+                Some(bytes) => {
+                    serde_json::from_slice(bytes.value()).map_err(CloudError::storage)?
+                }
+                None => Vec::new(),
+            };
+            match tasks.iter_mut().find(|known| known["id"] == task["id"]) {
+                Some(known) => *known = task,
+                None => tasks.push(task),
+            }
+            let bytes = serde_json::to_vec(&tasks).map_err(CloudError::storage)?;
+            table
+                .insert(image_id, bytes.as_slice())
+                .map_err(CloudError::storage)?;
+        }
+        write.commit().map_err(CloudError::storage)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<ImageRecord, CloudError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| CloudError::storage(format!("unreadable image record: {err}")))
+}
