@@ -15,6 +15,10 @@ struct Cli {
     /// Cloud from clouds.yaml (default: $OS_CLOUD, or the file's only cloud).
     #[arg(long, global = true, env = "OS_CLOUD")]
     os_cloud: Option<String>,
+    /// The embedded cloud's folder: plan, apply and image use the embedded cloud there (the
+    /// default when no cloud is configured: ~/.local/share/glint).
+    #[arg(long, global = true, env = "GLINT_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "GLINT_LOG_FORMAT")]
     log_format: LogFormat,
@@ -51,6 +55,19 @@ enum Command {
         #[command(flatten)]
         files: ManifestFiles,
     },
+    /// Serve the embedded image cloud: the Glance v2 API over a local folder, for the openstack
+    /// CLI and other Glance clients (`--os-auth-type none --os-endpoint http://LISTEN`).
+    Cloud(CloudArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CloudArgs {
+    /// Address to serve on; loopback unless you mean to share it.
+    #[arg(long, default_value = "127.0.0.1:9292", env = "GLINT_CLOUD_LISTEN")]
+    listen: std::net::SocketAddr,
+    /// Require this token in X-Auth-Token on every call but the version document.
+    #[arg(long, env = "GLINT_CLOUD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -232,6 +249,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                     deny: args.source_deny_cidrs.0,
                     cluster: in_cluster_service(args.cluster_cidrs.0),
                     allow_loopback: args.source_allow_loopback,
+                    allow_files: false,
                 },
             };
             if let Err(err) = controller::run(config).await {
@@ -241,18 +259,64 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             Ok(())
         }
         Command::Plan { files, output } => {
-            let code =
-                glint::oneshot::plan_command(cli.os_cloud.as_deref(), &files.paths, output).await;
+            let code = glint::oneshot::plan_command(
+                cli.os_cloud.as_deref(),
+                cli.data_dir.as_deref(),
+                &files.paths,
+                output,
+            )
+            .await;
             return std::process::ExitCode::from(code);
         }
         Command::Apply { files } => {
-            let code = glint::oneshot::apply_command(cli.os_cloud.as_deref(), &files.paths).await;
+            let code = glint::oneshot::apply_command(
+                cli.os_cloud.as_deref(),
+                cli.data_dir.as_deref(),
+                &files.paths,
+            )
+            .await;
             return std::process::ExitCode::from(code);
         }
-        Command::Image(command) => match cli::client_from_environment(cli.os_cloud.as_deref()) {
-            Ok(client) => cli::run(&client, command).await,
-            Err(err) => Err(err.into()),
-        },
+        Command::Image(command) => {
+            match glint::oneshot::target::connect(cli.os_cloud.as_deref(), cli.data_dir.as_deref())
+                .await
+            {
+                Ok(target) => cli::run(&target.api, command).await,
+                Err(err) => {
+                    eprintln!("glint: {err}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
+        Command::Cloud(args) => {
+            let data_dir = cli
+                .data_dir
+                .unwrap_or_else(glint::oneshot::target::default_data_dir);
+            let options = glint::cloud::CloudOptions {
+                listen: args.listen,
+                data_dir: data_dir.clone(),
+                token: args.token,
+                policy: SourcePolicy {
+                    allow_loopback: args.listen.ip().is_loopback(),
+                    ..SourcePolicy::default()
+                },
+            };
+            match glint::cloud::start(options).await {
+                Ok(running) => {
+                    eprintln!(
+                        "glint cloud: Glance v2 API on {} with data in {} (Ctrl-C stops)",
+                        running.endpoint(),
+                        data_dir.display()
+                    );
+                    let _ = tokio::signal::ctrl_c().await;
+                    Ok(())
+                }
+                Err(err) => {
+                    eprintln!("glint cloud: {err}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

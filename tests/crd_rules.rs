@@ -155,6 +155,11 @@ fn new_images_are_admitted_or_refused_with_what_to_fix() {
             Some("http:// or https://"),
         ),
         (
+            "file source without a path, checked like any URL",
+            with(minimal(), json!({"source": {"url": "files/i"}})),
+            Some("a file: URL"),
+        ),
+        (
             "empty secret name",
             with(
                 minimal(),
@@ -428,10 +433,16 @@ fn the_checked_in_crds_are_what_glint_generates() {
 
 #[test]
 fn every_example_manifest_is_an_image_the_apiserver_would_admit() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples");
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples"));
     let mut checked = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("deploy/examples") {
+    let files = std::fs::read_dir(dir)
+        .expect("deploy/examples")
+        .chain(std::fs::read_dir(dir.join("local")).expect("deploy/examples/local"));
+    for entry in files {
         let path = entry.expect("entry").path();
+        if path.is_dir() {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).expect("read");
         let document: Value =
             serde_saphyr::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
@@ -462,6 +473,8 @@ fn every_example_manifest_is_an_image_the_apiserver_would_admit() {
         [
             "deactivated.yaml",
             "full.yaml",
+            "hello-shared.yaml",
+            "hello.yaml",
             "import-by-filter.yaml",
             "minimal.yaml",
             "shared-with-members.yaml"

@@ -22,9 +22,10 @@ pub struct ImageSource {
     /// An http:// or https:// URL of the image file. glint fetches it only from addresses
     /// the controller's source policy allows: not loopback, link-local (cloud metadata) or the
     /// cluster's own ranges, unless the operator allowed them; refused URLs stall with reason
-    /// SourceNotAllowed.
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
-        .message("source.url must be an http:// or https:// URL"))]
+    /// SourceNotAllowed. A file: URL (absolute, or relative to the manifest's folder) is read
+    /// by `glint plan` / `glint apply` only; the controller refuses it with SourceNotAllowed.
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://') || self.startsWith('file:')")
+        .message("source.url must be an http:// or https:// URL (or, for glint apply only, a file: URL)"))]
     #[schemars(length(max = 4096))]
     pub url: String,
     /// The expected hash of the file as downloaded (before decompression). A mismatch fails

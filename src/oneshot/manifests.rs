@@ -167,8 +167,11 @@ fn parse(
                 "metadata.name is missing: every Image needs one".into(),
             ));
         }
-        let image: Image = serde_json::from_value(value)
+        let mut image: Image = serde_json::from_value(value)
             .map_err(|err| invalid(format!("not a valid Image: {err}")))?;
+        if let Some(source) = image.spec.source.as_mut() {
+            source.url = resolve_file_url(&source.url, origin).map_err(invalid)?;
+        }
         let namespace = image
             .metadata
             .namespace
@@ -182,6 +185,27 @@ fn parse(
         });
     }
     Ok(())
+}
+
+/// A `file:` source relative to the manifest's folder (stdin: the working folder) as an
+/// absolute `file://` URL; other URLs unchanged. Relative paths keep a folder of manifests
+/// and its images movable, as the shipped examples are.
+fn resolve_file_url(url: &str, origin: &str) -> Result<String, String> {
+    let Some(path) = url.strip_prefix("file:") else {
+        return Ok(url.to_string());
+    };
+    if path.starts_with("//") {
+        return Ok(url.to_string());
+    }
+    let base = match Path::new(origin).parent() {
+        Some(folder) if origin != "-" => folder.to_path_buf(),
+        _ => PathBuf::new(),
+    };
+    let joined = std::path::absolute(base.join(path))
+        .map_err(|err| format!("cannot resolve source.url {url}: {err}"))?;
+    url::Url::from_file_path(&joined)
+        .map(String::from)
+        .map_err(|()| format!("source.url {url} does not name a file path"))
 }
 
 #[cfg(test)]

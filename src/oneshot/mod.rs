@@ -11,9 +11,10 @@
 
 pub mod manifests;
 mod report;
+pub mod target;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,9 +140,10 @@ pub async fn apply_all(
     documents: Vec<Document>,
     progress: &mut dyn FnMut(&Document, Option<&crate::crd::TransferStatus>),
 ) -> Result<Vec<Applied>, OneShotError> {
-    // The CLI runs on the user's own machine: loopback and private sources are theirs.
+    // The CLI runs on the user's own machine: loopback sources and local files are theirs.
     let policy = SourcePolicy {
         allow_loopback: true,
+        allow_files: true,
         ..SourcePolicy::default()
     };
     let transfers =
@@ -210,26 +212,36 @@ pub const EXIT_NO_CHANGES: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_CHANGES: u8 = 2;
 
-/// The manifests and a client of the chosen cloud, or `None` once the reason is printed.
-fn prepare(cloud: Option<&str>, paths: &[PathBuf]) -> Option<(Vec<Document>, GlanceClient)> {
-    let prepared = manifests::read(paths)
-        .map_err(|err| err.to_string())
-        .and_then(|(documents, skipped)| {
-            for other in skipped {
-                eprintln!("glint: skipping {other} (not an Image)");
-            }
-            let api = crate::cli::client_from_environment(cloud).map_err(|err| err.to_string())?;
-            Ok((documents, api))
-        });
-    prepared.map_err(|err| eprintln!("glint: {err}")).ok()
+/// The manifests and the chosen cloud, or `None` once the reason is printed.
+async fn prepare(
+    cloud: Option<&str>,
+    data_dir: Option<&Path>,
+    paths: &[PathBuf],
+) -> Option<(Vec<Document>, target::Target)> {
+    let (documents, skipped) = manifests::read(paths)
+        .map_err(|err| eprintln!("glint: {err}"))
+        .ok()?;
+    for other in skipped {
+        eprintln!("glint: skipping {other} (not an Image)");
+    }
+    let target = target::connect(cloud, data_dir)
+        .await
+        .map_err(|err| eprintln!("glint: {err}"))
+        .ok()?;
+    Some((documents, target))
 }
 
 /// `glint plan -f PATH...`: prints what apply would do; the exit code says whether it would.
-pub async fn plan_command(cloud: Option<&str>, paths: &[PathBuf], output: Output) -> u8 {
-    let Some((documents, api)) = prepare(cloud, paths) else {
+pub async fn plan_command(
+    cloud: Option<&str>,
+    data_dir: Option<&Path>,
+    paths: &[PathBuf],
+    output: Output,
+) -> u8 {
+    let Some((documents, target)) = prepare(cloud, data_dir, paths).await else {
         return EXIT_ERROR;
     };
-    let planned = plan_all(&api, documents).await;
+    let planned = plan_all(&target.api, documents).await;
     match report::print_plan(&planned, output) {
         (_, errors) if errors > 0 => EXIT_ERROR,
         (0, _) => EXIT_NO_CHANGES,
@@ -238,10 +250,15 @@ pub async fn plan_command(cloud: Option<&str>, paths: &[PathBuf], output: Output
 }
 
 /// `glint apply -f PATH...`: makes the cloud match the manifests, then prints a table.
-pub async fn apply_command(cloud: Option<&str>, paths: &[PathBuf]) -> u8 {
-    let Some((documents, api)) = prepare(cloud, paths) else {
+pub async fn apply_command(cloud: Option<&str>, data_dir: Option<&Path>, paths: &[PathBuf]) -> u8 {
+    let Some((documents, target)) = prepare(cloud, data_dir, paths).await else {
         return EXIT_ERROR;
     };
+    // The embedded cloud, if that is the target, serves until this function returns.
+    let target::Target {
+        api,
+        embedded: _embedded,
+    } = target;
     let api = Arc::new(api);
     let mut shown = std::collections::HashMap::new();
     let mut progress = |document: &Document, status: Option<&crate::crd::TransferStatus>| {

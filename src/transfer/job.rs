@@ -23,6 +23,13 @@ const IMPORT_DEADLINE: Duration = Duration::from_secs(6 * 3600);
 /// Conditions keep messages short; the cause comes first, so cutting the tail is safe.
 const MESSAGE_LIMIT: usize = 900;
 
+/// Chunk size of a local file source, as big as the pipeline's network chunks.
+const FILE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// A source's bytes, whatever it is read from; errors in words.
+type SourceStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, String>> + Send>>;
+
 pub(super) struct Job<G> {
     pub api: Arc<G>,
     pub policy: Arc<SourcePolicy>,
@@ -151,6 +158,16 @@ impl<G: GlanceApi + 'static> Job<G> {
                 false,
             )
         })?;
+        if url.scheme() == "file" && !self.policy.allow_files {
+            return Err(Failure::new(
+                reasons::SOURCE_NOT_ALLOWED,
+                format!(
+                    "source {url} is a local file, which only `glint apply` on the same machine \
+                     can read; serve it over http(s) for the controller"
+                ),
+                false,
+            ));
+        }
         check_literal(&url, &self.policy).map_err(|refusal| {
             Failure::new(
                 reasons::SOURCE_NOT_ALLOWED,
@@ -159,6 +176,11 @@ impl<G: GlanceApi + 'static> Job<G> {
             )
         })?;
         match self.request.source.method.unwrap_or_default() {
+            TransferMethod::WebDownload if url.scheme() == "file" => Err(Failure::new(
+                reasons::SOURCE_NOT_ALLOWED,
+                format!("Glance cannot fetch {url} itself: use method upload for a local file"),
+                false,
+            )),
             TransferMethod::WebDownload => self.web_download(&url).await,
             TransferMethod::GlanceDirect => self.stream(&url, Route::Stage, started).await,
             TransferMethod::Upload => self.stream(&url, Route::Upload, started).await,
@@ -184,6 +206,38 @@ impl<G: GlanceApi + 'static> Job<G> {
 
     /// Downloads the source through the pipeline into Glance's file or staging area.
     async fn stream(&self, url: &url::Url, route: Route, started: Instant) -> Result<(), Failure> {
+        let (download, announced) = if url.scheme() == "file" {
+            self.open_file(url).await?
+        } else {
+            self.open_http(url).await?
+        };
+        self.send(download, announced, route, started).await
+    }
+
+    /// A local file, for the CLI: the controller's policy refuses `file://` before this.
+    async fn open_file(&self, url: &url::Url) -> Result<(SourceStream, Option<u64>), Failure> {
+        let path = url.to_file_path().map_err(|()| {
+            Failure::new(
+                reasons::SOURCE_UNAVAILABLE,
+                format!("{url} does not name a local file"),
+                false,
+            )
+        })?;
+        let unreadable = |err: std::io::Error| {
+            Failure::new(
+                reasons::SOURCE_UNAVAILABLE,
+                format!("cannot read {}: {err} (will not retry)", path.display()),
+                false,
+            )
+        };
+        let file = tokio::fs::File::open(&path).await.map_err(unreadable)?;
+        let size = file.metadata().await.map_err(unreadable)?.len();
+        let chunks = tokio_util::io::ReaderStream::with_capacity(file, FILE_CHUNK_BYTES);
+        let download = futures::TryStreamExt::map_err(chunks, |err| err.to_string());
+        Ok((Box::pin(download), Some(size)))
+    }
+
+    async fn open_http(&self, url: &url::Url) -> Result<(SourceStream, Option<u64>), Failure> {
         let client =
             source_http::source_client(self.policy.clone(), &self.request.client_options())
                 .map_err(|message| Failure::new(reasons::TRANSFER_FAILED, message, false))?;
@@ -227,6 +281,22 @@ impl<G: GlanceApi + 'static> Job<G> {
             ));
         }
         let announced = response.content_length();
+        // With the error's causes: reqwest's own words ("error decoding response body") do not
+        // say whether the source went silent or closed the connection early.
+        let download = futures::TryStreamExt::map_err(
+            response.bytes_stream(),
+            crate::http::describe_http_error,
+        );
+        Ok((Box::pin(download), announced))
+    }
+
+    async fn send(
+        &self,
+        download: SourceStream,
+        announced: Option<u64>,
+        route: Route,
+        started: Instant,
+    ) -> Result<(), Failure> {
         self.update(|status| status.bytes_total = announced);
         let options = PipelineOptions {
             decompression: self.request.source.decompress.unwrap_or_default(),
@@ -252,12 +322,6 @@ impl<G: GlanceApi + 'static> Job<G> {
                 }
             }
         });
-        // With the error's causes: reqwest's own words ("error decoding response body") do not
-        // say whether the source went silent or closed the connection early.
-        let download = futures::TryStreamExt::map_err(
-            response.bytes_stream(),
-            crate::http::describe_http_error,
-        );
         let pipeline = pipeline::start(download, options.clone(), progress);
         // Glance is told the length only when it is known to be the length it will get.
         let size = match self.request.source.decompress.unwrap_or_default() {

@@ -150,6 +150,9 @@ pub struct SourcePolicy {
     pub cluster: Vec<Cidr>,
     /// `--source-allow-loopback`: for tests, whose sources are served on 127.0.0.1.
     pub allow_loopback: bool,
+    /// Whether `file://` sources may be read: only by the CLI, on the user's own machine. The
+    /// controller refuses them (a file on the controller's node is not the user's).
+    pub allow_files: bool,
 }
 
 impl SourcePolicy {
@@ -276,6 +279,7 @@ mod tests {
             deny: cidrs("127.0.0.2/32, 10.96.5.7"),
             cluster: cidrs("10.96.0.0/12"),
             allow_loopback: true,
+            allow_files: false,
         };
         let rows = [
             ("127.0.0.1", None),
