@@ -68,6 +68,12 @@ struct CloudArgs {
     /// Require this token in X-Auth-Token on every call but the version document.
     #[arg(long, env = "GLINT_CLOUD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Disk formats to accept besides Glance's defaults (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    extra_disk_formats: Vec<String>,
+    /// Container formats to accept besides Glance's defaults (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    extra_container_formats: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -300,6 +306,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                     allow_loopback: args.listen.ip().is_loopback(),
                     ..SourcePolicy::default()
                 },
+                formats: glint::cloud::image::Formats::with_extra(
+                    &args.extra_disk_formats,
+                    &args.extra_container_formats,
+                ),
             };
             match glint::cloud::start(options).await {
                 Ok(running) => {

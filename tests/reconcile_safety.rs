@@ -174,6 +174,11 @@ async fn sources_on_refused_addresses_stall_with_the_rule_that_refused_them() {
             format!("http://127.0.0.1:{looping}/image.raw"),
             "redirected more than 5 times",
         ),
+        // A file on the controller's node is not the user's: only the CLI reads file: URLs.
+        (
+            "file:///etc/passwd".to_string(),
+            "a local file, which only `glint apply` on the same machine can read",
+        ),
     ];
     let api = h.glance();
     for (url, words) in cases {

@@ -4,20 +4,31 @@
 use http::Method;
 use serde_json::{Value, json};
 
+use super::caller::Caller;
 use super::image::{ImageRecord, status};
 use super::routes::{Answer, no_content, ok, visible};
 use super::{Cloud, CloudError, data};
 
-pub fn route(cloud: &Cloud, method: &Method, parts: &[&str], query: &str) -> Answer {
+pub fn route(
+    cloud: &Cloud,
+    caller: &Caller,
+    method: &Method,
+    parts: &[&str],
+    query: &str,
+) -> Answer {
     match (method, parts) {
-        (&Method::GET, ["v2.1", "images"]) => list(cloud, query, false).map(|body| ok(&body)),
+        (&Method::GET, ["v2.1", "images"]) => {
+            list(cloud, caller, query, false).map(|body| ok(&body))
+        }
         (&Method::GET, ["v2.1", "images", "detail"]) => {
-            list(cloud, query, true).map(|body| ok(&body))
+            list(cloud, caller, query, true).map(|body| ok(&body))
         }
-        (&Method::GET, ["v2.1", "images", id]) => {
-            Ok(ok(&json!({"image": detail(cloud, &visible(cloud, id)?)})))
+        (&Method::GET, ["v2.1", "images", id]) => Ok(ok(
+            &json!({"image": detail(cloud, &visible(cloud, caller, id)?)}),
+        )),
+        (&Method::DELETE, ["v2.1", "images", id]) => {
+            data::delete(cloud, caller, id).map(|()| no_content())
         }
-        (&Method::DELETE, ["v2.1", "images", id]) => data::delete(cloud, id).map(|()| no_content()),
         _ => Err(CloudError::NotFound(format!(
             "The resource /{} could not be found.",
             parts.join("/")
@@ -68,7 +79,7 @@ fn detail(cloud: &Cloud, image: &ImageRecord) -> Value {
     })
 }
 
-fn list(cloud: &Cloud, query: &str, detailed: bool) -> Result<Value, CloudError> {
+fn list(cloud: &Cloud, caller: &Caller, query: &str, detailed: bool) -> Result<Value, CloudError> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -98,6 +109,7 @@ fn list(cloud: &Cloud, query: &str, detailed: bool) -> Result<Value, CloudError>
         .into_iter()
         // changes-since also shows deleted images, so callers can notice deletions.
         .filter(|image| since.is_some() || image.status != status::DELETED)
+        .filter(|image| caller.lists(image, None, None))
         .filter(|image| {
             since.is_none_or(|since| {
                 image

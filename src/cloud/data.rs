@@ -13,22 +13,36 @@ use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use super::image::{ImageRecord, status};
+use super::caller::Caller;
+use super::image::{FORMAT_HEAD_BYTES, ImageRecord, data_matches_format, status};
 use super::routes::{Answer, Body, change_image, no_content, not_found, visible};
 use super::{Cloud, CloudError};
 use crate::crd::HashAlgorithm;
 use crate::transfer::Digest;
 
-/// Size, md5 and sha512 of data written to a file.
+/// Size, md5 and sha512 of data written to a file, and its first bytes.
 struct Written {
     size: u64,
     md5: String,
     sha512: String,
+    head: Vec<u8>,
 }
 
-pub fn delete(cloud: &Cloud, id: &str) -> Result<(), CloudError> {
+fn check_format(image: &ImageRecord, written: Written) -> Result<Written, CloudError> {
+    if data_matches_format(image.disk_format.as_deref(), &written.head) {
+        Ok(written)
+    } else {
+        Err(CloudError::UnsupportedMediaType(format!(
+            "The data is not in disk_format {}: upload data of that format, or create the image \
+             with the data's format.",
+            image.disk_format.as_deref().unwrap_or_default()
+        )))
+    }
+}
+
+pub fn delete(cloud: &Cloud, caller: &Caller, id: &str) -> Result<(), CloudError> {
     let now = cloud.now();
-    change_image(cloud, id, |mut image| {
+    change_image(cloud, caller, id, |mut image| {
         if image.protected {
             return Err(CloudError::Forbidden(format!(
                 "Image {id} is protected and cannot be deleted."
@@ -44,11 +58,19 @@ pub fn delete(cloud: &Cloud, id: &str) -> Result<(), CloudError> {
     Ok(())
 }
 
-pub async fn upload(cloud: &Arc<Cloud>, id: &str, request: Request<Incoming>) -> Answer {
+pub async fn upload(
+    cloud: &Arc<Cloud>,
+    caller: &Caller,
+    id: &str,
+    request: Request<Incoming>,
+) -> Answer {
     require_octet_stream(&request)?;
-    begin(cloud, id, &[status::QUEUED], status::SAVING)?;
+    let image = begin(cloud, caller, id, &[status::QUEUED], status::SAVING)?;
     let partial = cloud.store.partial_path(id);
-    match receive(request.into_body(), &partial).await {
+    let received = receive(request.into_body(), &partial)
+        .await
+        .and_then(|written| check_format(&image, written));
+    match received {
         Ok(written) => {
             finish(cloud, id, &partial, written)?;
             Ok(no_content())
@@ -61,9 +83,14 @@ pub async fn upload(cloud: &Arc<Cloud>, id: &str, request: Request<Incoming>) ->
     }
 }
 
-pub async fn stage(cloud: &Arc<Cloud>, id: &str, request: Request<Incoming>) -> Answer {
+pub async fn stage(
+    cloud: &Arc<Cloud>,
+    caller: &Caller,
+    id: &str,
+    request: Request<Incoming>,
+) -> Answer {
     require_octet_stream(&request)?;
-    begin(cloud, id, &[status::QUEUED], status::UPLOADING)?;
+    begin(cloud, caller, id, &[status::QUEUED], status::UPLOADING)?;
     let staged = cloud.store.staging_path(id);
     match receive(request.into_body(), &staged).await {
         Ok(_) => Ok(no_content()),
@@ -75,8 +102,13 @@ pub async fn stage(cloud: &Arc<Cloud>, id: &str, request: Request<Incoming>) -> 
     }
 }
 
-pub async fn download(cloud: &Arc<Cloud>, id: &str) -> Answer {
-    let image = visible(cloud, id)?;
+pub async fn download(cloud: &Arc<Cloud>, caller: &Caller, id: &str) -> Answer {
+    let image = visible(cloud, caller, id)?;
+    if image.status == status::DEACTIVATED && !caller.admin {
+        return Err(CloudError::Forbidden(format!(
+            "Image {id} is deactivated: only administrators may download its data."
+        )));
+    }
     if !matches!(image.status.as_str(), status::ACTIVE | status::DEACTIVATED) {
         return Ok(no_content());
     }
@@ -101,7 +133,12 @@ pub async fn download(cloud: &Arc<Cloud>, id: &str) -> Answer {
 
 /// Starts an import: `glance-direct` takes the staged data, `web-download` fetches a URL
 /// through the cloud's source policy. Both run after the answer (202), as Glance's tasks do.
-pub fn import(cloud: &Arc<Cloud>, id: &str, body: &Value) -> Result<(), CloudError> {
+pub fn import(
+    cloud: &Arc<Cloud>,
+    caller: &Caller,
+    id: &str,
+    body: &Value,
+) -> Result<(), CloudError> {
     let method = body["method"]["name"].as_str().unwrap_or_default();
     match method {
         "glance-direct" => {
@@ -110,7 +147,7 @@ pub fn import(cloud: &Arc<Cloud>, id: &str, body: &Value) -> Result<(), CloudErr
                     "Image {id} has no staged data: PUT /v2/images/{id}/stage first"
                 )));
             }
-            begin(cloud, id, &[status::UPLOADING], status::IMPORTING)?;
+            begin(cloud, caller, id, &[status::UPLOADING], status::IMPORTING)?;
         }
         "web-download" => {
             let uri = body["method"]["uri"].as_str().unwrap_or_default();
@@ -125,7 +162,7 @@ pub fn import(cloud: &Arc<Cloud>, id: &str, body: &Value) -> Result<(), CloudErr
             crate::transfer::source_http::check_literal(&url, &cloud.policy).map_err(
                 |refusal| CloudError::BadRequest(format!("URI {uri} is not allowed: {refusal}")),
             )?;
-            begin(cloud, id, &[status::QUEUED], status::IMPORTING)?;
+            begin(cloud, caller, id, &[status::QUEUED], status::IMPORTING)?;
         }
         other => {
             return Err(CloudError::BadRequest(format!(
@@ -203,9 +240,15 @@ async fn run_import(cloud: &Arc<Cloud>, id: &str, body: &Value) -> Result<(), Cl
 }
 
 /// Moves an image from one of `from` to `to`, or says why it cannot.
-fn begin(cloud: &Cloud, id: &str, from: &[&str], to: &str) -> Result<ImageRecord, CloudError> {
+fn begin(
+    cloud: &Cloud,
+    caller: &Caller,
+    id: &str,
+    from: &[&str],
+    to: &str,
+) -> Result<ImageRecord, CloudError> {
     let now = cloud.now();
-    change_image(cloud, id, |mut image| {
+    change_image(cloud, caller, id, |mut image| {
         if !from.contains(&image.status.as_str()) {
             return Err(CloudError::Conflict(format!(
                 "Image status transition from {} to {to} is not allowed",
@@ -292,7 +335,12 @@ async fn write_stream(
     let mut md5 = Digest::new(HashAlgorithm::Md5);
     let mut sha512 = Digest::new(HashAlgorithm::Sha512);
     let mut size: u64 = 0;
+    let mut head = Vec::new();
     while let Some(chunk) = chunks.try_next().await.map_err(CloudError::BadRequest)? {
+        if head.len() < FORMAT_HEAD_BYTES {
+            let wanted = (FORMAT_HEAD_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..wanted]);
+        }
         md5.update(&chunk);
         sha512.update(&chunk);
         size = size.saturating_add(chunk.len() as u64);
@@ -303,5 +351,6 @@ async fn write_stream(
         size,
         md5: md5.hex(),
         sha512: sha512.hex(),
+        head,
     })
 }

@@ -23,6 +23,36 @@ pub const CONTAINER_FORMATS: &[&str] = &[
 ];
 pub const VISIBILITIES: &[&str] = &["public", "private", "shared", "community"];
 
+/// The disk and container formats a cloud accepts: Glance's defaults, plus any a deployment
+/// adds (Glance's `[image_format]` options; `glint cloud --extra-disk-formats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Formats {
+    pub disk: Vec<String>,
+    pub container: Vec<String>,
+}
+
+impl Default for Formats {
+    fn default() -> Self {
+        Self::with_extra(&[], &[])
+    }
+}
+
+impl Formats {
+    pub fn with_extra(disk: &[String], container: &[String]) -> Self {
+        let join = |defaults: &[&str], extra: &[String]| {
+            defaults
+                .iter()
+                .map(|format| format.to_string())
+                .chain(extra.iter().cloned())
+                .collect()
+        };
+        Self {
+            disk: join(DISK_FORMATS, disk),
+            container: join(CONTAINER_FORMATS, container),
+        }
+    }
+}
+
 /// Attributes Glance computes; a create or patch that names one is refused with 403.
 const READ_ONLY: &[&str] = &[
     "id",
@@ -104,7 +134,12 @@ pub struct ImageRecord {
 
 impl ImageRecord {
     /// A queued image from a create request's body.
-    pub fn create(body: &Value, owner: &str, now: &str) -> Result<Self, CloudError> {
+    pub fn create(
+        body: &Value,
+        owner: &str,
+        now: &str,
+        formats: &Formats,
+    ) -> Result<Self, CloudError> {
         let fields = body
             .as_object()
             .ok_or_else(|| CloudError::BadRequest("The image must be a JSON object.".into()))?;
@@ -140,19 +175,24 @@ impl ImageRecord {
             members: Vec::new(),
         };
         for (key, value) in fields.iter().filter(|(key, _)| key.as_str() != "id") {
-            image.set(key, value.clone())?;
+            image.set(key, value.clone(), formats)?;
         }
         Ok(image)
     }
 
     /// Applies a JSON patch atomically: every operation or none.
-    pub fn patch(&self, operations: &Value, now: &str) -> Result<Self, CloudError> {
+    pub fn patch(
+        &self,
+        operations: &Value,
+        now: &str,
+        formats: &Formats,
+    ) -> Result<Self, CloudError> {
         let operations = operations.as_array().ok_or_else(|| {
             CloudError::BadRequest("A JSON patch must be a list of operations.".into())
         })?;
         let mut patched = self.clone();
         for operation in operations {
-            patched.apply(operation)?;
+            patched.apply(operation, formats)?;
         }
         if patched != *self {
             patched.updated_at = now.into();
@@ -160,7 +200,7 @@ impl ImageRecord {
         Ok(patched)
     }
 
-    fn apply(&mut self, operation: &Value) -> Result<(), CloudError> {
+    fn apply(&mut self, operation: &Value, formats: &Formats) -> Result<(), CloudError> {
         let op = operation["op"].as_str().unwrap_or_default();
         let path = operation["path"]
             .as_str()
@@ -190,7 +230,7 @@ impl ImageRecord {
                         "Attribute {key} can be only replaced for a queued image."
                     )));
                 }
-                self.set(&key, value)
+                self.set(&key, value, formats)
             }
             "remove" => {
                 if READ_ONLY.contains(&key.as_str()) || BASE.contains(&key.as_str()) {
@@ -212,7 +252,7 @@ impl ImageRecord {
     }
 
     /// Sets one attribute as a create or an add/replace would, with Glance's checks.
-    fn set(&mut self, key: &str, value: Value) -> Result<(), CloudError> {
+    fn set(&mut self, key: &str, value: Value, formats: &Formats) -> Result<(), CloudError> {
         if READ_ONLY.contains(&key) {
             return Err(CloudError::Forbidden(format!(
                 "Attribute '{key}' is read-only."
@@ -237,12 +277,12 @@ impl ImageRecord {
                     .ok_or_else(|| bad("public, private, shared or community"))?
             }
             "disk_format" => {
-                self.disk_format = optional_one_of(&value, DISK_FORMATS)
-                    .ok_or_else(|| bad(&DISK_FORMATS.join(", ")))?
+                self.disk_format = optional_one_of(&value, &formats.disk)
+                    .ok_or_else(|| bad(&formats.disk.join(", ")))?
             }
             "container_format" => {
-                self.container_format = optional_one_of(&value, CONTAINER_FORMATS)
-                    .ok_or_else(|| bad(&CONTAINER_FORMATS.join(", ")))?
+                self.container_format = optional_one_of(&value, &formats.container)
+                    .ok_or_else(|| bad(&formats.container.join(", ")))?
             }
             "protected" => self.protected = value.as_bool().ok_or_else(|| bad("true or false"))?,
             "os_hidden" => self.os_hidden = value.as_bool().ok_or_else(|| bad("true or false"))?,
@@ -316,7 +356,7 @@ impl ImageRecord {
             fields.extend(base);
         }
         if has_data {
-            fields.insert("stores".into(), Value::String("local".into()));
+            fields.insert("stores".into(), Value::String("fs".into()));
         }
         Value::Object(fields)
     }
@@ -365,14 +405,174 @@ fn one_of(value: &Value, allowed: &[&str]) -> Option<String> {
         .map(str::to_string)
 }
 
-fn optional_one_of(value: &Value, allowed: &[&str]) -> Option<Option<String>> {
+fn optional_one_of(value: &Value, allowed: &[String]) -> Option<Option<String>> {
     match value {
         Value::Null => Some(None),
-        other => one_of(other, allowed).map(Some),
+        Value::String(text) if allowed.contains(text) => Some(Some(text.clone())),
+        _ => None,
+    }
+}
+
+/// Bytes of the data's start that [`data_matches_format`] needs (an ISO's mark is at 32 KiB).
+pub const FORMAT_HEAD_BYTES: usize = 0x8001 + 5;
+
+/// Whether data starting with `head` is what `disk_format` says, for the formats that carry a
+/// mark at their start; as Glance refuses a mismatch, so does the embedded cloud.
+pub fn data_matches_format(disk_format: Option<&str>, head: &[u8]) -> bool {
+    let at = |offset: usize, mark: &[u8]| head.get(offset..offset + mark.len()) == Some(mark);
+    match disk_format {
+        Some("qcow2") => at(0, b"QFI\xfb"),
+        Some("vmdk") => at(0, b"KDMV") || at(0, b"# Disk DescriptorFile"),
+        Some("vhdx") => at(0, b"vhdxfile"),
+        Some("vdi") => at(0x40, &[0x7f, 0x10, 0xda, 0xbe]),
+        Some("iso") => at(0x8001, b"CD001"),
+        _ => true,
     }
 }
 
 /// A random UUID for an image created without one.
 pub fn uuid_v4() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-01-01T00:00:00Z";
+
+    fn queued() -> ImageRecord {
+        ImageRecord::create(
+            &json!({"name": "a", "disk_format": "raw", "os_distro": "debian"}),
+            "p1",
+            NOW,
+            &Formats::default(),
+        )
+        .expect("create")
+    }
+
+    fn patch(image: &ImageRecord, operations: Value) -> Result<ImageRecord, CloudError> {
+        image.patch(&operations, "2026-01-02T00:00:00Z", &Formats::default())
+    }
+
+    #[test]
+    fn a_create_takes_glances_defaults_and_refuses_what_glance_refuses() {
+        let image = queued();
+        assert_eq!(
+            (image.status.as_str(), image.visibility.as_str()),
+            ("queued", "shared")
+        );
+        assert_eq!(image.properties["os_distro"], "debian");
+        // (body, reason)
+        let table = [
+            (json!({"status": "active"}), "Forbidden"),
+            (json!({"os_glance_import_task": "x"}), "Forbidden"),
+            (json!({"disk_format": "floppy"}), "BadRequest"),
+            (json!({"visibility": "everyone"}), "BadRequest"),
+            (json!({"min_ram": -1}), "BadRequest"),
+            (json!({"hw_cpu_cores": 4}), "BadRequest"),
+            (json!({"id": "not-a-uuid"}), "BadRequest"),
+            (json!(["not", "an", "object"]), "BadRequest"),
+        ];
+        for (body, reason) in table {
+            let refused = ImageRecord::create(&body, "p1", NOW, &Formats::default())
+                .expect_err(&body.to_string());
+            assert_eq!(refused.reason(), reason, "{body}: {refused}");
+        }
+    }
+
+    #[test]
+    fn patches_follow_glances_rules_and_apply_all_or_nothing() {
+        let image = queued();
+        // (operations, reason of the refusal)
+        let table = [
+            (
+                json!([{"op": "replace", "path": "/status", "value": "active"}]),
+                "Forbidden",
+            ),
+            (json!([{"op": "remove", "path": "/missing"}]), "Conflict"),
+            (
+                json!([{"op": "replace", "path": "/missing", "value": "x"}]),
+                "Conflict",
+            ),
+            (json!([{"op": "remove", "path": "/name"}]), "Forbidden"),
+            (
+                json!([{"op": "move", "path": "/name", "from": "/x"}]),
+                "BadRequest",
+            ),
+            (
+                json!([{"op": "add", "path": "/a/b", "value": "x"}]),
+                "BadRequest",
+            ),
+            (
+                json!([{"op": "add", "path": "/os_version", "value": "12"},
+                       {"op": "remove", "path": "/missing"}]),
+                "Conflict",
+            ),
+        ];
+        for (operations, reason) in table {
+            let refused = patch(&image, operations.clone()).expect_err(&operations.to_string());
+            assert_eq!(refused.reason(), reason, "{operations}: {refused}");
+        }
+        let patched = patch(
+            &image,
+            json!([
+                {"op": "add", "path": "/os_version", "value": "12"},
+                {"op": "replace", "path": "/name", "value": "b"},
+                {"op": "replace", "path": "/tags", "value": ["x", "y", "x"]},
+                {"op": "remove", "path": "/os_distro"},
+                {"op": "add", "path": "/glint.dev~1owner", "value": "uid"},
+            ]),
+        )
+        .expect("patch");
+        assert_eq!(patched.name.as_deref(), Some("b"));
+        assert_eq!(patched.tags, ["x", "y"], "tags are a set");
+        assert_eq!(
+            patched.properties.get("os_version").map(String::as_str),
+            Some("12")
+        );
+        assert_eq!(
+            patched
+                .properties
+                .get("glint.dev/owner")
+                .map(String::as_str),
+            Some("uid")
+        );
+        assert!(!patched.properties.contains_key("os_distro"));
+        assert_eq!(patched.updated_at, "2026-01-02T00:00:00Z");
+    }
+
+    #[test]
+    fn formats_change_only_while_queued_and_deployments_may_add_their_own() {
+        let mut image = queued();
+        let to_qcow2 = json!([{"op": "replace", "path": "/disk_format", "value": "qcow2"}]);
+        assert!(patch(&image, to_qcow2.clone()).is_ok());
+        image.status = status::ACTIVE.into();
+        assert_eq!(patch(&image, to_qcow2).unwrap_err().reason(), "Forbidden");
+        let custom = Formats::with_extra(&["glintfmt".into()], &[]);
+        let body = json!({"disk_format": "glintfmt"});
+        assert!(ImageRecord::create(&body, "p1", NOW, &custom).is_ok());
+        assert!(ImageRecord::create(&body, "p1", NOW, &Formats::default()).is_err());
+    }
+
+    #[test]
+    fn formats_with_a_mark_at_their_start_must_carry_it() {
+        let mut qcow2 = b"QFI\xfb\x00\x00\x00\x03".to_vec();
+        qcow2.resize(512, 0);
+        let mut iso = vec![0u8; FORMAT_HEAD_BYTES];
+        iso[0x8001..0x8006].copy_from_slice(b"CD001");
+        // (disk format, data, matches)
+        let table: [(Option<&str>, &[u8], bool); 7] = [
+            (Some("qcow2"), &qcow2, true),
+            (Some("qcow2"), &[0u8; 512], false),
+            (Some("iso"), &iso, true),
+            (Some("iso"), &qcow2, false),
+            (Some("raw"), &qcow2, true),
+            (Some("vhdx"), b"vhdxfile....", true),
+            (None, b"anything", true),
+        ];
+        for (format, data, matches) in table {
+            assert_eq!(data_matches_format(format, data), matches, "{format:?}");
+        }
+    }
 }

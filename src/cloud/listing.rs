@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use serde_json::{Value, json};
 
 use super::CloudError;
+use super::caller::Caller;
 use super::image::{ImageRecord, status};
 
 const DEFAULT_LIMIT: usize = 25;
@@ -36,7 +37,7 @@ const RESERVED: &[&str] = &[
 const NUMERIC: &[&str] = &["size", "virtual_size", "min_ram", "min_disk"];
 
 /// One page of a listing, rendered as Glance's body.
-pub fn page(images: Vec<ImageRecord>, query: &str) -> Result<Value, CloudError> {
+pub fn page(images: Vec<ImageRecord>, query: &str, caller: &Caller) -> Result<Value, CloudError> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -56,7 +57,8 @@ pub fn page(images: Vec<ImageRecord>, query: &str) -> Result<Value, CloudError> 
     let sort = sort_keys(&pairs)?;
     let mut selected = Vec::new();
     for image in images {
-        if image.status != status::DELETED && matches(&image, &pairs)? {
+        let shown = caller.lists(&image, get("visibility"), get("member_status"));
+        if image.status != status::DELETED && shown && matches(&image, &pairs)? {
             selected.push(image);
         }
     }
@@ -246,4 +248,96 @@ fn time_matches(field: &Option<String>, filter: &str) -> Result<bool, CloudError
             )));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::image::Formats;
+
+    fn image(name: &str, created: &str, size: Option<u64>, tags: &[&str]) -> ImageRecord {
+        let mut image = ImageRecord::create(
+            &json!({"name": name, "tags": tags, "os_distro": "debian"}),
+            "p1",
+            created,
+            &Formats::default(),
+        )
+        .expect("create");
+        image.size = size;
+        image
+    }
+
+    fn admin() -> Caller {
+        Caller {
+            project: None,
+            admin: true,
+        }
+    }
+
+    fn names(body: &Value) -> Vec<String> {
+        body["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .map(|image| image["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn three() -> Vec<ImageRecord> {
+        vec![
+            image("a", "2026-01-01T00:00:00Z", Some(10), &["x"]),
+            image("b", "2026-01-02T00:00:00Z", Some(30), &["x", "y"]),
+            image("c", "2026-01-03T00:00:00Z", None, &[]),
+        ]
+    }
+
+    #[test]
+    fn filters_select_as_glance_does() {
+        // (query, names in Glance's default order: newest first)
+        let table = [
+            ("", vec!["c", "b", "a"]),
+            ("name=b", vec!["b"]),
+            ("name=in:a,c", vec!["c", "a"]),
+            ("tag=x", vec!["b", "a"]),
+            ("tag=x&tag=y", vec!["b"]),
+            ("size_min=20", vec!["b"]),
+            ("size_max=20", vec!["a"]),
+            ("os_distro=debian", vec!["c", "b", "a"]),
+            ("os_distro=ubuntu", vec![]),
+            ("created_at=gte:2026-01-02T00:00:00Z", vec!["c", "b"]),
+            ("status=queued&visibility=shared", vec!["c", "b", "a"]),
+        ];
+        for (query, expected) in table {
+            let body = page(three(), query, &admin()).expect(query);
+            assert_eq!(names(&body), expected, "{query}");
+        }
+    }
+
+    #[test]
+    fn sorting_and_marker_paging_walk_every_image_once() {
+        let images = three();
+        let body = page(images.clone(), "sort=name:asc&limit=2", &admin()).expect("first page");
+        assert_eq!(names(&body), ["a", "b"]);
+        let next = body["next"].as_str().expect("a full page has next");
+        let query = next.trim_start_matches("/v2/images?");
+        let rest = page(images, query, &admin()).expect("second page");
+        assert_eq!(names(&rest), ["c"]);
+        assert!(rest.get("next").is_none(), "a short page is the last");
+        let by_size = page(three(), "sort_key=size&sort_dir=desc", &admin()).expect("size");
+        assert_eq!(names(&by_size), ["b", "a", "c"], "sizes compare as numbers");
+    }
+
+    #[test]
+    fn bad_parameters_are_400s_that_say_what_to_fix() {
+        for query in [
+            "limit=ten",
+            "marker=00000000-0000-4000-8000-000000000000",
+            "sort=name:up",
+            "created_at=soon:2026-01-01T00:00:00Z",
+            "size_min=big",
+        ] {
+            let refused = page(three(), query, &admin()).expect_err(query);
+            assert_eq!(refused.reason(), "BadRequest", "{query}: {refused}");
+        }
+    }
 }

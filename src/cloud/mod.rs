@@ -12,6 +12,7 @@
 //! need that token in `X-Auth-Token`. web-download fetches through the same
 //! [`SourcePolicy`](crate::transfer::SourcePolicy) as glint's own transfers.
 
+mod caller;
 mod compute;
 mod data;
 mod error;
@@ -47,6 +48,8 @@ pub struct CloudOptions {
     pub token: Option<String>,
     /// What web-download may fetch.
     pub policy: SourcePolicy,
+    /// Disk and container formats accepted.
+    pub formats: image::Formats,
 }
 
 /// State shared by every request.
@@ -56,6 +59,7 @@ pub struct Cloud {
     token: Option<String>,
     address: SocketAddr,
     policy: Arc<SourcePolicy>,
+    formats: image::Formats,
 }
 
 impl Cloud {
@@ -105,6 +109,7 @@ pub async fn start(options: CloudOptions) -> Result<RunningCloud, CloudError> {
         token: options.token,
         address,
         policy: Arc::new(options.policy),
+        formats: options.formats,
     });
     let server = tokio::spawn(async move {
         loop {

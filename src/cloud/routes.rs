@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use super::caller::Caller;
 use super::image::{ImageRecord, MemberRecord, status};
 use super::{Cloud, CloudError, data, listing, schemas};
 
@@ -68,15 +69,18 @@ fn authorize(cloud: &Cloud, request: &Request<Incoming>, path: &str) -> Result<(
 }
 
 async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
+    let caller = Caller::from_headers(request.headers());
+    let caller = &caller;
     let method = request.method().clone();
     let path = request.uri().path().trim_end_matches('/').to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
-    let segments: Vec<String> = path
+    // Decoded before it is split, as Glance's WSGI server does: a %2F in a tag is a `/`, so
+    // the per-tag path does not match such a tag there either (set it with a patch of /tags).
+    let decoded = percent_decode(&path);
+    let parts: Vec<&str> = decoded
         .split('/')
         .filter(|segment| !segment.is_empty())
-        .map(percent_decode)
         .collect();
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (&method, parts.as_slice()) {
         (&Method::GET, [] | ["versions"]) => Ok(versions(cloud)),
         (&Method::GET, ["v2", "schemas", name]) => schemas::get(name).map(|body| ok(&body)),
@@ -86,16 +90,16 @@ async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
             "value": ["glance-direct", "web-download"],
         }}))),
         (&Method::GET, ["v2", "info", "stores"]) => Ok(ok(&json!({"stores": [
-            {"id": "local", "description": "Files in the cloud's data folder", "default": true}
+            {"id": "fs", "description": "Files in the cloud's data folder", "default": true}
         ]}))),
         (&Method::GET, ["v2", "images"]) => {
-            listing::page(cloud.store.all()?, &query).map(|body| ok(&body))
+            listing::page(cloud.store.all()?, &query, caller).map(|body| ok(&body))
         }
-        (&Method::POST, ["v2", "images"]) => create(cloud, request).await,
+        (&Method::POST, ["v2", "images"]) => create(cloud, caller, request).await,
         (_, ["v2", "images", id, rest @ ..]) => {
             let id = id.to_string();
             let rest: Vec<String> = rest.iter().map(|part| part.to_string()).collect();
-            image_route(cloud, &method, &id, &rest, request).await
+            image_route(cloud, caller, &method, &id, &rest, request).await
         }
         // The openstack CLI resolves a project named in `image add project` through the
         // identity API, which an endpoint override sends here. The embedded cloud has no
@@ -103,7 +107,9 @@ async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
         (&Method::GET, ["v2", "tenants", project]) => Ok(ok(&json!({"tenant": {
             "id": project, "name": project, "enabled": true, "description": "",
         }}))),
-        (_, ["v2.1", "images", ..]) => super::compute::route(cloud, &method, &parts, &query),
+        (_, ["v2.1", "images", ..]) => {
+            super::compute::route(cloud, caller, &method, &parts, &query)
+        }
         _ => Err(CloudError::NotFound(format!(
             "The resource {path} could not be found."
         ))),
@@ -112,6 +118,7 @@ async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
 
 async fn image_route(
     cloud: &Arc<Cloud>,
+    caller: &Caller,
     method: &Method,
     id: &str,
     rest: &[String],
@@ -119,29 +126,31 @@ async fn image_route(
 ) -> Answer {
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     match (method, rest.as_slice()) {
-        (&Method::GET, []) => Ok(ok(&visible(cloud, id)?.to_json())),
-        (&Method::PATCH, []) => patch(cloud, id, request).await,
-        (&Method::DELETE, []) => data::delete(cloud, id).map(|()| no_content()),
-        (&Method::PUT, ["file"]) => data::upload(cloud, id, request).await,
-        (&Method::GET, ["file"]) => data::download(cloud, id).await,
-        (&Method::PUT, ["stage"]) => data::stage(cloud, id, request).await,
+        (&Method::GET, []) => Ok(ok(&visible(cloud, caller, id)?.to_json())),
+        (&Method::PATCH, []) => patch(cloud, caller, id, request).await,
+        (&Method::DELETE, []) => data::delete(cloud, caller, id).map(|()| no_content()),
+        (&Method::PUT, ["file"]) => data::upload(cloud, caller, id, request).await,
+        (&Method::GET, ["file"]) => data::download(cloud, caller, id).await,
+        (&Method::PUT, ["stage"]) => data::stage(cloud, caller, id, request).await,
         (&Method::POST, ["import"]) => {
             let body = read_json(request).await?;
-            data::import(cloud, id, &body).map(|()| accepted())
+            data::import(cloud, caller, id, &body).map(|()| accepted())
         }
         (&Method::GET, ["tasks"]) => {
-            visible(cloud, id)?;
+            visible(cloud, caller, id)?;
             Ok(ok(&json!({"tasks": cloud.store.tasks(id)?})))
         }
         (&Method::POST, ["actions", action]) => {
-            set_active(cloud, id, action).map(|()| no_content())
+            set_active(cloud, caller, id, action).map(|()| no_content())
         }
-        (&Method::PUT, ["tags", tag]) => change_tags(cloud, id, tag, true).map(|()| no_content()),
+        (&Method::PUT, ["tags", tag]) => {
+            change_tags(cloud, caller, id, tag, true).map(|()| no_content())
+        }
         (&Method::DELETE, ["tags", tag]) => {
-            change_tags(cloud, id, tag, false).map(|()| no_content())
+            change_tags(cloud, caller, id, tag, false).map(|()| no_content())
         }
         (&Method::GET, ["members"]) => {
-            let image = visible(cloud, id)?;
+            let image = visible(cloud, caller, id)?;
             image.require_shared()?;
             let members: Vec<Value> = image.members.iter().map(|m| member_json(id, m)).collect();
             Ok(ok(
@@ -150,10 +159,10 @@ async fn image_route(
         }
         (&Method::POST, ["members"]) => {
             let body = read_json(request).await?;
-            add_member(cloud, id, &body).map(|member| ok(&member))
+            add_member(cloud, caller, id, &body).map(|member| ok(&member))
         }
         (&Method::GET, ["members", member]) => {
-            let image = visible(cloud, id)?;
+            let image = visible(cloud, caller, id)?;
             image.require_shared()?;
             let found = image
                 .members
@@ -165,24 +174,30 @@ async fn image_route(
         }
         (&Method::PUT, ["members", member]) => {
             let body = read_json(request).await?;
-            set_member_status(cloud, id, member, &body).map(|member| ok(&member))
+            set_member_status(cloud, caller, id, member, &body).map(|member| ok(&member))
         }
         (&Method::DELETE, ["members", member]) => {
-            remove_member(cloud, id, member).map(|()| no_content())
+            remove_member(cloud, caller, id, member).map(|()| no_content())
         }
-        _ => Err(CloudError::MethodNotAllowed(format!(
+        (_, [] | ["file" | "stage" | "import" | "tasks" | "members"])
+        | (_, ["actions" | "tags" | "members", _]) => Err(CloudError::MethodNotAllowed(format!(
             "{method} is not allowed on /v2/images/{id}/{}",
+            rest.join("/")
+        ))),
+        _ => Err(CloudError::NotFound(format!(
+            "The resource /v2/images/{id}/{} could not be found.",
             rest.join("/")
         ))),
     }
 }
 
 /// The image, unless it does not exist or was deleted.
-pub fn visible(cloud: &Cloud, id: &str) -> Result<ImageRecord, CloudError> {
+/// The image, unless it does not exist, was deleted, or the caller may not see it.
+pub fn visible(cloud: &Cloud, caller: &Caller, id: &str) -> Result<ImageRecord, CloudError> {
     cloud
         .store
         .get(id)?
-        .filter(|image| image.status != status::DELETED)
+        .filter(|image| image.status != status::DELETED && caller.can_see(image))
         .ok_or_else(|| not_found(id))
 }
 
@@ -190,9 +205,23 @@ pub fn not_found(id: &str) -> CloudError {
     CloudError::NotFound(format!("No image found with ID {id}"))
 }
 
-/// Changes a live image in one transaction; `change` returns the image to store.
+/// Changes an image the caller owns in one transaction; `change` returns the image to store.
 pub fn change_image(
     cloud: &Cloud,
+    caller: &Caller,
+    id: &str,
+    change: impl FnOnce(ImageRecord) -> Result<ImageRecord, CloudError>,
+) -> Result<ImageRecord, CloudError> {
+    change_visible(cloud, caller, id, |image| {
+        caller.require_owner(&image)?;
+        change(image)
+    })
+}
+
+/// Changes an image the caller can see (the owner check is `change`'s to make).
+fn change_visible(
+    cloud: &Cloud,
+    caller: &Caller,
     id: &str,
     change: impl FnOnce(ImageRecord) -> Result<ImageRecord, CloudError>,
 ) -> Result<ImageRecord, CloudError> {
@@ -200,16 +229,22 @@ pub fn change_image(
         .store
         .update(id, |current| {
             let image = current
-                .filter(|image| image.status != status::DELETED)
+                .filter(|image| image.status != status::DELETED && caller.can_see(image))
                 .ok_or_else(|| not_found(id))?;
             change(image).map(Some)
         })?
         .ok_or_else(|| not_found(id))
 }
 
-async fn create(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
+async fn create(cloud: &Arc<Cloud>, caller: &Caller, request: Request<Incoming>) -> Answer {
     let body = read_json(request).await?;
-    let image = ImageRecord::create(&body, &cloud.owner, &cloud.now())?;
+    let image = ImageRecord::create(
+        &body,
+        &caller.owner(&cloud.owner),
+        &cloud.now(),
+        &cloud.formats,
+    )?;
+    caller.require_may_publicize(&image)?;
     let created = cloud.store.update(&image.id, |existing| match existing {
         Some(_) => Err(CloudError::Conflict(format!(
             "Image with identifier {} already exists!",
@@ -221,7 +256,12 @@ async fn create(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
     Ok(json_response(StatusCode::CREATED, &created.to_json()))
 }
 
-async fn patch(cloud: &Arc<Cloud>, id: &str, request: Request<Incoming>) -> Answer {
+async fn patch(
+    cloud: &Arc<Cloud>,
+    caller: &Caller,
+    id: &str,
+    request: Request<Incoming>,
+) -> Answer {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -235,11 +275,17 @@ async fn patch(cloud: &Arc<Cloud>, id: &str, request: Request<Incoming>) -> Answ
     }
     let operations = read_json(request).await?;
     let now = cloud.now();
-    let patched = change_image(cloud, id, |image| image.patch(&operations, &now))?;
+    let patched = change_image(cloud, caller, id, |image| {
+        let patched = image.patch(&operations, &now, &cloud.formats)?;
+        if image.visibility != "public" {
+            caller.require_may_publicize(&patched)?;
+        }
+        Ok(patched)
+    })?;
     Ok(ok(&patched.to_json()))
 }
 
-fn set_active(cloud: &Cloud, id: &str, action: &str) -> Result<(), CloudError> {
+fn set_active(cloud: &Cloud, caller: &Caller, id: &str, action: &str) -> Result<(), CloudError> {
     let (from, to) = match action {
         "deactivate" => (status::ACTIVE, status::DEACTIVATED),
         "reactivate" => (status::DEACTIVATED, status::ACTIVE),
@@ -250,7 +296,7 @@ fn set_active(cloud: &Cloud, id: &str, action: &str) -> Result<(), CloudError> {
         }
     };
     let now = cloud.now();
-    change_image(cloud, id, |mut image| {
+    change_image(cloud, caller, id, |mut image| {
         if image.status == from {
             image.status = to.into();
             image.updated_at = now;
@@ -267,14 +313,20 @@ fn set_active(cloud: &Cloud, id: &str, action: &str) -> Result<(), CloudError> {
     .map(drop)
 }
 
-fn change_tags(cloud: &Cloud, id: &str, tag: &str, add: bool) -> Result<(), CloudError> {
+fn change_tags(
+    cloud: &Cloud,
+    caller: &Caller,
+    id: &str,
+    tag: &str,
+    add: bool,
+) -> Result<(), CloudError> {
     if tag.chars().count() > 255 {
         return Err(CloudError::BadRequest(
             "A tag is at most 255 characters.".into(),
         ));
     }
     let now = cloud.now();
-    change_image(cloud, id, |mut image| {
+    change_image(cloud, caller, id, |mut image| {
         let present = image.tags.iter().any(|known| known == tag);
         match (add, present) {
             (true, false) => image.tags.push(tag.to_string()),
@@ -305,14 +357,14 @@ fn not_a_member(id: &str, member: &str) -> CloudError {
     CloudError::NotFound(format!("{member} is not a member of image {id}"))
 }
 
-fn add_member(cloud: &Cloud, id: &str, body: &Value) -> Result<Value, CloudError> {
+fn add_member(cloud: &Cloud, caller: &Caller, id: &str, body: &Value) -> Result<Value, CloudError> {
     let member = body["member"]
         .as_str()
         .filter(|member| !member.is_empty() && member.len() <= 255)
         .ok_or_else(|| CloudError::BadRequest("The body needs a \"member\": a project id.".into()))?
         .to_string();
     let now = cloud.now();
-    let image = change_image(cloud, id, |mut image| {
+    let image = change_image(cloud, caller, id, |mut image| {
         image.require_shared()?;
         if image.members.iter().any(|known| known.member_id == member) {
             return Err(CloudError::Conflict(format!(
@@ -333,8 +385,10 @@ fn add_member(cloud: &Cloud, id: &str, body: &Value) -> Result<Value, CloudError
         .ok_or_else(|| CloudError::storage("the member was not stored"))
 }
 
+/// Only the member project (or an administrator) accepts or rejects a share, as in Glance.
 fn set_member_status(
     cloud: &Cloud,
+    caller: &Caller,
     id: &str,
     member: &str,
     body: &Value,
@@ -347,8 +401,13 @@ fn set_member_status(
         })?
         .to_string();
     let now = cloud.now();
-    let image = change_image(cloud, id, |mut image| {
+    let image = change_visible(cloud, caller, id, |mut image| {
         image.require_shared()?;
+        if !caller.admin && caller.project.as_deref() != Some(member) {
+            return Err(CloudError::Forbidden(format!(
+                "Only project {member} can accept or reject its share of image {id}."
+            )));
+        }
         let known = image
             .members
             .iter_mut()
@@ -364,8 +423,8 @@ fn set_member_status(
         .ok_or_else(|| not_a_member(id, member))
 }
 
-fn remove_member(cloud: &Cloud, id: &str, member: &str) -> Result<(), CloudError> {
-    change_image(cloud, id, |mut image| {
+fn remove_member(cloud: &Cloud, caller: &Caller, id: &str, member: &str) -> Result<(), CloudError> {
+    change_image(cloud, caller, id, |mut image| {
         image.require_shared()?;
         let before = image.members.len();
         image.members.retain(|known| known.member_id != member);
@@ -437,9 +496,11 @@ fn accepted() -> Response<Body> {
     response
 }
 
-fn percent_decode(segment: &str) -> String {
-    url::form_urlencoded::parse(format!("s={}", segment.replace('+', "%2B")).as_bytes())
+/// `%XX` decoding of a URL path (`+` and `&` stay themselves: those are query-string rules).
+fn percent_decode(path: &str) -> String {
+    let escaped = path.replace('+', "%2B").replace('&', "%26");
+    url::form_urlencoded::parse(format!("p={escaped}").as_bytes())
         .next()
         .map(|(_, value)| value.into_owned())
-        .unwrap_or_else(|| segment.to_string())
+        .unwrap_or_else(|| path.to_string())
 }

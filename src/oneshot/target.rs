@@ -55,6 +55,7 @@ pub async fn connect(cloud: Option<&str>, data_dir: Option<&Path>) -> Result<Tar
             allow_loopback: true,
             ..SourcePolicy::default()
         },
+        formats: Default::default(),
     })
     .await
     .map_err(|err| {

@@ -43,7 +43,14 @@ fn var(name: &str) -> Option<String> {
 }
 
 /// The running test bed, or `None` (with a message) when there is none outside CI.
+///
+/// With `GLINT_TEST_CLOUD=embedded` the Glance under test is `glint cloud` instead, started in
+/// this process: the contract tests (tests/glance_*.rs) then prove the embedded cloud answers
+/// as the real Glance does. Only the Glance fields are meaningful in that mode.
 pub fn testbed() -> Option<Testbed> {
+    if std::env::var("GLINT_TEST_CLOUD").as_deref() == Ok("embedded") {
+        return Some(embedded_bed());
+    }
     let Some(glance_url) = var("GLINT_TEST_GLANCE_URL") else {
         let how = "start it with `scripts/testbed up` and `eval \"$(scripts/testbed env)\"`, or run `scripts/test`";
         if var("CI").is_some() {
@@ -76,6 +83,66 @@ pub fn testbed() -> Option<Testbed> {
         testbed_dir: need("GLINT_TESTBED_DIR"),
         venv: need("GLINT_TEST_VENV"),
     })
+}
+
+/// Whether the Glance under test is `glint cloud` (see [`testbed`]).
+pub fn on_embedded_cloud() -> bool {
+    std::env::var("GLINT_TEST_CLOUD").as_deref() == Ok("embedded")
+}
+
+/// One `glint cloud` per test process, on its own runtime so it outlives each test's.
+fn embedded_bed() -> Testbed {
+    static ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let endpoint = ENDPOINT.get_or_init(|| {
+        let data_dir =
+            std::env::temp_dir().join(format!("glint-test-cloud-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async move {
+                let running = glint::cloud::start(glint::cloud::CloudOptions {
+                    listen: ([127, 0, 0, 1], 0).into(),
+                    data_dir,
+                    token: None,
+                    policy: glint::transfer::SourcePolicy {
+                        allow_loopback: true,
+                        ..Default::default()
+                    },
+                    // The formats scripts/testbed adds to its Glance, so both clouds are
+                    // configured alike.
+                    formats: glint::cloud::image::Formats::with_extra(
+                        &["glintfmt".to_string()],
+                        &["glintbox".to_string()],
+                    ),
+                })
+                .await
+                .expect("glint cloud starts");
+                sender.send(running.endpoint()).expect("send");
+                std::future::pending::<()>().await;
+                drop(running);
+            });
+        });
+        receiver.recv().expect("the embedded cloud's endpoint")
+    });
+    let none = String::new;
+    Testbed {
+        glance_url: endpoint.clone(),
+        webdl_port: harness::free_port(),
+        keystone_url: none(),
+        keystone_glance_url: none(),
+        region: none(),
+        admin_user: none(),
+        admin_password: none(),
+        admin_project: none(),
+        demo_user: none(),
+        demo_user_id: none(),
+        demo_password: none(),
+        demo_project: none(),
+        demo_project_id: none(),
+        testbed_dir: none(),
+        venv: none(),
+    }
 }
 
 /// Says why a test returns early, and notes it in `$GLINT_SKIP_LOG` (set by scripts/test), so
