@@ -27,6 +27,8 @@
 //! - [`controller`]: `glint run` wiring; [`leader`]: the leader Lease; [`metrics`]: /metrics
 //!   and health; [`cli`]: `glint image ...`; [`oneshot`]: `glint plan -f` / `glint apply -f`,
 //!   the same pass driven from manifest files instead of the watch.
+//! - [`cloud`]: `glint cloud`, an embedded Glance v2 service (the other side of the arrow
+//!   into Glance), which plan and apply start when no cloud is configured.
 // deny, not forbid: one audited call (transfer::hash) lowers the digest thread's priority.
 #![deny(unsafe_code)]
 

@@ -189,3 +189,111 @@ fn the_embedded_cloud_keeps_images_across_restarts_and_an_interrupted_upload_is_
         "kept across restarts: {listed}"
     );
 }
+
+async fn start_cloud(token: Option<&str>) -> (glint::cloud::RunningCloud, PathBuf) {
+    let data_dir = std::env::temp_dir().join(common::unique("glint-cloud-http"));
+    let running = glint::cloud::start(glint::cloud::CloudOptions {
+        listen: ([127, 0, 0, 1], 0).into(),
+        data_dir: data_dir.clone(),
+        token: token.map(str::to_string),
+        policy: Default::default(),
+        formats: Default::default(),
+    })
+    .await
+    .expect("start");
+    (running, data_dir)
+}
+
+#[tokio::test]
+async fn a_token_cloud_refuses_calls_without_it_but_serves_its_version_document() {
+    let (cloud, data_dir) = start_cloud(Some("s3cret")).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", cloud.endpoint());
+    let versions = http.get(url("/")).send().await.expect("versions");
+    assert_eq!(versions.status().as_u16(), 300);
+    let refused = http.get(url("/v2/images")).send().await.expect("list");
+    assert_eq!(refused.status().as_u16(), 401);
+    assert!(
+        refused
+            .headers()
+            .get("x-openstack-request-id")
+            .and_then(|id| id.to_str().ok())
+            .is_some_and(|id| id.starts_with("req-")),
+        "every answer has a request id"
+    );
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(
+        body["code"], "401 Unauthorized",
+        "Glance's error shape: {body}"
+    );
+    let allowed = http
+        .get(url("/v2/images"))
+        .header("x-auth-token", "s3cret")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(allowed.status().as_u16(), 200);
+    drop(cloud);
+    let _ = std::fs::remove_dir_all(data_dir);
+}
+
+#[tokio::test]
+async fn the_compute_image_proxy_shows_images_with_novas_names() {
+    let (cloud, data_dir) = start_cloud(None).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", cloud.endpoint());
+    let created: serde_json::Value = http
+        .post(url("/v2/images"))
+        .json(&serde_json::json!({"name": "nova-view", "min_disk": 3, "os_distro": "debian"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id");
+    let detail: serde_json::Value = http
+        .get(url("/v2.1/images/detail?name=nova-view"))
+        .send()
+        .await
+        .expect("detail")
+        .json()
+        .await
+        .expect("json");
+    let image = &detail["images"][0];
+    assert_eq!(image["id"], id);
+    assert_eq!(
+        (&image["status"], &image["progress"], &image["minDisk"]),
+        (
+            &serde_json::json!("SAVING"),
+            &serde_json::json!(25),
+            &serde_json::json!(3)
+        ),
+        "{image}"
+    );
+    assert_eq!(image["metadata"]["os_distro"], "debian");
+    let deleted = http
+        .delete(url(&format!("/v2.1/images/{id}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status().as_u16(), 204);
+    let since = http
+        .get(url("/v2.1/images?changes-since=2000-01-01T00:00:00Z"))
+        .send()
+        .await
+        .expect("changes-since");
+    let since: serde_json::Value = since.json().await.expect("json");
+    assert_eq!(
+        since["images"][0]["id"], id,
+        "changes-since shows deletions too"
+    );
+    let gone = http
+        .get(url(&format!("/v2.1/images/{id}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(gone.status().as_u16(), 404);
+    drop(cloud);
+    let _ = std::fs::remove_dir_all(data_dir);
+}
