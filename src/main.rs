@@ -49,11 +49,18 @@ enum Command {
         /// pretty (for people) or json (for machines).
         #[arg(long, short = 'o', value_enum, default_value_t = glint::oneshot::Output::Pretty)]
         output: glint::oneshot::Output,
+        /// Also list images an earlier apply created whose manifests are gone.
+        #[arg(long)]
+        prune: bool,
     },
     /// Make the cloud match these Image manifests: create, upload, patch, share, deactivate.
     Apply {
         #[command(flatten)]
         files: ManifestFiles,
+        /// Delete images an earlier apply created whose manifests are gone (give every
+        /// manifest: images applied from files not named here are pruned too).
+        #[arg(long)]
+        prune: bool,
     },
     /// Serve the embedded image cloud: the Glance v2 API over a local folder, for the openstack
     /// CLI and other Glance clients (`--os-auth-type none --os-endpoint http://LISTEN`).
@@ -264,21 +271,27 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             }
             Ok(())
         }
-        Command::Plan { files, output } => {
+        Command::Plan {
+            files,
+            output,
+            prune,
+        } => {
             let code = glint::oneshot::plan_command(
                 cli.os_cloud.as_deref(),
                 cli.data_dir.as_deref(),
                 &files.paths,
                 output,
+                prune,
             )
             .await;
             return std::process::ExitCode::from(code);
         }
-        Command::Apply { files } => {
+        Command::Apply { files, prune } => {
             let code = glint::oneshot::apply_command(
                 cli.os_cloud.as_deref(),
                 cli.data_dir.as_deref(),
                 &files.paths,
+                prune,
             )
             .await;
             return std::process::ExitCode::from(code);

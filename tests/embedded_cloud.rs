@@ -297,3 +297,43 @@ async fn the_compute_image_proxy_shows_images_with_novas_names() {
     drop(cloud);
     let _ = std::fs::remove_dir_all(data_dir);
 }
+
+#[test]
+fn prune_deletes_only_images_an_earlier_apply_made_from_manifests_now_gone() {
+    let user = NewUser::new();
+    let (code, _, stderr) = user.glint(&["apply", "-f", EXAMPLES]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) =
+        user.glint(&["image", "create", "made-by-hand", "--disk-format", "raw"]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let only_hello = format!("{EXAMPLES}/hello.yaml");
+    let (code, plan, stderr) = user.glint(&["plan", "--prune", "-f", &only_hello]);
+    assert_eq!(code, Some(2), "{plan}\n{stderr}");
+    assert!(
+        plan.lines()
+            .any(|line| line.starts_with("- default/hello-shared (") && line.contains("delete")),
+        "{plan}"
+    );
+    assert!(!plan.contains("made-by-hand"), "{plan}");
+    let (code, _, _) = user.glint(&["plan", "-f", &only_hello]);
+    assert_eq!(code, Some(0), "without --prune nothing changes");
+
+    let (code, applied, stderr) = user.glint(&["apply", "--prune", "-f", &only_hello]);
+    assert_eq!(code, Some(0), "{applied}\n{stderr}");
+    assert!(
+        applied
+            .lines()
+            .any(|line| line.starts_with("default/hello-shared")
+                && line.contains("deleted (pruned)")),
+        "{applied}"
+    );
+    let (_, shown, _) = user.glint(&["image", "show", "made-by-hand"]);
+    assert!(
+        shown.contains("made-by-hand"),
+        "an image apply did not make is kept: {shown}"
+    );
+    let (code, again, _) = user.glint(&["apply", "--prune", "-f", &only_hello]);
+    assert_eq!(code, Some(0));
+    assert!(again.contains("no changes"), "{again}");
+}

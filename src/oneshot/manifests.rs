@@ -167,6 +167,10 @@ fn parse(
                 "metadata.name is missing: every Image needs one".into(),
             ));
         }
+        let broken_rules = admission_errors(&value);
+        if !broken_rules.is_empty() {
+            return Err(invalid(broken_rules.join("; ")));
+        }
         let mut image: Image = serde_json::from_value(value)
             .map_err(|err| invalid(format!("not a valid Image: {err}")))?;
         if let Some(source) = image.spec.source.as_mut() {
@@ -185,6 +189,39 @@ fn parse(
         });
     }
     Ok(())
+}
+
+/// The CRD's own schema, whose CEL rules a manifest must pass (built once).
+fn crd_schema() -> Option<&'static serde_json::Value> {
+    static SCHEMA: std::sync::OnceLock<Option<serde_json::Value>> = std::sync::OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let crd = crate::crd::definition().ok()?;
+            let version = crd.spec.versions.first()?;
+            let schema = version.schema.as_ref()?.open_api_v3_schema.as_ref()?;
+            serde_json::to_value(schema).ok()
+        })
+        .as_ref()
+}
+
+/// What the apiserver would refuse in `document`: each broken CEL rule of the CRD, with the
+/// field it is about and its message (which says what to fix). The rules are evaluated, not
+/// restated here, so the CLI and the cluster can never disagree.
+fn admission_errors(document: &serde_json::Value) -> Vec<String> {
+    let Some(schema) = crd_schema() else {
+        return Vec::new();
+    };
+    match kube::core::cel::Validator::new().validate(schema, document, None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .as_slice()
+            .iter()
+            .map(|error| match error.field_path.as_str() {
+                "" => error.message.clone(),
+                path => format!("{path}: {}", error.message),
+            })
+            .collect(),
+    }
 }
 
 /// A `file:` source relative to the manifest's folder (stdin: the working folder) as an
@@ -226,7 +263,8 @@ mod tests {
         dir
     }
 
-    const CREDS: &str = "cloudCredentialsRef: {secretName: openstack, cloudName: mycloud}";
+    const CREDS: &str =
+        "cloudCredentialsRef: {secretName: openstack, cloudName: mycloud}, diskFormat: raw";
 
     #[test]
     fn a_folder_is_read_in_name_order_with_every_document_and_other_kinds_skipped() {
@@ -279,6 +317,28 @@ mod tests {
         let err = read(&[unnamed]).unwrap_err().to_string();
         assert!(
             err.contains("document 1: metadata.name is missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_manifest_the_apiserver_would_refuse_is_refused_with_the_crds_own_message() {
+        let dir = scratch("cel");
+        let file = write(
+            &dir,
+            "images.yaml",
+            &format!(
+                "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: fine}}\nspec: {{{CREDS}}}\n---\napiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: pulled}}\nspec: {{{CREDS}, source: {{url: 'https://x/i.raw.gz', method: webDownload, decompress: gzip}}}}\n"
+            ),
+        );
+        let err = read(std::slice::from_ref(&file)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}, document 2: ", file.display())),
+            "{err}"
+        );
+        // The words of the rule in the CRD (src/crd/source.rs), evaluated, not copied here.
+        assert!(
+            err.contains("set decompress: none (or leave it out), or use method upload"),
             "{err}"
         );
     }

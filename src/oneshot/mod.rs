@@ -10,6 +10,8 @@
 //! command line.
 
 pub mod manifests;
+mod progress;
+pub mod prune;
 mod report;
 pub mod target;
 
@@ -72,7 +74,12 @@ pub struct PlannedImage {
 }
 
 fn desired_of(document: &Document, uid: &str) -> Desired {
-    Desired::from_spec(&document.image.spec, &document.name(), uid)
+    let mut desired = Desired::from_spec(&document.image.spec, &document.name(), uid);
+    // What `--prune` recognises later: this image came from the manifest with this key.
+    desired
+        .properties
+        .insert(prune::APPLIED_AS_PROPERTY.to_string(), document.key());
+    desired
 }
 
 fn subject_of<'a>(document: &'a Document, uid: &'a str, known_id: &'a str) -> Subject<'a> {
@@ -232,17 +239,30 @@ async fn prepare(
 }
 
 /// `glint plan -f PATH...`: prints what apply would do; the exit code says whether it would.
+/// With `prune`, images an earlier apply created whose manifests are gone count too.
 pub async fn plan_command(
     cloud: Option<&str>,
     data_dir: Option<&Path>,
     paths: &[PathBuf],
     output: Output,
+    prune: bool,
 ) -> u8 {
     let Some((documents, target)) = prepare(cloud, data_dir, paths).await else {
         return EXIT_ERROR;
     };
+    let orphans = if prune {
+        match prune::orphans(&target.api, &documents).await {
+            Ok(orphans) => orphans,
+            Err(err) => {
+                eprintln!("glint: cannot list images to prune: {err}");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let planned = plan_all(&target.api, documents).await;
-    match report::print_plan(&planned, output) {
+    match report::print_plan(&planned, &orphans, output) {
         (_, errors) if errors > 0 => EXIT_ERROR,
         (0, _) => EXIT_NO_CHANGES,
         _ => EXIT_CHANGES,
@@ -250,7 +270,12 @@ pub async fn plan_command(
 }
 
 /// `glint apply -f PATH...`: makes the cloud match the manifests, then prints a table.
-pub async fn apply_command(cloud: Option<&str>, data_dir: Option<&Path>, paths: &[PathBuf]) -> u8 {
+pub async fn apply_command(
+    cloud: Option<&str>,
+    data_dir: Option<&Path>,
+    paths: &[PathBuf],
+    prune: bool,
+) -> u8 {
     let Some((documents, target)) = prepare(cloud, data_dir, paths).await else {
         return EXIT_ERROR;
     };
@@ -260,31 +285,40 @@ pub async fn apply_command(cloud: Option<&str>, data_dir: Option<&Path>, paths: 
         embedded: _embedded,
     } = target;
     let api = Arc::new(api);
-    let mut shown = std::collections::HashMap::new();
+    let mut display = progress::TransferDisplay::new();
     let mut progress = |document: &Document, status: Option<&crate::crd::TransferStatus>| {
-        let Some(status) = status else { return };
-        let percent = status.percent.map_or("?".to_string(), |p| p.to_string());
-        // One line per 10 percent: readable in a terminal and in a CI log alike.
-        let step = status.percent.map(|p| p / 10);
-        if shown.insert(document.key(), step) != Some(step) {
-            eprintln!(
-                "  {}: {} of {} bytes ({percent}%)",
-                document.key(),
-                status.bytes_done,
-                status
-                    .bytes_total
-                    .map_or("?".to_string(), |t| t.to_string())
-            );
+        if let Some(status) = status {
+            display.update(&document.key(), status);
         }
     };
-    match apply_all(api, documents, &mut progress).await {
+    // Orphans are found before anything is created, so a failed apply prunes nothing new.
+    let orphans = if prune {
+        match prune::orphans(api.as_ref(), &documents).await {
+            Ok(orphans) => orphans,
+            Err(err) => {
+                eprintln!("glint: cannot list images to prune: {err}");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let applied = apply_all(api.clone(), documents, &mut progress).await;
+    display.finish();
+    let applied = match applied {
+        Ok(applied) => applied,
         Err(err) => {
             eprintln!("glint: {err}");
-            EXIT_ERROR
+            return EXIT_ERROR;
         }
-        Ok(applied) => match report::print_applied(&applied) {
-            (_, errors) if errors > 0 => EXIT_ERROR,
-            _ => EXIT_NO_CHANGES,
-        },
+    };
+    let mut pruned = Vec::with_capacity(orphans.len());
+    for orphan in orphans {
+        let outcome = prune::delete(api.as_ref(), &orphan).await;
+        pruned.push((orphan, outcome));
+    }
+    match report::print_applied(&applied, &pruned) {
+        (_, errors) if errors > 0 => EXIT_ERROR,
+        _ => EXIT_NO_CHANGES,
     }
 }

@@ -3,9 +3,11 @@
 
 use serde_json::json;
 
+use super::prune::Orphan;
 use super::{Applied, Planned};
 
 use crate::glance::{Image, PatchOp};
+use crate::reconcile::act::ActError;
 use crate::reconcile::plan::{Action, Progress};
 
 /// How plan prints.
@@ -116,7 +118,7 @@ fn glance_name(planned: &Planned) -> String {
 }
 
 /// Prints the plan; returns (changes, errors).
-pub fn print_plan(planned: &[Planned], output: Output) -> (usize, usize) {
+pub fn print_plan(planned: &[Planned], orphans: &[Orphan], output: Output) -> (usize, usize) {
     let (mut changes, mut unchanged, mut errors) = (0, 0, 0);
     let mut entries = Vec::new();
     for item in planned {
@@ -174,6 +176,19 @@ pub fn print_plan(planned: &[Planned], output: Output) -> (usize, usize) {
             }
         }
     }
+    for orphan in orphans {
+        changes += 1;
+        let action = "delete (its manifest is gone; --prune)".to_string();
+        if output == Output::Pretty {
+            println!("- {} ({}): {action}", orphan.key, orphan.image.id);
+        }
+        entries.push(json!({
+            "image": orphan.key,
+            "id": orphan.image.id,
+            "actions": [action],
+            "blocked": null,
+        }));
+    }
     match output {
         Output::Json => println!(
             "{}",
@@ -190,7 +205,10 @@ pub fn print_plan(planned: &[Planned], output: Output) -> (usize, usize) {
 }
 
 /// Prints apply's final table; returns (changed, errors).
-pub fn print_applied(applied: &[Applied]) -> (usize, usize) {
+pub fn print_applied(
+    applied: &[Applied],
+    pruned: &[(Orphan, Result<(), ActError>)],
+) -> (usize, usize) {
     let (mut changed, mut errors) = (0, 0);
     let mut rows = vec![[
         "NAME".to_string(),
@@ -216,6 +234,24 @@ pub fn print_applied(applied: &[Applied]) -> (usize, usize) {
                     text(image.and_then(|i| i.size).map(|s| s.to_string())),
                     text(image.and_then(|i| i.checksum.clone())),
                 ]);
+            }
+        }
+    }
+    for (orphan, outcome) in pruned {
+        match outcome {
+            Ok(()) => {
+                changed += 1;
+                rows.push([
+                    orphan.key.clone(),
+                    orphan.image.id.clone(),
+                    "deleted (pruned)".to_string(),
+                    "-".to_string(),
+                    "-".to_string(),
+                ]);
+            }
+            Err(err) => {
+                errors += 1;
+                println!("! {}: cannot prune {}: {err}", orphan.key, orphan.image.id);
             }
         }
     }
