@@ -252,7 +252,7 @@ fn plan_names_the_file_and_document_of_a_bad_manifest_and_exits_1() {
     let file = cli.dir.join("bad.yaml");
     std::fs::write(
         &file,
-        "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {name: fine}\nspec: {cloudCredentialsRef: {secretName: s, cloudName: bed}}\n---\napiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {name: wrong}\nspec: {cloudCredentialsRef: {secretName: s, cloudName: bed}, minDiskGB: lots}\n",
+        "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {name: fine}\nspec: {cloudCredentialsRef: {secretName: s, cloudName: bed}, diskFormat: raw}\n---\napiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {name: wrong}\nspec: {cloudCredentialsRef: {secretName: s, cloudName: bed}, diskFormat: raw, minDiskGB: lots}\n",
     )
     .expect("write");
     let (code, _, stderr) = cli.run_for_code(&["plan", "-f", file.to_str().expect("utf-8")]);
