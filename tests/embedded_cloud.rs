@@ -337,3 +337,45 @@ fn prune_deletes_only_images_an_earlier_apply_made_from_manifests_now_gone() {
     assert_eq!(code, Some(0));
     assert!(again.contains("no changes"), "{again}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glint_reaches_a_token_cloud_with_auth_type_token_and_no_keystone() {
+    let (cloud, data_dir) = start_cloud(Some("s3cret")).await;
+    let user = NewUser::new();
+    let clouds = user.home.join("clouds.yaml");
+    let yaml = |token: &str| {
+        format!(
+            "clouds:\n  local:\n    auth_type: token\n    auth: {{token: {token}}}\n    image_endpoint_override: {}\n",
+            cloud.endpoint()
+        )
+    };
+    let run = |token: &'static str| {
+        std::fs::write(&clouds, yaml(token)).expect("clouds.yaml");
+        let clouds = clouds.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_glint"))
+                    .args(["image", "create", "with-token", "--disk-format", "raw"])
+                    .env("OS_CLIENT_CONFIG_FILE", &clouds)
+                    .env("OS_CLOUD", "local")
+                    .output()
+                    .expect("run glint")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let refused = run("wrong").await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    let created = run("s3cret").await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(String::from_utf8_lossy(&created.stdout).starts_with("created "));
+    drop(cloud);
+    let _ = std::fs::remove_dir_all(data_dir);
+}

@@ -19,7 +19,8 @@ pub enum AuthType {
     Password,
     /// `v3applicationcredential`: an application credential id (or name + user) and secret.
     ApplicationCredential,
-    /// `token` / `v3token`: an existing token exchanged for a project-scoped one.
+    /// `token` / `v3token`: an existing token exchanged for a project-scoped one; with an
+    /// image endpoint and no `auth_url`, sent to that endpoint as it is.
     Token,
     /// `none` / `noauth`: no Keystone; the image endpoint must be given.
     None,
@@ -291,7 +292,11 @@ impl CloudConfig {
         if !matches!(self.interface.as_str(), "public" | "internal" | "admin") {
             return missing("interface must be public, internal or admin");
         }
-        if self.auth_type != AuthType::None && self.auth_url.is_none() {
+        // A token with an image endpoint and no Keystone is sent as it is (`glint cloud
+        // --token`, or a Glance that takes pre-issued tokens).
+        let static_token =
+            self.auth_type == AuthType::Token && self.image_endpoint_override.is_some();
+        if self.auth_type != AuthType::None && self.auth_url.is_none() && !static_token {
             return missing("auth.auth_url is required");
         }
         match self.auth_type {
@@ -483,6 +488,10 @@ clouds:
             (
                 "auth_type: token\n    auth: {auth_url: x}",
                 "auth.token is required",
+            ),
+            (
+                "auth_type: token\n    auth: {token: t}",
+                "auth.auth_url is required",
             ),
             ("auth_type: none", "image endpoint"),
             ("auth_type: kerberos", "not supported"),

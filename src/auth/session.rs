@@ -157,6 +157,15 @@ impl Authenticator {
                 endpoint: cloud.image_endpoint_override.clone().unwrap_or_default(),
                 headers: Vec::new(),
             },
+            (AuthType::Token, None) => Mode::Static {
+                endpoint: cloud.image_endpoint_override.clone().unwrap_or_default(),
+                headers: cloud
+                    .token
+                    .clone()
+                    .map(|token| ("x-auth-token", token))
+                    .into_iter()
+                    .collect(),
+            },
             (_, Some(auth_url)) => Mode::Keystone(Box::new(KeystoneSession {
                 cloud: cloud.clone(),
                 v3_root: keystone::v3_root(auth_url),
