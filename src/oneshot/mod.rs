@@ -36,7 +36,9 @@ const IDENTITY_NAMESPACE: uuid::Uuid =
 /// Transfers an apply runs at once.
 const TRANSFERS: usize = 4;
 
-/// How often apply looks at an image whose data is still on its way.
+/// How often apply looks at an image whose data is still on its way: soon at first (a small
+/// image is done in a moment), then backing off to once a second.
+const FIRST_POLL: Duration = Duration::from_millis(100);
 const POLL: Duration = Duration::from_secs(1);
 
 /// The stand-in for an object's uid: the same `namespace/name` always gives the same one.
@@ -174,6 +176,7 @@ async fn apply_one(
     let desired = desired_of(document, &uid);
     let mut known_id = derived_id(&uid, 0);
     let mut changed = false;
+    let mut wait = FIRST_POLL;
     loop {
         let result = pass::sync(
             api,
@@ -202,7 +205,8 @@ async fn apply_one(
                 if transfers.state(&known_id) == TransferState::Running {
                     progress(document, transfers.progress(&known_id).as_ref());
                 }
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(POLL);
             }
         }
     }

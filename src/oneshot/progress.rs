@@ -85,6 +85,10 @@ fn line_for(
     key: &str,
     status: &TransferStatus,
 ) -> Option<String> {
+    // Nothing moved yet: no line to say so (a small image is done before the next look).
+    if status.bytes_done == 0 {
+        return None;
+    }
     let tenth = status.percent.map(|percent| percent / 10);
     if printed.insert(key.to_string(), tenth) == Some(tenth) {
         return None;
@@ -116,6 +120,7 @@ mod tests {
         let mut printed = HashMap::new();
         let updates = [
             (0, Some(0)),
+            (10, Some(1)),
             (50, Some(5)),
             (120, Some(12)),
             (150, Some(15)),
@@ -128,7 +133,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "  ns/a: 0 of 1000 bytes (0%)",
+                "  ns/a: 10 of 1000 bytes (1%)",
                 "  ns/a: 120 of 1000 bytes (12%)",
                 "  ns/a: 1000 of 1000 bytes (100%)"
             ]
