@@ -80,15 +80,8 @@ fn detail(cloud: &Cloud, image: &ImageRecord) -> Value {
 }
 
 fn list(cloud: &Cloud, caller: &Caller, query: &str, detailed: bool) -> Result<Value, CloudError> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| value.as_str())
-    };
+    let query = super::listing::Query::parse(query);
+    let get = |key: &str| query.get(key);
     let since = get("changes-since")
         .map(|text| {
             text.parse::<jiff::Timestamp>().map_err(|_| {

@@ -70,17 +70,9 @@ pub async fn upload(
     let received = receive(request.into_body(), &partial)
         .await
         .and_then(|written| check_format(&image, written));
-    match received {
-        Ok(written) => {
-            finish(cloud, id, &partial, written)?;
-            Ok(no_content())
-        }
-        Err(err) => {
-            let _ = tokio::fs::remove_file(&partial).await;
-            back_to_queued(cloud, id, status::SAVING);
-            Err(err)
-        }
-    }
+    let written = undo_on_error(cloud, id, status::SAVING, &partial, received).await?;
+    finish(cloud, id, &partial, written)?;
+    Ok(no_content())
 }
 
 pub async fn stage(
@@ -92,14 +84,24 @@ pub async fn stage(
     require_octet_stream(&request)?;
     begin(cloud, caller, id, &[status::QUEUED], status::UPLOADING)?;
     let staged = cloud.store.staging_path(id);
-    match receive(request.into_body(), &staged).await {
-        Ok(_) => Ok(no_content()),
-        Err(err) => {
-            let _ = tokio::fs::remove_file(&staged).await;
-            back_to_queued(cloud, id, status::UPLOADING);
-            Err(err)
-        }
+    let received = receive(request.into_body(), &staged).await;
+    undo_on_error(cloud, id, status::UPLOADING, &staged, received).await?;
+    Ok(no_content())
+}
+
+/// A failed transfer of data leaves no file behind and the image back in `queued`.
+async fn undo_on_error(
+    cloud: &Cloud,
+    id: &str,
+    during: &str,
+    file: &Path,
+    received: Result<Written, CloudError>,
+) -> Result<Written, CloudError> {
+    if received.is_err() {
+        let _ = tokio::fs::remove_file(file).await;
+        back_to_queued(cloud, id, during);
     }
+    received
 }
 
 pub async fn download(cloud: &Arc<Cloud>, caller: &Caller, id: &str) -> Answer {

@@ -36,17 +36,32 @@ const RESERVED: &[&str] = &[
 /// Fields compared as numbers when sorting.
 const NUMERIC: &[&str] = &["size", "virtual_size", "min_ram", "min_disk"];
 
-/// One page of a listing, rendered as Glance's body.
-pub fn page(images: Vec<ImageRecord>, query: &str, caller: &Caller) -> Result<Value, CloudError> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let get = |key: &str| {
-        pairs
+/// A query string's parameters, in order (a key may repeat, as `tag` does).
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(query: &str) -> Self {
+        Self(
+            url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
             .iter()
             .find(|(name, _)| name == key)
             .map(|(_, value)| value.as_str())
-    };
+    }
+}
+
+/// One page of a listing, rendered as Glance's body.
+pub fn page(images: Vec<ImageRecord>, query: &str, caller: &Caller) -> Result<Value, CloudError> {
+    let query = Query::parse(query);
+    let get = |key: &str| query.get(key);
+    let pairs = &query.0;
     let limit = match get("limit") {
         None => DEFAULT_LIMIT,
         Some(text) => text
@@ -54,11 +69,11 @@ pub fn page(images: Vec<ImageRecord>, query: &str, caller: &Caller) -> Result<Va
             .map_err(|_| CloudError::BadRequest(format!("limit {text:?} is not a number")))?
             .min(MAX_LIMIT),
     };
-    let sort = sort_keys(&pairs)?;
+    let sort = sort_keys(pairs)?;
     let mut selected = Vec::new();
     for image in images {
         let shown = caller.lists(&image, get("visibility"), get("member_status"));
-        if image.status != status::DELETED && shown && matches(&image, &pairs)? {
+        if image.status != status::DELETED && shown && matches(&image, pairs)? {
             selected.push(image);
         }
     }

@@ -242,6 +242,21 @@ async fn prepare(
     Some((documents, target))
 }
 
+/// The images `--prune` would delete (none without it), or `None` once the error is printed.
+async fn orphans_if(
+    prune: bool,
+    api: &GlanceClient,
+    documents: &[Document],
+) -> Option<Vec<prune::Orphan>> {
+    if !prune {
+        return Some(Vec::new());
+    }
+    prune::orphans(api, documents)
+        .await
+        .map_err(|err| eprintln!("glint: cannot list images to prune: {err}"))
+        .ok()
+}
+
 /// `glint plan -f PATH...`: prints what apply would do; the exit code says whether it would.
 /// With `prune`, images an earlier apply created whose manifests are gone count too.
 pub async fn plan_command(
@@ -254,16 +269,8 @@ pub async fn plan_command(
     let Some((documents, target)) = prepare(cloud, data_dir, paths).await else {
         return EXIT_ERROR;
     };
-    let orphans = if prune {
-        match prune::orphans(&target.api, &documents).await {
-            Ok(orphans) => orphans,
-            Err(err) => {
-                eprintln!("glint: cannot list images to prune: {err}");
-                return EXIT_ERROR;
-            }
-        }
-    } else {
-        Vec::new()
+    let Some(orphans) = orphans_if(prune, &target.api, &documents).await else {
+        return EXIT_ERROR;
     };
     let planned = plan_all(&target.api, documents).await;
     match report::print_plan(&planned, &orphans, output) {
@@ -296,16 +303,8 @@ pub async fn apply_command(
         }
     };
     // Orphans are found before anything is created, so a failed apply prunes nothing new.
-    let orphans = if prune {
-        match prune::orphans(api.as_ref(), &documents).await {
-            Ok(orphans) => orphans,
-            Err(err) => {
-                eprintln!("glint: cannot list images to prune: {err}");
-                return EXIT_ERROR;
-            }
-        }
-    } else {
-        Vec::new()
+    let Some(orphans) = orphans_if(prune, api.as_ref(), &documents).await else {
+        return EXIT_ERROR;
     };
     let applied = apply_all(api.clone(), documents, &mut progress).await;
     display.finish();
