@@ -437,7 +437,7 @@ fn every_example_manifest_is_an_image_the_apiserver_would_admit() {
     let mut checked = Vec::new();
     let files = std::fs::read_dir(dir)
         .expect("deploy/examples")
-        .chain(std::fs::read_dir(dir.join("local")).expect("deploy/examples/local"));
+        .chain(std::fs::read_dir(dir.join("cluster")).expect("deploy/examples/cluster"));
     for entry in files {
         let path = entry.expect("entry").path();
         if path.is_dir() {

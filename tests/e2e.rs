@@ -1,6 +1,6 @@
 //! End to end: the real `glint run` process against a real kube-apiserver (see
 //! tests/common/cluster.rs) and the real Keystone + Glance test bed, driven with kubectl the
-//! way a user would: CRD from crds/, manifests from deploy/examples/, edits, deactivation,
+//! way a user would: CRD from crds/, manifests from deploy/examples/cluster/, edits, deactivation,
 //! sharing, a controller killed and restarted mid-way, delete and detach, admission refusals.
 
 mod common;
@@ -37,7 +37,7 @@ fn keystone_client(
 
 fn example(name: &str, url: &str, sha512: &str) -> String {
     let text = std::fs::read_to_string(format!(
-        "{}/deploy/examples/{name}",
+        "{}/deploy/examples/cluster/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .expect("example");
@@ -187,7 +187,7 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
     step("start glint run against the apiserver");
     let controller = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
 
-    step("apply every manifest in deploy/examples/ and wait for Ready");
+    step("apply every manifest in deploy/examples/cluster/ and wait for Ready");
     let examples = [
         "minimal.yaml",
         "full.yaml",

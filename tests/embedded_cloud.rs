@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/local");
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples");
 
 /// A user with no clouds.yaml anywhere glint looks: a scratch HOME and working folder.
 struct NewUser {
