@@ -369,7 +369,8 @@ fn images_using(store: &Store<Image>, secret: &PartialObjectMeta<Secret>) -> Vec
         .collect()
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (what Kubernetes sends before it kills a pod).
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -388,5 +389,5 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutting down: finishing reconciles in flight");
+    tracing::info!("shutting down: finishing the work in flight");
 }

@@ -327,11 +327,11 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             match glint::cloud::start(options).await {
                 Ok(running) => {
                     eprintln!(
-                        "glint cloud: Glance v2 API on {} with data in {} (Ctrl-C stops)",
+                        "glint cloud: Glance v2 API on {} with data in {} (Ctrl-C or SIGTERM stops)",
                         running.endpoint(),
                         data_dir.display()
                     );
-                    let _ = tokio::signal::ctrl_c().await;
+                    controller::shutdown_signal().await;
                     Ok(())
                 }
                 Err(err) => {
