@@ -83,9 +83,14 @@ pub async fn stage(
 ) -> Answer {
     require_octet_stream(&request)?;
     begin(cloud, caller, id, &[status::QUEUED], status::UPLOADING)?;
-    let staged = cloud.store.staging_path(id);
-    let received = receive(request.into_body(), &staged).await;
-    undo_on_error(cloud, id, status::UPLOADING, &staged, received).await?;
+    let partial = cloud.store.partial_staging_path(id);
+    let received = receive(request.into_body(), &partial).await;
+    undo_on_error(cloud, id, status::UPLOADING, &partial, received).await?;
+    // Complete staged data only: a cloud stopped mid-stage finds no staged file and puts the
+    // image back to queued, so an import can never take half the data.
+    tokio::fs::rename(&partial, cloud.store.staging_path(id))
+        .await
+        .map_err(CloudError::storage)?;
     Ok(no_content())
 }
 

@@ -55,18 +55,36 @@ impl Store {
         for mut image in self.all()? {
             let interrupted = match image.status.as_str() {
                 status::SAVING | status::IMPORTING => true,
+                // Staged data is renamed into place only once complete.
                 status::UPLOADING => !self.staging_path(&image.id).exists(),
                 _ => false,
             };
             if interrupted {
+                if image.status == status::IMPORTING {
+                    self.fail_running_tasks(&image.id)?;
+                }
                 image.status = status::QUEUED.into();
                 self.put(&image)?;
             }
         }
-        let entries = std::fs::read_dir(&self.data).map_err(CloudError::storage)?;
-        for entry in entries.flatten() {
-            if entry.path().extension().is_some_and(|ext| ext == "partial") {
-                let _ = std::fs::remove_file(entry.path());
+        for folder in [&self.data, &self.staging] {
+            let entries = std::fs::read_dir(folder).map_err(CloudError::storage)?;
+            for entry in entries.flatten() {
+                if entry.path().extension().is_some_and(|ext| ext == "partial") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An import the cloud stopped in the middle of says so in its task.
+    fn fail_running_tasks(&self, image_id: &str) -> Result<(), CloudError> {
+        for mut task in self.tasks(image_id)? {
+            if task["status"] == "processing" {
+                task["status"] = "failure".into();
+                task["message"] = "The cloud stopped during the import; import again.".into();
+                self.put_task(image_id, task)?;
             }
         }
         Ok(())
@@ -82,6 +100,10 @@ impl Store {
 
     pub fn staging_path(&self, id: &str) -> PathBuf {
         self.staging.join(id)
+    }
+
+    pub fn partial_staging_path(&self, id: &str) -> PathBuf {
+        self.staging.join(format!("{id}.partial"))
     }
 
     /// The image with this id, tombstones of deleted images included.
@@ -188,4 +210,70 @@ impl Store {
 fn decode(bytes: &[u8]) -> Result<ImageRecord, CloudError> {
     serde_json::from_slice(bytes)
         .map_err(|err| CloudError::storage(format!("unreadable image record: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::image::Formats;
+
+    fn record(store: &Store, name: &str, state: &str) -> String {
+        let mut image = ImageRecord::create(
+            &serde_json::json!({"name": name}),
+            "p1",
+            "2026-01-01T00:00:00Z",
+            &Formats::default(),
+        )
+        .expect("record");
+        image.status = state.into();
+        store.put(&image).expect("put");
+        image.id
+    }
+
+    #[test]
+    fn reopening_after_a_crash_puts_half_done_images_back_to_queued_and_keeps_the_rest() {
+        let dir = std::env::temp_dir().join(format!("glint-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (active, saving, half_staged, staged, importing) = {
+            let store = Store::open(&dir).expect("open");
+            let active = record(&store, "active", status::ACTIVE);
+            let saving = record(&store, "saving", status::SAVING);
+            std::fs::write(store.partial_path(&saving), b"half").expect("partial");
+            let half_staged = record(&store, "half-staged", status::UPLOADING);
+            std::fs::write(store.partial_staging_path(&half_staged), b"half").expect("partial");
+            let staged = record(&store, "staged", status::UPLOADING);
+            std::fs::write(store.staging_path(&staged), b"all of it").expect("staged");
+            let importing = record(&store, "importing", status::IMPORTING);
+            store
+                .put_task(
+                    &importing,
+                    serde_json::json!({"id": "t1", "status": "processing"}),
+                )
+                .expect("task");
+            (active, saving, half_staged, staged, importing)
+        };
+        let store = Store::open(&dir).expect("reopen");
+        let status_of = |id: &str| store.get(id).expect("get").expect("kept").status;
+        assert_eq!(status_of(&active), status::ACTIVE);
+        assert_eq!(status_of(&saving), status::QUEUED);
+        assert_eq!(
+            status_of(&half_staged),
+            status::QUEUED,
+            "half-staged data is not importable"
+        );
+        assert_eq!(
+            status_of(&staged),
+            status::UPLOADING,
+            "complete staged data stays"
+        );
+        assert_eq!(status_of(&importing), status::QUEUED);
+        assert_eq!(
+            store.tasks(&importing).expect("tasks")[0]["status"],
+            "failure"
+        );
+        assert!(!store.partial_path(&saving).exists());
+        assert!(!store.partial_staging_path(&half_staged).exists());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
