@@ -211,6 +211,12 @@ async fn a_token_cloud_refuses_calls_without_it_but_serves_its_version_document(
     let url = |path: &str| format!("{}{path}", cloud.endpoint());
     let versions = http.get(url("/")).send().await.expect("versions");
     assert_eq!(versions.status().as_u16(), 300);
+    let versions: serde_json::Value = versions.json().await.expect("json");
+    assert_eq!(
+        versions["versions"][0]["links"][0]["href"],
+        format!("{}/v2/", cloud.endpoint()),
+        "links point where the client reached the cloud"
+    );
     let refused = http.get(url("/v2/images")).send().await.expect("list");
     assert_eq!(refused.status().as_u16(), 401);
     assert!(

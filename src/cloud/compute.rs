@@ -12,19 +12,20 @@ use super::{Cloud, CloudError, data};
 pub fn route(
     cloud: &Cloud,
     caller: &Caller,
+    origin: &str,
     method: &Method,
     parts: &[&str],
     query: &str,
 ) -> Answer {
     match (method, parts) {
         (&Method::GET, ["v2.1", "images"]) => {
-            list(cloud, caller, query, false).map(|body| ok(&body))
+            list(cloud, caller, origin, query, false).map(|body| ok(&body))
         }
         (&Method::GET, ["v2.1", "images", "detail"]) => {
-            list(cloud, caller, query, true).map(|body| ok(&body))
+            list(cloud, caller, origin, query, true).map(|body| ok(&body))
         }
         (&Method::GET, ["v2.1", "images", id]) => Ok(ok(
-            &json!({"image": detail(cloud, &visible(cloud, caller, id)?)}),
+            &json!({"image": detail(origin, &visible(cloud, caller, id)?)}),
         )),
         (&Method::DELETE, ["v2.1", "images", id]) => {
             data::delete(cloud, caller, id).map(|()| no_content())
@@ -56,14 +57,14 @@ fn progress(image: &ImageRecord) -> u8 {
     }
 }
 
-fn links(cloud: &Cloud, id: &str) -> Value {
+fn links(origin: &str, id: &str) -> Value {
     json!([
-        {"rel": "self", "href": format!("http://{}/v2.1/images/{id}", cloud.address)},
-        {"rel": "bookmark", "href": format!("http://{}/images/{id}", cloud.address)},
+        {"rel": "self", "href": format!("{origin}/v2.1/images/{id}")},
+        {"rel": "bookmark", "href": format!("{origin}/images/{id}")},
     ])
 }
 
-fn detail(cloud: &Cloud, image: &ImageRecord) -> Value {
+fn detail(origin: &str, image: &ImageRecord) -> Value {
     json!({
         "id": image.id,
         "name": image.name,
@@ -75,11 +76,17 @@ fn detail(cloud: &Cloud, image: &ImageRecord) -> Value {
         "updated": image.updated_at,
         "metadata": image.properties,
         "OS-EXT-IMG-SIZE:size": image.size,
-        "links": links(cloud, &image.id),
+        "links": links(origin, &image.id),
     })
 }
 
-fn list(cloud: &Cloud, caller: &Caller, query: &str, detailed: bool) -> Result<Value, CloudError> {
+fn list(
+    cloud: &Cloud,
+    caller: &Caller,
+    origin: &str,
+    query: &str,
+    detailed: bool,
+) -> Result<Value, CloudError> {
     let query = super::listing::Query::parse(query);
     let get = |key: &str| query.get(key);
     let since = get("changes-since")
@@ -138,9 +145,9 @@ fn list(cloud: &Cloud, caller: &Caller, query: &str, detailed: bool) -> Result<V
         .take(limit)
         .map(|image| {
             if detailed {
-                detail(cloud, image)
+                detail(origin, image)
             } else {
-                json!({"id": image.id, "name": image.name, "links": links(cloud, &image.id)})
+                json!({"id": image.id, "name": image.name, "links": links(origin, &image.id)})
             }
         })
         .collect();

@@ -71,6 +71,15 @@ fn authorize(cloud: &Cloud, request: &Request<Incoming>, path: &str) -> Result<(
 async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
     let caller = Caller::from_headers(request.headers());
     let caller = &caller;
+    // Links point where the client reached the cloud (not 0.0.0.0 when it listens on all).
+    let origin = match request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+    {
+        Some(host) if !host.is_empty() => format!("http://{host}"),
+        _ => format!("http://{}", cloud.address),
+    };
     let method = request.method().clone();
     let path = request.uri().path().trim_end_matches('/').to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
@@ -82,7 +91,7 @@ async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
         .filter(|segment| !segment.is_empty())
         .collect();
     match (&method, parts.as_slice()) {
-        (&Method::GET, [] | ["versions"]) => Ok(versions(cloud)),
+        (&Method::GET, [] | ["versions"]) => Ok(versions(&origin)),
         (&Method::GET, ["v2", "schemas", name]) => schemas::get(name).map(|body| ok(&body)),
         (&Method::GET, ["v2", "info", "import"]) => Ok(ok(&json!({"import-methods": {
             "description": "Import methods available.",
@@ -108,7 +117,7 @@ async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
             "id": project, "name": project, "enabled": true, "description": "",
         }}))),
         (_, ["v2.1", "images", ..]) => {
-            super::compute::route(cloud, caller, &method, &parts, &query)
+            super::compute::route(cloud, caller, &origin, &method, &parts, &query)
         }
         _ => Err(CloudError::NotFound(format!(
             "The resource {path} could not be found."
@@ -436,8 +445,8 @@ fn remove_member(cloud: &Cloud, caller: &Caller, id: &str, member: &str) -> Resu
     .map(drop)
 }
 
-fn versions(cloud: &Cloud) -> Response<Body> {
-    let root = format!("http://{}/v2/", cloud.address);
+fn versions(origin: &str) -> Response<Body> {
+    let root = format!("{origin}/v2/");
     let entries: Vec<Value> = (0..=17)
         .rev()
         .map(|minor| {
