@@ -385,3 +385,72 @@ async fn glint_reaches_a_token_cloud_with_auth_type_token_and_no_keystone() {
     drop(cloud);
     let _ = std::fs::remove_dir_all(data_dir);
 }
+
+#[tokio::test]
+async fn the_task_api_lists_imports_to_their_owner_only() {
+    let (cloud, data_dir) = start_cloud(None).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", cloud.endpoint());
+    let as_project = |request: reqwest::RequestBuilder, project: &str| {
+        request
+            .header("x-identity-status", "Confirmed")
+            .header("x-project-id", project)
+            .header("x-roles", "member")
+    };
+    let created: serde_json::Value = as_project(http.post(url("/v2/images")), "p1")
+        .json(&serde_json::json!({"name": "staged", "disk_format": "raw"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    let staged = as_project(http.put(url(&format!("/v2/images/{id}/stage"))), "p1")
+        .header("content-type", "application/octet-stream")
+        .body(vec![7u8; 4096])
+        .send()
+        .await
+        .expect("stage");
+    assert_eq!(staged.status().as_u16(), 204);
+    let imported = as_project(http.post(url(&format!("/v2/images/{id}/import"))), "p1")
+        .json(&serde_json::json!({"method": {"name": "glance-direct"}}))
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(imported.status().as_u16(), 202);
+    let tasks_of = |project: &'static str| {
+        let request = as_project(http.get(url("/v2/tasks")), project);
+        async move {
+            let body: serde_json::Value = request
+                .send()
+                .await
+                .expect("tasks")
+                .json()
+                .await
+                .expect("json");
+            body["tasks"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| panic!("no tasks in {body}"))
+        }
+    };
+    let mine = tasks_of("p1").await;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["image_id"], id.as_str());
+    assert_eq!(mine[0]["owner"], "p1");
+    assert!(tasks_of("p2").await.is_empty(), "another project sees none");
+    let task_id = mine[0]["id"].as_str().expect("task id");
+    let one = http
+        .get(url(&format!("/v2/tasks/{task_id}")))
+        .send()
+        .await
+        .expect("task");
+    assert_eq!(
+        one.status().as_u16(),
+        200,
+        "the administrator sees it by id"
+    );
+    drop(cloud);
+    let _ = std::fs::remove_dir_all(data_dir);
+}

@@ -147,14 +147,14 @@ pub fn import(
     body: &Value,
 ) -> Result<(), CloudError> {
     let method = body["method"]["name"].as_str().unwrap_or_default();
-    match method {
+    let image = match method {
         "glance-direct" => {
             if !cloud.store.staging_path(id).exists() {
                 return Err(CloudError::Conflict(format!(
                     "Image {id} has no staged data: PUT /v2/images/{id}/stage first"
                 )));
             }
-            begin(cloud, caller, id, &[status::UPLOADING], status::IMPORTING)?;
+            begin(cloud, caller, id, &[status::UPLOADING], status::IMPORTING)?
         }
         "web-download" => {
             let uri = body["method"]["uri"].as_str().unwrap_or_default();
@@ -169,14 +169,14 @@ pub fn import(
             crate::transfer::source_http::check_literal(&url, &cloud.policy).map_err(
                 |refusal| CloudError::BadRequest(format!("URI {uri} is not allowed: {refusal}")),
             )?;
-            begin(cloud, caller, id, &[status::QUEUED], status::IMPORTING)?;
+            begin(cloud, caller, id, &[status::QUEUED], status::IMPORTING)?
         }
         other => {
             return Err(CloudError::BadRequest(format!(
                 "Import method {other:?} is not available: use glance-direct or web-download"
             )));
         }
-    }
+    };
     let task_id = uuid::Uuid::new_v4().to_string();
     let task = |state: &str, message: &str| {
         json!({
@@ -186,7 +186,7 @@ pub fn import(
             "message": message,
             "input": {"image_id": id, "import_req": body},
             "result": null,
-            "owner": cloud.owner,
+            "owner": image.owner,
             "image_id": id,
             "created_at": cloud.now(),
             "updated_at": cloud.now(),

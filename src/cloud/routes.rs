@@ -101,6 +101,15 @@ async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
         (&Method::GET, ["v2", "info", "stores"]) => Ok(ok(&json!({"stores": [
             {"id": "fs", "description": "Files in the cloud's data folder", "default": true}
         ]}))),
+        (&Method::GET, ["v2", "tasks"]) => Ok(ok(&json!({
+            "tasks": visible_tasks(cloud, caller)?,
+            "schema": "/v2/schemas/tasks",
+        }))),
+        (&Method::GET, ["v2", "tasks", id]) => visible_tasks(cloud, caller)?
+            .into_iter()
+            .find(|task| task["id"] == *id)
+            .map(|task| ok(&task))
+            .ok_or_else(|| CloudError::NotFound(format!("Task with identifier {id} not found"))),
         (&Method::GET, ["v2", "images"]) => {
             listing::page(cloud.store.all()?, &query, caller).map(|body| ok(&body))
         }
@@ -201,6 +210,15 @@ async fn image_route(
 }
 
 /// The image, unless it does not exist or was deleted.
+/// The import tasks of the images the caller owns (all of them for an administrator).
+fn visible_tasks(cloud: &Cloud, caller: &Caller) -> Result<Vec<Value>, CloudError> {
+    let tasks = cloud.store.all_tasks()?;
+    Ok(tasks
+        .into_iter()
+        .filter(|task| caller.admin || task["owner"].as_str() == caller.project.as_deref())
+        .collect())
+}
+
 /// The image, unless it does not exist, was deleted, or the caller may not see it.
 pub fn visible(cloud: &Cloud, caller: &Caller, id: &str) -> Result<ImageRecord, CloudError> {
     cloud

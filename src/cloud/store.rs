@@ -183,6 +183,24 @@ impl Store {
         }
     }
 
+    /// Every image's tasks, for `/v2/tasks`.
+    pub fn all_tasks(&self) -> Result<Vec<Value>, CloudError> {
+        let read = self.database.begin_read().map_err(CloudError::storage)?;
+        let table = match read.open_table(TASKS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(err) => return Err(CloudError::storage(err)),
+        };
+        let mut tasks = Vec::new();
+        for entry in table.iter().map_err(CloudError::storage)? {
+            let (_, bytes) = entry.map_err(CloudError::storage)?;
+            let of_image: Vec<Value> =
+                serde_json::from_slice(bytes.value()).map_err(CloudError::storage)?;
+            tasks.extend(of_image);
+        }
+        Ok(tasks)
+    }
+
     /// Adds or replaces (by `id`) one task of an image.
     pub fn put_task(&self, image_id: &str, task: Value) -> Result<(), CloudError> {
         let write = self.database.begin_write().map_err(CloudError::storage)?;
