@@ -32,8 +32,17 @@ pub fn get(name: &str) -> Result<Value, CloudError> {
             },
             "links": [{"rel": "describedby", "href": "{schema}"}],
         })),
+        "task" => Ok(task()),
+        "tasks" => Ok(json!({
+            "name": "tasks",
+            "properties": {
+                "tasks": {"type": "array", "items": task()},
+                "schema": {"type": "string"},
+            },
+            "links": [{"rel": "describedby", "href": "{schema}"}],
+        })),
         other => Err(CloudError::NotFound(format!(
-            "No schema {other:?}: there are image, images, member and members"
+            "No schema {other:?}: there are image, images, member, members, task and tasks"
         ))),
     }
 }
@@ -79,6 +88,25 @@ fn image() -> Value {
             {"rel": "enclosure", "href": "{file}"},
             {"rel": "describedby", "href": "{schema}"},
         ],
+    })
+}
+
+fn task() -> Value {
+    let text = |description: &str| json!({"type": "string", "description": description});
+    json!({
+        "name": "task",
+        "properties": {
+            "id": text("The task's UUID"),
+            "type": {"type": "string", "enum": ["api_image_import"], "description": "What the task does"},
+            "status": {"type": "string", "enum": ["pending", "processing", "success", "failure"], "description": "Where the task is"},
+            "message": text("Why it failed, when it did"),
+            "owner": text("The project of the image"),
+            "image_id": text("The image the task imports into"),
+            "input": {"type": "object", "description": "The import request"},
+            "result": {"type": ["null", "object"], "description": "What the task produced"},
+            "created_at": text("When the task began"),
+            "updated_at": text("When the task last changed"),
+        },
     })
 }
 
