@@ -130,3 +130,24 @@ fn member() -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_the_answers_name_is_served_and_others_are_404s() {
+        for name in ["image", "images", "member", "members", "task", "tasks"] {
+            let schema = get(name).unwrap_or_else(|err| panic!("{name}: {err}"));
+            assert_eq!(schema["name"], name);
+            assert!(schema["properties"].is_object(), "{name}");
+        }
+        assert_eq!(get("flavors").unwrap_err().reason(), "NotFound");
+        let formats = &get("image").expect("image")["properties"]["disk_format"]["enum"];
+        assert!(
+            formats
+                .as_array()
+                .is_some_and(|all| all.contains(&json!("qcow2")))
+        );
+    }
+}
