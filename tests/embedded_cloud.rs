@@ -190,31 +190,53 @@ fn the_embedded_cloud_keeps_images_across_restarts_and_an_interrupted_upload_is_
     );
 }
 
-async fn start_cloud(token: Option<&str>) -> (glint::cloud::RunningCloud, PathBuf) {
-    let data_dir = std::env::temp_dir().join(common::unique("glint-cloud-http"));
-    let running = glint::cloud::start(glint::cloud::CloudOptions {
-        listen: ([127, 0, 0, 1], 0).into(),
-        data_dir: data_dir.clone(),
-        token: token.map(str::to_string),
-        policy: Default::default(),
-        formats: Default::default(),
-    })
-    .await
-    .expect("start");
-    (running, data_dir)
+/// `glint cloud` in this process on a scratch folder, with a client; cleaned up when dropped.
+struct TestCloud {
+    running: glint::cloud::RunningCloud,
+    data_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl TestCloud {
+    async fn start(token: Option<&str>) -> Self {
+        let data_dir = std::env::temp_dir().join(common::unique("glint-cloud-http"));
+        let running = glint::cloud::start(glint::cloud::CloudOptions {
+            listen: ([127, 0, 0, 1], 0).into(),
+            data_dir: data_dir.clone(),
+            token: token.map(str::to_string),
+            policy: Default::default(),
+            formats: Default::default(),
+        })
+        .await
+        .expect("start");
+        Self {
+            running,
+            data_dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.running.endpoint())
+    }
+}
+
+impl Drop for TestCloud {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
 }
 
 #[tokio::test]
 async fn a_token_cloud_refuses_calls_without_it_but_serves_its_version_document() {
-    let (cloud, data_dir) = start_cloud(Some("s3cret")).await;
-    let http = reqwest::Client::new();
-    let url = |path: &str| format!("{}{path}", cloud.endpoint());
+    let cloud = TestCloud::start(Some("s3cret")).await;
+    let (http, url) = (&cloud.http, |path: &str| cloud.url(path));
     let versions = http.get(url("/")).send().await.expect("versions");
     assert_eq!(versions.status().as_u16(), 300);
     let versions: serde_json::Value = versions.json().await.expect("json");
     assert_eq!(
         versions["versions"][0]["links"][0]["href"],
-        format!("{}/v2/", cloud.endpoint()),
+        cloud.url("/v2/"),
         "links point where the client reached the cloud"
     );
     let refused = http.get(url("/v2/images")).send().await.expect("list");
@@ -239,15 +261,12 @@ async fn a_token_cloud_refuses_calls_without_it_but_serves_its_version_document(
         .await
         .expect("list");
     assert_eq!(allowed.status().as_u16(), 200);
-    drop(cloud);
-    let _ = std::fs::remove_dir_all(data_dir);
 }
 
 #[tokio::test]
 async fn the_compute_image_proxy_shows_images_with_novas_names() {
-    let (cloud, data_dir) = start_cloud(None).await;
-    let http = reqwest::Client::new();
-    let url = |path: &str| format!("{}{path}", cloud.endpoint());
+    let cloud = TestCloud::start(None).await;
+    let (http, url) = (&cloud.http, |path: &str| cloud.url(path));
     let created: serde_json::Value = http
         .post(url("/v2/images"))
         .json(&serde_json::json!({"name": "nova-view", "min_disk": 3, "os_distro": "debian"}))
@@ -300,8 +319,6 @@ async fn the_compute_image_proxy_shows_images_with_novas_names() {
         .await
         .expect("get");
     assert_eq!(gone.status().as_u16(), 404);
-    drop(cloud);
-    let _ = std::fs::remove_dir_all(data_dir);
 }
 
 #[test]
@@ -346,13 +363,13 @@ fn prune_deletes_only_images_an_earlier_apply_made_from_manifests_now_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn glint_reaches_a_token_cloud_with_auth_type_token_and_no_keystone() {
-    let (cloud, data_dir) = start_cloud(Some("s3cret")).await;
+    let cloud = TestCloud::start(Some("s3cret")).await;
     let user = NewUser::new();
     let clouds = user.home.join("clouds.yaml");
     let yaml = |token: &str| {
         format!(
             "clouds:\n  local:\n    auth_type: token\n    auth: {{token: {token}}}\n    image_endpoint_override: {}\n",
-            cloud.endpoint()
+            cloud.url("")
         )
     };
     let run = |token: &'static str| {
@@ -382,15 +399,12 @@ async fn glint_reaches_a_token_cloud_with_auth_type_token_and_no_keystone() {
         String::from_utf8_lossy(&created.stderr)
     );
     assert!(String::from_utf8_lossy(&created.stdout).starts_with("created "));
-    drop(cloud);
-    let _ = std::fs::remove_dir_all(data_dir);
 }
 
 #[tokio::test]
 async fn the_task_api_lists_imports_to_their_owner_only() {
-    let (cloud, data_dir) = start_cloud(None).await;
-    let http = reqwest::Client::new();
-    let url = |path: &str| format!("{}{path}", cloud.endpoint());
+    let cloud = TestCloud::start(None).await;
+    let (http, url) = (&cloud.http, |path: &str| cloud.url(path));
     let as_project = |request: reqwest::RequestBuilder, project: &str| {
         request
             .header("x-identity-status", "Confirmed")
@@ -451,6 +465,4 @@ async fn the_task_api_lists_imports_to_their_owner_only() {
         200,
         "the administrator sees it by id"
     );
-    drop(cloud);
-    let _ = std::fs::remove_dir_all(data_dir);
 }

@@ -108,32 +108,47 @@ impl Store {
 
     /// The image with this id, tombstones of deleted images included.
     pub fn get(&self, id: &str) -> Result<Option<ImageRecord>, CloudError> {
-        let read = self.database.begin_read().map_err(CloudError::storage)?;
-        let table = match read.open_table(IMAGES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(err) => return Err(CloudError::storage(err)),
-        };
-        let Some(bytes) = table.get(id).map_err(CloudError::storage)? else {
-            return Ok(None);
-        };
-        decode(bytes.value()).map(Some)
+        self.value(IMAGES, id)?.as_deref().map(decode).transpose()
     }
 
     /// Every image, tombstones included.
     pub fn all(&self) -> Result<Vec<ImageRecord>, CloudError> {
+        self.values(IMAGES)?
+            .iter()
+            .map(|bytes| decode(bytes))
+            .collect()
+    }
+
+    /// One stored value; none when the key (or the whole table) was never written.
+    fn value(
+        &self,
+        definition: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, CloudError> {
         let read = self.database.begin_read().map_err(CloudError::storage)?;
-        let table = match read.open_table(IMAGES) {
+        let table = match read.open_table(definition) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(err) => return Err(CloudError::storage(err)),
+        };
+        let value = table.get(key).map_err(CloudError::storage)?;
+        Ok(value.map(|bytes| bytes.value().to_vec()))
+    }
+
+    /// Every stored value of a table, in key order.
+    fn values(&self, definition: TableDefinition<&str, &[u8]>) -> Result<Vec<Vec<u8>>, CloudError> {
+        let read = self.database.begin_read().map_err(CloudError::storage)?;
+        let table = match read.open_table(definition) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(err) => return Err(CloudError::storage(err)),
         };
-        let mut images = Vec::new();
+        let mut values = Vec::new();
         for entry in table.iter().map_err(CloudError::storage)? {
             let (_, bytes) = entry.map_err(CloudError::storage)?;
-            images.push(decode(bytes.value())?);
+            values.push(bytes.value().to_vec());
         }
-        Ok(images)
+        Ok(values)
     }
 
     pub fn put(&self, image: &ImageRecord) -> Result<(), CloudError> {
@@ -171,31 +186,18 @@ impl Store {
 
     /// The import tasks of one image, oldest first.
     pub fn tasks(&self, image_id: &str) -> Result<Vec<Value>, CloudError> {
-        let read = self.database.begin_read().map_err(CloudError::storage)?;
-        let table = match read.open_table(TASKS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(err) => return Err(CloudError::storage(err)),
-        };
-        match table.get(image_id).map_err(CloudError::storage)? {
-            Some(bytes) => serde_json::from_slice(bytes.value()).map_err(CloudError::storage),
+        match self.value(TASKS, image_id)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(CloudError::storage),
             None => Ok(Vec::new()),
         }
     }
 
     /// Every image's tasks, for `/v2/tasks`.
     pub fn all_tasks(&self) -> Result<Vec<Value>, CloudError> {
-        let read = self.database.begin_read().map_err(CloudError::storage)?;
-        let table = match read.open_table(TASKS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(err) => return Err(CloudError::storage(err)),
-        };
         let mut tasks = Vec::new();
-        for entry in table.iter().map_err(CloudError::storage)? {
-            let (_, bytes) = entry.map_err(CloudError::storage)?;
+        for bytes in self.values(TASKS)? {
             let of_image: Vec<Value> =
-                serde_json::from_slice(bytes.value()).map_err(CloudError::storage)?;
+                serde_json::from_slice(&bytes).map_err(CloudError::storage)?;
             tasks.extend(of_image);
         }
         Ok(tasks)
