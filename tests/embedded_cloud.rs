@@ -221,6 +221,17 @@ impl TestCloud {
     }
 }
 
+/// Sends `request` and reads its JSON answer.
+async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request
+        .send()
+        .await
+        .expect("an answer")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
 impl Drop for TestCloud {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data_dir);
@@ -267,24 +278,13 @@ async fn a_token_cloud_refuses_calls_without_it_but_serves_its_version_document(
 async fn the_compute_image_proxy_shows_images_with_novas_names() {
     let cloud = TestCloud::start(None).await;
     let (http, url) = (&cloud.http, |path: &str| cloud.url(path));
-    let created: serde_json::Value = http
-        .post(url("/v2/images"))
-        .json(&serde_json::json!({"name": "nova-view", "min_disk": 3, "os_distro": "debian"}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
+    let created = json_of(
+        http.post(url("/v2/images"))
+            .json(&serde_json::json!({"name": "nova-view", "min_disk": 3, "os_distro": "debian"})),
+    )
+    .await;
     let id = created["id"].as_str().expect("id");
-    let detail: serde_json::Value = http
-        .get(url("/v2.1/images/detail?name=nova-view"))
-        .send()
-        .await
-        .expect("detail")
-        .json()
-        .await
-        .expect("json");
+    let detail = json_of(http.get(url("/v2.1/images/detail?name=nova-view"))).await;
     let image = &detail["images"][0];
     assert_eq!(image["id"], id);
     assert_eq!(
@@ -411,14 +411,11 @@ async fn the_task_api_lists_imports_to_their_owner_only() {
             .header("x-project-id", project)
             .header("x-roles", "member")
     };
-    let created: serde_json::Value = as_project(http.post(url("/v2/images")), "p1")
-        .json(&serde_json::json!({"name": "staged", "disk_format": "raw"}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
+    let created = json_of(
+        as_project(http.post(url("/v2/images")), "p1")
+            .json(&serde_json::json!({"name": "staged", "disk_format": "raw"})),
+    )
+    .await;
     let id = created["id"].as_str().expect("id").to_string();
     let staged = as_project(http.put(url(&format!("/v2/images/{id}/stage"))), "p1")
         .header("content-type", "application/octet-stream")
@@ -436,13 +433,7 @@ async fn the_task_api_lists_imports_to_their_owner_only() {
     let tasks_of = |project: &'static str| {
         let request = as_project(http.get(url("/v2/tasks")), project);
         async move {
-            let body: serde_json::Value = request
-                .send()
-                .await
-                .expect("tasks")
-                .json()
-                .await
-                .expect("json");
+            let body = json_of(request).await;
             body["tasks"]
                 .as_array()
                 .cloned()
