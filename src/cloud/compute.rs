@@ -129,16 +129,7 @@ fn list(
         })
         .collect();
     images.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    let start = match get("marker") {
-        None => 0,
-        Some(marker) => {
-            images
-                .iter()
-                .position(|image| image.id == marker)
-                .ok_or_else(|| CloudError::BadRequest(format!("marker [{marker}] not found")))?
-                + 1
-        }
-    };
+    let start = super::listing::after_marker(&images, get("marker"))?;
     let shown: Vec<Value> = images
         .iter()
         .skip(start)

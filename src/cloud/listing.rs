@@ -78,18 +78,7 @@ pub fn page(images: Vec<ImageRecord>, query: &str, caller: &Caller) -> Result<Va
         }
     }
     selected.sort_by(|a, b| compare(a, b, &sort));
-    let start = match get("marker") {
-        None => 0,
-        Some(marker) => {
-            selected
-                .iter()
-                .position(|image| image.id == marker)
-                .ok_or_else(|| {
-                    CloudError::BadRequest(format!("marker {marker} could not be found"))
-                })?
-                + 1
-        }
-    };
+    let start = after_marker(&selected, get("marker"))?;
     let shown: Vec<&ImageRecord> = selected.iter().skip(start).take(limit).collect();
     let mut body = json!({
         "images": shown.iter().map(|image| image.to_json()).collect::<Vec<_>>(),
@@ -105,6 +94,18 @@ pub fn page(images: Vec<ImageRecord>, query: &str, caller: &Caller) -> Result<Va
         body["next"] = Value::String(format!("/v2/images?{}", next.finish()));
     }
     Ok(body)
+}
+
+/// Where a page starts: just after the marker image (an unknown marker is a 400, as in Glance).
+pub fn after_marker(sorted: &[ImageRecord], marker: Option<&str>) -> Result<usize, CloudError> {
+    let Some(marker) = marker else {
+        return Ok(0);
+    };
+    sorted
+        .iter()
+        .position(|image| image.id == marker)
+        .map(|position| position + 1)
+        .ok_or_else(|| CloudError::BadRequest(format!("marker {marker} could not be found")))
 }
 
 fn sort_keys(pairs: &[(String, String)]) -> Result<Vec<(String, bool)>, CloudError> {
