@@ -118,6 +118,10 @@ struct Inner {
     mode: Mode,
     http: reqwest::Client,
     cloud_name: String,
+    /// The generation of the newest token a service has answered (0: none yet).
+    answered: AtomicU64,
+    /// Held by the first request that carries a new token; see [`Authenticator::first_use`].
+    first_use: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -187,6 +191,8 @@ impl Authenticator {
                 mode,
                 http,
                 cloud_name: cloud.name.clone(),
+                answered: AtomicU64::new(0),
+                first_use: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -210,6 +216,8 @@ impl Authenticator {
                 },
                 http: build_client(&HttpOptions::default()).map_err(AuthError::Tls)?,
                 cloud_name: format!("trusted-headers:{}", identity.project_id),
+                answered: AtomicU64::new(0),
+                first_use: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -279,6 +287,33 @@ impl Authenticator {
                 })
             }
         }
+    }
+
+    /// A new token goes out alone first: the service validates it with Keystone once, and
+    /// caches it, before the others arrive. Sent by many requests at once, each validates it
+    /// on its own; Glance's first creates after a start waited 4 to 8 s for that. Returns a
+    /// guard to hold until the answer when this request must go first, `None` when the token
+    /// has been answered already (or no Keystone token is in use).
+    pub(crate) async fn first_use(
+        &self,
+        credential: &Credential,
+    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if !matches!(self.inner.mode, Mode::Keystone(_)) {
+            return None;
+        }
+        let answered = || self.inner.answered.load(Ordering::Acquire) >= credential.generation;
+        if answered() {
+            return None;
+        }
+        let guard = self.inner.first_use.lock().await;
+        (!answered()).then_some(guard)
+    }
+
+    /// The service answered a request that carried `credential` (with anything but a 401).
+    pub(crate) fn answered(&self, credential: &Credential) {
+        self.inner
+            .answered
+            .fetch_max(credential.generation, Ordering::AcqRel);
     }
 
     /// The service answered 401 to `credential`: forget that token (not a newer one that
@@ -384,5 +419,63 @@ impl Authenticator {
             project_id: parsed.token.project.map(|project| project.id),
             generation,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::CloudsFile;
+
+    fn keystone_authenticator() -> Authenticator {
+        let yaml = b"clouds:\n  c:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n      user_id: u\n      password: p\n";
+        let file = CloudsFile::from_bytes(yaml).expect("clouds.yaml");
+        Authenticator::from_cloud(file.cloud("c").expect("cloud"), AuthOptions::default())
+            .expect("authenticator")
+    }
+
+    fn credential(generation: u64) -> Credential {
+        Credential {
+            headers: Vec::new(),
+            generation,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_token_goes_out_alone_until_the_service_has_answered_it() {
+        let auth = keystone_authenticator();
+        let first = auth.first_use(&credential(1)).await;
+        assert!(
+            first.is_some(),
+            "the first request with a new token goes first"
+        );
+        let second = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            auth.first_use(&credential(1)),
+        )
+        .await;
+        assert!(second.is_err(), "a second request waits for the first");
+        auth.answered(&credential(1));
+        drop(first);
+        assert!(
+            auth.first_use(&credential(1)).await.is_none(),
+            "once the service answered it, nobody waits"
+        );
+        assert!(
+            auth.first_use(&credential(2)).await.is_some(),
+            "a renewed token goes out alone again"
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_without_a_keystone_token_never_wait() {
+        let identity = TrustedIdentity {
+            project_id: "p1".into(),
+            user_id: "u1".into(),
+            roles: vec!["member".into()],
+        };
+        let auth = Authenticator::trusted_headers("http://127.0.0.1:9", &identity).expect("auth");
+        assert!(auth.first_use(&credential(0)).await.is_none());
+        assert!(auth.first_use(&credential(1)).await.is_none());
     }
 }

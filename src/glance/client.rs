@@ -210,6 +210,11 @@ impl GlanceClient {
         let auth = &session.auth;
         loop {
             let credential = auth.credential().await?;
+            // An upload may take hours: it never holds the others back.
+            let first_use = match replayable {
+                true => auth.first_use(&credential).await,
+                false => None,
+            };
             let mut request: RequestBuilder = auth
                 .http()
                 .request(method.clone(), url.clone())
@@ -265,6 +270,10 @@ impl GlanceClient {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "glance call"
             );
+            if status != StatusCode::UNAUTHORIZED {
+                auth.answered(&credential);
+            }
+            drop(first_use);
             if status == StatusCode::UNAUTHORIZED && auth.can_reissue() {
                 auth.reject(&credential).await;
                 if replayable && !retried {
