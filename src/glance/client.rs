@@ -211,9 +211,10 @@ impl GlanceClient {
         loop {
             let credential = auth.credential().await?;
             // An upload may take hours: it never holds the others back.
-            let first_use = match replayable {
-                true => auth.first_use(&credential).await,
-                false => None,
+            let first_use = if replayable {
+                auth.first_use(&credential).await
+            } else {
+                None
             };
             let mut request: RequestBuilder = auth
                 .http()

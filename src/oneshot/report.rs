@@ -36,6 +36,8 @@ fn describe_patch(op: &PatchOp, current: Option<&Image>) -> String {
     let quoted = |text: Option<&str>| text.map_or("(none)".to_string(), |t| format!("{t:?}"));
     let change =
         |field: &str, before: String, after: String| format!("{field}: {before} -> {after}");
+    // A field of the image as it is now, or "(none)" for an image not created yet.
+    let now = |read: fn(&Image) -> String| current.map_or("(none)".to_string(), read);
     match op {
         PatchOp::SetName(name) => change(
             "name",
@@ -44,29 +46,25 @@ fn describe_patch(op: &PatchOp, current: Option<&Image>) -> String {
         ),
         PatchOp::SetVisibility(visibility) => change(
             "visibility",
-            current.map_or("(none)".into(), |i| i.visibility.to_string()),
+            now(|i| i.visibility.to_string()),
             visibility.to_string(),
         ),
         PatchOp::SetProtected(value) => change(
             "protected",
-            current.map_or("(none)".into(), |i| i.protected.to_string()),
+            now(|i| i.protected.to_string()),
             value.to_string(),
         ),
-        PatchOp::SetHidden(value) => change(
-            "hidden",
-            current.map_or("(none)".into(), |i| i.hidden.to_string()),
-            value.to_string(),
-        ),
+        PatchOp::SetHidden(value) => {
+            change("hidden", now(|i| i.hidden.to_string()), value.to_string())
+        }
         PatchOp::SetMinDisk(value) => change(
             "min_disk",
-            current.map_or("(none)".into(), |i| i.min_disk.to_string()),
+            now(|i| i.min_disk.to_string()),
             value.to_string(),
         ),
-        PatchOp::SetMinRam(value) => change(
-            "min_ram",
-            current.map_or("(none)".into(), |i| i.min_ram.to_string()),
-            value.to_string(),
-        ),
+        PatchOp::SetMinRam(value) => {
+            change("min_ram", now(|i| i.min_ram.to_string()), value.to_string())
+        }
         PatchOp::SetContainerFormat(format) => change(
             "container_format",
             current
