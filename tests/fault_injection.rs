@@ -287,6 +287,74 @@ async fn a_final_error_stalls_with_glances_reason_without_retrying_until_the_spe
     delete_and_check_no_leaks(&h, &api, &names).await;
 }
 
+fn delete_one() -> Route {
+    Route::new("DELETE", "/v2/images/*")
+}
+
+#[tokio::test]
+async fn a_delete_refused_after_glance_carried_it_out_lets_the_object_go() {
+    let bed = require_testbed!();
+    let (h, proxy, api) = through_proxy(bed).await;
+    let name = common::unique("overlapping-delete");
+    h.apply(&name, json!({}));
+    let id = status_id(&h.settle(&name, ready).await.expect("object"));
+    // What the loser of two overlapping deletes of one image hears from Glance, as seen in a
+    // scale run: the image is gone all the same.
+    proxy.inject(delete_one(), Fault::ActThenRefuse(400), 1);
+
+    delete_and_check_no_leaks(&h, &api, std::slice::from_ref(&name)).await;
+    assert_eq!(proxy.answered(&delete_one(), 204), 1, "{}", proxy.summary());
+    assert!(
+        api.get_image(&id)
+            .await
+            .is_err_and(|err| err.is_not_found()),
+        "the image is gone"
+    );
+    assert!(
+        !h.double
+            .event_reasons()
+            .contains(&"DeletionBlocked".to_string()),
+        "no warning for a delete that happened: {:?}",
+        h.double.event_reasons()
+    );
+}
+
+#[tokio::test]
+async fn a_delete_glance_refused_while_the_image_is_still_there_blocks_deletion_with_its_reason() {
+    let bed = require_testbed!();
+    let (h, proxy, api) = through_proxy(bed).await;
+    let name = common::unique("refused-delete");
+    h.apply(&name, json!({}));
+    let id = status_id(&h.settle(&name, ready).await.expect("object"));
+    proxy.inject(delete_one(), Fault::Status(400), 1);
+
+    h.double.mark_deleted(NS, &name);
+    let action = h
+        .reconcile_once(&name)
+        .await
+        .expect("a final refusal is reported, not retried");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(
+        condition_is(&h, &name, "Stalled"),
+        is("True", "DeletionBlocked")
+    );
+    let message = message_of(&h, &name, "Stalled");
+    assert!(
+        message.contains("400") && message.contains(&id),
+        "{message}"
+    );
+    assert!(api.get_image(&id).await.is_ok(), "the image is still there");
+    assert!(h.object(&name).is_some(), "the object waits for a fix");
+
+    // A later pass (any change to the object triggers one) deletes once Glance agrees.
+    h.settle(&name, |o| o.is_none()).await;
+    assert!(
+        api.get_image(&id)
+            .await
+            .is_err_and(|err| err.is_not_found())
+    );
+}
+
 /// Which jitter `0..=1000` produced this requeue after the `failures`-th failure, if any.
 fn jitter_of(action: &Action, failures: u32) -> Option<u64> {
     (0..=1000).find(|random| {

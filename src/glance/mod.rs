@@ -165,12 +165,30 @@ pub trait GlanceApi: Send + Sync {
     }
 
     /// Deletes the image; `Ok(false)` when it was already gone.
+    ///
+    /// A refused delete is checked against a fresh read: when two deletes of one image overlap
+    /// (a resent request whose first copy did land, or another client), Glance answers the
+    /// loser 400 "status transition from deleted to deleted", or 409. The image is gone all the
+    /// same, and reporting that refusal would hold the Kubernetes object forever.
     fn delete_if_exists(&self, id: &str) -> impl Future<Output = Result<bool>> + Send {
         async move {
-            match self.delete(id).await {
-                Ok(()) => Ok(true),
+            let refusal = match self.delete(id).await {
+                Ok(()) => return Ok(true),
+                Err(err) if err.is_not_found() => return Ok(false),
+                Err(err) if err.is_transient() || err.status().is_none() => return Err(err),
+                Err(refusal) => refusal,
+            };
+            match self.get_image(id).await {
                 Err(err) if err.is_not_found() => Ok(false),
-                Err(err) => Err(err),
+                Ok(image)
+                    if matches!(
+                        image.status,
+                        ImageStatus::Deleted | ImageStatus::PendingDelete
+                    ) =>
+                {
+                    Ok(false)
+                }
+                _ => Err(refusal),
             }
         }
     }

@@ -30,6 +30,9 @@ pub enum Fault {
     Delay(Duration),
     /// Forward, so Glance acts on the request, then close the connection instead of answering.
     LoseAnswer,
+    /// Forward, so Glance acts on the request, then answer this status instead of Glance's: what
+    /// the loser of two overlapping requests sees (Glance refuses a second delete with 400).
+    ActThenRefuse(u16),
 }
 
 /// Which requests a rule applies to: a method and a path kind (see [`path_kind`]), e.g.
@@ -296,7 +299,7 @@ async fn handle(
         Some(Fault::Drop) => return Err(dropped()),
         Some(Fault::Status(code)) => return Ok(error_answer(code, "injected by the fault proxy")),
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
-        Some(Fault::LoseAnswer) | None => {}
+        Some(Fault::LoseAnswer | Fault::ActThenRefuse(_)) | None => {}
     }
     let answer = match forward(&upstream, request).await {
         Ok(answer) => answer,
@@ -308,6 +311,13 @@ async fn handle(
         // Read Glance's whole answer first, so its work is surely done before the drop.
         let _ = answer.into_body().collect().await;
         return Err(dropped());
+    }
+    if let Some(Fault::ActThenRefuse(code)) = fault {
+        let _ = answer.into_body().collect().await;
+        return Ok(error_answer(
+            code,
+            "refused after acting, by the fault proxy",
+        ));
     }
     Ok(answer.map(BodyExt::boxed))
 }
