@@ -128,11 +128,32 @@ fn start(assets: &Path) -> Cluster {
     )
     .expect("tokens");
 
+    // A port picked free can be taken by another process before etcd or the apiserver binds
+    // it: a server that exits at start is tried again on fresh ports.
+    for attempt in 1..=3 {
+        match launch(assets, &dir, &token, attempt) {
+            Ok(mut cluster) => {
+                cluster._dir = Some(TempDir(dir));
+                return cluster;
+            }
+            Err(why) if attempt < 3 => eprintln!("cluster start, attempt {attempt}: {why}"),
+            Err(why) => panic!("{why}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
+/// Starts etcd and the apiserver on fresh ports and waits until the apiserver is ready;
+/// `Err` when either exits first or readiness takes over 60 s.
+fn launch(assets: &Path, dir: &Path, token: &str, attempt: u32) -> Result<Cluster, String> {
     let (etcd_client, etcd_peer, api_port) = (free_port(), free_port(), free_port());
     let etcd_log = std::fs::File::create(dir.join("etcd.log")).expect("log");
     let etcd = Command::new(assets.join("etcd"))
         .args([
-            format!("--data-dir={}", dir.join("etcd").display()),
+            format!(
+                "--data-dir={}",
+                dir.join(format!("etcd-{attempt}")).display()
+            ),
             format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
             format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
             format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
@@ -178,10 +199,10 @@ fn start(assets: &Path) -> Cluster {
         ),
     )
     .expect("kubeconfig");
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         kubeconfig,
         children: vec![etcd, apiserver],
-        _dir: Some(TempDir(dir.clone())),
+        _dir: None,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -196,14 +217,26 @@ fn start(assets: &Path) -> Cluster {
             .output()
             .is_ok_and(|out| out.status.success());
         if ready {
-            return cluster;
+            return Ok(cluster);
         }
-        if Instant::now() > deadline {
+        let exited = cluster
+            .children
+            .iter_mut()
+            .any(|child| matches!(child.try_wait(), Ok(Some(_))));
+        if exited || Instant::now() > deadline {
             let log = std::fs::read_to_string(dir.join("apiserver.log")).unwrap_or_default();
-            panic!(
-                "kube-apiserver was not ready in 60 s; log tail:\n{}",
-                log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
-            );
+            let etcd_log = std::fs::read_to_string(dir.join("etcd.log")).unwrap_or_default();
+            let tail = |log: &str| log.lines().rev().take(10).collect::<Vec<_>>().join("\n");
+            return Err(format!(
+                "kube-apiserver {}; its log's tail:\n{}\netcd's log's tail:\n{}",
+                if exited {
+                    "or etcd exited at start"
+                } else {
+                    "was not ready in 60 s"
+                },
+                tail(&log),
+                tail(&etcd_log)
+            ));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
