@@ -23,6 +23,9 @@
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_macros)]
 mod common;
+#[path = "support/cpu_share.rs"]
+#[allow(dead_code)]
+mod cpu_share;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -34,6 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::kubectl::{GlintProcess, Kubectl};
+use cpu_share::{CpuShare, CpuSnapshot};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -723,19 +727,21 @@ impl Bench {
         self.kubectl(&args).map(drop)
     }
 
-    /// Seconds from apply to active for one Image with glint.
-    async fn glint_run(&mut self, name: &str, url: &str, size: u64) -> Result<f64> {
+    /// Seconds from apply to active for one Image with glint, and the CPU used meanwhile.
+    async fn glint_run(&mut self, name: &str, url: &str, size: u64) -> Result<(f64, CpuShare)> {
         let manifest = self.image_manifest(name, &[TAG], Some(url));
         self.rss.reset();
+        let cpu_before = CpuSnapshot::take(Some(self.rss.pid));
         let started = Instant::now();
         self.apply(&manifest).await?;
         let names = [name.to_string()];
         let done = self
             .wait_uploaded(&names, size, upload_timeout(size))
             .await?;
+        let cpu = CpuSnapshot::take(Some(self.rss.pid)).since(&cpu_before);
         let seconds = (done[name] - started).as_secs_f64();
         self.delete_images(&names)?;
-        Ok(seconds)
+        Ok((seconds, cpu))
     }
 
     /// Seconds of `curl -s URL | [unpack |] curl -T -` into a queued image.
@@ -745,7 +751,7 @@ impl Bench {
         url: &str,
         unpack: Option<&str>,
         size: u64,
-    ) -> Result<f64> {
+    ) -> Result<(f64, CpuShare)> {
         let id = self.glance.create(name).await?;
         let unpack = unpack
             .map(|tool| format!("{tool} -dc | "))
@@ -754,6 +760,7 @@ impl Bench {
             "set -o pipefail; curl -sS -f \"$SOURCE\" | {unpack}curl -sS -f -o /dev/null -X PUT -T - \
              -H 'Expect:' -H 'Content-Type: application/octet-stream' -H \"X-Auth-Token: $TOKEN\" \"$TARGET\""
         );
+        let cpu_before = CpuSnapshot::take(None);
         let started = Instant::now();
         let output = Command::new("bash")
             .args(["-c", &script])
@@ -764,6 +771,7 @@ impl Bench {
             .output()
             .map_err(|e| format!("cannot run the baseline: {e}"))?;
         let seconds = started.elapsed().as_secs_f64();
+        let cpu = CpuSnapshot::take(None).since(&cpu_before);
         let image = self.glance.image(&id).await?.unwrap_or_default();
         self.glance.delete(&id).await?;
         if !output.status.success() {
@@ -778,7 +786,7 @@ impl Bench {
                 image["status"], image["size"]
             ));
         }
-        Ok(seconds)
+        Ok((seconds, cpu))
     }
 
     async fn case(
@@ -820,6 +828,7 @@ impl Bench {
                 [false, true]
             };
             for use_glint in order {
+                settle_writeback();
                 let name = format!(
                     "{}-{slug}-{}-{}",
                     self.prefix,
@@ -827,22 +836,24 @@ impl Bench {
                     if use_glint { "glint" } else { "curl" }
                 );
                 if use_glint {
-                    let seconds = self.glint_run(&name, &url, size).await?;
+                    let (seconds, cpu) = self.glint_run(&name, &url, size).await?;
                     let rss = self.rss.peak_mib();
                     result.rss_mib = result.rss_mib.max(rss);
                     result.glint.push(megabytes / seconds);
                     println!(
-                        "  run {} glint:    {:7.1} MB/s ({seconds:6.2} s)  peak RSS {rss:5.1} MiB",
+                        "  run {} glint:    {:7.1} MB/s ({seconds:6.2} s)  peak RSS {rss:5.1} MiB  {}",
                         run + 1,
-                        megabytes / seconds
+                        megabytes / seconds,
+                        cores(&cpu)
                     );
                 } else {
-                    let seconds = self.baseline_run(&name, &url, unpack, size).await?;
+                    let (seconds, cpu) = self.baseline_run(&name, &url, unpack, size).await?;
                     result.baseline.push(megabytes / seconds);
                     println!(
-                        "  run {} baseline: {:7.1} MB/s ({seconds:6.2} s)",
+                        "  run {} baseline: {:7.1} MB/s ({seconds:6.2} s)                    {}",
                         run + 1,
-                        megabytes / seconds
+                        megabytes / seconds,
+                        cores(&cpu)
                     );
                 }
             }
@@ -953,6 +964,27 @@ struct TagResult {
     parallel_seconds: f64,
     parallel_rate: f64,
     rss_mib: f64,
+}
+
+/// Cores in use during one run: glint, Glance, the rest (curl, zstd or gzip, the kernel's
+/// threads), and all together.
+fn cores(cpu: &CpuShare) -> String {
+    let wall = cpu.wall.max(1e-9);
+    format!(
+        "cores: glint {:.2}, Glance {:.2}, other {:.2}, all {:.2}",
+        cpu.of("glint") / wall,
+        cpu.of("Glance") / wall,
+        cpu.of("other") / wall,
+        cpu.total() / wall
+    )
+}
+
+/// Waits until the kernel has written every dirty page to disk. The source files (over 6 GiB,
+/// written at start) and each run's stored image are otherwise flushed during the next run,
+/// taking disk and CPU from whichever side runs then: the first glint run used to meet all
+/// of the source files' writeback.
+fn settle_writeback() {
+    let _ = Command::new("sync").status();
 }
 
 /// Generous: a stalled upload fails the run instead of hanging it.

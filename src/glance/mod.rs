@@ -167,9 +167,9 @@ pub trait GlanceApi: Send + Sync {
     /// Deletes the image; `Ok(false)` when it was already gone.
     ///
     /// A refused delete is checked against a fresh read: when two deletes of one image overlap
-    /// (a resent request whose first copy did land, or another client), Glance answers the
-    /// loser 400 "status transition from deleted to deleted", or 409. The image is gone all the
-    /// same, and reporting that refusal would hold the Kubernetes object forever.
+    /// (another client's, or a resent request whose first copy landed), Glance answers the
+    /// loser 400 "status transition from deleted to deleted". The image is gone all the same,
+    /// and reporting that refusal would hold the Kubernetes object forever.
     fn delete_if_exists(&self, id: &str) -> impl Future<Output = Result<bool>> + Send {
         async move {
             let refusal = match self.delete(id).await {
