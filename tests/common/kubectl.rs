@@ -41,12 +41,7 @@ impl Kubectl {
     /// Installs the CRD from crds/, waits until it is Established, and creates the namespace.
     pub fn install_crd_and_namespace(&self) {
         self.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);
-        self.ok(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/images.glint.dev",
-            "--timeout=60s",
-        ]);
+        self.wait("crd/images.glint.dev", "condition=Established");
         self.ok(&["create", "namespace", &self.namespace]);
     }
 
@@ -123,13 +118,28 @@ impl Kubectl {
             .to_string()
     }
 
+    /// `kubectl wait`, up to 180 s in all. kubectl fails at once instead of waiting while
+    /// the conditions it reads are still null (a CRD just created: ".status.conditions accessor
+    /// error: <nil>"), so that answer is asked again.
     pub fn wait(&self, what: &str, condition: &str) {
-        self.ok(&[
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        let args = [
             "wait",
             &format!("--for={condition}"),
             what,
             "--timeout=180s",
-        ]);
+        ];
+        loop {
+            let (success, _, stderr) = self.run(&args, None);
+            if success {
+                return;
+            }
+            assert!(
+                stderr.contains("accessor error") && std::time::Instant::now() < deadline,
+                "kubectl {args:?}: {stderr}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
