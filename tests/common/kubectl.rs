@@ -123,13 +123,14 @@ impl Kubectl {
     /// error: <nil>"), so that answer is asked again.
     pub fn wait(&self, what: &str, condition: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(180);
-        let args = [
-            "wait",
-            &format!("--for={condition}"),
-            what,
-            "--timeout=180s",
-        ];
         loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let args = [
+                "wait",
+                &format!("--for={condition}"),
+                what,
+                &format!("--timeout={}s", left.as_secs().max(1)),
+            ];
             let (success, _, stderr) = self.run(&args, None);
             if success {
                 return;
