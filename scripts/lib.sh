@@ -7,6 +7,18 @@ use_shared_target_dir() {
   mkdir -p "$CARGO_TARGET_DIR"
 }
 
+# What building glint needs from Debian beyond the Rust toolchain: OpenSSL's headers (the
+# openssl crate links the system's libcrypto, which computes the transfers' digests) and
+# pkg-config, which finds them. Installed once; a no-op when present.
+ensure_build_deps() {
+  if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; then
+    return
+  fi
+  printf 'installing libssl-dev and pkg-config with apt-get (needed to build glint)\n' >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >&2
+}
+
 step() {
   printf '\n==> %s\n' "$*"
 }

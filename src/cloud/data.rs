@@ -356,8 +356,8 @@ async fn write_stream(
     file.sync_all().await.map_err(CloudError::storage)?;
     Ok(Written {
         size,
-        md5: md5.hex(),
-        sha512: sha512.hex(),
+        md5: md5.hex().map_err(CloudError::storage)?,
+        sha512: sha512.hex().map_err(CloudError::storage)?,
         head,
     })
 }

@@ -66,7 +66,7 @@ impl Failure {
             PipelineError::Download(_) | PipelineError::Short { .. } => reasons::SOURCE_UNAVAILABLE,
             PipelineError::Hash { .. } => reasons::HASH_MISMATCH,
             PipelineError::Corrupt { .. } => reasons::CORRUPT_ARCHIVE,
-            PipelineError::Abandoned => reasons::TRANSFER_FAILED,
+            PipelineError::Abandoned | PipelineError::Digest(_) => reasons::TRANSFER_FAILED,
         };
         let retry = error.is_transient();
         Self::new(reason, error.to_string(), retry)

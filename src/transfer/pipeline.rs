@@ -20,7 +20,7 @@ use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::decompress::{self, Format};
-use super::hash::BackgroundDigest;
+use super::hash::{BackgroundDigest, DigestError};
 use crate::crd::{Decompression, HashAlgorithm, SourceHash};
 use crate::glance::ByteStream;
 
@@ -77,6 +77,8 @@ pub enum PipelineError {
     /// The upload stopped reading (Glance failed, or the transfer was cancelled).
     #[error("the upload stopped reading")]
     Abandoned,
+    #[error(transparent)]
+    Digest(#[from] DigestError),
 }
 
 impl PipelineError {
@@ -84,7 +86,9 @@ impl PipelineError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Download(_) | Self::Short { .. } | Self::Abandoned
+            // A digest fails only when memory runs short: the start-up check has already
+            // shown that OpenSSL has every algorithm.
+            Self::Download(_) | Self::Short { .. } | Self::Abandoned | Self::Digest(_)
         )
     }
 }
@@ -291,7 +295,7 @@ fn pump(
         });
     }
     if let (Some(expected), Some(digest)) = (&options.hash, raw.digest.take()) {
-        let actual = digest.finish().pop().unwrap_or_default();
+        let actual = digest.finish()?.pop().unwrap_or_default();
         if actual != expected.value {
             return Err(PipelineError::Hash {
                 algorithm: expected.algorithm.as_str(),
@@ -304,7 +308,7 @@ fn pump(
     drop(raw);
     sink.release_last()?;
     let bytes_out = sink.bytes_out;
-    let [md5, sha512]: [String; 2] = sink.glance_digests.finish().try_into().unwrap_or_default();
+    let [md5, sha512]: [String; 2] = sink.glance_digests.finish()?.try_into().unwrap_or_default();
     Ok(Sent {
         bytes_in,
         bytes_out,
@@ -432,7 +436,7 @@ mod tests {
     fn hex_of(algorithm: HashAlgorithm, data: &[u8]) -> String {
         let mut digest = Digest::new(algorithm);
         digest.update(data);
-        digest.hex()
+        digest.hex().unwrap()
     }
 
     async fn run(
