@@ -2,7 +2,7 @@
 //! by the file's first bytes. Every decoder is a streaming `Read`, so memory stays bounded by
 //! the decoders' own windows whatever the image's size.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 
 use crate::crd::Decompression;
 
@@ -74,7 +74,9 @@ pub fn decoder<R: Read + Send + 'static>(
         Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Format::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
         Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
-        Format::Zstd => Box::new(ZstdFrames::new(input)),
+        // libzstd goes on to the next frame by itself (pzstd output, concatenated files), and
+        // keeps its default window limit (128 MiB), so a hostile header cannot ask for more.
+        Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
     };
     Ok((reader, format))
 }
@@ -89,45 +91,6 @@ fn read_up_to<R: Read>(input: &mut R, buf: &mut [u8]) -> std::io::Result<usize> 
         }
     }
     Ok(filled)
-}
-
-/// zstd files may hold several frames (pzstd, or concatenated files): decode them all.
-struct ZstdFrames<R: BufRead> {
-    input: Option<R>,
-    frame: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
-}
-
-impl<R: BufRead> ZstdFrames<R> {
-    fn new(input: R) -> Self {
-        Self {
-            input: Some(input),
-            frame: None,
-        }
-    }
-}
-
-impl<R: BufRead> Read for ZstdFrames<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            if let Some(frame) = self.frame.as_mut() {
-                let read = frame.read(buf)?;
-                if read > 0 || buf.is_empty() {
-                    return Ok(read);
-                }
-                // This frame is done: the next one, if any, starts where it ended.
-                self.input = self.frame.take().map(|frame| frame.into_inner());
-            }
-            let Some(mut input) = self.input.take() else {
-                return Ok(0);
-            };
-            if input.fill_buf()?.is_empty() {
-                return Ok(0);
-            }
-            let frame = ruzstd::decoding::StreamingDecoder::new(input)
-                .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))?;
-            self.frame = Some(frame);
-        }
-    }
 }
 
 #[cfg(test)]
