@@ -29,7 +29,7 @@ use crate::crd::{TransferPhase, TransferStatus};
 use crate::glance::GlanceApi;
 use crate::metrics::TransferMetrics;
 
-pub use hash::{Digest, DigestError, self_check as check_digests};
+pub use hash::{Digest, DigestError};
 pub use request::{SourceAccess, TransferRequest};
 pub use source_policy::{Cidr, SourcePolicy};
 

@@ -86,8 +86,8 @@ impl PipelineError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            // A digest fails only when memory runs short: the start-up check has already
-            // shown that OpenSSL has every algorithm.
+            // A digest fails when memory runs short, which passes; an OpenSSL without the
+            // algorithm keeps failing, with its reason in the condition.
             Self::Download(_) | Self::Short { .. } | Self::Abandoned | Self::Digest(_)
         )
     }
