@@ -597,7 +597,6 @@ struct Bench {
     prefix: String,
 }
 
-/// One row of the table.
 /// One case of the table: what is transferred, and the ratio it must reach.
 struct CaseSpec<'a> {
     /// The `--case` name.
@@ -611,6 +610,7 @@ struct CaseSpec<'a> {
     target: f64,
 }
 
+/// One row of the table.
 struct CaseResult {
     /// The `--case` name.
     key: &'static str,
