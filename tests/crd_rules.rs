@@ -268,6 +268,54 @@ fn new_images_are_admitted_or_refused_with_what_to_fix() {
             with(minimal(), json!({"resyncPeriod": "168h"})),
             None,
         ),
+        (
+            "property ownership with keys and prefixes",
+            with(
+                minimal(),
+                json!({"properties": {"os_distro": "debian"},
+                       "propertyOwnership": {"own": ["hw_*", "legacy"], "ignore": ["site_*", "backup_policy"]}}),
+            ),
+            None,
+        ),
+        (
+            "owning every property",
+            with(minimal(), json!({"propertyOwnership": {"own": ["*"]}})),
+            None,
+        ),
+        (
+            "a star inside an ownership pattern",
+            with(minimal(), json!({"propertyOwnership": {"own": ["hw_*_bus"]}})),
+            Some("* may appear only at the end"),
+        ),
+        (
+            "an empty ownership pattern",
+            with(minimal(), json!({"propertyOwnership": {"ignore": [""]}})),
+            Some("each entry is 1 to 255 characters"),
+        ),
+        (
+            "ignoring a key the spec sets",
+            with(
+                minimal(),
+                json!({"properties": {"os_distro": "debian"}, "propertyOwnership": {"ignore": ["os_distro"]}}),
+            ),
+            Some("glint cannot both set a property and leave it alone"),
+        ),
+        (
+            "ignoring a prefix of a key the spec sets",
+            with(
+                minimal(),
+                json!({"properties": {"os_distro": "debian"}, "propertyOwnership": {"ignore": ["os_*"]}}),
+            ),
+            Some("glint cannot both set a property and leave it alone"),
+        ),
+        (
+            "ignoring keys the spec does not set",
+            with(
+                minimal(),
+                json!({"properties": {"os_distro": "debian"}, "propertyOwnership": {"ignore": ["hw_*", "os_distro2"]}}),
+            ),
+            None,
+        ),
     ];
     for (what, spec, expected) in cases {
         match (admit(spec, None), expected) {

@@ -27,6 +27,7 @@ macro_rules! spec_enum {
     };
 }
 
+mod ownership;
 mod source;
 mod spec;
 mod status_fields;
@@ -37,6 +38,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
+pub use ownership::{PropertyOwnership, matches_key};
 pub use source::{
     Decompression, HashAlgorithm, ImageSource, SourceHash, SourceSecretRef, TransferMethod,
 };

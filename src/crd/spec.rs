@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::ownership::{
+    IGNORE_VERSUS_PROPERTIES_MESSAGE, IGNORE_VERSUS_PROPERTIES_RULE, PropertyOwnership,
+};
 use super::source::ImageSource;
 use super::status_fields::ImageStatus;
 use crate::glance;
@@ -72,6 +75,7 @@ pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &["os_glance", "os_hash_"];
         .message("spec.managementPolicy is immutable"),
     validation = Rule::new("has(self.__import__) == has(oldSelf.__import__) && (!has(self.__import__) || self.__import__ == oldSelf.__import__)")
         .message("spec.import is immutable"),
+    validation = Rule::new(IGNORE_VERSUS_PROPERTIES_RULE).message(IGNORE_VERSUS_PROPERTIES_MESSAGE),
     // glint would silently ignore these on an image it only observes: refuse them instead.
     validation = Rule::new(unmanaged_fields_rule())
         .message(kube::core::Message::Expression(unmanaged_fields_message())),
@@ -117,11 +121,12 @@ pub struct ImageSpec {
     #[serde(default, rename = "minRamMB", skip_serializing_if = "Option::is_none")]
     pub min_ram_mb: Option<u32>,
 
-    /// Free-form string properties (for example os_distro, hw_disk_bus). glint keeps the
-    /// image's properties equal to these: changed values are updated and properties that are
-    /// not listed here are removed from Glance (Glance's own os_glance_* keys excepted).
-    /// Glance's own keys (os_glance_*, os_hash_*, stores, direct_url and the fields above) are
-    /// refused.
+    /// Free-form string properties (for example os_distro, hw_disk_bus). glint sets these and
+    /// restores them when they are changed or removed in Glance. A key glint set earlier and
+    /// that is no longer listed here is removed; properties glint never set (added by Glance's
+    /// import plugins, the cloud's operators or other tools) are left alone unless
+    /// spec.propertyOwnership.own claims them. Glance's own keys (os_glance_*, os_hash_*,
+    /// stores, direct_url and the fields above) are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     // Glance's default image_property_quota; without a bound the apiserver refuses the CEL
     // rule below as too costly.
@@ -130,6 +135,11 @@ pub struct ImageSpec {
         "spec.properties must not set Glance's own keys (os_glance_*, os_hash_*, stores, direct_url, id, name, status, visibility, protected, os_hidden, checksum, owner, size, min_disk, min_ram, container_format, disk_format, tags, ...): use the dedicated spec fields"
     ))]
     pub properties: BTreeMap<String, String>,
+
+    /// Which properties besides spec.properties glint may remove (own) or must leave alone
+    /// even though it set them earlier (ignore). Without it, glint removes only keys it set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_ownership: Option<PropertyOwnership>,
 
     /// The container format of the data: bare (default; no container), ovf, ova, ami, ari,
     /// aki, docker or compressed. Immutable.
@@ -203,6 +213,7 @@ pub const MANAGED_ONLY_FIELDS: &[&str] = &[
     "minDiskGB",
     "minRamMB",
     "properties",
+    "propertyOwnership",
     "containerFormat",
     "diskFormat",
     "id",

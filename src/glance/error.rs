@@ -79,6 +79,23 @@ impl GlanceError {
         self.status() == Some(409)
     }
 
+    /// The property Glance refused to let this caller write, when that was the refusal: the
+    /// cloud's property protections (or a key it reserves) answer 403 "Attribute 'KEY' is
+    /// reserved.", naming the key.
+    pub fn reserved_property(&self) -> Option<&str> {
+        let Self::Api {
+            status: 403,
+            message,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let (_, rest) = message.split_once("Attribute '")?;
+        let (key, _) = rest.split_once("' is reserved")?;
+        Some(key)
+    }
+
     /// Whether the same call can succeed later without a change of spec or credentials:
     /// 5xx, 408, 429, and failures without an answer. 4xx answers are final.
     pub fn is_transient(&self) -> bool {

@@ -87,6 +87,19 @@ pub enum ActError {
         source: GlanceError,
     },
     #[error(
+        "Glance does not let these credentials {} property {key:?} of image {id} (the cloud's property protections reserve it for other roles): {}, or ask the cloud's operators for a role that may write it ({source})",
+        if *removing { "remove" } else { "set" },
+        if *removing { "list it in spec.propertyOwnership.ignore to leave it in place" } else { "remove it from spec.properties" }
+    )]
+    PropertyProtected {
+        id: String,
+        key: String,
+        /// Whether glint was removing the key (rather than setting it).
+        removing: bool,
+        #[source]
+        source: GlanceError,
+    },
+    #[error(
         "spec.id {id} is taken by another image or by a deleted one (Glance never reuses ids): remove spec.id or choose another UUID"
     )]
     IdTaken { id: String },
@@ -100,13 +113,16 @@ impl ActError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Glance { source, .. } => source.is_transient(),
-            Self::IdTaken { .. } | Self::DerivedIdsExhausted => false,
+            Self::PropertyProtected { .. } | Self::IdTaken { .. } | Self::DerivedIdsExhausted => {
+                false
+            }
         }
     }
 
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Glance { source, .. } => source.reason(),
+            Self::PropertyProtected { .. } => "PropertyProtected",
             Self::IdTaken { .. } => "ImageIdTaken",
             Self::DerivedIdsExhausted => "ImageIdsExhausted",
         }
@@ -116,6 +132,25 @@ impl ActError {
 fn glance(call: &'static str, id: &str) -> impl FnOnce(GlanceError) -> ActError {
     let id = id.to_string();
     move |source| ActError::Glance { call, id, source }
+}
+
+/// A refused create or patch, told apart when Glance refused one property: that needs a change
+/// of spec or role, and names the key.
+fn writing(call: &'static str, id: &str, ops: &[PatchOp]) -> impl FnOnce(GlanceError) -> ActError {
+    let removing = |key: &str| {
+        ops.iter()
+            .any(|op| matches!(op, PatchOp::RemoveProperty(removed) if removed == key))
+    };
+    let id = id.to_string();
+    move |source| match source.reserved_property().map(str::to_string) {
+        Some(key) => ActError::PropertyProtected {
+            removing: removing(&key),
+            id,
+            key,
+            source,
+        },
+        None => ActError::Glance { call, id, source },
+    }
 }
 
 /// What a pass did: its effects, and the created image when it created one.
@@ -160,7 +195,7 @@ pub async fn apply(
                 let image = api
                     .update_image(id, ops)
                     .await
-                    .map_err(glance("update", id))?;
+                    .map_err(writing("update", id, ops))?;
                 applied.patched = Some(image);
                 Effect::Updated { fields: ops.len() }
             }
@@ -251,7 +286,7 @@ async fn create(
                 Err(err) if err.is_not_found() => Err(ActError::IdTaken { id: id.clone() }),
                 Err(err) => Err(glance("get", id)(err)),
             },
-            Err(err) => Err(glance("create", id)(err)),
+            Err(err) => Err(writing("create", id, &[])(err)),
         };
     }
     for attempt in 0..MAX_DERIVED_IDS {
@@ -266,7 +301,7 @@ async fn create(
                 Err(err) if err.is_not_found() => continue,
                 Err(err) => return Err(glance("get", &id)(err)),
             },
-            Err(err) => return Err(glance("create", &id)(err)),
+            Err(err) => return Err(writing("create", &id, &[])(err)),
         }
     }
     Err(ActError::DerivedIdsExhausted)

@@ -7,15 +7,25 @@
 //!   (Glance refuses member calls on images that are not shared);
 //! - deactivation needs data (Glance refuses it on a queued image);
 //! - a protected image is unprotected in the same step that deletes it.
+//!
+//! Properties: glint removes only keys it set itself, which it records in the image's
+//! [`PROPERTIES_RECORD`] property in the same create or patch that sets them (one atomic
+//! request, so the record and the keys cannot disagree after a crash), plus keys that
+//! `spec.propertyOwnership.own` claims. Everything else on the image (keys of Glance's import
+//! plugins, the operators, other tools) is left alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::crd::{ImageSource, ImageSpec, is_reserved_property};
+use crate::crd::{ImageSource, ImageSpec, PropertyOwnership, is_reserved_property};
 use crate::glance::{
     ContainerFormat, DiskFormat, Image, ImageStatus, NewImage, PatchOp, Visibility,
 };
 use crate::reconcile::observe::{OWNER_PROPERTY, Observation};
 use crate::transfer::{SourceAccess, TransferState};
+
+/// The property in which glint records the keys it set on the image (a JSON list of strings),
+/// so that a key dropped from the spec can be removed and no other key ever is.
+pub const PROPERTIES_RECORD: &str = "glint.dev/properties";
 
 /// The image as the spec describes it, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +38,11 @@ pub struct Desired {
     pub hidden: bool,
     pub min_disk: u64,
     pub min_ram: u64,
-    /// The spec's properties plus the ownership mark.
+    /// The spec's properties plus the ownership mark (and, from the CLI, its own mark).
+    /// What is written adds [`PROPERTIES_RECORD`]: see [`Desired::properties_to_write`].
     pub properties: BTreeMap<String, String>,
+    /// Which other properties glint may remove, or must leave alone.
+    pub property_ownership: PropertyOwnership,
     pub container_format: ContainerFormat,
     pub disk_format: Option<DiskFormat>,
     pub members: BTreeSet<String>,
@@ -56,6 +69,7 @@ impl Desired {
             min_disk: spec.min_disk_gb.map_or(0, u64::from),
             min_ram: spec.min_ram_mb.map_or(0, u64::from),
             properties,
+            property_ownership: spec.property_ownership.clone().unwrap_or_default(),
             container_format: spec.container_format.unwrap_or_default().into(),
             disk_format: spec.disk_format.map(Into::into),
             members: spec.members.iter().cloned().collect(),
@@ -79,9 +93,39 @@ impl Desired {
             min_ram: Some(self.min_ram),
             protected: Some(self.protected),
             hidden: Some(self.hidden),
-            properties: self.properties.clone(),
+            properties: self.properties_to_write(),
         }
     }
+
+    /// The properties the image must carry: [`Self::properties`] and the record of their keys.
+    pub fn properties_to_write(&self) -> BTreeMap<String, String> {
+        let mut properties = self.properties.clone();
+        properties.insert(PROPERTIES_RECORD.to_string(), record_of(&self.properties));
+        properties
+    }
+}
+
+/// The record's value for these properties: their keys, sorted, as a JSON list. The ownership
+/// mark is left out: glint never removes it, and it would only lengthen every record.
+fn record_of(properties: &BTreeMap<String, String>) -> String {
+    let keys: Vec<&str> = properties
+        .keys()
+        .map(String::as_str)
+        .filter(|key| *key != OWNER_PROPERTY && *key != PROPERTIES_RECORD)
+        .collect();
+    serde_json::Value::from(keys).to_string()
+}
+
+/// The keys an image's record names. No record (an image glint made before it kept one, or
+/// one it did not make) or one it cannot read (edited by hand) names none: glint then removes
+/// nothing it is not sure it set, and the next patch writes a record again.
+pub fn recorded_keys(image: &Image) -> BTreeSet<String> {
+    image
+        .properties
+        .get(PROPERTIES_RECORD)
+        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
+        .map(|keys| keys.into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// One step against Glance, in the order the plan lists them.
@@ -297,10 +341,12 @@ fn tags_op(desired: &Desired, image: &Image) -> Option<PatchOp> {
     (image.tags != desired.tags).then(|| PatchOp::SetTags(desired.tags.clone()))
 }
 
-/// Set what differs, remove what the spec does not list (but never Glance's own keys).
+/// Set what differs (the record included), remove the keys glint owns that the spec no longer
+/// lists.
 fn property_ops(desired: &Desired, image: &Image) -> Vec<PatchOp> {
-    let set = desired
-        .properties
+    let wanted = desired.properties_to_write();
+    let recorded = recorded_keys(image);
+    let set = wanted
         .iter()
         .filter(|(key, value)| image.properties.get(*key) != Some(value))
         .map(|(key, value)| PatchOp::SetProperty {
@@ -310,9 +356,19 @@ fn property_ops(desired: &Desired, image: &Image) -> Vec<PatchOp> {
     let remove = image
         .properties
         .keys()
-        .filter(|key| !desired.properties.contains_key(*key) && !is_reserved_property(key))
+        .filter(|key| {
+            !wanted.contains_key(*key) && may_remove(key, &recorded, &desired.property_ownership)
+        })
         .map(|key| PatchOp::RemoveProperty(key.clone()));
     set.chain(remove).collect()
+}
+
+/// A property the spec does not list is glint's to remove when glint set it (the record says
+/// so) or the spec claims it, unless the spec hands it over (`ignore`) or it is Glance's own.
+fn may_remove(key: &str, recorded: &BTreeSet<String>, ownership: &PropertyOwnership) -> bool {
+    !is_reserved_property(key)
+        && !ownership.ignores(key)
+        && (recorded.contains(key) || ownership.owns(key))
 }
 
 /// Members to add and to remove. Glance only takes member calls on shared images, so

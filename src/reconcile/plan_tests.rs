@@ -29,10 +29,10 @@ fn matching_image() -> Image {
         "id": "i-1", "name": "obj", "status": "active", "visibility": "private",
         "protected": false, "os_hidden": false, "min_disk": 0, "min_ram": 0,
         "container_format": "bare", "disk_format": "qcow2", "tags": [],
-        "glint.dev/uid": UID,
+        "glint.dev/uid": UID, "glint.dev/properties": "[]",
     }))
     .unwrap();
-    assert_eq!(image.properties, wanted.properties);
+    assert_eq!(image.properties, wanted.properties_to_write());
     image
 }
 
@@ -40,6 +40,13 @@ fn image(change: impl FnOnce(&mut Image)) -> Image {
     let mut image = matching_image();
     change(&mut image);
     image
+}
+
+fn set(key: &str, value: &str) -> PatchOp {
+    PatchOp::SetProperty {
+        key: key.into(),
+        value: value.into(),
+    }
 }
 
 fn no_members() -> BTreeSet<String> {
@@ -132,32 +139,31 @@ fn each_field_difference_becomes_one_patch_operation() {
             vec![PatchOp::SetTags(vec![])],
         ),
         (
-            "new property",
+            "new property, recorded in the same patch",
             desired(|s| s.properties = props.clone()),
             matching_image(),
-            vec![PatchOp::SetProperty {
-                key: "os_distro".into(),
-                value: "debian".into(),
-            }],
+            vec![
+                set(PROPERTIES_RECORD, r#"["os_distro"]"#),
+                set("os_distro", "debian"),
+            ],
         ),
         (
             "changed property",
             desired(|s| s.properties = props.clone()),
             image(|i| {
                 i.properties.insert("os_distro".into(), "arch".into());
+                i.properties
+                    .insert(PROPERTIES_RECORD.into(), r#"["os_distro"]"#.into());
             }),
-            vec![PatchOp::SetProperty {
-                key: "os_distro".into(),
-                value: "debian".into(),
-            }],
+            vec![set("os_distro", "debian")],
         ),
         (
-            "stray property removed",
+            "a property glint did not set is left alone",
             desired(|_| {}),
             image(|i| {
                 i.properties.insert("x".into(), "y".into());
             }),
-            vec![PatchOp::RemoveProperty("x".into())],
+            vec![],
         ),
         (
             "Glance's own properties kept",
@@ -174,10 +180,7 @@ fn each_field_difference_becomes_one_patch_operation() {
             image(|i| {
                 i.properties.clear();
             }),
-            vec![PatchOp::SetProperty {
-                key: OWNER_PROPERTY.into(),
-                value: UID.into(),
-            }],
+            vec![set(PROPERTIES_RECORD, "[]"), set(OWNER_PROPERTY, UID)],
         ),
         (
             "formats fixed while queued",
@@ -674,3 +677,6 @@ fn the_create_request_carries_every_field_and_the_ownership_mark() {
         Some(UID)
     );
 }
+
+#[path = "plan_property_tests.rs"]
+mod properties;
