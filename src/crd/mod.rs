@@ -47,7 +47,7 @@ pub use spec::{
     ManagementPolicy, OnDelete, RESERVED_PROPERTY_KEYS, RESERVED_PROPERTY_PREFIXES, Visibility,
     is_reserved_property,
 };
-pub use status_fields::{GlanceView, ImageStatus, TransferPhase, TransferStatus};
+pub use status_fields::{GlanceConversion, GlanceView, ImageStatus, TransferPhase, TransferStatus};
 
 /// The CRD glint installs and expects: the derived one, with unsigned integer formats
 /// (`uint32`, `uint64`, ...), which the apiserver warns about as unrecognized, turned into

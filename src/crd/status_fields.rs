@@ -153,4 +153,29 @@ pub struct TransferStatus {
     /// Why the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Set when Glance changed the data while importing it (its image_conversion or
+    /// decompression import plugins, common on Ceph-backed clouds). glint checked
+    /// spec.source.hash on the data it sent; Glance's checksum and osHashValue describe the
+    /// data Glance stored instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<GlanceConversion>,
+}
+
+/// What glint sent and what Glance stored, when Glance's import changed the data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GlanceConversion {
+    /// The disk format glint sent (spec.diskFormat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_format: Option<DiskFormat>,
+    /// The disk format Glance stored (the image's disk_format now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_format: Option<DiskFormat>,
+    /// Bytes glint sent, after unpacking (absent for webDownload, where Glance fetched the
+    /// source itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_bytes: Option<u64>,
+    /// Bytes Glance stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<u64>,
 }

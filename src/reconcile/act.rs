@@ -233,6 +233,7 @@ pub async fn apply(
                     let request = TransferRequest {
                         source: source.clone(),
                         access: desired.source_access.clone(),
+                        disk_format: desired.disk_format.clone(),
                     };
                     if !transfers.start(id, &request) {
                         continue;

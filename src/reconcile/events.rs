@@ -94,8 +94,17 @@ pub async fn publish_transfer_end(
         .map_or("the source", |source| source.url.as_str());
     match (transfer.phase, failure_reason) {
         (TransferPhase::Succeeded, _) => {
+            let converted = transfer
+                .conversion
+                .as_ref()
+                .map_or(String::new(), |conversion| {
+                    format!(
+                        "; Glance's import converted it ({}), and the source was checked as sent",
+                        crate::transfer::verify::describe(conversion)
+                    )
+                });
             let note = format!(
-                "copied {} from {url} into Glance{}",
+                "copied {} from {url} into Glance{}{converted}",
                 size_words(transfer.bytes_done),
                 speed_words(transfer)
             );

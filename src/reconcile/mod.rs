@@ -366,8 +366,10 @@ fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Re
             };
             let message = match &result.image {
                 Some(glance) => format!(
-                    "Glance image {} is {} and matches the spec",
-                    glance.id, glance.status
+                    "Glance image {} is {} and matches the spec{}",
+                    glance.id,
+                    glance.status,
+                    stored_format_note(image, glance)
                 ),
                 None => "the image matches the spec".to_string(),
             };
@@ -403,6 +405,18 @@ fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Re
             // Glance (an image back in a known status).
             Requeue::requeue(resync_period(image, ctx)),
         ),
+    }
+}
+
+/// Glance stores some images in another format than the spec declares (its import converted
+/// them): Ready says so, since that is what servers boot.
+fn stored_format_note(image: &Image, glance: &crate::glance::Image) -> String {
+    let declared = image.spec.disk_format.map(crate::glance::DiskFormat::from);
+    match (&declared, &glance.disk_format) {
+        (Some(declared), Some(stored)) if declared != stored => {
+            format!(" (stored as {stored}: Glance converted the {declared} data on import)")
+        }
+        _ => String::new(),
     }
 }
 

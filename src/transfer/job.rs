@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 
 use super::pipeline::{self, PipelineError, PipelineOptions, Sent};
 use super::source_http::{self, check_literal, refusal_in};
+use super::verify::{self, Stored};
 use super::{Entries, SourcePolicy, TransferRequest, lock, reasons};
 use crate::crd::{TransferMethod, TransferPhase};
 use crate::glance::{GlanceApi, GlanceError, ImageStatus, ImportMethod};
@@ -349,31 +350,34 @@ impl<G: GlanceApi + 'static> Job<G> {
                 .map_err(|error| Failure::from_glance("import", &error))?;
             self.wait_for_import().await?;
         }
-        self.verify(&sent).await
+        self.verify(&sent, route == Route::Stage).await
     }
 
-    /// Glance's checksum and os_hash_value must be the digests of what glint sent.
-    async fn verify(&self, sent: &Sent) -> Result<(), Failure> {
+    /// Glance's checksum and os_hash_value must be the digests of what glint sent, unless
+    /// Glance's import converted the data (see [`verify`]): then the conversion is recorded.
+    async fn verify(&self, sent: &Sent, imported: bool) -> Result<(), Failure> {
         let image = self
             .api
             .get_image_fresh(&self.image_id)
             .await
             .map_err(|error| Failure::from_glance("get image after upload", &error))?;
-        let mut mismatches = Vec::new();
-        if let Some(checksum) = &image.checksum
-            && *checksum != sent.md5
-        {
-            mismatches.push(format!("md5 {checksum}, glint sent {}", sent.md5));
-        }
-        if image.os_hash_algo.as_deref() == Some("sha512")
-            && let Some(value) = &image.os_hash_value
-            && *value != sent.sha512
-        {
-            mismatches.push(format!("sha512 {value}, glint sent {}", sent.sha512));
-        }
-        if mismatches.is_empty() {
-            return Ok(());
-        }
+        let mismatches = match verify::judge(
+            sent,
+            self.request.disk_format.as_ref(),
+            &image,
+            imported,
+        ) {
+            Stored::AsSent => return Ok(()),
+            Stored::Converted(conversion) => {
+                tracing::info!(
+                    conversion = %verify::describe(&conversion),
+                    "Glance's import converted the data; the source hash was checked on what glint sent"
+                );
+                self.update(|status| status.conversion = Some(conversion));
+                return Ok(());
+            }
+            Stored::Mismatch(mismatches) => mismatches,
+        };
         // Keep the wrong bytes from being booted while someone looks.
         let _ = self.api.deactivate(&self.image_id).await;
         Err(Failure::new(
@@ -427,6 +431,26 @@ impl<G: GlanceApi + 'static> Job<G> {
             status.bytes_done = image.size.unwrap_or(0);
             status.bytes_total = image.size;
         });
+        if let Some(conversion) =
+            verify::conversion(self.request.disk_format.as_ref(), None, &image)
+        {
+            let described = verify::describe(&conversion);
+            self.update(|status| status.conversion = Some(conversion));
+            // Glance's digests are of the converted data, and glint never saw the source's:
+            // an image that should have been checked must not turn usable unchecked.
+            if let Some(expected) = &self.request.source.hash {
+                let _ = self.api.deactivate(&self.image_id).await;
+                return Err(Failure::new(
+                    reasons::HASH_UNVERIFIABLE,
+                    format!(
+                        "Glance converted the image during its web-download ({described}), so its {} is of the converted data and spec.source.hash cannot be checked; the image was deactivated. Use method glanceDirect or upload, where glint checks the hash while it streams, or remove spec.source.hash",
+                        expected.algorithm.as_str()
+                    ),
+                    false,
+                ));
+            }
+            return Ok(());
+        }
         if let Some(expected) = &self.request.source.hash
             && image.os_hash_algo.as_deref() == Some(expected.algorithm.as_str())
             && image.os_hash_value.as_deref() != Some(expected.value.as_str())

@@ -18,6 +18,7 @@ pub mod pipeline;
 mod request;
 pub mod source_http;
 pub mod source_policy;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,9 @@ pub mod reasons {
     pub const IMPORT_FAILED: &str = "ImportFailed";
     /// Glance refused the data (for example: it does not match diskFormat).
     pub const GLANCE_REJECTED_DATA: &str = "GlanceRejectedData";
+    /// Glance converted data it fetched itself (webDownload), so nobody can check it against
+    /// spec.source.hash.
+    pub const HASH_UNVERIFIABLE: &str = "HashUnverifiable";
     /// Anything else between glint and Glance.
     pub const TRANSFER_FAILED: &str = "TransferFailed";
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::crd::ImageSource;
+use crate::glance::DiskFormat;
 
 /// Credentials for the source, from `spec.source.secretRef`.
 #[derive(Clone, Default)]
@@ -52,6 +53,9 @@ impl PartialEq for SourceAccess {
 pub struct TransferRequest {
     pub source: ImageSource,
     pub access: SourceAccess,
+    /// The disk format glint declared for the image: an import that stores another one was
+    /// converted by Glance.
+    pub disk_format: Option<DiskFormat>,
 }
 
 impl TransferRequest {
@@ -59,6 +63,7 @@ impl TransferRequest {
         Self {
             source,
             access: SourceAccess::default(),
+            disk_format: None,
         }
     }
 
