@@ -284,7 +284,10 @@ fn new_images_are_admitted_or_refused_with_what_to_fix() {
         ),
         (
             "a star inside an ownership pattern",
-            with(minimal(), json!({"propertyOwnership": {"own": ["hw_*_bus"]}})),
+            with(
+                minimal(),
+                json!({"propertyOwnership": {"own": ["hw_*_bus"]}}),
+            ),
             Some("* may appear only at the end"),
         ),
         (

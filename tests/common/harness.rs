@@ -121,17 +121,22 @@ impl Harness {
     }
 
     pub fn glance(&self) -> GlanceClient {
-        let file = glint::auth::CloudsFile::from_bytes(
-            crate::common::keystone::password_auth(&self.bed, &self.bed.demo_password).as_bytes(),
-        )
-        .expect("yaml");
-        let auth = glint::auth::Authenticator::from_cloud(
-            file.cloud("bed").expect("cloud"),
-            Default::default(),
-        )
-        .expect("auth");
-        GlanceClient::new(auth)
+        client_for(&crate::common::keystone::password_auth(
+            &self.bed,
+            &self.bed.demo_password,
+        ))
     }
+}
+
+/// A Glance client for the cloud `bed` of this clouds.yaml.
+pub fn client_for(clouds_yaml: &str) -> GlanceClient {
+    let file = glint::auth::CloudsFile::from_bytes(clouds_yaml.as_bytes()).expect("yaml");
+    let auth = glint::auth::Authenticator::from_cloud(
+        file.cloud("bed").expect("cloud"),
+        Default::default(),
+    )
+    .expect("auth");
+    GlanceClient::new(auth)
 }
 
 /// The controller's settings as the test bed needs them: sources are served on 127.0.0.1,

@@ -4,9 +4,19 @@
 use super::Testbed;
 
 pub fn cloud_yaml(bed: &Testbed, auth_type: &str, auth: &str) -> String {
+    cloud_yaml_in(bed, &bed.region, auth_type, auth)
+}
+
+fn cloud_yaml_in(bed: &Testbed, region: &str, auth_type: &str, auth: &str) -> String {
     format!(
-        "clouds:\n  bed:\n    auth_type: {auth_type}\n    region_name: {}\n    auth:\n      auth_url: {}\n{auth}",
-        bed.region, bed.keystone_url
+        "clouds:\n  bed:\n    auth_type: {auth_type}\n    region_name: {region}\n    auth:\n      auth_url: {}\n{auth}",
+        bed.keystone_url
+    )
+}
+
+fn password_lines(user: &str, password: &str, project: &str) -> String {
+    format!(
+        "      username: {user}\n      password: {password}\n      user_domain_name: Default\n      project_name: {project}\n      project_domain_name: Default\n"
     )
 }
 
@@ -14,10 +24,27 @@ pub fn password_auth(bed: &Testbed, password: &str) -> String {
     cloud_yaml(
         bed,
         "password",
-        &format!(
-            "      username: {}\n      password: {password}\n      user_domain_name: Default\n      project_name: {}\n      project_domain_name: Default\n",
-            bed.demo_user, bed.demo_project
-        ),
+        &password_lines(&bed.demo_user, password, &bed.demo_project),
+    )
+}
+
+/// The demo user on Glance C, the production-shaped Glance of the bed's second region.
+pub fn production_auth(bed: &Testbed) -> String {
+    cloud_yaml_in(
+        bed,
+        &bed.prod_region,
+        "password",
+        &password_lines(&bed.demo_user, &bed.demo_password, &bed.demo_project),
+    )
+}
+
+/// The admin user on Glance C: the role its property protections reserve `locked_*` for.
+pub fn production_admin_auth(bed: &Testbed) -> String {
+    cloud_yaml_in(
+        bed,
+        &bed.prod_region,
+        "password",
+        &password_lines(&bed.admin_user, &bed.admin_password, &bed.admin_project),
     )
 }
 

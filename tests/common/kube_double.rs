@@ -139,6 +139,15 @@ impl KubeDouble {
             .collect()
     }
 
+    /// The Events' notes (events.k8s.io/v1 `note`), oldest first.
+    pub fn event_notes(&self) -> Vec<String> {
+        self.lock()
+            .events
+            .iter()
+            .filter_map(|e| e["note"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     async fn handle(&self, request: Request<Body>) -> Response<Body> {
         let (parts, body) = request.into_parts();
         let bytes: Bytes = body

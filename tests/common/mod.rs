@@ -36,6 +36,10 @@ pub struct Testbed {
     pub demo_project_id: String,
     pub testbed_dir: String,
     pub venv: String,
+    /// Glance C's region: a Glance shaped like production clouds (import plugins that convert
+    /// and add properties, property protections), behind the same Keystone.
+    pub prod_region: String,
+    pub prod_glance_url: String,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -82,6 +86,8 @@ pub fn testbed() -> Option<Testbed> {
         demo_project_id: need("GLINT_TEST_DEMO_PROJECT_ID"),
         testbed_dir: need("GLINT_TESTBED_DIR"),
         venv: need("GLINT_TEST_VENV"),
+        prod_region: need("GLINT_TEST_PROD_REGION"),
+        prod_glance_url: need("GLINT_TEST_PROD_GLANCE_URL"),
     })
 }
 
@@ -142,6 +148,8 @@ fn embedded_bed() -> Testbed {
         demo_project_id: none(),
         testbed_dir: none(),
         venv: none(),
+        prod_region: none(),
+        prod_glance_url: none(),
     }
 }
 
