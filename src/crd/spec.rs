@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::ownership::{
-    IGNORE_VERSUS_PROPERTIES_MESSAGE, IGNORE_VERSUS_PROPERTIES_RULE, PropertyOwnership,
-};
+use super::ownership::PropertyOwnership;
 use super::source::ImageSource;
 use super::status_fields::ImageStatus;
 use crate::glance;
@@ -75,7 +73,6 @@ pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &["os_glance", "os_hash_"];
         .message("spec.managementPolicy is immutable"),
     validation = Rule::new("has(self.__import__) == has(oldSelf.__import__) && (!has(self.__import__) || self.__import__ == oldSelf.__import__)")
         .message("spec.import is immutable"),
-    validation = Rule::new(IGNORE_VERSUS_PROPERTIES_RULE).message(IGNORE_VERSUS_PROPERTIES_MESSAGE),
     // glint would silently ignore these on an image it only observes: refuse them instead.
     validation = Rule::new(unmanaged_fields_rule())
         .message(kube::core::Message::Expression(unmanaged_fields_message())),

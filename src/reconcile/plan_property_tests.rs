@@ -100,6 +100,18 @@ fn glint_removes_only_what_it_recorded_or_was_told_to_own() {
             vec![set(PROPERTIES_RECORD, r#"["a"]"#)],
         ),
         (
+            "ignore does not stop glint setting a key the spec lists",
+            desired(|s| {
+                s.properties = spec_properties(&[("a", "1"), ("os_distro", "debian")]);
+                s.property_ownership = Some(ownership(&[], &["os_*"]));
+            }),
+            image_carrying(&after, &[]),
+            vec![
+                set(PROPERTIES_RECORD, r#"["a","os_distro"]"#),
+                set("os_distro", "debian"),
+            ],
+        ),
+        (
             "ignore beats own",
             desired(|s| {
                 s.properties = spec_properties(&[("a", "1")]);
