@@ -1,7 +1,7 @@
 //! What no manifest may do to the controller, run through glint's real reconcile against the
 //! real Keystone + Glance (Kubernetes is the API double): a panic stays with its object,
 //! deletion ends or says why, sources obey the address policy, cloud handles are built once
-//! and follow their Secret, and edits read Glance directly.
+//! and follow their Secret, edits read Glance directly, and bad data stays deactivated.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::harness::*;
-use glint::glance::GlanceApi;
+use glint::glance::{GlanceApi, ImageStatus};
 use glint::reconcile::REFRESH_ANNOTATION;
 use serde_json::json;
 
@@ -326,4 +326,50 @@ async fn an_absurd_resync_period_that_slipped_past_admission_is_clamped_not_a_cr
         );
         api.delete(&status_id(&done)).await.expect("clean up");
     }
+}
+
+#[tokio::test]
+async fn an_image_deactivated_for_bad_data_stays_deactivated_after_a_restart() {
+    let bed = require_testbed!();
+    let h = Harness::new(bed.clone());
+    let _server = common::serve_file(bed.webdl_port, common::pseudo_random_bytes(300_000, 9)).await;
+    let name = common::unique("quarantine");
+    h.apply(
+        &name,
+        json!({"source": {
+            "url": format!("http://127.0.0.1:{}/image.raw", bed.webdl_port),
+            "method": "webDownload",
+            "hash": {"algorithm": "sha512", "value": "0".repeat(128)},
+        }}),
+    );
+    let failed = h
+        .settle(&name, stalled_with("HashMismatch"))
+        .await
+        .expect("object");
+    let id = status_id(&failed);
+    let status_in_glance = || async { h.glance().get_image(&id).await.expect("image").status };
+    assert_eq!(status_in_glance().await, ImageStatus::Deactivated);
+
+    // A new controller process remembers no failed transfer: the mark on the image speaks.
+    let restarted = h.restarted();
+    let after = restarted
+        .settle(&name, stalled_with("Quarantined"))
+        .await
+        .expect("object");
+    let message = condition_message(&after, "Stalled");
+    assert!(
+        message.contains("HashMismatch") && message.contains("delete this Image"),
+        "{message}"
+    );
+    for round in 0..2 {
+        restarted
+            .double
+            .annotate(NS, &name, REFRESH_ANNOTATION, &format!("r{round}"));
+        restarted.reconcile_once(&name).await.expect("reconcile");
+    }
+    assert_eq!(
+        status_in_glance().await,
+        ImageStatus::Deactivated,
+        "the wrong bytes were never reactivated"
+    );
 }

@@ -21,11 +21,14 @@ use crate::glance::{
     ContainerFormat, DiskFormat, Image, ImageStatus, NewImage, PatchOp, Visibility,
 };
 use crate::reconcile::observe::{OWNER_PROPERTY, Observation};
-use crate::transfer::{SourceAccess, TransferState};
+use crate::transfer::{QUARANTINE_PROPERTY, SourceAccess, TransferState};
 
 /// The property in which glint records the keys it set on the image (a JSON list of strings),
 /// so that a key dropped from the spec can be removed and no other key ever is.
 pub const PROPERTIES_RECORD: &str = "glint.dev/properties";
+
+/// The reason of an image glint deactivated for bad data and will not touch again.
+pub const QUARANTINED: &str = "Quarantined";
 
 /// The image as the spec describes it, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -251,6 +254,20 @@ fn plan_owned(
             progress: Progress::Blocked {
                 reason,
                 message: format!("the transfer cannot succeed as specified: {message}"),
+            },
+        };
+    }
+    // And after a restart or in a new `glint apply`, where that transfer is forgotten, its
+    // mark on the image keeps it deactivated and untouched until the Image is recreated.
+    if let Some(note) = image.properties.get(QUARANTINE_PROPERTY) {
+        return Plan {
+            actions: Vec::new(),
+            progress: Progress::Blocked {
+                reason: QUARANTINED,
+                message: format!(
+                    "glint deactivated image {} because its data failed a check ({note}); it stays deactivated: delete this Image and create it again, or, if you have checked the data yourself, remove the property {QUARANTINE_PROPERTY} in Glance",
+                    image.id
+                ),
             },
         };
     }

@@ -541,6 +541,39 @@ fn a_transfer_that_failed_for_good_blocks_even_an_active_image() {
 }
 
 #[test]
+fn an_image_marked_for_bad_data_is_left_deactivated_whatever_the_process_remembers() {
+    let wanted = desired(|s| {
+        s.source = Some(ImageSource {
+            url: "https://x/i.raw".into(),
+            ..ImageSource::default()
+        });
+        s.tags = vec!["new".into()];
+    });
+    let marked = image(|i| {
+        i.status = ImageStatus::Deactivated;
+        i.properties.insert(
+            QUARANTINE_PROPERTY.into(),
+            "HashMismatch: Glance stored other bytes".into(),
+        );
+    });
+    // After a restart the transfer that failed is forgotten (Idle).
+    let plan = plan_for(&wanted, marked, &no_members());
+    assert_eq!(plan.actions, [], "no reactivation, no patch");
+    assert!(
+        matches!(&plan.progress, Progress::Blocked { reason: QUARANTINED, message } if message.contains("HashMismatch") && message.contains("delete this Image")),
+        "{:?}",
+        plan.progress
+    );
+    let unmarked = image(|i| i.status = ImageStatus::Deactivated);
+    assert!(
+        plan_for(&wanted, unmarked, &no_members())
+            .actions
+            .contains(&Action::Reactivate),
+        "without the mark, a deactivated image the spec wants active is reactivated"
+    );
+}
+
+#[test]
 fn missing_and_killed_images_are_created_again() {
     let wanted = desired(|_| {});
     let fresh = plan(

@@ -9,7 +9,10 @@ use tokio::sync::Semaphore;
 use super::pipeline::{self, PipelineError, PipelineOptions, Sent};
 use super::source_http::{self, check_literal, refusal_in};
 use super::verify::{self, Stored};
-use super::{Entries, SourcePolicy, TransferRequest, lock, reasons};
+use super::{
+    Entries, QUARANTINE_NOTE_LIMIT, QUARANTINE_PROPERTY, SourcePolicy, TransferRequest, lock,
+    reasons,
+};
 use crate::crd::{TransferMethod, TransferPhase};
 use crate::glance::{GlanceApi, GlanceError, ImageStatus, ImportMethod};
 use crate::metrics::TransferMetrics;
@@ -93,10 +96,15 @@ impl Failure {
 }
 
 fn cut(message: String) -> String {
-    if message.len() <= MESSAGE_LIMIT {
+    cut_to(message, MESSAGE_LIMIT)
+}
+
+/// At most `limit` bytes of `message`, on a character boundary, with an ellipsis when cut.
+fn cut_to(message: String, limit: usize) -> String {
+    if message.len() <= limit {
         return message;
     }
-    let mut end = MESSAGE_LIMIT;
+    let mut end = limit.saturating_sub('…'.len_utf8());
     while !message.is_char_boundary(end) {
         end -= 1;
     }
@@ -378,16 +386,37 @@ impl<G: GlanceApi + 'static> Job<G> {
             }
             Stored::Mismatch(mismatches) => mismatches,
         };
-        // Keep the wrong bytes from being booted while someone looks.
-        let _ = self.api.deactivate(&self.image_id).await;
-        Err(Failure::new(
-            reasons::HASH_MISMATCH,
-            format!(
-                "Glance stored other bytes than glint sent ({}); the image was deactivated",
-                mismatches.join("; ")
-            ),
-            false,
-        ))
+        Err(self
+            .quarantine(Failure::new(
+                reasons::HASH_MISMATCH,
+                format!(
+                    "Glance stored other bytes than glint sent ({}); the image was deactivated",
+                    mismatches.join("; ")
+                ),
+                false,
+            ))
+            .await)
+    }
+
+    /// Keeps bad data from being booted: marks the image with why (so that no later pass
+    /// reactivates it, whatever this process remembers), then deactivates it. Both are best
+    /// effort; the failure is returned either way.
+    async fn quarantine(&self, failure: Failure) -> Failure {
+        let note = cut_to(
+            format!("{}: {}", failure.reason, failure.message),
+            QUARANTINE_NOTE_LIMIT,
+        );
+        let mark = crate::glance::PatchOp::SetProperty {
+            key: QUARANTINE_PROPERTY.to_string(),
+            value: note,
+        };
+        if let Err(error) = self.api.update_image(&self.image_id, &[mark]).await {
+            tracing::warn!(%error, "could not mark the image as quarantined");
+        }
+        if let Err(error) = self.api.deactivate(&self.image_id).await {
+            tracing::warn!(%error, "could not deactivate the image");
+        }
+        failure
     }
 
     /// Glance fetches the URL itself: glint checks the address first, then follows the import.
@@ -439,15 +468,16 @@ impl<G: GlanceApi + 'static> Job<G> {
             // Glance's digests are of the converted data, and glint never saw the source's:
             // an image that should have been checked must not turn usable unchecked.
             if let Some(expected) = &self.request.source.hash {
-                let _ = self.api.deactivate(&self.image_id).await;
-                return Err(Failure::new(
-                    reasons::HASH_UNVERIFIABLE,
-                    format!(
-                        "Glance converted the image during its web-download ({described}), so its {} is of the converted data and spec.source.hash cannot be checked; the image was deactivated. Use method glanceDirect or upload, where glint checks the hash while it streams, or remove spec.source.hash",
-                        expected.algorithm.as_str()
-                    ),
-                    false,
-                ));
+                return Err(self
+                    .quarantine(Failure::new(
+                        reasons::HASH_UNVERIFIABLE,
+                        format!(
+                            "Glance converted the image during its web-download ({described}), so its {} is of the converted data and spec.source.hash cannot be checked; the image was deactivated. Use method glanceDirect or upload, where glint checks the hash while it streams, or remove spec.source.hash",
+                            expected.algorithm.as_str()
+                        ),
+                        false,
+                    ))
+                    .await);
             }
             return Ok(());
         }
@@ -455,17 +485,18 @@ impl<G: GlanceApi + 'static> Job<G> {
             && image.os_hash_algo.as_deref() == Some(expected.algorithm.as_str())
             && image.os_hash_value.as_deref() != Some(expected.value.as_str())
         {
-            let _ = self.api.deactivate(&self.image_id).await;
-            return Err(Failure::new(
-                reasons::HASH_MISMATCH,
-                format!(
-                    "the source's {} is {}, but spec.source.hash says {}; the image was deactivated",
-                    expected.algorithm.as_str(),
-                    image.os_hash_value.as_deref().unwrap_or("unknown"),
-                    expected.value
-                ),
-                false,
-            ));
+            return Err(self
+                .quarantine(Failure::new(
+                    reasons::HASH_MISMATCH,
+                    format!(
+                        "the source's {} is {}, but spec.source.hash says {}; the image was deactivated",
+                        expected.algorithm.as_str(),
+                        image.os_hash_value.as_deref().unwrap_or("unknown"),
+                        expected.value
+                    ),
+                    false,
+                ))
+                .await);
         }
         Ok(())
     }

@@ -42,20 +42,20 @@ impl Harness {
         customize: impl FnOnce(Context) -> Context,
     ) -> Self {
         let double = KubeDouble::default();
-        let client = double.client();
-        let reporter = Reporter {
-            controller: "glint-test".into(),
-            instance: None,
-        };
-        let ctx = Arc::new(customize(Context::new(
-            client,
-            reporter,
-            settings(),
-            Arc::default(),
-        )));
+        let ctx = Arc::new(customize(fresh_context(&double)));
         let harness = Self { bed, double, ctx };
         harness.put_clouds_yaml("cloud", clouds_yaml);
         harness
+    }
+
+    /// The same cluster seen by a new controller process: nothing it remembered (transfers,
+    /// created ids, cloud handles) survives; the objects and Glance do.
+    pub fn restarted(&self) -> Self {
+        Self {
+            bed: self.bed.clone(),
+            double: self.double.clone(),
+            ctx: Arc::new(fresh_context(&self.double)),
+        }
     }
 
     /// Secret `name` with a password clouds.yaml for the bed's Keystone.
@@ -137,6 +137,14 @@ pub fn client_for(clouds_yaml: &str) -> GlanceClient {
     )
     .expect("auth");
     GlanceClient::new(auth)
+}
+
+fn fresh_context(double: &KubeDouble) -> Context {
+    let reporter = Reporter {
+        controller: "glint-test".into(),
+        instance: None,
+    };
+    Context::new(double.client(), reporter, settings(), Arc::default())
 }
 
 /// The controller's settings as the test bed needs them: sources are served on 127.0.0.1,
