@@ -428,7 +428,7 @@ async fn missing_or_wrong_credentials_stall_with_what_to_fix_until_fixed() {
 }
 
 #[tokio::test]
-async fn changes_made_in_glance_behind_glints_back_are_corrected() {
+async fn changes_made_in_glance_behind_glints_back_are_corrected_and_foreign_properties_kept() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
     let name = common::unique("drift");
@@ -474,7 +474,11 @@ async fn changes_made_in_glance_behind_glints_back_are_corrected() {
         image.properties.get("os_distro").map(String::as_str),
         Some("cirros")
     );
-    assert!(!image.properties.contains_key("added_by_hand"));
+    assert_eq!(
+        image.properties.get("added_by_hand").map(String::as_str),
+        Some("x"),
+        "a property glint never set is someone else's: it stays"
+    );
     assert_eq!(image.min_ram, 0);
     assert!(h.double.event_reasons().contains(&"Updated".to_string()));
 }
