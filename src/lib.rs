@@ -27,6 +27,8 @@
 //! - [`controller`]: `glint run` wiring; [`leader`]: the leader Lease; [`metrics`]: /metrics
 //!   and health; [`cli`]: `glint image ...`; [`oneshot`]: `glint plan -f` / `glint apply -f`,
 //!   the same pass driven from manifest files instead of the watch.
+//! - [`series`]: ImageSeries, one image across releases: checksums files, version order and
+//!   the rotation plan (pure); `oneshot` drives it, each version through the Image pass.
 //! - [`cloud`]: `glint cloud`, an embedded Glance v2 service (the other side of the arrow
 //!   into Glance), which plan and apply start when no cloud is configured.
 // deny, not forbid: one audited call (transfer::hash) lowers the digest thread's priority.
@@ -43,4 +45,5 @@ pub mod leader;
 pub mod metrics;
 pub mod oneshot;
 pub mod reconcile;
+pub mod series;
 pub mod transfer;

@@ -425,6 +425,31 @@ fn every_field_has_a_description_for_kubectl_explain() {
 }
 
 #[test]
+fn every_image_series_field_has_a_description_for_kubectl_explain() {
+    let crd = glint::crd::series_definition().expect("ImageSeries CRD");
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("schema"),
+    )
+    .expect("json");
+    let mut missing = Vec::new();
+    undocumented(&schema, "", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "fields without a doc comment: {missing:?}"
+    );
+    assert!(
+        !serde_json::to_string(&schema)
+            .expect("text")
+            .contains("\"uint"),
+        "unsigned formats make the apiserver warn"
+    );
+}
+
+#[test]
 fn the_schema_uses_only_formats_the_apiserver_knows() {
     let text = glint::crd::crd_yaml().expect("yaml");
     assert!(

@@ -1,6 +1,8 @@
 //! The `Image` custom resource (`images.glint.dev`, v1alpha1): the types, their admission
 //! rules (OpenAPI schema + CEL, enforced by the apiserver) and the CRD document built from
 //! them. `glint crd` prints it; `crds/` holds the checked-in copy, which CI compares.
+//! `ImageSeries` (`imageseries.glint.dev`) is defined here too; `glint plan/apply -f` check
+//! its manifests with its rules.
 
 /// A closed enum of manifest words, with its default. Defined before the modules that use
 /// it: macro_rules are in scope textually.
@@ -28,6 +30,7 @@ macro_rules! spec_enum {
 }
 
 mod ownership;
+mod series;
 mod source;
 mod spec;
 mod status_fields;
@@ -39,6 +42,10 @@ use kube::CustomResourceExt;
 use serde_json::Value;
 
 pub use ownership::{PropertyOwnership, matches_key};
+pub use series::{
+    ChecksumsSource, DEFAULT_KEEP, ImageSeries, ImageSeriesSpec, Retirement, SeriesImage,
+    SeriesRelease,
+};
 pub use source::{
     Decompression, HashAlgorithm, ImageSource, SourceHash, SourceSecretRef, TransferMethod,
 };
@@ -53,7 +60,17 @@ pub use status_fields::{GlanceConversion, GlanceView, ImageStatus, TransferPhase
 /// (`uint32`, `uint64`, ...), which the apiserver warns about as unrecognized, turned into
 /// `int64` with `minimum: 0`.
 pub fn definition() -> Result<CustomResourceDefinition, String> {
-    let mut document = serde_json::to_value(Image::crd()).map_err(|err| err.to_string())?;
+    normalized(Image::crd())
+}
+
+/// The ImageSeries CRD, normalized like [`definition`]. Read by `glint plan/apply -f`; not yet
+/// installed by the chart, since `glint run` does not reconcile series yet.
+pub fn series_definition() -> Result<CustomResourceDefinition, String> {
+    normalized(ImageSeries::crd())
+}
+
+fn normalized(crd: CustomResourceDefinition) -> Result<CustomResourceDefinition, String> {
+    let mut document = serde_json::to_value(crd).map_err(|err| err.to_string())?;
     normalize_unsigned_formats(&mut document);
     serde_json::from_value(document).map_err(|err| err.to_string())
 }

@@ -1,0 +1,193 @@
+//! `ImageSeries`: one image kept current across releases. Each release becomes a Glance image
+//! of its own (a derived id and glint's marks, like an Image); the newest release whose image
+//! is active carries the stable name and the property glint.dev/latest, older ones are renamed
+//! with their version and retired, and only the newest `keep` stay.
+//!
+//! Read by `glint plan -f` and `glint apply -f` (one check per run). Every field's doc comment
+//! is what `kubectl explain` shows.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::ownership::PropertyOwnership;
+use super::source::{Decompression, ImageSource, SourceHash, TransferMethod};
+use super::spec::{CloudCredentialsRef, ContainerFormat, DiskFormat, ImageSpec, Visibility};
+
+/// How many versions a series keeps when spec.keep is not set.
+pub const DEFAULT_KEEP: u32 = 3;
+
+/// A series of versions of one image, kept current: each release is its own Glance image, the
+/// newest active one carries the stable name, and older ones are retired and, beyond keep,
+/// deleted.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "glint.dev",
+    version = "v1alpha1",
+    kind = "ImageSeries",
+    plural = "imageseries",
+    namespaced,
+    doc = "A series of versions of one OpenStack Glance image, kept current by glint: each release is a Glance image of its own, the newest active one carries the stable name.",
+    shortname = "gis",
+    category = "openstack"
+)]
+#[x_kube(
+    validation = Rule::new("has(self.versions) != has(self.checksums)")
+        .message("an ImageSeries needs exactly one of spec.versions (releases listed by hand) and spec.checksums (releases read from a checksums file)"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSeriesSpec {
+    /// The Secret (in this namespace) holding a clouds.yaml, and the cloud in it to use.
+    pub cloud_credentials_ref: CloudCredentialsRef,
+
+    /// What every version's image looks like. Its name is the stable name, which only the
+    /// current version carries; the others are named NAME-VERSION, so names never collide.
+    pub image: SeriesImage,
+
+    /// The releases, listed by hand, in any order: glint orders them by version (0.6.10 after
+    /// 0.6.9). Exactly one of versions and checksums.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 100))]
+    pub versions: Vec<SeriesRelease>,
+
+    /// The releases, as a distribution publishes them: a checksums file whose file names
+    /// match a pattern. Exactly one of versions and checksums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<ChecksumsSource>,
+
+    /// How many versions Glance keeps, the current one included: 1 to 100, default 3. Older
+    /// versions are deleted (unprotected first). The current version is never deleted, even
+    /// when newer releases failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("keep must be 1 to 100: how many versions Glance keeps, the current one included"))]
+    pub keep: Option<u32>,
+
+    /// What a kept version becomes once a newer one is current: hidden (default; os_hidden,
+    /// still bootable by id, for servers that use it), deactivated (non-admins can no longer
+    /// boot or download it), or listed (only renamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<Retirement>,
+}
+
+/// The Image fields every version shares.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesImage {
+    /// The stable name the current version carries in Glance. Defaults to metadata.name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("size(self) <= 200").message("a series' name is at most 200 characters, so NAME-VERSION fits Glance's 255"))]
+    pub name: Option<String>,
+    /// Who can see the images: private (default), shared, community or public.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+    /// Tags on every version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 128))]
+    pub tags: Vec<String>,
+    /// Whether the versions are protected from deletion in Glance; glint unprotects a version
+    /// itself before it deletes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+    /// Minimum disk size, in GB, a server needs to boot the image.
+    #[serde(default, rename = "minDiskGB", skip_serializing_if = "Option::is_none")]
+    pub min_disk_gb: Option<u32>,
+    /// Minimum RAM, in MB, a server needs to boot the image.
+    #[serde(default, rename = "minRamMB", skip_serializing_if = "Option::is_none")]
+    pub min_ram_mb: Option<u32>,
+    /// Free-form string properties of every version (glint adds glint.dev/series,
+    /// glint.dev/version and, on the current one, glint.dev/latest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 120))]
+    pub properties: BTreeMap<String, String>,
+    /// Which other properties glint may remove, as in an Image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_ownership: Option<PropertyOwnership>,
+    /// The container format: bare (default), ovf, ova, ami, ari, aki, docker or compressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_format: Option<ContainerFormat>,
+    /// The disk format of the releases: raw, qcow2, vmdk, vhd, vhdx, vdi, iso, ploop, ami, ari
+    /// or aki.
+    pub disk_format: DiskFormat,
+    /// Project ids every version is shared with (needs visibility: shared).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 128))]
+    pub members: Vec<String>,
+    /// How to unpack each release: auto (default, by the file's first bytes), none, gzip, xz,
+    /// bzip2 or zstd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decompress: Option<Decompression>,
+    /// How each release reaches Glance: auto (default), upload or glanceDirect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self != 'webDownload'").message("a series checks every release against its checksum while it streams: use upload or glanceDirect, not webDownload"))]
+    pub method: Option<TransferMethod>,
+}
+
+/// One release listed by hand.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesRelease {
+    /// The version, as it appears in the image's name (NAME-VERSION): letters, digits and
+    /// . _ + ~ -, at most 48 characters.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._+~-]{1,48}$"))]
+    pub version: String,
+    /// Where the release's data is (http or https).
+    pub url: String,
+    /// The hash of the file as downloaded. Strongly recommended: without it, glint can only
+    /// check that Glance stored what it sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<SourceHash>,
+}
+
+/// Releases read from a checksums file (SHA256SUMS, SHA512SUMS, MD5SUMS, or Fedora's
+/// CHECKSUM).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ChecksumsSource {
+    /// The checksums file. Each file it lists is fetched from the same folder.
+    pub url: String,
+    /// A regular expression for the file names to take, with a group named version
+    /// (?P<version>...) that becomes the release's version; it must match the whole name.
+    /// For example cirros-(?P<version>[0-9.]+)-x86_64-disk\.img.
+    #[x_kube(validation = Rule::new("self.contains('<version>')").message("pattern needs a group named version, for example (?P<version>[0-9.]+), whose match becomes the release's version"))]
+    #[schemars(length(max = 512))]
+    pub pattern: String,
+}
+
+spec_enum!(
+    /// What a kept, no longer current version becomes.
+    Retirement { Hidden = "hidden", Deactivated = "deactivated", Listed = "listed" } default Hidden
+);
+
+impl ImageSeriesSpec {
+    /// How many versions to keep, with its default and within its bounds.
+    pub fn keep(&self) -> usize {
+        self.keep.unwrap_or(DEFAULT_KEEP).clamp(1, 100) as usize
+    }
+
+    /// The Image spec one version's image has: the shared fields, the release's source, and
+    /// `name` as its Glance name.
+    pub fn version_spec(&self, name: &str, source: ImageSource) -> ImageSpec {
+        let image = &self.image;
+        ImageSpec {
+            cloud_credentials_ref: self.cloud_credentials_ref.clone(),
+            name: Some(name.to_string()),
+            visibility: image.visibility,
+            tags: image.tags.clone(),
+            protected: image.protected,
+            min_disk_gb: image.min_disk_gb,
+            min_ram_mb: image.min_ram_mb,
+            properties: image.properties.clone(),
+            property_ownership: image.property_ownership.clone(),
+            container_format: image.container_format,
+            disk_format: Some(image.disk_format),
+            members: image.members.clone(),
+            source: Some(ImageSource {
+                decompress: image.decompress,
+                method: image.method,
+                ..source
+            }),
+            ..ImageSpec::default()
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Image series: the releases of one image, each a Glance image of its own, rotated so that
+//! the newest active release carries the stable name (`spec.keep` of them kept).
+//!
+//! ```text
+//! spec.versions ─┐
+//!                ├─► releases ─► plan (pure) ─► one Image pass per version ─► Glance
+//! checksums file ┘   (version order)  current, retired, pending, deleted
+//! ```
+//!
+//! - [`checksums`]: checksums files as distributions publish them.
+//! - [`version`]: version order (0.6.10 after 0.6.9).
+//! - [`plan`]: which version is current, what every version's Image looks like, what goes.
+//!
+//! The rotation never trusts memory: which version is current is decided from what Glance
+//! holds (the newest kept release whose image is active and not quarantined), and every
+//! version's image is made to match its role through the same pass an Image takes, so a run
+//! cut short anywhere is finished by the next one.
+
+pub mod checksums;
+pub mod plan;
+pub mod version;
+
+use crate::crd::{ChecksumsSource, ImageSeriesSpec, ImageSource, SourceHash};
+
+/// One release: a version and where its data is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    pub version: String,
+    pub source: ImageSource,
+}
+
+/// Why the releases could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleasesError {
+    #[error(transparent)]
+    Checksums(#[from] checksums::ChecksumsError),
+    #[error("spec.checksums.pattern is not a regular expression glint can use: {0}")]
+    Pattern(String),
+    #[error(
+        "no file in the checksums file matches spec.checksums.pattern {pattern:?} (it lists {listed}); fix the pattern"
+    )]
+    NoMatch { pattern: String, listed: String },
+    #[error("spec.checksums.url {url:?} is not a URL: {reason}")]
+    Url { url: String, reason: String },
+}
+
+impl ReleasesError {
+    /// A stable PascalCase reason for conditions and the CLI.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Checksums(_) => "ChecksumFormatUnknown",
+            Self::Pattern(_) => "InvalidPattern",
+            Self::NoMatch { .. } => "NoMatchingRelease",
+            Self::Url { .. } => "InvalidChecksumsUrl",
+        }
+    }
+}
+
+/// The releases spec.versions lists.
+pub fn listed(spec: &ImageSeriesSpec) -> Vec<Release> {
+    spec.versions
+        .iter()
+        .map(|release| Release {
+            version: release.version.clone(),
+            source: ImageSource {
+                url: release.url.clone(),
+                hash: release.hash.clone(),
+                ..ImageSource::default()
+            },
+        })
+        .collect()
+}
+
+/// The releases a checksums file (its text, fetched from `source.url`) lists under the
+/// pattern: each file that matches it whole, with its digest as the source hash and its URL
+/// beside the checksums file.
+pub fn published(source: &ChecksumsSource, text: &str) -> Result<Vec<Release>, ReleasesError> {
+    let pattern = regex::Regex::new(&format!("^(?:{})$", source.pattern))
+        .map_err(|err| ReleasesError::Pattern(err.to_string()))?;
+    if !pattern.capture_names().any(|name| name == Some("version")) {
+        return Err(ReleasesError::Pattern(
+            "it has no group named version, as in (?P<version>[0-9.]+)".into(),
+        ));
+    }
+    let base = url::Url::parse(&source.url).map_err(|err| ReleasesError::Url {
+        url: source.url.clone(),
+        reason: err.to_string(),
+    })?;
+    let entries = checksums::parse(text)?;
+    let mut releases = Vec::new();
+    for entry in &entries {
+        let Some(version) = pattern
+            .captures(&entry.file)
+            .and_then(|captures| captures.name("version"))
+        else {
+            continue;
+        };
+        let url = base.join(&entry.file).map_err(|err| ReleasesError::Url {
+            url: source.url.clone(),
+            reason: format!("{} does not resolve beside it: {err}", entry.file),
+        })?;
+        releases.push(Release {
+            version: version.as_str().to_string(),
+            source: ImageSource {
+                url: url.to_string(),
+                hash: Some(SourceHash {
+                    algorithm: entry.algorithm,
+                    value: entry.digest.clone(),
+                }),
+                ..ImageSource::default()
+            },
+        });
+    }
+    if releases.is_empty() {
+        let mut listed: Vec<&str> = entries.iter().map(|entry| entry.file.as_str()).collect();
+        listed.truncate(5);
+        return Err(ReleasesError::NoMatch {
+            pattern: source.pattern.clone(),
+            listed: listed.join(", "),
+        });
+    }
+    Ok(releases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "6b6e8e5a8a1c2f7e5e9a7a4c3f1d2b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
+
+    fn source(pattern: &str) -> ChecksumsSource {
+        ChecksumsSource {
+            url: "https://mirror.example/cirros/SHA256SUMS".into(),
+            pattern: pattern.into(),
+        }
+    }
+
+    #[test]
+    fn a_checksums_file_becomes_releases_beside_it_with_their_hashes() {
+        let text = format!(
+            "{DIGEST}  cirros-0.6.2-x86_64-disk.img\n{DIGEST}  cirros-0.6.2-aarch64-disk.img\n{DIGEST}  cirros-0.6.10-x86_64-disk.img\n"
+        );
+        let releases = published(
+            &source(r"cirros-(?P<version>[0-9.]+)-x86_64-disk\.img"),
+            &text,
+        )
+        .unwrap();
+        let found: Vec<(&str, &str)> = releases
+            .iter()
+            .map(|r| (r.version.as_str(), r.source.url.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "0.6.2",
+                    "https://mirror.example/cirros/cirros-0.6.2-x86_64-disk.img"
+                ),
+                (
+                    "0.6.10",
+                    "https://mirror.example/cirros/cirros-0.6.10-x86_64-disk.img"
+                ),
+            ]
+        );
+        let hash = releases[0].source.hash.as_ref().expect("hash");
+        assert_eq!(hash.value, DIGEST);
+    }
+
+    #[test]
+    fn a_pattern_must_match_a_whole_name_and_name_its_version() {
+        let text = format!("{DIGEST}  cirros-0.6.2-x86_64-disk.img.sig\n");
+        let rows = [
+            (
+                r"cirros-(?P<version>[0-9.]+)-x86_64-disk\.img",
+                "NoMatchingRelease",
+            ),
+            (r"cirros-([0-9.]+).*", "InvalidPattern"),
+            (r"cirros-(?P<version>[0-9.+", "InvalidPattern"),
+        ];
+        for (pattern, reason) in rows {
+            let err = published(&source(pattern), &text).expect_err(pattern);
+            assert_eq!(err.reason(), reason, "{pattern}: {err}");
+        }
+        let err = published(&source(r"(?P<version>.*)"), "<html>").expect_err("html");
+        assert_eq!(err.reason(), "ChecksumFormatUnknown");
+    }
+}
