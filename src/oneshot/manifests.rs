@@ -1,5 +1,6 @@
-//! Reading Image manifests the way `kubectl apply -f` does: files, folders (their `.yaml`,
-//! `.yml` and `.json` files, in name order), multi-document YAML, and `-` for stdin.
+//! Reading Image and ImageSeries manifests the way `kubectl apply -f` does: files, folders
+//! (their `.yaml`, `.yml` and `.json` files, in name order), multi-document YAML, and `-` for
+//! stdin.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kube::ResourceExt;
 
-use crate::crd::Image;
+use crate::crd::{Image, ImageSeries};
 
 /// One Image document and where it came from.
 #[derive(Debug, Clone)]
@@ -31,6 +32,35 @@ impl Document {
     }
 }
 
+/// One ImageSeries document and where it came from.
+#[derive(Debug, Clone)]
+pub struct SeriesDocument {
+    pub origin: String,
+    pub index: usize,
+    pub namespace: String,
+    pub series: ImageSeries,
+}
+
+impl SeriesDocument {
+    pub fn name(&self) -> String {
+        self.series.name_any()
+    }
+
+    /// `namespace/name`, as an Image's key.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name())
+    }
+}
+
+/// Everything read from the paths.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub images: Vec<Document>,
+    pub series: Vec<SeriesDocument>,
+    /// Documents of other kinds, by file, index and kind.
+    pub skipped: Vec<String>,
+}
+
 /// Why manifests could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -48,42 +78,51 @@ pub enum ManifestError {
         index: usize,
         message: String,
     },
-    #[error("{first} and {second} both declare Image {key}: keep one")]
+    #[error("{first} and {second} both declare {key}: keep one")]
     Duplicate {
         key: String,
         first: String,
         second: String,
     },
-    #[error("no Image documents found in {0}")]
+    #[error("no Image or ImageSeries documents found in {0}")]
     Empty(String),
 }
 
-/// Every Image document under `paths`. Documents of other kinds (a Secret kept beside the
-/// Images, say) are skipped and returned by kind so the caller can say so.
-pub fn read(paths: &[PathBuf]) -> Result<(Vec<Document>, Vec<String>), ManifestError> {
-    let mut documents = Vec::new();
-    let mut skipped = Vec::new();
+/// Every Image and ImageSeries document under `paths`. Documents of other kinds (a Secret
+/// kept beside the Images, say) are skipped and returned by kind so the caller can say so.
+pub fn read(paths: &[PathBuf]) -> Result<Manifests, ManifestError> {
+    let mut manifests = Manifests::default();
     for path in paths {
         for (origin, text) in sources(path)? {
-            parse(&origin, &text, &mut documents, &mut skipped)?;
+            parse(&origin, &text, &mut manifests)?;
         }
     }
+    let places = manifests
+        .images
+        .iter()
+        .map(|d| (format!("Image {}", d.key()), &d.origin, d.index))
+        .chain(
+            manifests
+                .series
+                .iter()
+                .map(|d| (format!("ImageSeries {}", d.key()), &d.origin, d.index)),
+        );
     let mut seen = std::collections::BTreeMap::new();
-    for document in &documents {
-        let at = format!("{}, document {}", document.origin, document.index);
-        if let Some(first) = seen.insert(document.key(), at.clone()) {
+    for (key, origin, index) in places {
+        let at = format!("{origin}, document {index}");
+        if let Some(first) = seen.insert(key.clone(), at.clone()) {
             return Err(ManifestError::Duplicate {
-                key: document.key(),
+                key,
                 first,
                 second: at,
             });
         }
     }
-    if documents.is_empty() {
+    if manifests.images.is_empty() && manifests.series.is_empty() {
         let named: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(ManifestError::Empty(named.join(", ")));
     }
-    Ok((documents, skipped))
+    Ok(manifests)
 }
 
 /// The texts to parse: stdin, one file, or a folder's manifest files in name order.
@@ -126,12 +165,7 @@ fn sources(path: &Path) -> Result<Vec<(String, String)>, ManifestError> {
         .collect()
 }
 
-fn parse(
-    origin: &str,
-    text: &str,
-    documents: &mut Vec<Document>,
-    skipped: &mut Vec<String>,
-) -> Result<(), ManifestError> {
+fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), ManifestError> {
     let values: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(text).map_err(|err| ManifestError::Syntax {
             origin: origin.to_string(),
@@ -149,10 +183,13 @@ fn parse(
         }
         let text_of = |key: &str| value.get(key).and_then(|v| v.as_str()).unwrap_or_default();
         let (api_version, kind) = (text_of("apiVersion"), text_of("kind"));
-        if kind != "Image" || !api_version.starts_with("glint.dev/") {
-            skipped.push(format!("{origin}, document {index}: {api_version} {kind}"));
+        let Some(schema_of) = schema_for(kind).filter(|_| api_version.starts_with("glint.dev/"))
+        else {
+            manifests
+                .skipped
+                .push(format!("{origin}, document {index}: {api_version} {kind}"));
             continue;
-        }
+        };
         if api_version != "glint.dev/v1alpha1" {
             return Err(invalid(format!(
                 "apiVersion {api_version} is not one this glint reads; use glint.dev/v1alpha1"
@@ -163,13 +200,35 @@ fn parse(
             .and_then(|name| name.as_str())
             .is_some_and(|name| !name.is_empty());
         if !named {
-            return Err(invalid(
-                "metadata.name is missing: every Image needs one".into(),
-            ));
+            return Err(invalid(format!(
+                "metadata.name is missing: every {kind} needs one"
+            )));
         }
-        let broken_rules = admission_errors(&value);
+        let broken_rules = admission_errors(schema_of(), &value);
         if !broken_rules.is_empty() {
             return Err(invalid(broken_rules.join("; ")));
+        }
+        if kind == "ImageSeries" {
+            let mut series: ImageSeries = serde_json::from_value(value)
+                .map_err(|err| invalid(format!("not a valid ImageSeries: {err}")))?;
+            for release in &mut series.spec.versions {
+                release.url = resolve_file_url(&release.url, origin).map_err(invalid)?;
+            }
+            if let Some(checksums) = series.spec.checksums.as_mut() {
+                checksums.url = resolve_file_url(&checksums.url, origin).map_err(invalid)?;
+            }
+            let namespace = series
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string());
+            manifests.series.push(SeriesDocument {
+                origin: origin.to_string(),
+                index,
+                namespace,
+                series,
+            });
+            continue;
         }
         let mut image: Image = serde_json::from_value(value)
             .map_err(|err| invalid(format!("not a valid Image: {err}")))?;
@@ -181,7 +240,7 @@ fn parse(
             .namespace
             .clone()
             .unwrap_or_else(|| "default".to_string());
-        documents.push(Document {
+        manifests.images.push(Document {
             origin: origin.to_string(),
             index,
             namespace,
@@ -191,24 +250,48 @@ fn parse(
     Ok(())
 }
 
-/// The CRD's own schema, whose CEL rules a manifest must pass (built once).
-fn crd_schema() -> Option<&'static serde_json::Value> {
+/// The schema of a kind glint reads, if it is one.
+type SchemaOf = fn() -> Option<&'static serde_json::Value>;
+
+fn schema_for(kind: &str) -> Option<SchemaOf> {
+    match kind {
+        "Image" => Some(image_schema),
+        "ImageSeries" => Some(series_schema),
+        _ => None,
+    }
+}
+
+/// The CRDs' own schemas, whose CEL rules a manifest must pass (each built once).
+fn image_schema() -> Option<&'static serde_json::Value> {
     static SCHEMA: std::sync::OnceLock<Option<serde_json::Value>> = std::sync::OnceLock::new();
     SCHEMA
-        .get_or_init(|| {
-            let crd = crate::crd::definition().ok()?;
-            let version = crd.spec.versions.first()?;
-            let schema = version.schema.as_ref()?.open_api_v3_schema.as_ref()?;
-            serde_json::to_value(schema).ok()
-        })
+        .get_or_init(|| schema_of(crate::crd::definition().ok()?))
         .as_ref()
+}
+
+fn series_schema() -> Option<&'static serde_json::Value> {
+    static SCHEMA: std::sync::OnceLock<Option<serde_json::Value>> = std::sync::OnceLock::new();
+    SCHEMA
+        .get_or_init(|| schema_of(crate::crd::series_definition().ok()?))
+        .as_ref()
+}
+
+fn schema_of(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Option<serde_json::Value> {
+    let version = crd.spec.versions.first()?;
+    let schema = version.schema.as_ref()?.open_api_v3_schema.as_ref()?;
+    serde_json::to_value(schema).ok()
 }
 
 /// What the apiserver would refuse in `document`: each broken CEL rule of the CRD, with the
 /// field it is about and its message (which says what to fix). The rules are evaluated, not
 /// restated here, so the CLI and the cluster can never disagree.
-fn admission_errors(document: &serde_json::Value) -> Vec<String> {
-    let Some(schema) = crd_schema() else {
+fn admission_errors(
+    schema: Option<&'static serde_json::Value>,
+    document: &serde_json::Value,
+) -> Vec<String> {
+    let Some(schema) = schema else {
         return Vec::new();
     };
     match kube::core::cel::Validator::new().validate(schema, document, None) {
@@ -284,7 +367,11 @@ mod tests {
             ),
         );
         write(&dir, "notes.txt", "not a manifest");
-        let (documents, skipped) = read(std::slice::from_ref(&dir)).unwrap();
+        let Manifests {
+            images: documents,
+            skipped,
+            ..
+        } = read(std::slice::from_ref(&dir)).unwrap();
         let keys: Vec<String> = documents.iter().map(Document::key).collect();
         assert_eq!(keys, ["default/first", "team/second", "default/third"]);
         assert_eq!(documents[2].index, 3, "the third document of b.yaml");
@@ -365,6 +452,41 @@ mod tests {
             "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n",
         );
         let err = read(&[dir]).unwrap_err().to_string();
-        assert!(err.starts_with("no Image documents found in "), "{err}");
+        assert!(
+            err.starts_with("no Image or ImageSeries documents found in "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_series_is_read_beside_images_with_its_local_urls_made_absolute() {
+        let dir = scratch("series");
+        let file = write(
+            &dir,
+            "series.yaml",
+            &format!(
+                "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: tiny}}\nspec: {{cloudCredentialsRef: {{secretName: s, cloudName: c}}, image: {{diskFormat: raw}}, checksums: {{url: 'file:mirror/SHA256SUMS', pattern: 'tiny-(?P<version>.*)'}}}}\n---\napiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: tiny}}\nspec: {{{CREDS}}}\n"
+            ),
+        );
+        let manifests = read(&[file]).expect("both kinds");
+        assert_eq!(manifests.images.len(), 1);
+        let series = &manifests.series[0];
+        assert_eq!(
+            series.key(),
+            "default/tiny",
+            "an Image and a series may share a name"
+        );
+        let url = &series
+            .series
+            .spec
+            .checksums
+            .as_ref()
+            .expect("checksums")
+            .url;
+        assert_eq!(
+            url,
+            &format!("file://{}/mirror/SHA256SUMS", dir.display()),
+            "relative to the manifest's folder"
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod manifests;
 mod progress;
 pub mod prune;
 mod report;
+pub mod series;
 pub mod target;
 
 use std::collections::BTreeSet;
@@ -26,7 +27,7 @@ use crate::reconcile::observe::{self, Observation, ObserveError, Subject, derive
 use crate::reconcile::pass::{self, PassError};
 use crate::reconcile::plan::{self, Desired, Progress};
 use crate::transfer::{SourcePolicy, TransferManager, TransferState, Transfers};
-pub use manifests::{Document, ManifestError};
+pub use manifests::{Document, ManifestError, SeriesDocument};
 pub use report::Output;
 
 /// UUID namespace of the uids that stand in for objects' uids (a fixed random UUID).
@@ -149,21 +150,27 @@ pub async fn apply_all(
     documents: Vec<Document>,
     progress: &mut dyn FnMut(&Document, Option<&crate::crd::TransferStatus>),
 ) -> Result<Vec<Applied>, OneShotError> {
-    // The CLI runs on the user's own machine: loopback sources and local files are theirs.
-    let policy = SourcePolicy {
-        allow_loopback: true,
-        allow_files: true,
-        ..SourcePolicy::default()
-    };
-    let transfers =
-        TransferManager::new(api.clone(), TRANSFERS, Arc::new(policy), Default::default())
-            .map_err(|err| OneShotError::Transfers(err.to_string()))?;
+    let transfers = cli_transfers(&api).map_err(OneShotError::Transfers)?;
     let mut applied = Vec::with_capacity(documents.len());
     for document in documents {
         let outcome = apply_one(api.as_ref(), &transfers, &document, progress).await;
         applied.push(Applied { document, outcome });
     }
     Ok(applied)
+}
+
+/// The CLI runs on the user's own machine: loopback sources and local files are theirs.
+fn cli_policy() -> Arc<SourcePolicy> {
+    Arc::new(SourcePolicy {
+        allow_loopback: true,
+        allow_files: true,
+        ..SourcePolicy::default()
+    })
+}
+
+fn cli_transfers(api: &Arc<GlanceClient>) -> Result<TransferManager<GlanceClient>, String> {
+    TransferManager::new(api.clone(), TRANSFERS, cli_policy(), Default::default())
+        .map_err(|err| err.to_string())
 }
 
 async fn apply_one(
@@ -228,18 +235,18 @@ async fn prepare(
     cloud: Option<&str>,
     data_dir: Option<&Path>,
     paths: &[PathBuf],
-) -> Option<(Vec<Document>, target::Target)> {
-    let (documents, skipped) = manifests::read(paths)
+) -> Option<(manifests::Manifests, target::Target)> {
+    let manifests = manifests::read(paths)
         .map_err(|err| eprintln!("glint: {err}"))
         .ok()?;
-    for other in skipped {
-        eprintln!("glint: skipping {other} (not an Image)");
+    for other in &manifests.skipped {
+        eprintln!("glint: skipping {other} (not an Image or ImageSeries)");
     }
     let target = target::connect(cloud, data_dir)
         .await
         .map_err(|err| eprintln!("glint: {err}"))
         .ok()?;
-    Some((documents, target))
+    Some((manifests, target))
 }
 
 /// The images `--prune` would delete (none without it), or `None` once the error is printed.
@@ -266,14 +273,21 @@ pub async fn plan_command(
     output: Output,
     prune: bool,
 ) -> u8 {
-    let Some((documents, target)) = prepare(cloud, data_dir, paths).await else {
+    let Some((manifests, target)) = prepare(cloud, data_dir, paths).await else {
         return EXIT_ERROR;
     };
-    let Some(orphans) = orphans_if(prune, &target.api, &documents).await else {
+    let Some(orphans) = orphans_if(prune, &target.api, &manifests.images).await else {
         return EXIT_ERROR;
     };
-    let planned = plan_all(&target.api, documents).await;
-    match report::print_plan(&planned, &orphans, output) {
+    let planned = plan_all(&target.api, manifests.images).await;
+    let (image_changes, image_errors) = if planned.is_empty() && orphans.is_empty() {
+        (0, 0)
+    } else {
+        report::print_plan(&planned, &orphans, output)
+    };
+    let (series_changes, series_errors) =
+        series::print_plan(&target.api, &cli_policy(), &manifests.series).await;
+    match (image_changes + series_changes, image_errors + series_errors) {
         (_, errors) if errors > 0 => EXIT_ERROR,
         (0, _) => EXIT_NO_CHANGES,
         _ => EXIT_CHANGES,
@@ -287,9 +301,10 @@ pub async fn apply_command(
     paths: &[PathBuf],
     prune: bool,
 ) -> u8 {
-    let Some((documents, target)) = prepare(cloud, data_dir, paths).await else {
+    let Some((manifests, target)) = prepare(cloud, data_dir, paths).await else {
         return EXIT_ERROR;
     };
+    let documents = manifests.images;
     // The embedded cloud, if that is the target, serves until this function returns.
     let target::Target {
         api,
@@ -320,8 +335,25 @@ pub async fn apply_command(
         let outcome = prune::delete(api.as_ref(), &orphan).await;
         pruned.push((orphan, outcome));
     }
-    match report::print_applied(&applied, &pruned) {
-        (_, errors) if errors > 0 => EXIT_ERROR,
-        _ => EXIT_NO_CHANGES,
+    let (_, image_errors) = if applied.is_empty() && pruned.is_empty() {
+        (0, 0)
+    } else {
+        report::print_applied(&applied, &pruned)
+    };
+    let series_errors = match cli_transfers(&api) {
+        Ok(transfers) => {
+            let applied =
+                series::apply_all(api.as_ref(), &transfers, &cli_policy(), manifests.series).await;
+            series::print_applied(&applied)
+        }
+        Err(err) => {
+            eprintln!("glint: cannot start transfers: {err}");
+            1
+        }
+    };
+    if image_errors + series_errors > 0 {
+        EXIT_ERROR
+    } else {
+        EXIT_NO_CHANGES
     }
 }

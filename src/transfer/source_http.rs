@@ -129,6 +129,65 @@ pub fn source_client(
         .map_err(|err| format!("cannot build the HTTP client for image sources: {err}"))
 }
 
+/// A small text document, such as a release's checksums file, fetched the way sources are
+/// (the policy's addresses only; `file:` only where the policy allows local files), and at
+/// most `limit` bytes of it: an answer past that is refused, not cut.
+pub async fn fetch_text(
+    policy: Arc<SourcePolicy>,
+    url: &str,
+    limit: usize,
+) -> Result<String, String> {
+    let parsed = url::Url::parse(url).map_err(|err| format!("{url} is not a URL: {err}"))?;
+    let bytes =
+        if parsed.scheme() == "file" {
+            if !policy.allow_files {
+                return Err(format!(
+                    "{url} is a local file, which only `glint apply` on the same machine can read"
+                ));
+            }
+            let path = parsed
+                .to_file_path()
+                .map_err(|()| format!("{url} does not name a local file"))?;
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+            if bytes.len() > limit {
+                return Err(format!("{url} is larger than {limit} bytes"));
+            }
+            bytes
+        } else {
+            check_literal(&parsed, &policy)
+                .map_err(|refusal| format!("{url} is not allowed: {refusal}"))?;
+            let client = source_client(policy, &SourceClientOptions::default())?;
+            let mut response =
+                client
+                    .get(parsed.clone())
+                    .send()
+                    .await
+                    .map_err(|err| match refusal_in(&err) {
+                        Some(words) => format!("{url} is not allowed: {words}"),
+                        None => format!(
+                            "cannot reach {url}: {}",
+                            crate::http::describe_http_error(err)
+                        ),
+                    })?;
+            if !response.status().is_success() {
+                return Err(format!("{url} answered {}", response.status()));
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|err| {
+                format!("reading {url}: {}", crate::http::describe_http_error(err))
+            })? {
+                if bytes.len() + chunk.len() > limit {
+                    return Err(format!("{url} is larger than {limit} bytes"));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            bytes
+        };
+    String::from_utf8(bytes).map_err(|_| format!("{url} is not text"))
+}
+
 /// The policy's words inside a failed request, if a refusal is what failed it.
 pub fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);

@@ -1,0 +1,422 @@
+//! `glint plan -f` / `glint apply -f` for ImageSeries: one check of the releases per run, then
+//! the rotation [`series::plan`](crate::series::plan) describes, every version through the
+//! same pass an Image takes.
+//!
+//! Apply runs in two rounds. First every kept release without an active image is created and
+//! uploaded under its versioned name, hidden, so that nothing a user sees changes while data
+//! flows (a corrupt release ends quarantined and never becomes current). Then Glance is read
+//! again, the rotation planned on what it now holds, and each version brought to its role:
+//! retired ones first, the current one last, so that the stable name is never on two images;
+//! versions beyond keep are deleted at the end. A run killed anywhere is finished by the next.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+
+use super::manifests::SeriesDocument;
+use super::{OneShotError, identity};
+use crate::glance::{GlanceApi, GlanceClient, Image, ImageStatus, ListQuery};
+use crate::reconcile::act;
+use crate::reconcile::observe::{OWNER_PROPERTY, ObserveError, Subject, derived_id};
+use crate::reconcile::pass::{self, PassError};
+use crate::reconcile::plan::{Desired, Progress};
+use crate::series::plan::{
+    Held, LATEST_PROPERTY, Role, SERIES_PROPERTY, SeriesPlan, VERSION_PROPERTY, VersionPlan,
+};
+use crate::series::{self, Release};
+use crate::transfer::{QUARANTINE_PROPERTY, SourcePolicy, TransferManager};
+
+/// The largest checksums file glint reads; distributions' are a few KiB.
+const CHECKSUMS_LIMIT: usize = 1024 * 1024;
+
+/// One version after apply, for the table.
+pub struct VersionLine {
+    pub version: String,
+    pub role: &'static str,
+    pub image: Option<Image>,
+    /// Why this version is not where it should be (its upload failed, say).
+    pub problem: Option<String>,
+}
+
+/// What apply did for one series.
+pub struct SeriesApplied {
+    pub document: SeriesDocument,
+    pub outcome: Result<SeriesResult, OneShotError>,
+}
+
+pub struct SeriesResult {
+    pub current: Option<String>,
+    pub versions: Vec<VersionLine>,
+    pub deleted: Vec<String>,
+}
+
+/// The stand-in uid of one version of a series: the same series and version give the same
+/// one, so the derived id finds the version's image again.
+pub fn version_uid(series_key: &str, version: &str) -> String {
+    identity(&format!("{series_key}@{version}"))
+}
+
+fn stable_name(document: &SeriesDocument) -> String {
+    document
+        .series
+        .spec
+        .image
+        .name
+        .clone()
+        .unwrap_or_else(|| document.name())
+}
+
+/// The releases: listed, or read from the checksums file now.
+pub async fn releases(
+    document: &SeriesDocument,
+    policy: &Arc<SourcePolicy>,
+) -> Result<Vec<Release>, OneShotError> {
+    let spec = &document.series.spec;
+    let Some(source) = &spec.checksums else {
+        return Ok(series::listed(spec));
+    };
+    let text =
+        crate::transfer::source_http::fetch_text(policy.clone(), &source.url, CHECKSUMS_LIMIT)
+            .await
+            .map_err(|message| OneShotError::Blocked {
+                reason: "ChecksumsUnavailable",
+                message,
+            })?;
+    series::published(source, &text).map_err(|err| OneShotError::Blocked {
+        reason: err.reason(),
+        message: err.to_string(),
+    })
+}
+
+/// The versions of this series Glance holds (glint's own images only: the uid mark must be
+/// the version's), with each image.
+pub async fn held(
+    api: &GlanceClient,
+    document: &SeriesDocument,
+) -> Result<Vec<(Held, Image)>, OneShotError> {
+    let key = document.key();
+    // Glance leaves hidden images out unless asked for them alone: retired and pending
+    // versions are hidden, so both listings are read.
+    let mut images: Vec<Image> = Vec::new();
+    for hidden in [false, true] {
+        let query = ListQuery {
+            properties: [
+                (SERIES_PROPERTY.to_string(), key.clone()),
+                ("os_hidden".to_string(), hidden.to_string()),
+            ]
+            .into(),
+            ..ListQuery::default()
+        };
+        let page: Vec<Image> = api
+            .list_images(&query)
+            .try_collect()
+            .await
+            .map_err(|err| OneShotError::Observe(ObserveError::Glance(err)))?;
+        images.extend(page);
+    }
+    Ok(images
+        .into_iter()
+        .filter_map(|image| {
+            let version = image.properties.get(VERSION_PROPERTY)?.clone();
+            let ours = image.properties.get(OWNER_PROPERTY) == Some(&version_uid(&key, &version));
+            ours.then(|| {
+                let held = Held {
+                    usable: image.status == ImageStatus::Active
+                        && !image.properties.contains_key(QUARANTINE_PROPERTY),
+                    latest: image.properties.get(LATEST_PROPERTY).map(String::as_str)
+                        == Some("true"),
+                    protected: image.protected,
+                    id: image.id.clone(),
+                    version,
+                };
+                (held, image)
+            })
+        })
+        .collect())
+}
+
+fn rotation(document: &SeriesDocument, releases: &[Release], held: &[(Held, Image)]) -> SeriesPlan {
+    let held: Vec<Held> = held.iter().map(|(held, _)| held.clone()).collect();
+    series::plan::plan(
+        &document.series.spec,
+        &stable_name(document),
+        &document.key(),
+        releases,
+        &held,
+    )
+}
+
+/// Applies every series, one after the other.
+pub async fn apply_all(
+    api: &GlanceClient,
+    transfers: &TransferManager<GlanceClient>,
+    policy: &Arc<SourcePolicy>,
+    documents: Vec<SeriesDocument>,
+) -> Vec<SeriesApplied> {
+    let mut applied = Vec::with_capacity(documents.len());
+    for document in documents {
+        let outcome = apply_one(api, transfers, policy, &document).await;
+        applied.push(SeriesApplied { document, outcome });
+    }
+    applied
+}
+
+async fn apply_one(
+    api: &GlanceClient,
+    transfers: &TransferManager<GlanceClient>,
+    policy: &Arc<SourcePolicy>,
+    document: &SeriesDocument,
+) -> Result<SeriesResult, OneShotError> {
+    let releases = releases(document, policy).await?;
+    let key = document.key();
+    // Round one: data for every kept release that has no active image yet.
+    let before = held(api, document).await?;
+    let mut problems = std::collections::BTreeMap::new();
+    for version in rotation(document, &releases, &before).versions {
+        let active = before
+            .iter()
+            .any(|(held, _)| held.version == version.version && held.usable);
+        if !active
+            && version.role == Role::Pending
+            && let Err(err) = bring(api, transfers, &key, &version).await
+        {
+            problems.insert(version.version.clone(), err.to_string());
+        }
+    }
+    // Round two: roles, on what Glance holds now.
+    let now = held(api, document).await?;
+    let plan = rotation(document, &releases, &now);
+    let mut ordered: Vec<&VersionPlan> = plan.versions.iter().collect();
+    ordered.sort_by_key(|version| match version.role {
+        Role::Retired => 0,
+        Role::Pending => 1,
+        Role::Current => 2,
+    });
+    let mut lines = Vec::new();
+    for version in ordered {
+        let outcome = if problems.contains_key(&version.version) {
+            Ok(None)
+        } else {
+            bring(api, transfers, &key, version).await.map(Some)
+        };
+        let (image, problem) = match outcome {
+            Ok(image) => (image, problems.remove(&version.version)),
+            Err(err) => (None, Some(err.to_string())),
+        };
+        let image = image.or_else(|| {
+            now.iter()
+                .find(|(held, _)| held.version == version.version)
+                .map(|(_, image)| image.clone())
+        });
+        lines.push(VersionLine {
+            version: version.version.clone(),
+            role: version.role.word(),
+            image,
+            problem,
+        });
+    }
+    lines.sort_by(|a, b| series::version::compare(&a.version, &b.version));
+    let mut deleted = Vec::new();
+    for gone in &plan.delete {
+        act::delete(api, &gone.id, gone.protected)
+            .await
+            .map_err(|err| OneShotError::Pass(PassError::Act(err)))?;
+        deleted.push(gone.version.clone());
+    }
+    Ok(SeriesResult {
+        current: plan.current,
+        versions: lines,
+        deleted,
+    })
+}
+
+/// Runs one version's Image pass until its image matches its role or cannot go on.
+async fn bring(
+    api: &GlanceClient,
+    transfers: &TransferManager<GlanceClient>,
+    series_key: &str,
+    version: &VersionPlan,
+) -> Result<Image, OneShotError> {
+    let uid = version_uid(series_key, &version.version);
+    let name = version.spec.name.clone().unwrap_or_default();
+    let desired = Desired::from_spec(&version.spec, &name, &uid);
+    let mut known_id = derived_id(&uid, 0);
+    let mut wait = super::FIRST_POLL;
+    loop {
+        let subject = Subject {
+            uid: &uid,
+            spec: &version.spec,
+            known_id: Some(&known_id),
+            fresh: true,
+        };
+        let result = pass::sync(api, transfers, subject, &desired).await?;
+        if let Some(image) = &result.image {
+            known_id = image.id.clone();
+        }
+        match result.progress {
+            Progress::InSync => return super::fresh(api, &known_id).await,
+            Progress::Blocked { reason, message } => {
+                return Err(OneShotError::Blocked { reason, message });
+            }
+            Progress::Working { .. } => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(super::POLL);
+            }
+        }
+    }
+}
+
+/// Prints the series' versions after apply; returns (changed, errors).
+pub fn print_applied(applied: &[SeriesApplied]) -> usize {
+    let mut errors = 0;
+    for item in applied {
+        let key = item.document.key();
+        match &item.outcome {
+            Err(err) => {
+                errors += 1;
+                println!("! series {key}: {err}");
+            }
+            Ok(result) => {
+                let current = result.current.as_deref().unwrap_or("none yet");
+                println!("series {key}: current {current}");
+                for line in &result.versions {
+                    let image = line.image.as_ref();
+                    println!(
+                        "  {:<14} {:<8} {:<36} {:<11} {}",
+                        line.version,
+                        line.role,
+                        image.map_or("-", |i| i.id.as_str()),
+                        image.map_or("-".to_string(), |i| i.status.to_string()),
+                        image.and_then(|i| i.name.as_deref()).unwrap_or("-"),
+                    );
+                    if let Some(problem) = &line.problem {
+                        errors += 1;
+                        println!("  ! {}: {problem}", line.version);
+                    }
+                }
+                for version in &result.deleted {
+                    println!("  {version:<14} deleted");
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// What plan prints for one series: the releases, and the rotation apply would make if every
+/// kept release uploads cleanly. Returns (changes, errors).
+pub async fn print_plan(
+    api: &GlanceClient,
+    policy: &Arc<SourcePolicy>,
+    documents: &[SeriesDocument],
+) -> (usize, usize) {
+    let (mut changes, mut errors) = (0, 0);
+    for document in documents {
+        let key = document.key();
+        let (releases, held) = match releases(document, policy).await {
+            Ok(releases) => match held(api, document).await {
+                Ok(held) => (releases, held),
+                Err(err) => {
+                    errors += 1;
+                    println!("! series {key}: {err}");
+                    continue;
+                }
+            },
+            Err(err) => {
+                errors += 1;
+                println!("! series {key}: {err}");
+                continue;
+            }
+        };
+        let now = rotation(document, &releases, &held);
+        // As it will be once every kept release is in (a quarantined one never is): what
+        // apply aims at.
+        let mut hoped: Vec<Held> = held.iter().map(|(held, _)| held.clone()).collect();
+        for version in &now.versions {
+            let on_its_way = |image: &Image| !image.properties.contains_key(QUARANTINE_PROPERTY);
+            match held.iter().find(|(h, _)| h.version == version.version) {
+                Some((_, image)) if on_its_way(image) => {
+                    if let Some(entry) = hoped.iter_mut().find(|h| h.version == version.version) {
+                        entry.usable = true;
+                    }
+                }
+                Some(_) => {}
+                None => hoped.push(Held {
+                    version: version.version.clone(),
+                    id: String::new(),
+                    usable: true,
+                    latest: false,
+                    protected: false,
+                }),
+            }
+        }
+        let after = series::plan::plan(
+            &document.series.spec,
+            &stable_name(document),
+            &key,
+            &releases,
+            &hoped,
+        );
+        let mut lines = Vec::new();
+        for version in &after.versions {
+            let exists = held.iter().find(|(h, _)| h.version == version.version);
+            match exists {
+                None => lines.push(format!(
+                    "+ {}: create and upload {} ({})",
+                    version.version,
+                    url_of(version),
+                    version.role.word()
+                )),
+                Some((_, image)) => {
+                    let uid = version_uid(&key, &version.version);
+                    let desired = Desired::from_spec(&version.spec, "", &uid);
+                    let ops = crate::reconcile::plan::patch_ops(&desired, image);
+                    if !ops.is_empty() {
+                        lines.push(format!(
+                            "~ {}: {} ({})",
+                            version.version,
+                            super::report::describe(
+                                &crate::reconcile::plan::Action::Patch(ops),
+                                Some(image),
+                                ""
+                            )
+                            .join(", "),
+                            version.role.word()
+                        ));
+                    }
+                }
+            }
+        }
+        for gone in &after.delete {
+            lines.push(format!(
+                "- {}: delete {} (not among the newest {} releases)",
+                gone.version,
+                gone.id,
+                document.series.spec.keep()
+            ));
+        }
+        let current = |plan: &SeriesPlan| plan.current.clone().unwrap_or_else(|| "none".into());
+        if lines.is_empty() {
+            println!("= series {key}: no changes (current {})", current(&now));
+            continue;
+        }
+        changes += 1;
+        println!(
+            "~ series {key}: current {} -> {} once its data is in",
+            current(&now),
+            current(&after)
+        );
+        for line in lines {
+            println!("    {line}");
+        }
+    }
+    (changes, errors)
+}
+
+fn url_of(version: &VersionPlan) -> &str {
+    version
+        .spec
+        .source
+        .as_ref()
+        .map_or("-", |source| source.url.as_str())
+}

@@ -1,0 +1,353 @@
+//! `glint apply -f` of an ImageSeries, run as the real binary against the Keystone-backed
+//! Glance, with releases published by Python's own http.server (an ordinary web server) as a
+//! distribution publishes them: image files beside a SHA256SUMS.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::harness::{client_for, free_port};
+use common::keystone::password_auth;
+use futures::TryStreamExt;
+use glint::glance::{GlanceApi, GlanceClient, Image, ImageStatus, ListQuery};
+use sha2::Digest;
+
+/// A folder served over HTTP by `python3 -m http.server`, as a mirror.
+struct Mirror {
+    dir: PathBuf,
+    port: u16,
+    server: Child,
+}
+
+impl Mirror {
+    fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).expect("mirror dir");
+        let port = free_port();
+        let server = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            dir: dir.to_path_buf(),
+            port,
+            server,
+        }
+    }
+
+    /// Publishes a release file; `honest` false lists a wrong checksum for it.
+    fn publish(&self, file: &str, data: &[u8], honest: bool) {
+        std::fs::write(self.dir.join(file), data).expect("release file");
+        let digest: String = if honest {
+            sha2::Sha256::digest(data)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect()
+        } else {
+            "0".repeat(64)
+        };
+        let sums = self.dir.join("SHA256SUMS");
+        let mut text = std::fs::read_to_string(&sums).unwrap_or_default();
+        text.push_str(&format!("{digest} *{file}\n"));
+        std::fs::write(sums, text).expect("SHA256SUMS");
+    }
+
+    fn checksums_url(&self) -> String {
+        format!("http://127.0.0.1:{}/SHA256SUMS", self.port)
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+struct Run {
+    dir: PathBuf,
+}
+
+impl Run {
+    fn new(bed: &common::Testbed) -> Self {
+        let dir = std::env::temp_dir().join(common::unique("glint-series"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(
+            dir.join("clouds.yaml"),
+            password_auth(bed, &bed.demo_password),
+        )
+        .expect("clouds.yaml");
+        Self { dir }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_glint"));
+        command
+            .args(args)
+            .env("OS_CLIENT_CONFIG_FILE", self.dir.join("clouds.yaml"))
+            .env("OS_CLOUD", "bed");
+        command
+    }
+
+    /// Runs glint; returns (exit code, stdout + stderr).
+    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
+        let output = self.command(args).output().expect("run glint");
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        (output.status.code(), text)
+    }
+
+    fn manifest(&self, name: &str, body: &str) -> String {
+        let path = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n{body}"
+            ),
+        )
+        .expect("manifest");
+        path.display().to_string()
+    }
+}
+
+/// The series' images in Glance, hidden ones included, by version.
+async fn versions_in_glance(glance: &GlanceClient, key: &str) -> Vec<(String, Image)> {
+    let mut found = Vec::new();
+    for hidden in ["false", "true"] {
+        let query = ListQuery {
+            properties: [
+                ("glint.dev/series".to_string(), key.to_string()),
+                ("os_hidden".to_string(), hidden.to_string()),
+            ]
+            .into(),
+            ..ListQuery::default()
+        };
+        let images: Vec<Image> = glance
+            .list_images(&query)
+            .try_collect()
+            .await
+            .expect("list");
+        for image in images {
+            let version = image.properties["glint.dev/version"].clone();
+            found.push((version, image));
+        }
+    }
+    found.sort_by(|a, b| glint::series::version::compare(&a.0, &b.0));
+    found
+}
+
+fn currents(found: &[(String, Image)]) -> Vec<&str> {
+    found
+        .iter()
+        .filter(|(_, image)| image.properties.contains_key("glint.dev/latest"))
+        .map(|(version, _)| version.as_str())
+        .collect()
+}
+
+/// One line of the rotation's timeline (shown with --nocapture): version, id, name, current.
+fn timeline(step: &str, found: &[(String, Image)]) {
+    let states: Vec<String> = found
+        .iter()
+        .map(|(version, image)| {
+            let current = if image.properties.contains_key("glint.dev/latest") {
+                " CURRENT"
+            } else {
+                ""
+            };
+            format!(
+                "{version} {} {:?} {}{current}",
+                image.id,
+                image.name.as_deref().unwrap_or(""),
+                image.status
+            )
+        })
+        .collect();
+    eprintln!("{step}: {}", states.join(" | "));
+}
+
+fn summary(found: &[(String, Image)]) -> Vec<(String, String, bool)> {
+    found
+        .iter()
+        .map(|(version, image)| {
+            (
+                version.clone(),
+                image.name.clone().unwrap_or_default(),
+                image.hidden,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_never_displaces_the_current()
+ {
+    let bed = require_testbed!();
+    let run = Run::new(&bed);
+    let mirror = Mirror::start(&run.dir.join("mirror"));
+    let name = common::unique("tiny");
+    let key = format!("default/{name}");
+    let manifest = run.manifest(
+        &name,
+        &format!(
+            "  image: {{diskFormat: raw, properties: {{os_distro: tiny}}}}\n  checksums:\n    url: {}\n    pattern: 'tiny-(?P<version>[0-9.]+)\\.img'\n  keep: 2\n",
+            mirror.checksums_url()
+        ),
+    );
+    let apply = || run.run(&["apply", "-f", &manifest]);
+    let glance = client_for(&password_auth(&bed, &bed.demo_password));
+
+    // v1 published: it becomes the current version under the stable name.
+    mirror.publish(
+        "tiny-1.0.img",
+        &common::pseudo_random_bytes(200_000, 1),
+        true,
+    );
+    let (code, out) = apply();
+    assert_eq!(code, Some(0), "{out}");
+    let found = versions_in_glance(&glance, &key).await;
+    timeline("v1 published and applied", &found);
+    assert_eq!(summary(&found), [("1.0".into(), name.clone(), false)]);
+    assert_eq!(currents(&found), ["1.0"]);
+
+    // v2 published: plan says so, apply rotates; v1 is renamed and hidden, still there.
+    mirror.publish(
+        "tiny-1.1.img",
+        &common::pseudo_random_bytes(200_000, 2),
+        true,
+    );
+    let (code, out) = run.run(&["plan", "-f", &manifest]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("current 1.0 -> 1.1"), "{out}");
+    let (code, out) = apply();
+    assert_eq!(code, Some(0), "{out}");
+    let found = versions_in_glance(&glance, &key).await;
+    timeline("v2 published and applied", &found);
+    assert_eq!(
+        summary(&found),
+        [
+            ("1.0".into(), format!("{name}-1.0"), true),
+            ("1.1".into(), name.clone(), false),
+        ]
+    );
+    assert_eq!(currents(&found), ["1.1"]);
+    let first_ids: Vec<String> = found.iter().map(|(_, i)| i.id.clone()).collect();
+
+    // v3 corrupt (its checksum is wrong): it fails with the reason, v2 stays current, and
+    // v1 is now beyond keep 2.
+    mirror.publish(
+        "tiny-1.2.img",
+        &common::pseudo_random_bytes(200_000, 3),
+        false,
+    );
+    let (code, out) = apply();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("HashMismatch"), "{out}");
+    let found = versions_in_glance(&glance, &key).await;
+    timeline("v3 (corrupt) published and applied", &found);
+    assert_eq!(
+        found.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(),
+        ["1.1", "1.2"]
+    );
+    assert_eq!(currents(&found), ["1.1"]);
+    assert_eq!(found[0].1.name.as_deref(), Some(name.as_str()));
+    assert_eq!(
+        found[0].1.id, first_ids[1],
+        "the current image is the same one"
+    );
+
+    // v4, large, and glint killed with SIGKILL while it uploads: nothing duplicated, v2 still
+    // current; the next apply finishes the rotation with exactly one current version.
+    mirror.publish(
+        "tiny-1.3.img",
+        &common::pseudo_random_bytes(256 * 1024 * 1024, 4),
+        true,
+    );
+    let mut child = run
+        .command(&["apply", "-f", &manifest])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("apply");
+    let mut seen_upload = false;
+    for _ in 0..600 {
+        let found = versions_in_glance(&glance, &key).await;
+        // Killed while the data flows into Glance.
+        if found
+            .iter()
+            .any(|(v, image)| v == "1.3" && image.status == ImageStatus::Saving)
+        {
+            seen_upload = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(seen_upload, "the killed apply was uploading v4");
+    let found = versions_in_glance(&glance, &key).await;
+    timeline("after SIGKILL during v4's upload", &found);
+    assert_eq!(currents(&found), ["1.1"], "the kill left v2 current");
+    let (code, out) = apply();
+    let found = versions_in_glance(&glance, &key).await;
+    timeline("v4 applied again", &found);
+    let versions: Vec<&str> = found.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(
+        versions,
+        ["1.2", "1.3"],
+        "v2, beyond keep once v4 is current, is gone: {out}"
+    );
+    assert_eq!(currents(&found), ["1.3"], "{out}");
+    assert_eq!(code, Some(1), "v3 still fails, and says so: {out}");
+    let current = &found[1].1;
+    assert_eq!(current.name.as_deref(), Some(name.as_str()));
+    assert_eq!(current.status, ImageStatus::Active);
+}
+
+#[test]
+fn bad_series_manifests_are_refused_with_what_to_fix() {
+    let bed = require_testbed!();
+    let run = Run::new(&bed);
+    let rows = [
+        (
+            "keep 0",
+            "  image: {diskFormat: raw}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n  keep: 0\n",
+            "keep must be 1 to 100",
+        ),
+        (
+            "a pattern without a version group",
+            "  image: {diskFormat: raw}\n  checksums: {url: 'http://x/SHA256SUMS', pattern: 'tiny-.*'}\n",
+            "pattern needs a group named version",
+        ),
+        (
+            "both versions and checksums",
+            "  image: {diskFormat: raw}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n  checksums: {url: 'http://x/SHA256SUMS', pattern: '(?P<version>.*)'}\n",
+            "exactly one of spec.versions",
+        ),
+        (
+            "webDownload, which cannot be checked",
+            "  image: {diskFormat: raw, method: webDownload}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n",
+            "not webDownload",
+        ),
+    ];
+    for (what, body, message) in rows {
+        let manifest = run.manifest(&common::unique("bad"), body);
+        let (code, out) = run.run(&["plan", "-f", &manifest]);
+        assert_eq!(code, Some(1), "{what}: {out}");
+        assert!(out.contains(message), "{what}: {out}");
+    }
+}
