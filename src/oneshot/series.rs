@@ -11,18 +11,14 @@
 
 use std::sync::Arc;
 
-use futures::TryStreamExt;
-
 use super::manifests::SeriesDocument;
 use super::{OneShotError, identity};
-use crate::glance::{GlanceApi, GlanceClient, Image, ImageStatus, ListQuery};
+use crate::glance::{GlanceClient, Image};
 use crate::reconcile::act;
-use crate::reconcile::observe::{OWNER_PROPERTY, ObserveError, Subject, derived_id};
+use crate::reconcile::observe::{ObserveError, Subject, derived_id};
 use crate::reconcile::pass::{self, PassError};
 use crate::reconcile::plan::{Desired, Progress};
-use crate::series::plan::{
-    Held, LATEST_PROPERTY, Role, SERIES_PROPERTY, SeriesPlan, VERSION_PROPERTY, VersionPlan,
-};
+use crate::series::plan::{Held, Role, SeriesPlan, VersionPlan};
 use crate::series::{self, Release};
 use crate::transfer::{QUARANTINE_PROPERTY, SourcePolicy, TransferManager};
 
@@ -48,12 +44,6 @@ pub struct SeriesResult {
     pub current: Option<String>,
     pub versions: Vec<VersionLine>,
     pub deleted: Vec<String>,
-}
-
-/// The stand-in uid of one version of a series: the same series and version give the same
-/// one, so the derived id finds the version's image again.
-pub fn version_uid(series_key: &str, version: &str) -> String {
-    identity(&format!("{series_key}@{version}"))
 }
 
 fn stable_name(document: &SeriesDocument) -> String {
@@ -88,51 +78,15 @@ pub async fn releases(
     })
 }
 
-/// The versions of this series Glance holds (glint's own images only: the uid mark must be
-/// the version's), with each image.
-pub async fn held(
+/// The versions of this series Glance holds, each with its image.
+async fn held(
     api: &GlanceClient,
     document: &SeriesDocument,
 ) -> Result<Vec<(Held, Image)>, OneShotError> {
     let key = document.key();
-    // Glance leaves hidden images out unless asked for them alone: retired and pending
-    // versions are hidden, so both listings are read.
-    let mut images: Vec<Image> = Vec::new();
-    for hidden in [false, true] {
-        let query = ListQuery {
-            properties: [
-                (SERIES_PROPERTY.to_string(), key.clone()),
-                ("os_hidden".to_string(), hidden.to_string()),
-            ]
-            .into(),
-            ..ListQuery::default()
-        };
-        let page: Vec<Image> = api
-            .list_images(&query)
-            .try_collect()
-            .await
-            .map_err(|err| OneShotError::Observe(ObserveError::Glance(err)))?;
-        images.extend(page);
-    }
-    Ok(images
-        .into_iter()
-        .filter_map(|image| {
-            let version = image.properties.get(VERSION_PROPERTY)?.clone();
-            let ours = image.properties.get(OWNER_PROPERTY) == Some(&version_uid(&key, &version));
-            ours.then(|| {
-                let held = Held {
-                    usable: image.status == ImageStatus::Active
-                        && !image.properties.contains_key(QUARANTINE_PROPERTY),
-                    latest: image.properties.get(LATEST_PROPERTY).map(String::as_str)
-                        == Some("true"),
-                    protected: image.protected,
-                    id: image.id.clone(),
-                    version,
-                };
-                (held, image)
-            })
-        })
-        .collect())
+    series::observe::held(api, &key, &identity(&key))
+        .await
+        .map_err(|err| OneShotError::Observe(ObserveError::Glance(err)))
 }
 
 fn rotation(document: &SeriesDocument, releases: &[Release], held: &[(Held, Image)]) -> SeriesPlan {
@@ -237,7 +191,7 @@ async fn bring(
     series_key: &str,
     version: &VersionPlan,
 ) -> Result<Image, OneShotError> {
-    let uid = version_uid(series_key, &version.version);
+    let uid = series::observe::version_uid(&identity(series_key), &version.version);
     let name = version.spec.name.clone().unwrap_or_default();
     let desired = Desired::from_spec(&version.spec, &name, &uid);
     let mut known_id = derived_id(&uid, 0);
@@ -368,7 +322,7 @@ pub async fn print_plan(
                     version.role.word()
                 )),
                 Some((_, image)) => {
-                    let uid = version_uid(&key, &version.version);
+                    let uid = series::observe::version_uid(&identity(&key), &version.version);
                     let desired = Desired::from_spec(&version.spec, "", &uid);
                     let ops = crate::reconcile::plan::patch_ops(&desired, image);
                     if !ops.is_empty() {

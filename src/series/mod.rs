@@ -10,6 +10,7 @@
 //! - [`checksums`]: checksums files as distributions publish them.
 //! - [`version`]: version order (0.6.10 after 0.6.9).
 //! - [`plan`]: which version is current, what every version's Image looks like, what goes.
+//! - [`observe`]: the versions Glance holds (the one part that reads Glance).
 //!
 //! The rotation never trusts memory: which version is current is decided from what Glance
 //! holds (the newest kept release whose image is active and not quarantined), and every
@@ -17,10 +18,11 @@
 //! cut short anywhere is finished by the next one.
 
 pub mod checksums;
+pub mod observe;
 pub mod plan;
 pub mod version;
 
-use crate::crd::{ChecksumsSource, ImageSeriesSpec, ImageSource, SourceHash};
+use crate::crd::{ChecksumsSource, ImageSeriesSpec, ImageSource, SeriesRelease, SourceHash};
 
 /// One release: a version and where its data is.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,17 +60,30 @@ impl ReleasesError {
 
 /// The releases spec.versions lists.
 pub fn listed(spec: &ImageSeriesSpec) -> Vec<Release> {
-    spec.versions
-        .iter()
-        .map(|release| Release {
+    spec.versions.iter().map(Release::from).collect()
+}
+
+impl From<&SeriesRelease> for Release {
+    fn from(release: &SeriesRelease) -> Self {
+        Self {
             version: release.version.clone(),
             source: ImageSource {
                 url: release.url.clone(),
                 hash: release.hash.clone(),
                 ..ImageSource::default()
             },
-        })
-        .collect()
+        }
+    }
+}
+
+impl From<&Release> for SeriesRelease {
+    fn from(release: &Release) -> Self {
+        Self {
+            version: release.version.clone(),
+            url: release.source.url.clone(),
+            hash: release.source.hash.clone(),
+        }
+    }
 }
 
 /// The releases a checksums file (its text, fetched from `source.url`) lists under the
