@@ -17,7 +17,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::crd::Image;
+use crate::crd::{Image, ImageSeries};
 use crate::leader::{Election, LeaderError, LeaseConfig};
 use crate::metrics::{Health, KubeWrites, Metrics};
 use crate::reconcile::{self, Context, Settings};
@@ -118,11 +118,25 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         .collect();
     let stores: Vec<Store<Image>> = controllers.iter().map(Controller::store).collect();
     metrics.set_census(Box::new(move || census(&stores)));
-    let running = futures::future::join_all(controllers.into_iter().zip(&scopes).map(
+    let images = futures::future::join_all(controllers.into_iter().zip(&scopes).map(
         |(controller, namespace)| {
             run_controller(controller, namespace.clone(), &config, ctx.clone())
         },
     ));
+    // ImageSeries are reconciled where their CRD is installed (the chart installs it; a
+    // cluster with only the Image CRD runs as before).
+    let series_scopes = if series_crd_installed(&client, scopes[0].as_deref()).await {
+        scopes.clone()
+    } else {
+        tracing::info!(
+            "the ImageSeries CRD (imageseries.glint.dev) is not installed: not reconciling series"
+        );
+        Vec::new()
+    };
+    let series = futures::future::join_all(series_scopes.iter().map(|namespace| {
+        run_series_controller(&client, namespace.as_deref(), &config, ctx.clone())
+    }));
+    let running = futures::future::join(images, series);
     match election {
         None => {
             running.await;
@@ -140,6 +154,57 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     }
     tracing::info!("glint controller stopped");
     Ok(())
+}
+
+async fn series_crd_installed(client: &Client, namespace: Option<&str>) -> bool {
+    let series: Api<ImageSeries> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    series.list(&ListParams::default().limit(1)).await.is_ok()
+}
+
+/// The ImageSeries controller of one scope: reconciles on spec edits and deletion (not on
+/// glint's own status writes), and each reconcile asks to come back when the next check is
+/// due or work is under way.
+async fn run_series_controller(
+    client: &Client,
+    namespace: Option<&str>,
+    config: &RunConfig,
+    ctx: Arc<Context>,
+) {
+    let series: Api<ImageSeries> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    let triggers = watcher(series, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(series_asks_for_work, PredicateConfig::default());
+    Controller::for_stream(triggers, reader)
+        .with_config(ControllerConfig::default().concurrency(config.concurrency.clamp(1, 4)))
+        .graceful_shutdown_on(shutdown_signal())
+        .run(
+            reconcile::reconcile_series,
+            reconcile::series_error_policy,
+            ctx,
+        )
+        .for_each(|outcome| async move {
+            if let Err(error) = outcome {
+                tracing::debug!(%error, "series reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+fn series_asks_for_work(series: &ImageSeries) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    series.meta().generation.hash(&mut hasher);
+    series.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Stands by until this process holds the lease; `None` when told to shut down first.

@@ -32,13 +32,27 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Debug, clap::Args)]
+struct CrdArgs {
+    /// Which CRD to print.
+    #[arg(long, value_enum, default_value = "image")]
+    kind: CrdKind,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CrdKind {
+    Image,
+    Series,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Work with images directly (list, show, create, upload, download, delete).
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Print the Image CustomResourceDefinition (YAML) for `kubectl apply -f -`.
-    Crd,
+    /// Print a CustomResourceDefinition (YAML) for `kubectl apply -f -`: Image, or with
+    /// `--kind series` ImageSeries.
+    Crd(CrdArgs),
     /// Run the controller: reconcile Image objects against Glance until SIGTERM.
     Run(RunArgs),
     /// Show what `apply` would change in the cloud for these Image manifests. Exit code 0:
@@ -239,7 +253,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
     };
     init_logging(cli.log_format, default_level);
     let outcome = match cli.command {
-        Command::Crd => match glint::crd::crd_yaml() {
+        Command::Crd(args) => match match args.kind {
+            CrdKind::Image => glint::crd::crd_yaml(),
+            CrdKind::Series => glint::crd::series_crd_yaml(),
+        } {
             Ok(yaml) => {
                 print!("{yaml}");
                 Ok(())

@@ -476,16 +476,19 @@ fn the_printer_columns_show_name_id_status_ready_and_age() {
 
 #[test]
 fn the_checked_in_crds_are_what_glint_generates() {
-    let generated = glint::crd::crd_yaml().expect("yaml");
-    for copy in [
-        "crds/images.glint.dev.yaml",
-        "deploy/helm/glint/crds/images.glint.dev.yaml",
+    let image = glint::crd::crd_yaml().expect("yaml");
+    let series = glint::crd::series_crd_yaml().expect("yaml");
+    for (copy, generated) in [
+        ("crds/images.glint.dev.yaml", &image),
+        ("deploy/helm/glint/crds/images.glint.dev.yaml", &image),
+        ("crds/imageseries.glint.dev.yaml", &series),
+        ("deploy/helm/glint/crds/imageseries.glint.dev.yaml", &series),
     ] {
         let path = format!("{}/{copy}", env!("CARGO_MANIFEST_DIR"));
         let checked_in = std::fs::read_to_string(&path)
             .unwrap_or_else(|_| panic!("{copy} exists (run scripts/generate)"));
         assert!(
-            generated == checked_in,
+            *generated == checked_in,
             "{copy} is stale: run scripts/generate and commit the result"
         );
     }

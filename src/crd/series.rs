@@ -3,10 +3,12 @@
 //! is active carries the stable name and the property glint.dev/latest, older ones are renamed
 //! with their version and retired, and only the newest `keep` stay.
 //!
-//! Read by `glint plan -f` and `glint apply -f` (one check per run). Every field's doc comment
-//! is what `kubectl explain` shows.
+//! Reconciled by `glint run` (checks on spec.schedule) and by `glint plan -f` / `glint apply
+//! -f` (one check per run). Every field's doc comment is what `kubectl explain` shows.
 
 use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::ownership::PropertyOwnership;
 use super::source::{Decompression, ImageSource, SourceHash, TransferMethod};
 use super::spec::{CloudCredentialsRef, ContainerFormat, DiskFormat, ImageSpec, Visibility};
+use crate::glance::ImageStatus as GlanceLifecycle;
 
 /// How many versions a series keeps when spec.keep is not set.
 pub const DEFAULT_KEEP: u32 = 3;
@@ -30,8 +33,22 @@ pub const DEFAULT_KEEP: u32 = 3;
     namespaced,
     doc = "A series of versions of one OpenStack Glance image, kept current by glint: each release is a Glance image of its own, the newest active one carries the stable name.",
     shortname = "gis",
-    category = "openstack"
+    category = "openstack",
+    status = "ImageSeriesStatus",
+    printcolumn(name = "Current", type_ = "string", json_path = ".status.current"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
+// kube's derive takes one `printcolumn(...)` per column; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[x_kube(
     validation = Rule::new("has(self.versions) != has(self.checksums)")
         .message("an ImageSeries needs exactly one of spec.versions (releases listed by hand) and spec.checksums (releases read from a checksums file)"),
@@ -62,6 +79,10 @@ pub struct ImageSeriesSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("keep must be 1 to 100: how many versions Glance keeps, the current one included"))]
     pub keep: Option<u32>,
+
+    /// When glint run checks for new releases (glint apply checks once per run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<SeriesSchedule>,
 
     /// What a kept version becomes once a newer one is current: hidden (default; os_hidden,
     /// still bootable by id, for servers that use it), deactivated (non-admins can no longer
@@ -154,12 +175,90 @@ pub struct ChecksumsSource {
     pub pattern: String,
 }
 
+/// When glint run checks for new releases.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesSchedule {
+    /// How long after a check the next one is due, as a duration such as 6h or 24h (1m to
+    /// 168h; default 24h). A checksums file that cannot be read keeps the current version and
+    /// is tried again with a backoff. Editing the spec checks at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m') && duration(self) <= duration('168h')")
+        .message("schedule.every must be between 1m and 168h (7 days), for example 6h or 24h"))]
+    pub every: Option<String>,
+}
+
+/// What glint holds and did for a series.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSeriesStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready (a current version serves the stable name and nothing is under way), Reconciling
+    /// and Stalled, as for an Image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The version that carries the stable name and glint.dev/latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// Every version glint keeps in Glance, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<SeriesVersionStatus>,
+    /// The releases the last check found: what glint keeps current until the next check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<SeriesRelease>,
+    /// When glint last read the releases successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<Time>,
+    /// When glint reads them next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_check: Option<Time>,
+}
+
+/// One version in Glance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesVersionStatus {
+    /// The release's version.
+    pub version: String,
+    /// Its Glance image id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its Glance status (queued, active, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<GlanceLifecycle>,
+    /// current, retired or pending (newer than the current version, on its way or failed).
+    pub role: String,
+    /// When Glance created its image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// Why it is not where it should be (its upload failed, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
 spec_enum!(
     /// What a kept, no longer current version becomes.
     Retirement { Hidden = "hidden", Deactivated = "deactivated", Listed = "listed" } default Hidden
 );
 
 impl ImageSeriesSpec {
+    /// How long after a check the next one is due (default 24h).
+    pub fn check_every(&self) -> std::time::Duration {
+        self.schedule
+            .as_ref()
+            .and_then(|schedule| schedule.every.as_deref())
+            .and_then(super::parse_duration)
+            .unwrap_or(std::time::Duration::from_secs(24 * 3600))
+            .clamp(
+                std::time::Duration::from_secs(60),
+                std::time::Duration::from_secs(168 * 3600),
+            )
+    }
+
     /// How many versions to keep, with its default and within its bounds.
     pub fn keep(&self) -> usize {
         self.keep.unwrap_or(DEFAULT_KEEP).clamp(1, 100) as usize

@@ -133,7 +133,24 @@ impl CloudRegistry {
         image: &Image,
     ) -> Result<Arc<CloudHandle>, ReconcileError> {
         let namespace = image.namespace().unwrap_or_default();
-        let reference = &image.spec.cloud_credentials_ref;
+        self.resolve_for(
+            kube,
+            &namespace,
+            &image.spec.cloud_credentials_ref,
+            image.uid(),
+        )
+        .await
+    }
+
+    /// The handle for a Secret and cloud in `namespace`, for the object `uid` (any kind).
+    pub async fn resolve_for(
+        &self,
+        kube: &Client,
+        namespace: &str,
+        reference: &crate::crd::CloudCredentialsRef,
+        uid: Option<String>,
+    ) -> Result<Arc<CloudHandle>, ReconcileError> {
+        let namespace = namespace.to_string();
         let key = CloudKey {
             namespace: namespace.clone(),
             secret: reference.secret_name.clone(),
@@ -148,7 +165,7 @@ impl CloudRegistry {
                 name: reference.secret_name.clone(),
             })?;
         let version = secret.resource_version().unwrap_or_default();
-        if let Some(uid) = image.uid() {
+        if let Some(uid) = uid {
             self.use_key(uid, key.clone());
         }
         let slot = lock(&self.slots).entry(key.clone()).or_default().clone();

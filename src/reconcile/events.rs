@@ -19,6 +19,17 @@ pub mod reasons {
 }
 
 pub async fn publish(image: &Image, ctx: &Context, kind: EventType, reason: &str, note: String) {
+    publish_about(&image.object_ref(&()), ctx, kind, reason, note).await;
+}
+
+/// An Event about any object (an ImageSeries, say).
+pub async fn publish_about(
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    ctx: &Context,
+    kind: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
         type_: kind,
         reason: reason.to_string(),
@@ -27,10 +38,10 @@ pub async fn publish(image: &Image, ctx: &Context, kind: EventType, reason: &str
         secondary: None,
     };
     let recorded = match kind {
-        EventType::Warning => ctx.recorder.publish(&event, &image.object_ref(&())).await,
+        EventType::Warning => ctx.recorder.publish(&event, object).await,
         EventType::Normal => {
             Recorder::new(ctx.client.clone(), ctx.reporter.clone())
-                .publish(&event, &image.object_ref(&()))
+                .publish(&event, object)
                 .await
         }
     };

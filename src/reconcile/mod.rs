@@ -30,6 +30,7 @@ mod events;
 pub mod observe;
 pub mod pass;
 pub mod plan;
+mod series;
 pub mod status;
 
 use std::panic::AssertUnwindSafe;
@@ -48,6 +49,7 @@ pub use crate::crd::parse_duration;
 pub use clouds::{CloudHandle, CloudKey, CloudRegistry};
 pub use context::{Context, MAX_BACKOFF, PassHook, Settings, backoff_delay};
 pub use error::ReconcileError;
+pub use series::{reconcile_series, series_error_policy};
 
 use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus};
 use crate::metrics::results;
@@ -166,8 +168,8 @@ async fn contain_panic(image: &Image, ctx: &Context, what: &str) -> Requeue {
     Requeue::await_change()
 }
 
-fn has_finalizer(image: &Image) -> bool {
-    image.finalizers().iter().any(|f| f == FINALIZER)
+fn has_finalizer(object: &impl Resource) -> bool {
+    object.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 /// Whether this reconcile must read Glance directly: the spec changed since status was
@@ -499,23 +501,16 @@ async fn block_deletion(
 
 /// Removes glint's finalizer: Kubernetes then deletes the object.
 async fn release(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, ReconcileError> {
-    if let Some(index) = image.finalizers().iter().position(|f| f == FINALIZER) {
-        let path = format!("/metadata/finalizers/{index}");
-        let ops = json!([
-            {"op": "test", "path": path, "value": FINALIZER},
-            {"op": "remove", "path": path},
-        ]);
-        patch_metadata(image, ctx, ops).await?;
-    }
+    remove_finalizer(image, ctx).await?;
     ctx.clouds.forget(uid);
     ctx.forget_object(uid);
     Ok(Requeue::await_change())
 }
 
-async fn add_finalizer(image: &Image, ctx: &Context) -> Result<(), ReconcileError> {
+async fn add_finalizer<K: Namespaced>(object: &K, ctx: &Context) -> Result<(), ReconcileError> {
     // The test makes the add fail rather than overwrite a finalizer someone else added
     // meanwhile; the retry then sees the current list.
-    let ops = match image.meta().finalizers.as_ref() {
+    let ops = match object.meta().finalizers.as_ref() {
         None => json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
             {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
@@ -525,20 +520,49 @@ async fn add_finalizer(image: &Image, ctx: &Context) -> Result<(), ReconcileErro
             {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
         ]),
     };
-    patch_metadata(image, ctx, ops).await
+    patch_metadata(object, ctx, ops).await
 }
 
-async fn patch_metadata(
-    image: &Image,
+/// Removes glint's finalizer, when the object has it.
+async fn remove_finalizer<K: Namespaced>(object: &K, ctx: &Context) -> Result<(), ReconcileError> {
+    if let Some(index) = object.finalizers().iter().position(|f| f == FINALIZER) {
+        let path = format!("/metadata/finalizers/{index}");
+        let ops = json!([
+            {"op": "test", "path": path, "value": FINALIZER},
+            {"op": "remove", "path": path},
+        ]);
+        patch_metadata(object, ctx, ops).await?;
+    }
+    Ok(())
+}
+
+/// The kinds glint patches: namespaced resources of its own group.
+trait Namespaced:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
+async fn patch_metadata<K: Namespaced>(
+    object: &K,
     ctx: &Context,
     ops: serde_json::Value,
 ) -> Result<(), ReconcileError> {
     let patch: json_patch::Patch = serde_json::from_value(ops)
         .map_err(|_| ReconcileError::Incomplete("a valid finalizer patch"))?;
-    let api: Api<Image> =
-        Api::namespaced(ctx.client.clone(), &image.namespace().unwrap_or_default());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
     api.patch(
-        &image.name_any(),
+        &object.name_any(),
         &PatchParams::default(),
         &Patch::<()>::Json(patch),
     )

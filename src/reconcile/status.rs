@@ -104,8 +104,19 @@ pub fn needs_write(current: Option<&ImageStatus>, new: &ImageStatus) -> bool {
 }
 
 fn conditions(input: &StatusInput<'_>, previous: &[Condition]) -> Vec<Condition> {
+    kstatus_conditions(&input.outcome, input.generation, &input.now, previous)
+}
+
+/// Ready, Reconciling and Stalled for an outcome, each keeping its lastTransitionTime while
+/// its status stays: shared by every kind glint writes status for.
+pub fn kstatus_conditions(
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: &Time,
+    previous: &[Condition],
+) -> Vec<Condition> {
     let idle = |message: &str| (false, reasons::IDLE, message.to_string());
-    let (ready, reconciling, stalled) = match &input.outcome {
+    let (ready, reconciling, stalled) = match outcome {
         Outcome::Ready { reason, message } => (
             (true, *reason, message.clone()),
             idle("nothing to do"),
@@ -129,15 +140,7 @@ fn conditions(input: &StatusInput<'_>, previous: &[Condition]) -> Vec<Condition>
     ]
     .into_iter()
     .map(|(kind, (status, reason, message))| {
-        condition(
-            kind,
-            status,
-            reason,
-            message,
-            input.generation,
-            &input.now,
-            previous,
-        )
+        condition(kind, status, reason, message, generation, now, previous)
     })
     .collect()
 }

@@ -10,6 +10,7 @@ pub mod harness;
 pub mod keystone;
 pub mod kube_double;
 pub mod kubectl;
+pub mod mirror;
 pub mod sources;
 
 use std::sync::atomic::{AtomicU64, Ordering};

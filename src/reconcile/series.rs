@@ -1,0 +1,446 @@
+//! The ImageSeries reconcile of `glint run`. Like an Image's: the finalizer first, then one
+//! pass that never waits on data, then one status patch (only on change) and Events.
+//!
+//! The pass: the releases (read again from the checksums file when spec.schedule says a check
+//! is due, else the ones the last check found, kept in status), what Glance holds, the rotation
+//! [`series::plan`](crate::series::plan), one Image pass per kept version (retired ones first,
+//! the current one last), and the deletions beyond keep. Transfers run in their own tasks; a
+//! version whose data has just arrived is promoted by the next pass, so the stable name moves
+//! only to an image that is active and verified.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::act::{self, Effect};
+use super::observe::Subject;
+use super::pass;
+use super::plan::{Desired, Progress};
+use super::status::{Outcome, kstatus_conditions};
+use super::{
+    Context, FIELD_MANAGER, PROGRESS_REQUEUE, ReconcileError, add_finalizer, events, has_finalizer,
+    remove_finalizer,
+};
+use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesRelease, SeriesVersionStatus};
+use crate::glance::Image;
+use crate::series::plan::{Held, Role, VersionPlan};
+use crate::series::{self, Release, observe::version_uid};
+use crate::transfer::Transfers;
+
+/// The largest checksums file glint reads; distributions' are a few KiB.
+const CHECKSUMS_LIMIT: usize = 1024 * 1024;
+
+/// Condition reasons of a series.
+pub mod reasons {
+    /// A current version carries the stable name and nothing is under way.
+    pub const CURRENT: &str = "Current";
+    /// A version's data is on its way, or a rotation is under way.
+    pub const ROTATING: &str = "Rotating";
+    /// The checksums file could not be fetched; the current version stays, glint retries.
+    pub const CHECKSUMS_UNAVAILABLE: &str = "ChecksumsUnavailable";
+    /// No kept release has a usable image, and none is on its way.
+    pub const NO_USABLE_RELEASE: &str = "NoUsableRelease";
+}
+
+/// Requeue policy after an error: growing backoff per object, with jitter, capped.
+pub fn series_error_policy(
+    series: Arc<ImageSeries>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Requeue {
+    let delay = ctx.backoff(&series.uid().unwrap_or_default());
+    tracing::warn!(series = %series.name_any(), %error, retry_in_ms = delay.as_millis() as u64, "series reconcile failed");
+    Requeue::requeue(delay)
+}
+
+/// Reconciles one ImageSeries.
+pub async fn reconcile_series(
+    series: Arc<ImageSeries>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
+    let uid = series
+        .uid()
+        .ok_or(ReconcileError::Incomplete("metadata.uid"))?;
+    let namespace = series.namespace().unwrap_or_default();
+    let key = format!("{namespace}/{}", series.name_any());
+    if series.meta().deletion_timestamp.is_some() && !has_finalizer(series.as_ref()) {
+        return Ok(Requeue::await_change());
+    }
+    let handle = match ctx
+        .clouds
+        .resolve_for(
+            &ctx.client,
+            &namespace,
+            &series.spec.cloud_credentials_ref,
+            Some(uid.clone()),
+        )
+        .await
+    {
+        Ok(handle) => handle,
+        Err(err) => return stall(&series, &ctx, err).await,
+    };
+    let api = handle.client.as_ref();
+    if series.meta().deletion_timestamp.is_some() {
+        // Every version goes with the series (unprotected first), then the object.
+        let held = series::observe::held(api, &key, &uid)
+            .await
+            .map_err(|err| ReconcileError::Pass(pass::PassError::Observe(err.into())))?;
+        for (version, _) in held {
+            handle.transfers.cancel(&version.id);
+            act::delete(api, &version.id, version.protected)
+                .await
+                .map_err(|err| ReconcileError::Pass(err.into()))?;
+        }
+        remove_finalizer(series.as_ref(), &ctx).await?;
+        ctx.clouds.forget(&uid);
+        return Ok(Requeue::await_change());
+    }
+    if !has_finalizer(series.as_ref()) {
+        add_finalizer(series.as_ref(), &ctx).await?;
+    }
+    let previous = series.status.clone().unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let checked = check(&series, &ctx, &previous, now).await;
+    let releases: Vec<Release> = checked.releases.iter().map(Release::from).collect();
+    let observe_error = |err: crate::glance::GlanceError| {
+        ReconcileError::Pass(pass::PassError::Observe(err.into()))
+    };
+    let held = series::observe::held(api, &key, &uid)
+        .await
+        .map_err(observe_error)?;
+    let held_only: Vec<Held> = held.iter().map(|(held, _)| held.clone()).collect();
+    let stable = series
+        .spec
+        .image
+        .name
+        .clone()
+        .unwrap_or_else(|| series.name_any());
+    let plan = series::plan::plan(&series.spec, &stable, &key, &releases, &held_only);
+
+    let mut ordered: Vec<&VersionPlan> = plan.versions.iter().collect();
+    ordered.sort_by_key(|version| match version.role {
+        Role::Retired => 0,
+        Role::Pending => 1,
+        Role::Current => 2,
+    });
+    let mut working = Vec::new();
+    let mut problems = std::collections::BTreeMap::new();
+    let object = series.object_ref(&());
+    for version in ordered {
+        let version_uid = version_uid(&uid, &version.version);
+        let name = version.spec.name.clone().unwrap_or_default();
+        let desired = Desired::from_spec(&version.spec, &name, &version_uid);
+        let known = held
+            .iter()
+            .find(|(held, _)| held.version == version.version)
+            .map(|(held, _)| held.id.clone());
+        let subject = Subject {
+            uid: &version_uid,
+            spec: &version.spec,
+            known_id: known.as_deref(),
+            fresh: true,
+        };
+        match pass::sync(api, &handle.transfers, subject, &desired).await {
+            Ok(result) => {
+                for effect in &result.effects {
+                    if let Effect::Created { id } = effect {
+                        let note = format!(
+                            "release {} found; created Glance image {id} for it",
+                            version.version
+                        );
+                        events::publish_about(&object, &ctx, EventType::Normal, "NewVersion", note)
+                            .await;
+                    }
+                }
+                match result.progress {
+                    Progress::InSync => {}
+                    Progress::Working { message, .. } => {
+                        working.push(format!("{}: {message}", version.version))
+                    }
+                    Progress::Blocked { reason, message } => {
+                        problems.insert(version.version.clone(), format!("{reason}: {message}"));
+                    }
+                }
+            }
+            Err(err) => {
+                problems.insert(version.version.clone(), format!("{}: {err}", err.reason()));
+            }
+        }
+    }
+    for gone in &plan.delete {
+        handle.transfers.cancel(&gone.id);
+        act::delete(api, &gone.id, gone.protected)
+            .await
+            .map_err(|err| ReconcileError::Pass(err.into()))?;
+        let note = format!(
+            "deleted version {} (Glance image {}): not among the newest {} releases",
+            gone.version,
+            gone.id,
+            series.spec.keep()
+        );
+        events::publish_about(&object, &ctx, EventType::Normal, "Retired", note).await;
+    }
+    if plan.current.is_some() && plan.current != previous.current {
+        let note = format!(
+            "version {} is now current{}",
+            plan.current.as_deref().unwrap_or_default(),
+            previous
+                .current
+                .as_deref()
+                .map_or(String::new(), |old| format!(" (was {old})"))
+        );
+        events::publish_about(&object, &ctx, EventType::Normal, "Promoted", note).await;
+    }
+
+    let after = series::observe::held(api, &key, &uid)
+        .await
+        .map_err(observe_error)?;
+    let outcome = outcome_of(&plan.current, &working, &problems, checked.problem.as_ref());
+    let status = ImageSeriesStatus {
+        observed_generation: series.meta().generation,
+        conditions: kstatus_conditions(
+            &outcome,
+            series.meta().generation,
+            &Time(now),
+            &previous.conditions,
+        ),
+        current: plan.current.clone(),
+        versions: version_lines(&plan.versions, &after, &problems),
+        releases: checked.releases.clone(),
+        last_check: checked.last_check.clone(),
+        next_check: checked
+            .last_check
+            .as_ref()
+            .and_then(|at| at.0.checked_add(series.spec.check_every()).ok())
+            .map(Time),
+    };
+    write_status(&series, &ctx, &previous, status).await?;
+    Ok(match (&outcome, &checked.problem) {
+        (Outcome::Progressing { .. }, Some(_)) => Requeue::requeue(ctx.backoff(&uid)),
+        (Outcome::Progressing { .. }, None) => Requeue::requeue(PROGRESS_REQUEUE),
+        _ => Requeue::requeue(until_next_check(&checked, &series, now)),
+    })
+}
+
+/// The releases this pass works with, and how the check (if one was due) went.
+struct Checked {
+    releases: Vec<SeriesRelease>,
+    last_check: Option<Time>,
+    problem: Option<(&'static str, String)>,
+}
+
+/// Reads the releases again when a check is due (a listed series always is: it costs nothing),
+/// else keeps the ones status holds. A failed check keeps them too.
+async fn check(
+    series: &ImageSeries,
+    ctx: &Context,
+    previous: &ImageSeriesStatus,
+    now: jiff::Timestamp,
+) -> Checked {
+    let edited = series.meta().generation != previous.observed_generation;
+    let Some(source) = &series.spec.checksums else {
+        // Listed releases are read from the spec: a "check" is an edit.
+        let last_check = match &previous.last_check {
+            Some(at) if !edited => Some(at.clone()),
+            _ => Some(Time(now)),
+        };
+        return Checked {
+            releases: series.spec.versions.clone(),
+            last_check,
+            problem: None,
+        };
+    };
+    let due = previous.last_check.as_ref().is_none_or(|at| {
+        at.0.checked_add(series.spec.check_every())
+            .is_ok_and(|next| now >= next)
+    });
+    if !(due || edited) {
+        return Checked {
+            releases: previous.releases.clone(),
+            last_check: previous.last_check.clone(),
+            problem: None,
+        };
+    }
+    let fetched = crate::transfer::source_http::fetch_text(
+        ctx.settings.source_policy.clone(),
+        &source.url,
+        CHECKSUMS_LIMIT,
+    )
+    .await
+    .map_err(|message| (reasons::CHECKSUMS_UNAVAILABLE, message))
+    .and_then(|text| {
+        series::published(source, &text).map_err(|err| (err.reason(), err.to_string()))
+    });
+    match fetched {
+        Ok(found) => Checked {
+            releases: found.iter().map(SeriesRelease::from).collect(),
+            last_check: Some(Time(now)),
+            problem: None,
+        },
+        Err(problem) => Checked {
+            releases: previous.releases.clone(),
+            last_check: previous.last_check.clone(),
+            problem: Some(problem),
+        },
+    }
+}
+
+fn outcome_of(
+    current: &Option<String>,
+    working: &[String],
+    problems: &std::collections::BTreeMap<String, String>,
+    check_problem: Option<&(&'static str, String)>,
+) -> Outcome {
+    if let Some((reason, message)) = check_problem {
+        let keeping = current
+            .as_deref()
+            .map_or("no version is current yet".to_string(), |v| {
+                format!("version {v} stays current")
+            });
+        let message = format!("the releases could not be read: {message}; {keeping}");
+        return if *reason == reasons::CHECKSUMS_UNAVAILABLE {
+            Outcome::Progressing {
+                reason,
+                message: format!("{message}; retrying"),
+            }
+        } else {
+            Outcome::Stalled { reason, message }
+        };
+    }
+    if !working.is_empty() {
+        return Outcome::Progressing {
+            reason: reasons::ROTATING,
+            message: working.join("; "),
+        };
+    }
+    let failed: Vec<String> = problems
+        .iter()
+        .map(|(version, problem)| format!("{version}: {problem}"))
+        .collect();
+    match current {
+        Some(version) => Outcome::Ready {
+            reason: reasons::CURRENT,
+            message: if failed.is_empty() {
+                format!("version {version} is current")
+            } else {
+                format!(
+                    "version {version} is current; newer releases failed: {}",
+                    failed.join("; ")
+                )
+            },
+        },
+        None => Outcome::Stalled {
+            reason: reasons::NO_USABLE_RELEASE,
+            message: format!(
+                "no kept release has a usable image: {}",
+                if failed.is_empty() {
+                    "there are no releases".to_string()
+                } else {
+                    failed.join("; ")
+                }
+            ),
+        },
+    }
+}
+
+fn version_lines(
+    versions: &[VersionPlan],
+    held: &[(Held, Image)],
+    problems: &std::collections::BTreeMap<String, String>,
+) -> Vec<SeriesVersionStatus> {
+    versions
+        .iter()
+        .map(|version| {
+            let image = held
+                .iter()
+                .find(|(held, _)| held.version == version.version)
+                .map(|(_, image)| image);
+            SeriesVersionStatus {
+                version: version.version.clone(),
+                id: image.map(|image| image.id.clone()),
+                status: image.map(|image| image.status.clone()),
+                role: version.role.word().to_string(),
+                created: image.and_then(|image| image.created_at.clone()),
+                problem: problems.get(&version.version).cloned(),
+            }
+        })
+        .collect()
+}
+
+fn until_next_check(checked: &Checked, series: &ImageSeries, now: jiff::Timestamp) -> Duration {
+    let every = series.spec.check_every();
+    let next = checked
+        .last_check
+        .as_ref()
+        .and_then(|at| at.0.checked_add(every).ok());
+    next.and_then(|next| Duration::try_from(next.duration_since(now)).ok())
+        .unwrap_or(every)
+        .max(Duration::from_secs(1))
+}
+
+/// Status for a reconcile that could not reach the cloud: Stalled or retrying, as for an Image.
+async fn stall(
+    series: &ImageSeries,
+    ctx: &Context,
+    err: ReconcileError,
+) -> Result<Requeue, ReconcileError> {
+    let previous = series.status.clone().unwrap_or_default();
+    let outcome = if err.is_transient() {
+        Outcome::Progressing {
+            reason: err.reason(),
+            message: format!("{err}; retrying"),
+        }
+    } else {
+        Outcome::Stalled {
+            reason: err.reason(),
+            message: err.to_string(),
+        }
+    };
+    let status = ImageSeriesStatus {
+        observed_generation: series.meta().generation,
+        conditions: kstatus_conditions(
+            &outcome,
+            series.meta().generation,
+            &Time(jiff::Timestamp::now()),
+            &previous.conditions,
+        ),
+        ..previous.clone()
+    };
+    write_status(series, ctx, &previous, status).await?;
+    if err.is_transient() {
+        Err(err)
+    } else {
+        Ok(Requeue::await_change())
+    }
+}
+
+async fn write_status(
+    series: &ImageSeries,
+    ctx: &Context,
+    previous: &ImageSeriesStatus,
+    status: ImageSeriesStatus,
+) -> Result<(), ReconcileError> {
+    if series.status.is_some() && *previous == status {
+        return Ok(());
+    }
+    let api: Api<ImageSeries> =
+        Api::namespaced(ctx.client.clone(), &series.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": "glint.dev/v1alpha1",
+        "kind": "ImageSeries",
+        "status": status,
+    });
+    api.patch_status(
+        &series.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
