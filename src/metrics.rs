@@ -42,6 +42,45 @@ struct WriteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeriesLabels {
+    namespace: String,
+    name: String,
+}
+
+/// Per ImageSeries: the versions it keeps, and when it last read its releases.
+#[derive(Clone, Default)]
+pub struct SeriesMetrics {
+    versions: Family<SeriesLabels, Gauge>,
+    last_check: Family<SeriesLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl SeriesMetrics {
+    /// What one reconcile of the series `namespace/name` found.
+    pub fn record(&self, namespace: &str, name: &str, versions: usize, last_check: Option<f64>) {
+        let labels = SeriesLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        self.versions
+            .get_or_create(&labels)
+            .set(i64::try_from(versions).unwrap_or(i64::MAX));
+        if let Some(at) = last_check {
+            self.last_check.get_or_create(&labels).set(at);
+        }
+    }
+
+    /// The series is gone: its series end.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let labels = SeriesLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        self.versions.remove(&labels);
+        self.last_check.remove(&labels);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     ready: String,
     reason: String,
@@ -147,6 +186,7 @@ pub struct Metrics {
     images: Family<ReasonLabels, Gauge>,
     census: Mutex<Option<ImageCensus>>,
     pub transfers: TransferMetrics,
+    pub series: SeriesMetrics,
     pub leader: Gauge,
 }
 
@@ -164,7 +204,18 @@ impl Metrics {
         let kube_writes = Family::<WriteLabels, Counter>::default();
         let images = Family::<ReasonLabels, Gauge>::default();
         let transfers = TransferMetrics::default();
+        let series = SeriesMetrics::default();
         let leader = Gauge::default();
+        registry.register(
+            "series_versions",
+            "Versions an ImageSeries keeps in Glance",
+            series.versions.clone(),
+        );
+        registry.register(
+            "series_last_check_timestamp_seconds",
+            "When an ImageSeries last read its releases successfully, in Unix seconds",
+            series.last_check.clone(),
+        );
         let glance = glance_metrics();
         registry.register(
             "reconciles",
@@ -230,6 +281,7 @@ impl Metrics {
             images,
             census: Mutex::default(),
             transfers,
+            series,
             leader,
         }
     }
@@ -530,5 +582,22 @@ mod tests {
                 .contains("verb=\"create\",resource=\"secrets\""),
             "reading the total creates no empty series"
         );
+    }
+
+    #[test]
+    fn a_series_reports_its_versions_and_last_check_until_it_is_gone() {
+        let metrics = Metrics::new();
+        metrics
+            .series
+            .record("team", "cirros", 2, Some(1_796_000_000.5));
+        let text = metrics.render();
+        for line in [
+            "glint_series_versions{namespace=\"team\",name=\"cirros\"} 2",
+            "glint_series_last_check_timestamp_seconds{namespace=\"team\",name=\"cirros\"} 1796000000.5",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        metrics.series.forget("team", "cirros");
+        assert!(!metrics.render().contains("name=\"cirros\""));
     }
 }

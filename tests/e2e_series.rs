@@ -79,7 +79,7 @@ async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
     let mirror = Mirror::start(&scratch.join("mirror"));
     let log = scratch.join("glint.log");
     eprintln!("glint's log: {}", log.display());
-    let _glint = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
+    let glint = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
 
     step("the apiserver refuses a series that keeps nothing");
     let manifest = |keep: u32, tag: &str| {
@@ -172,6 +172,13 @@ async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
             .count(),
         1,
         "never two current"
+    );
+    assert_eq!(glint.metric("glint_series_versions"), Some(2.0));
+    assert!(
+        glint
+            .metric("glint_series_last_check_timestamp_seconds")
+            .is_some_and(|at| at > 1.7e9),
+        "the last check's time is exported"
     );
     let events = k.ok(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
     for reason in ["NewVersion", "Promoted", "Retired"] {

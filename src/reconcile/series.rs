@@ -99,6 +99,7 @@ pub async fn reconcile_series(
         }
         remove_finalizer(series.as_ref(), &ctx).await?;
         ctx.clouds.forget(&uid);
+        ctx.metrics.series.forget(&namespace, &series.name_any());
         return Ok(Requeue::await_change());
     }
     if !has_finalizer(series.as_ref()) {
@@ -220,6 +221,15 @@ pub async fn reconcile_series(
             .and_then(|at| at.0.checked_add(series.spec.check_every()).ok())
             .map(Time),
     };
+    ctx.metrics.series.record(
+        &namespace,
+        &series.name_any(),
+        after.len(),
+        status
+            .last_check
+            .as_ref()
+            .map(|at| at.0.as_millisecond() as f64 / 1000.0),
+    );
     write_status(&series, &ctx, &previous, status).await?;
     Ok(match (&outcome, &checked.problem) {
         (Outcome::Progressing { .. }, Some(_)) => Requeue::requeue(ctx.backoff(&uid)),
