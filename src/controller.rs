@@ -17,7 +17,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::crd::{Image, ImageSeries};
+use crate::crd::{Image, ImageSeries, SharedImage};
 use crate::leader::{Election, LeaderError, LeaseConfig};
 use crate::metrics::{Health, KubeWrites, Metrics};
 use crate::reconcile::{self, Context, Settings};
@@ -123,20 +123,31 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             run_controller(controller, namespace.clone(), &config, ctx.clone())
         },
     ));
-    // ImageSeries are reconciled where their CRD is installed (the chart installs it; a
-    // cluster with only the Image CRD runs as before).
-    let series_scopes = if series_crd_installed(&client, scopes[0].as_deref()).await {
-        scopes.clone()
-    } else {
-        tracing::info!(
-            "the ImageSeries CRD (imageseries.glint.dev) is not installed: not reconciling series"
-        );
-        Vec::new()
-    };
+    // ImageSeries and SharedImages are reconciled where their CRDs are installed (the chart
+    // installs them; a cluster with only the Image CRD runs as before).
+    let series_scopes = installed_scopes::<ImageSeries>(&client, &scopes).await;
     let series = futures::future::join_all(series_scopes.iter().map(|namespace| {
-        run_series_controller(&client, namespace.as_deref(), &config, ctx.clone())
+        run_kind_controller(
+            &client,
+            namespace.as_deref(),
+            &config,
+            ctx.clone(),
+            reconcile::reconcile_series,
+            reconcile::series_error_policy,
+        )
     }));
-    let running = futures::future::join(images, series);
+    let shared_scopes = installed_scopes::<SharedImage>(&client, &scopes).await;
+    let shared = futures::future::join_all(shared_scopes.iter().map(|namespace| {
+        run_kind_controller(
+            &client,
+            namespace.as_deref(),
+            &config,
+            ctx.clone(),
+            reconcile::reconcile_shared,
+            reconcile::shared_error_policy,
+        )
+    }));
+    let running = futures::future::join3(images, series, shared);
     match election {
         None => {
             running.await;
@@ -156,54 +167,79 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
     Ok(())
 }
 
-async fn series_crd_installed(client: &Client, namespace: Option<&str>) -> bool {
-    let series: Api<ImageSeries> = match namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
+/// `scopes` where the CRD of `K` is installed: all of them, or none.
+async fn installed_scopes<K>(client: &Client, scopes: &[Option<String>]) -> Vec<Option<String>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match scopes.first().cloned().flatten() {
+        Some(namespace) => Api::namespaced(client.clone(), &namespace),
         None => Api::all(client.clone()),
     };
-    series.list(&ListParams::default().limit(1)).await.is_ok()
+    if api.list(&ListParams::default().limit(1)).await.is_ok() {
+        scopes.to_vec()
+    } else {
+        tracing::info!(kind = %K::kind(&()), "its CRD is not installed: not reconciling this kind");
+        Vec::new()
+    }
 }
 
-/// The ImageSeries controller of one scope: reconciles on spec edits and deletion (not on
-/// glint's own status writes), and each reconcile asks to come back when the next check is
-/// due or work is under way.
-async fn run_series_controller(
+/// The controller of one more kind in one scope: reconciles on spec edits and deletion (not
+/// on glint's own status writes), and each reconcile says when to come back.
+async fn run_kind_controller<K, R>(
     client: &Client,
     namespace: Option<&str>,
     config: &RunConfig,
     ctx: Arc<Context>,
-) {
-    let series: Api<ImageSeries> = match namespace {
+    reconcile: impl FnMut(Arc<K>, Arc<Context>) -> R,
+    error_policy: impl Fn(
+        Arc<K>,
+        &reconcile::ReconcileError,
+        Arc<Context>,
+    ) -> kube::runtime::controller::Action,
+) where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    R: std::future::Future<
+            Output = Result<kube::runtime::controller::Action, reconcile::ReconcileError>,
+        > + Send
+        + 'static,
+{
+    let objects: Api<K> = match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
     let (reader, writer) = reflector::store();
-    let triggers = watcher(series, watcher::Config::default())
+    let triggers = watcher(objects, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(series_asks_for_work, PredicateConfig::default());
+        .predicate_filter(spec_or_deletion::<K>, PredicateConfig::default());
     Controller::for_stream(triggers, reader)
         .with_config(ControllerConfig::default().concurrency(config.concurrency.clamp(1, 4)))
         .graceful_shutdown_on(shutdown_signal())
-        .run(
-            reconcile::reconcile_series,
-            reconcile::series_error_policy,
-            ctx,
-        )
+        .run(reconcile, error_policy, ctx)
         .for_each(|outcome| async move {
             if let Err(error) = outcome {
-                tracing::debug!(%error, "series reconcile did not complete");
+                tracing::debug!(%error, "reconcile did not complete");
             }
         })
         .await;
 }
 
-fn series_asks_for_work(series: &ImageSeries) -> Option<u64> {
+fn spec_or_deletion<K: Resource>(object: &K) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    series.meta().generation.hash(&mut hasher);
-    series.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    object.meta().generation.hash(&mut hasher);
+    object.meta().deletion_timestamp.is_some().hash(&mut hasher);
     Some(hasher.finish())
 }
 

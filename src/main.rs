@@ -43,6 +43,7 @@ struct CrdArgs {
 enum CrdKind {
     Image,
     Series,
+    Shared,
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,7 +52,7 @@ enum Command {
     #[command(subcommand)]
     Image(ImageCommand),
     /// Print a CustomResourceDefinition (YAML) for `kubectl apply -f -`: Image, or with
-    /// `--kind series` ImageSeries.
+    /// `--kind series` ImageSeries, `--kind shared` SharedImage.
     Crd(CrdArgs),
     /// Run the controller: reconcile Image objects against Glance until SIGTERM.
     Run(RunArgs),
@@ -256,6 +257,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Crd(args) => match match args.kind {
             CrdKind::Image => glint::crd::crd_yaml(),
             CrdKind::Series => glint::crd::series_crd_yaml(),
+            CrdKind::Shared => glint::crd::shared_crd_yaml(),
         } {
             Ok(yaml) => {
                 print!("{yaml}");

@@ -425,28 +425,33 @@ fn every_field_has_a_description_for_kubectl_explain() {
 }
 
 #[test]
-fn every_image_series_field_has_a_description_for_kubectl_explain() {
-    let crd = glint::crd::series_definition().expect("ImageSeries CRD");
-    let schema = serde_json::to_value(
-        crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .expect("schema"),
-    )
-    .expect("json");
-    let mut missing = Vec::new();
-    undocumented(&schema, "", &mut missing);
-    assert!(
-        missing.is_empty(),
-        "fields without a doc comment: {missing:?}"
-    );
-    assert!(
-        !serde_json::to_string(&schema)
-            .expect("text")
-            .contains("\"uint"),
-        "unsigned formats make the apiserver warn"
-    );
+fn every_series_and_shared_image_field_has_a_description_for_kubectl_explain() {
+    for crd in [
+        glint::crd::series_definition().expect("ImageSeries CRD"),
+        glint::crd::shared_definition().expect("SharedImage CRD"),
+    ] {
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema"),
+        )
+        .expect("json");
+        let mut missing = Vec::new();
+        undocumented(&schema, "", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{}: fields without a doc comment: {missing:?}",
+            crd.spec.names.kind
+        );
+        assert!(
+            !serde_json::to_string(&schema)
+                .expect("text")
+                .contains("\"uint"),
+            "unsigned formats make the apiserver warn"
+        );
+    }
 }
 
 #[test]
@@ -478,11 +483,17 @@ fn the_printer_columns_show_name_id_status_ready_and_age() {
 fn the_checked_in_crds_are_what_glint_generates() {
     let image = glint::crd::crd_yaml().expect("yaml");
     let series = glint::crd::series_crd_yaml().expect("yaml");
+    let shared = glint::crd::shared_crd_yaml().expect("yaml");
     for (copy, generated) in [
         ("crds/images.glint.dev.yaml", &image),
         ("deploy/helm/glint/crds/images.glint.dev.yaml", &image),
         ("crds/imageseries.glint.dev.yaml", &series),
         ("deploy/helm/glint/crds/imageseries.glint.dev.yaml", &series),
+        ("crds/sharedimages.glint.dev.yaml", &shared),
+        (
+            "deploy/helm/glint/crds/sharedimages.glint.dev.yaml",
+            &shared,
+        ),
     ] {
         let path = format!("{}/{copy}", env!("CARGO_MANIFEST_DIR"));
         let checked_in = std::fs::read_to_string(&path)

@@ -84,6 +84,10 @@ fn the_helm_chart_installs_with_exactly_the_rights_glint_needs() {
         ("patch", "imageseries.glint.dev", &team, true),
         ("patch", "imageseries.glint.dev/status", &team, true),
         ("create", "imageseries.glint.dev", &team, false),
+        ("watch", "sharedimages.glint.dev", &team, true),
+        ("patch", "sharedimages.glint.dev/status", &team, true),
+        ("patch", "sharedimages.glint.dev", &team, false),
+        ("update", "sharedimages.glint.dev/status", &team, false),
         ("delete", "imageseries.glint.dev", &team, false),
         ("get", "secrets", &team, true),
         ("list", "secrets", &team, true),
@@ -122,7 +126,15 @@ fn the_helm_chart_installs_with_exactly_the_rights_glint_needs() {
         "verb", "resource", "namespace"
     );
     for (verb, resource, namespace, allowed) in table {
-        let mut args = vec!["auth", "can-i", verb, resource, "--as", &account];
+        // `TYPE/NAME` is an object's name to kubectl: a subresource needs --subresource.
+        let (kind, subresource) = match resource.split_once('/') {
+            Some((kind, sub)) if kind.ends_with(".glint.dev") => (kind, Some(sub)),
+            _ => (*resource, None),
+        };
+        let mut args = vec!["auth", "can-i", verb, kind, "--as", &account];
+        if let Some(subresource) = subresource {
+            args.extend(["--subresource", subresource]);
+        }
         if !namespace.is_empty() {
             args.extend(["--namespace", namespace]);
         }

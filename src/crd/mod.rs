@@ -1,8 +1,8 @@
 //! The `Image` custom resource (`images.glint.dev`, v1alpha1): the types, their admission
 //! rules (OpenAPI schema + CEL, enforced by the apiserver) and the CRD document built from
 //! them. `glint crd` prints it; `crds/` holds the checked-in copy, which CI compares.
-//! `ImageSeries` (`imageseries.glint.dev`) is defined here too; `glint plan/apply -f` check
-//! its manifests with its rules.
+//! `ImageSeries` (`imageseries.glint.dev`) and `SharedImage` (`sharedimages.glint.dev`) are
+//! defined here too.
 
 /// A closed enum of manifest words, with its default. Defined before the modules that use
 /// it: macro_rules are in scope textually.
@@ -31,6 +31,7 @@ macro_rules! spec_enum {
 
 mod ownership;
 mod series;
+mod shared;
 mod source;
 mod spec;
 mod status_fields;
@@ -46,6 +47,7 @@ pub use series::{
     ChecksumsSource, DEFAULT_KEEP, ImageSeries, ImageSeriesSpec, ImageSeriesStatus, Retirement,
     SeriesImage, SeriesRelease, SeriesSchedule, SeriesVersionStatus,
 };
+pub use shared::{MemberDecision, SharedImage, SharedImageRef, SharedImageSpec, SharedImageStatus};
 pub use source::{
     Decompression, HashAlgorithm, ImageSource, SourceHash, SourceSecretRef, TransferMethod,
 };
@@ -61,6 +63,16 @@ pub use status_fields::{GlanceConversion, GlanceView, ImageStatus, TransferPhase
 /// `int64` with `minimum: 0`.
 pub fn definition() -> Result<CustomResourceDefinition, String> {
     normalized(Image::crd())
+}
+
+/// The SharedImage CRD, normalized like [`definition`].
+pub fn shared_definition() -> Result<CustomResourceDefinition, String> {
+    normalized(SharedImage::crd())
+}
+
+/// The SharedImage CRD as YAML, exactly as `crds/sharedimages.glint.dev.yaml` must hold it.
+pub fn shared_crd_yaml() -> Result<String, String> {
+    generated_yaml(&shared_definition()?)
 }
 
 /// The ImageSeries CRD, normalized like [`definition`].

@@ -78,6 +78,11 @@ impl<G: GlanceApi> ListingCache<G> {
         }
     }
 
+    /// The project the credentials are scoped to, when the login said.
+    pub fn project(&self) -> Option<String> {
+        self.owner()
+    }
+
     fn owner(&self) -> Option<String> {
         self.owner
             .lock()

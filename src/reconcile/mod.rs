@@ -31,6 +31,7 @@ pub mod observe;
 pub mod pass;
 pub mod plan;
 mod series;
+mod shared;
 pub mod status;
 
 use std::panic::AssertUnwindSafe;
@@ -50,6 +51,7 @@ pub use clouds::{CloudHandle, CloudKey, CloudRegistry};
 pub use context::{Context, MAX_BACKOFF, PassHook, Settings, backoff_delay};
 pub use error::ReconcileError;
 pub use series::{reconcile_series, series_error_policy};
+pub use shared::{reconcile_shared, shared_error_policy};
 
 use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus};
 use crate::metrics::results;
@@ -422,6 +424,11 @@ fn stored_format_note(image: &Image, glance: &crate::glance::Image) -> String {
     }
 }
 
+/// How long a kind without a resync period of its own waits between looks.
+fn resync_after(ctx: &Context) -> Duration {
+    ctx.settings.default_resync.clamp(MIN_RESYNC, MAX_RESYNC)
+}
+
 fn resync_period(image: &Image, ctx: &Context) -> Duration {
     image
         .spec
@@ -551,6 +558,28 @@ impl<K> Namespaced for K where
         + serde::de::DeserializeOwned
         + std::fmt::Debug
 {
+}
+
+/// One server-side-apply patch of `status` on `object` (of `kind`), as glint's field manager.
+async fn apply_status<K: Namespaced>(
+    object: &K,
+    ctx: &Context,
+    kind: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), ReconcileError> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": "glint.dev/v1alpha1",
+        "kind": kind,
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn patch_metadata<K: Namespaced>(

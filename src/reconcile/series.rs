@@ -12,11 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Resource, ResourceExt};
 
 use super::act::{self, Effect};
 use super::observe::Subject;
@@ -24,7 +22,7 @@ use super::pass;
 use super::plan::{Desired, Progress};
 use super::status::{Outcome, kstatus_conditions};
 use super::{
-    Context, FIELD_MANAGER, PROGRESS_REQUEUE, ReconcileError, add_finalizer, events, has_finalizer,
+    Context, PROGRESS_REQUEUE, ReconcileError, add_finalizer, apply_status, events, has_finalizer,
     remove_finalizer,
 };
 use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesRelease, SeriesVersionStatus};
@@ -439,18 +437,5 @@ async fn write_status(
     if series.status.is_some() && *previous == status {
         return Ok(());
     }
-    let api: Api<ImageSeries> =
-        Api::namespaced(ctx.client.clone(), &series.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": "glint.dev/v1alpha1",
-        "kind": "ImageSeries",
-        "status": status,
-    });
-    api.patch_status(
-        &series.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    apply_status(series, ctx, "ImageSeries", &status).await
 }
