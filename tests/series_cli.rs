@@ -273,6 +273,16 @@ fn bad_series_manifests_are_refused_with_what_to_fix() {
             "exactly one of spec.versions",
         ),
         (
+            "a cron that is not five fields",
+            "  image: {diskFormat: raw}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n  schedule: {cron: 'every day'}\n",
+            "cron needs five fields",
+        ),
+        (
+            "both a period and a cron",
+            "  image: {diskFormat: raw}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n  schedule: {cron: '0 3 * * *', every: 24h}\n",
+            "every or cron, not both",
+        ),
+        (
             "webDownload, which cannot be checked",
             "  image: {diskFormat: raw, method: webDownload}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n",
             "not webDownload",

@@ -175,9 +175,10 @@ pub struct ChecksumsSource {
     pub pattern: String,
 }
 
-/// When glint run checks for new releases.
+/// When glint run checks for new releases: every (a period) or cron (fixed times), not both.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.every) && has(self.cron))").message("schedule takes every or cron, not both"))]
 pub struct SeriesSchedule {
     /// How long after a check the next one is due, as a duration such as 6h or 24h (1m to
     /// 168h; default 24h). A checksums file that cannot be read keeps the current version and
@@ -187,6 +188,14 @@ pub struct SeriesSchedule {
     #[x_kube(validation = Rule::new("duration(self) >= duration('1m') && duration(self) <= duration('168h')")
         .message("schedule.every must be between 1m and 168h (7 days), for example 6h or 24h"))]
     pub every: Option<String>,
+
+    /// Fixed check times in the five-field cron notation, in UTC: minute hour day-of-month
+    /// month day-of-week, each a number, *, a list (1,15), a range (1-5) or a step (*/15). For
+    /// example 0 3 * * * checks every day at 03:00 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    #[x_kube(validation = Rule::new("self.matches('^ *[0-9*,/-]+( +[0-9*,/-]+){4} *$')").message("cron needs five fields (minute hour day-of-month month day-of-week), each a number, *, a list (1,15), a range (1-5) or a step (*/15); for example 0 3 * * *"))]
+    pub cron: Option<String>,
 }
 
 /// What glint holds and did for a series.

@@ -44,6 +44,8 @@ pub mod reasons {
     pub const CHECKSUMS_UNAVAILABLE: &str = "ChecksumsUnavailable";
     /// No kept release has a usable image, and none is on its way.
     pub const NO_USABLE_RELEASE: &str = "NoUsableRelease";
+    /// spec.schedule.cron is not a cron expression glint can use.
+    pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
 }
 
 /// Requeue policy after an error: growing backoff per object, with jitter, capped.
@@ -213,11 +215,7 @@ pub async fn reconcile_series(
         versions: version_lines(&plan.versions, &after, &problems),
         releases: checked.releases.clone(),
         last_check: checked.last_check.clone(),
-        next_check: checked
-            .last_check
-            .as_ref()
-            .and_then(|at| at.0.checked_add(series.spec.check_every()).ok())
-            .map(Time),
+        next_check: checked.next_check.map(Time),
     };
     ctx.metrics.series.record(
         &namespace,
@@ -232,7 +230,7 @@ pub async fn reconcile_series(
     Ok(match (&outcome, &checked.problem) {
         (Outcome::Progressing { .. }, Some(_)) => Requeue::requeue(ctx.backoff(&uid)),
         (Outcome::Progressing { .. }, None) => Requeue::requeue(PROGRESS_REQUEUE),
-        _ => Requeue::requeue(until_next_check(&checked, &series, now)),
+        _ => Requeue::requeue(until_next_check(&checked, &ctx, now)),
     })
 }
 
@@ -240,6 +238,8 @@ pub async fn reconcile_series(
 struct Checked {
     releases: Vec<SeriesRelease>,
     last_check: Option<Time>,
+    /// When the next check is due (none for listed releases, which only an edit changes).
+    next_check: Option<jiff::Timestamp>,
     problem: Option<(&'static str, String)>,
 }
 
@@ -261,17 +261,32 @@ async fn check(
         return Checked {
             releases: series.spec.versions.clone(),
             last_check,
+            next_check: None,
             problem: None,
         };
     };
-    let due = previous.last_check.as_ref().is_none_or(|at| {
-        at.0.checked_add(series.spec.check_every())
-            .is_ok_and(|next| now >= next)
-    });
+    let next = match previous
+        .last_check
+        .as_ref()
+        .map(|at| series::next_check(&series.spec, at.0))
+    {
+        None => None,
+        Some(Ok(next)) => next,
+        Some(Err(err)) => {
+            return Checked {
+                releases: previous.releases.clone(),
+                last_check: previous.last_check.clone(),
+                next_check: None,
+                problem: Some((reasons::INVALID_SCHEDULE, err.to_string())),
+            };
+        }
+    };
+    let due = previous.last_check.is_none() || next.is_some_and(|next| now >= next);
     if !(due || edited) {
         return Checked {
             releases: previous.releases.clone(),
             last_check: previous.last_check.clone(),
+            next_check: next,
             problem: None,
         };
     }
@@ -285,15 +300,18 @@ async fn check(
     .and_then(|text| {
         series::published(source, &text).map_err(|err| (err.reason(), err.to_string()))
     });
+    let next_after = |at: jiff::Timestamp| series::next_check(&series.spec, at).ok().flatten();
     match fetched {
         Ok(found) => Checked {
             releases: found.iter().map(SeriesRelease::from).collect(),
             last_check: Some(Time(now)),
+            next_check: next_after(now),
             problem: None,
         },
         Err(problem) => Checked {
             releases: previous.releases.clone(),
             last_check: previous.last_check.clone(),
+            next_check: next_after(now),
             problem: Some(problem),
         },
     }
@@ -381,15 +399,16 @@ fn version_lines(
         .collect()
 }
 
-fn until_next_check(checked: &Checked, series: &ImageSeries, now: jiff::Timestamp) -> Duration {
-    let every = series.spec.check_every();
-    let next = checked
-        .last_check
-        .as_ref()
-        .and_then(|at| at.0.checked_add(every).ok());
-    next.and_then(|next| Duration::try_from(next.duration_since(now)).ok())
-        .unwrap_or(every)
-        .max(Duration::from_secs(1))
+/// How long until the next check (listed releases: the resync period, in case Glance drifts).
+fn until_next_check(checked: &Checked, ctx: &Context, now: jiff::Timestamp) -> Duration {
+    checked
+        .next_check
+        .and_then(|next| Duration::try_from(next.duration_since(now)).ok())
+        .unwrap_or_else(|| super::resync_after(ctx))
+        .clamp(
+            Duration::from_secs(1),
+            super::resync_after(ctx).max(Duration::from_secs(1)),
+        )
 }
 
 /// Status for a reconcile that could not reach the cloud: Stalled or retrying, as for an Image.

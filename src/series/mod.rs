@@ -18,6 +18,7 @@
 //! cut short anywhere is finished by the next one.
 
 pub mod checksums;
+pub mod cron;
 pub mod observe;
 pub mod plan;
 pub mod version;
@@ -56,6 +57,18 @@ impl ReleasesError {
             Self::Url { .. } => "InvalidChecksumsUrl",
         }
     }
+}
+
+/// When the check after one at `last` is due: the next cron time, or `every` later (24 h by
+/// default). `None` when the cron expression names a time that never comes.
+pub fn next_check(
+    spec: &ImageSeriesSpec,
+    last: jiff::Timestamp,
+) -> Result<Option<jiff::Timestamp>, cron::CronError> {
+    if let Some(expression) = spec.schedule.as_ref().and_then(|s| s.cron.as_deref()) {
+        return Ok(cron::Cron::parse(expression)?.next_after(last));
+    }
+    Ok(last.checked_add(spec.check_every()).ok())
 }
 
 /// The releases spec.versions lists.
@@ -179,6 +192,33 @@ mod tests {
         );
         let hash = releases[0].source.hash.as_ref().expect("hash");
         assert_eq!(hash.value, DIGEST);
+    }
+
+    #[test]
+    fn the_next_check_comes_from_cron_or_the_period() {
+        let last: jiff::Timestamp = "2026-12-02T14:00:00Z".parse().unwrap();
+        let with = |every: Option<&str>, cron: Option<&str>| ImageSeriesSpec {
+            schedule: Some(crate::crd::SeriesSchedule {
+                every: every.map(str::to_string),
+                cron: cron.map(str::to_string),
+            }),
+            ..ImageSeriesSpec::default()
+        };
+        let at = |text: &str| Some(text.parse::<jiff::Timestamp>().unwrap());
+        assert_eq!(
+            next_check(&ImageSeriesSpec::default(), last).unwrap(),
+            at("2026-12-03T14:00:00Z"),
+            "every 24 h by default"
+        );
+        assert_eq!(
+            next_check(&with(Some("6h"), None), last).unwrap(),
+            at("2026-12-02T20:00:00Z")
+        );
+        assert_eq!(
+            next_check(&with(None, Some("0 3 * * *")), last).unwrap(),
+            at("2026-12-03T03:00:00Z")
+        );
+        assert!(next_check(&with(None, Some("0 25 * * *")), last).is_err());
     }
 
     #[test]
