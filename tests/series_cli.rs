@@ -295,3 +295,63 @@ fn bad_series_manifests_are_refused_with_what_to_fix() {
         assert!(out.contains(message), "{what}: {out}");
     }
 }
+
+#[test]
+fn a_series_rotates_on_the_embedded_cloud_from_a_local_checksums_file() {
+    // No cloud configured: glint starts its embedded cloud, as the README's first command does.
+    let dir = std::env::temp_dir().join(common::unique("glint-series-local"));
+    let mirror = dir.join("mirror");
+    std::fs::create_dir_all(&mirror).expect("mirror");
+    let publish = |file: &str, seed: u64| {
+        let data = common::pseudo_random_bytes(100_000, seed);
+        std::fs::write(mirror.join(file), &data).expect("release");
+        let digest: String =
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&data))
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+        let sums = mirror.join("SHA256SUMS");
+        let mut text = std::fs::read_to_string(&sums).unwrap_or_default();
+        text.push_str(&format!("{digest}  {file}\n"));
+        std::fs::write(sums, text).expect("SHA256SUMS");
+    };
+    let manifest = dir.join("series.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {name: local}\nspec:\n  cloudCredentialsRef: {secretName: unused, cloudName: unused}\n  image: {diskFormat: raw}\n  checksums: {url: 'file:mirror/SHA256SUMS', pattern: 'local-(?P<version>[0-9.]+)\\.img'}\n  keep: 1\n",
+    )
+    .expect("manifest");
+    let data_dir = dir.join("cloud");
+    let apply = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_glint"))
+            .args(["apply", "--data-dir"])
+            .arg(&data_dir)
+            .arg("-f")
+            .arg(&manifest)
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_CLIENT_CONFIG_FILE")
+            .env("HOME", &dir)
+            .output()
+            .expect("glint apply");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    };
+    publish("local-1.img", 31);
+    assert!(apply().contains("series default/local: current 1"));
+    publish("local-2.img", 32);
+    let second = apply();
+    assert!(
+        second.contains("series default/local: current 2"),
+        "{second}"
+    );
+    assert!(
+        second.contains("1              deleted"),
+        "keep 1 deletes v1: {second}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
