@@ -133,7 +133,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             &config,
             ctx.clone(),
             reconcile::reconcile_series,
-            reconcile::series_error_policy,
+            reconcile::error_policy,
         )
     }));
     let shared_scopes = installed_scopes::<SharedImage>(&client, &scopes).await;
@@ -144,7 +144,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
             &config,
             ctx.clone(),
             reconcile::reconcile_shared,
-            reconcile::shared_error_policy,
+            reconcile::error_policy,
         )
     }));
     let running = futures::future::join3(images, series, shared);

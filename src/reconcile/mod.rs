@@ -50,8 +50,8 @@ pub use crate::crd::parse_duration;
 pub use clouds::{CloudHandle, CloudKey, CloudRegistry};
 pub use context::{Context, MAX_BACKOFF, PassHook, Settings, backoff_delay};
 pub use error::ReconcileError;
-pub use series::{reconcile_series, series_error_policy};
-pub use shared::{reconcile_shared, shared_error_policy};
+pub use series::reconcile_series;
+pub use shared::reconcile_shared;
 
 use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus};
 use crate::metrics::results;
@@ -126,10 +126,36 @@ pub async fn reconcile(image: Arc<Image>, ctx: Arc<Context>) -> Result<Requeue, 
 }
 
 /// Requeue policy after an error: growing backoff per object, with jitter, capped.
-pub fn error_policy(image: Arc<Image>, error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
-    let delay = ctx.backoff(&image.uid().unwrap_or_default());
-    tracing::warn!(image = %events::object_name(&image), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+/// The same for every kind glint reconciles (Image, ImageSeries, SharedImage).
+pub fn error_policy<K: Resource>(
+    object: Arc<K>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Requeue {
+    let delay = ctx.backoff(&object.uid().unwrap_or_default());
+    let name = format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    );
+    tracing::warn!(object = %name, %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
     Requeue::requeue(delay)
+}
+
+/// How a failed reconcile shows: retrying when trying again can help, else Stalled until a
+/// change.
+fn failure_outcome(err: &ReconcileError) -> Outcome {
+    if err.is_transient() {
+        Outcome::Progressing {
+            reason: err.reason(),
+            message: format!("{err}; retrying"),
+        }
+    } else {
+        Outcome::Stalled {
+            reason: err.reason(),
+            message: err.to_string(),
+        }
+    }
 }
 
 async fn dispatch(image: &Image, ctx: &Context) -> Result<Requeue, ReconcileError> {
@@ -339,18 +365,7 @@ async fn report_failure(
     ctx: &Context,
     err: ReconcileError,
 ) -> Result<Requeue, ReconcileError> {
-    let outcome = if err.is_transient() {
-        Outcome::Progressing {
-            reason: err.reason(),
-            message: format!("{err}; retrying"),
-        }
-    } else {
-        Outcome::Stalled {
-            reason: err.reason(),
-            message: err.to_string(),
-        }
-    };
-    write_status(image, ctx, None, None, outcome).await?;
+    write_status(image, ctx, None, None, failure_outcome(&err)).await?;
     events::publish_warning(image, ctx, err.reason(), err.to_string()).await;
     if err.is_transient() {
         Err(err)

@@ -22,8 +22,8 @@ use super::pass;
 use super::plan::{Desired, Progress};
 use super::status::{Outcome, kstatus_conditions};
 use super::{
-    Context, PROGRESS_REQUEUE, ReconcileError, add_finalizer, apply_status, events, has_finalizer,
-    remove_finalizer,
+    Context, PROGRESS_REQUEUE, ReconcileError, add_finalizer, apply_status, events,
+    failure_outcome, has_finalizer, remove_finalizer,
 };
 use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesRelease, SeriesVersionStatus};
 use crate::glance::Image;
@@ -46,17 +46,6 @@ pub mod reasons {
     pub const NO_USABLE_RELEASE: &str = "NoUsableRelease";
     /// spec.schedule.cron is not a cron expression glint can use.
     pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
-}
-
-/// Requeue policy after an error: growing backoff per object, with jitter, capped.
-pub fn series_error_policy(
-    series: Arc<ImageSeries>,
-    error: &ReconcileError,
-    ctx: Arc<Context>,
-) -> Requeue {
-    let delay = ctx.backoff(&series.uid().unwrap_or_default());
-    tracing::warn!(series = %series.name_any(), %error, retry_in_ms = delay.as_millis() as u64, "series reconcile failed");
-    Requeue::requeue(delay)
 }
 
 /// Reconciles one ImageSeries.
@@ -418,17 +407,7 @@ async fn stall(
     err: ReconcileError,
 ) -> Result<Requeue, ReconcileError> {
     let previous = series.status.clone().unwrap_or_default();
-    let outcome = if err.is_transient() {
-        Outcome::Progressing {
-            reason: err.reason(),
-            message: format!("{err}; retrying"),
-        }
-    } else {
-        Outcome::Stalled {
-            reason: err.reason(),
-            message: err.to_string(),
-        }
-    };
+    let outcome = failure_outcome(&err);
     let status = ImageSeriesStatus {
         observed_generation: series.meta().generation,
         conditions: kstatus_conditions(

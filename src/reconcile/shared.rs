@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::status::{Outcome, kstatus_conditions};
-use super::{Context, ReconcileError, apply_status, events, resync_after};
+use super::{Context, ReconcileError, apply_status, events, failure_outcome, resync_after};
 use crate::crd::{SharedImage, SharedImageStatus};
 use crate::glance::{
     GlanceApi, GlanceError, Image, ListQuery, MemberStatus, NameFilter, Visibility,
@@ -31,16 +31,6 @@ pub mod reasons {
     pub const AMBIGUOUS: &str = "AmbiguousSharedImage";
     /// The credentials name no project to accept for.
     pub const NO_PROJECT: &str = "CredentialsWithoutProject";
-}
-
-pub fn shared_error_policy(
-    shared: Arc<SharedImage>,
-    error: &ReconcileError,
-    ctx: Arc<Context>,
-) -> Requeue {
-    let delay = ctx.backoff(&shared.uid().unwrap_or_default());
-    tracing::warn!(shared = %shared.name_any(), %error, retry_in_ms = delay.as_millis() as u64, "shared image reconcile failed");
-    Requeue::requeue(delay)
 }
 
 /// Reconciles one SharedImage.
@@ -64,18 +54,7 @@ pub async fn reconcile_shared(
     {
         Ok(handle) => handle,
         Err(err) => {
-            let outcome = if err.is_transient() {
-                Outcome::Progressing {
-                    reason: err.reason(),
-                    message: format!("{err}; retrying"),
-                }
-            } else {
-                Outcome::Stalled {
-                    reason: err.reason(),
-                    message: err.to_string(),
-                }
-            };
-            write(&shared, &ctx, None, None, outcome).await?;
+            write(&shared, &ctx, None, None, failure_outcome(&err)).await?;
             return if err.is_transient() {
                 Err(err)
             } else {
