@@ -181,7 +181,7 @@ async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
         "the last check's time is exported"
     );
     let events = k.ok(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
-    for reason in ["NewVersion", "Promoted", "Retired"] {
+    for reason in ["NewVersion", "Promoted", "Retired", "Deleted"] {
         assert!(events.contains(reason), "{reason} in {events}");
     }
 

@@ -165,8 +165,16 @@ pub struct SeriesRelease {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ChecksumsSource {
-    /// The checksums file. Each file it lists is fetched from the same folder.
+    /// The checksums file. Each file it lists is fetched from the same folder, unless
+    /// urlTemplate says where.
     pub url: String,
+    /// Where a listed file is fetched from, when not beside the checksums file: a URL with
+    /// {file} (the name as listed) and {version} (the pattern's version), for example
+    /// https://mirror.example/cirros/{version}/{file}.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new("self.contains('{file}') || self.contains('{version}')").message("urlTemplate needs {file} or {version}, for example https://mirror.example/{version}/{file}"))]
+    pub url_template: Option<String>,
     /// A regular expression for the file names to take, with a group named version
     /// (?P<version>...) that becomes the release's version; it must match the whole name.
     /// For example cirros-(?P<version>[0-9.]+)-x86_64-disk\.img.

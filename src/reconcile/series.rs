@@ -174,7 +174,7 @@ pub async fn reconcile_series(
             gone.id,
             series.spec.keep()
         );
-        events::publish_about(&object, &ctx, EventType::Normal, "Retired", note).await;
+        events::publish_about(&object, &ctx, EventType::Normal, "Deleted", note).await;
     }
     if plan.current.is_some() && plan.current != previous.current {
         let note = format!(
@@ -186,6 +186,16 @@ pub async fn reconcile_series(
                 .map_or(String::new(), |old| format!(" (was {old})"))
         );
         events::publish_about(&object, &ctx, EventType::Normal, "Promoted", note).await;
+        if let Some(old) = &previous.current
+            && plan
+                .versions
+                .iter()
+                .any(|v| &v.version == old && v.role == Role::Retired)
+        {
+            let how = series.spec.retired.unwrap_or_default().as_str();
+            let note = format!("version {old} retired ({how}), renamed with its version");
+            events::publish_about(&object, &ctx, EventType::Normal, "Retired", note).await;
+        }
     }
 
     let after = series::observe::held(api, &key, &uid)

@@ -123,10 +123,21 @@ pub fn published(source: &ChecksumsSource, text: &str) -> Result<Vec<Release>, R
         else {
             continue;
         };
-        let url = base.join(&entry.file).map_err(|err| ReleasesError::Url {
-            url: source.url.clone(),
-            reason: format!("{} does not resolve beside it: {err}", entry.file),
-        })?;
+        let url = match &source.url_template {
+            Some(template) => {
+                let filled = template
+                    .replace("{file}", &entry.file)
+                    .replace("{version}", version.as_str());
+                url::Url::parse(&filled).map_err(|err| ReleasesError::Url {
+                    url: filled.clone(),
+                    reason: format!("spec.checksums.urlTemplate gave no URL: {err}"),
+                })?
+            }
+            None => base.join(&entry.file).map_err(|err| ReleasesError::Url {
+                url: source.url.clone(),
+                reason: format!("{} does not resolve beside it: {err}", entry.file),
+            })?,
+        };
         releases.push(Release {
             version: version.as_str().to_string(),
             source: ImageSource {
@@ -160,7 +171,22 @@ mod tests {
         ChecksumsSource {
             url: "https://mirror.example/cirros/SHA256SUMS".into(),
             pattern: pattern.into(),
+            url_template: None,
         }
+    }
+
+    #[test]
+    fn a_url_template_places_each_file_by_name_and_version() {
+        let text = format!("{DIGEST}  cirros-0.6.2-x86_64-disk.img\n");
+        let source = ChecksumsSource {
+            url_template: Some("https://cdn.example/{version}/{file}".into()),
+            ..source(r"cirros-(?P<version>[0-9.]+)-x86_64-disk\.img")
+        };
+        let releases = published(&source, &text).unwrap();
+        assert_eq!(
+            releases[0].source.url,
+            "https://cdn.example/0.6.2/cirros-0.6.2-x86_64-disk.img"
+        );
     }
 
     #[test]
