@@ -1,5 +1,5 @@
 //! `glint plan -f` / `glint apply -f` for ImageSeries: one check of the releases per run, then
-//! the rotation [`series::plan`](crate::series::plan) describes, every version through the
+//! the rotation [`crate::series::plan`] describes, every version through the
 //! same pass an Image takes.
 //!
 //! Apply runs in two rounds. First every kept release without an active image is created and

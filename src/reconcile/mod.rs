@@ -10,6 +10,8 @@
 //! - [`status`]: the pure status builder.
 //! - `context`, `clouds`, `error`, `events`: shared state, the per-Secret cloud handles, the
 //!   error enum and Event helpers.
+//! - `series`, `shared`: the reconciles of ImageSeries (one rotation step per pass, each
+//!   version through [`pass`]) and SharedImage (the consumer project's member status).
 //!
 //! Contracts that keep users safe:
 //! - A panic in one reconcile becomes that object's `Stalled` condition (`InternalError`)
@@ -27,6 +29,7 @@ mod clouds;
 mod context;
 mod error;
 mod events;
+mod objects;
 pub mod observe;
 pub mod pass;
 pub mod plan;
@@ -40,16 +43,15 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tracing::Instrument;
 
 pub use crate::crd::parse_duration;
 pub use clouds::{CloudHandle, CloudKey, CloudRegistry};
 pub use context::{Context, MAX_BACKOFF, PassHook, Settings, backoff_delay};
 pub use error::ReconcileError;
+use objects::{add_finalizer, apply_status, has_finalizer, remove_finalizer};
 pub use series::reconcile_series;
 pub use shared::reconcile_shared;
 
@@ -194,10 +196,6 @@ async fn contain_panic(image: &Image, ctx: &Context, what: &str) -> Requeue {
     }
     events::publish_warning(image, ctx, events::reasons::INTERNAL_ERROR, message).await;
     Requeue::await_change()
-}
-
-fn has_finalizer(object: &impl Resource) -> bool {
-    object.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 /// Whether this reconcile must read Glance directly: the spec changed since status was
@@ -529,91 +527,6 @@ async fn release(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, Rec
     Ok(Requeue::await_change())
 }
 
-async fn add_finalizer<K: Namespaced>(object: &K, ctx: &Context) -> Result<(), ReconcileError> {
-    // The test makes the add fail rather than overwrite a finalizer someone else added
-    // meanwhile; the retry then sees the current list.
-    let ops = match object.meta().finalizers.as_ref() {
-        None => json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": null},
-            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
-        ]),
-        Some(current) => json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": current},
-            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
-        ]),
-    };
-    patch_metadata(object, ctx, ops).await
-}
-
-/// Removes glint's finalizer, when the object has it.
-async fn remove_finalizer<K: Namespaced>(object: &K, ctx: &Context) -> Result<(), ReconcileError> {
-    if let Some(index) = object.finalizers().iter().position(|f| f == FINALIZER) {
-        let path = format!("/metadata/finalizers/{index}");
-        let ops = json!([
-            {"op": "test", "path": path, "value": FINALIZER},
-            {"op": "remove", "path": path},
-        ]);
-        patch_metadata(object, ctx, ops).await?;
-    }
-    Ok(())
-}
-
-/// The kinds glint patches: namespaced resources of its own group.
-trait Namespaced:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + serde::de::DeserializeOwned
-    + std::fmt::Debug
-{
-}
-
-impl<K> Namespaced for K where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-{
-}
-
-/// One server-side-apply patch of `status` on `object` (of `kind`), as glint's field manager.
-async fn apply_status<K: Namespaced>(
-    object: &K,
-    ctx: &Context,
-    kind: &str,
-    status: &impl serde::Serialize,
-) -> Result<(), ReconcileError> {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": "glint.dev/v1alpha1",
-        "kind": kind,
-        "status": status,
-    });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn patch_metadata<K: Namespaced>(
-    object: &K,
-    ctx: &Context,
-    ops: serde_json::Value,
-) -> Result<(), ReconcileError> {
-    let patch: json_patch::Patch = serde_json::from_value(ops)
-        .map_err(|_| ReconcileError::Incomplete("a valid finalizer patch"))?;
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    api.patch(
-        &object.name_any(),
-        &PatchParams::default(),
-        &Patch::<()>::Json(patch),
-    )
-    .await?;
-    Ok(())
-}
-
 async fn write_status(
     image: &Image,
     ctx: &Context,
@@ -634,20 +547,7 @@ async fn write_status(
     if !status::needs_write(image.status.as_ref(), &new) {
         return Ok(());
     }
-    let api: Api<Image> =
-        Api::namespaced(ctx.client.clone(), &image.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": "glint.dev/v1alpha1",
-        "kind": "Image",
-        "status": new,
-    });
-    api.patch_status(
-        &image.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    apply_status(image, ctx, "Image", &new).await
 }
 
 #[cfg(test)]
