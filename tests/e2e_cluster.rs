@@ -10,13 +10,7 @@ use std::time::{Duration, Instant};
 use common::kubectl::{GlintProcess, Kubectl};
 use glint::glance::{GlanceApi, GlanceClient};
 
-fn namespace(prefix: &str) -> String {
-    common::unique(prefix)
-        .chars()
-        .take(50)
-        .collect::<String>()
-        .to_lowercase()
-}
+use common::kubectl::fresh_namespace as namespace;
 
 /// helm: `$GLINT_TEST_HELM` (scripts/test sets it), else the one on PATH.
 fn helm() -> Option<String> {

@@ -9,38 +9,18 @@ use common::harness::client_for;
 use common::keystone::password_auth;
 use common::kubectl::{GlintProcess, Kubectl};
 use common::mirror::Mirror;
-use futures::TryStreamExt;
-use glint::glance::{GlanceApi, Image, ListQuery};
+use glint::glance::Image;
 
 fn step(text: &str) {
     eprintln!("e2e series step: {text}");
 }
 
 async fn versions(glance: &glint::glance::GlanceClient, key: &str) -> Vec<Image> {
-    let mut found = Vec::new();
-    for hidden in ["false", "true"] {
-        let query = ListQuery {
-            properties: [
-                ("glint.dev/series".to_string(), key.to_string()),
-                ("os_hidden".to_string(), hidden.to_string()),
-            ]
-            .into(),
-            ..ListQuery::default()
-        };
-        let page: Vec<Image> = glance
-            .list_images(&query)
-            .try_collect()
-            .await
-            .expect("list");
-        found.extend(page);
-    }
-    found.sort_by(|a, b| {
-        glint::series::version::compare(
-            &a.properties["glint.dev/version"],
-            &b.properties["glint.dev/version"],
-        )
-    });
-    found
+    common::mirror::series_versions(glance, key)
+        .await
+        .into_iter()
+        .map(|(_, image)| image)
+        .collect()
 }
 
 fn names(found: &[Image]) -> Vec<(String, bool, bool)> {
@@ -62,15 +42,8 @@ async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
     let Some(cluster) = common::cluster::cluster() else {
         return;
     };
-    let namespace = common::unique("series")
-        .chars()
-        .take(50)
-        .collect::<String>()
-        .to_lowercase();
-    let k = Kubectl {
-        kubeconfig: cluster.kubeconfig.display().to_string(),
-        namespace: namespace.clone(),
-    };
+    let k = Kubectl::in_fresh_namespace(&cluster, "series");
+    let namespace = k.namespace.clone();
     let clouds = password_auth(&bed, &bed.demo_password);
     k.install_with_cloud_secret(&clouds);
     k.wait("crd/imageseries.glint.dev", "condition=Established");

@@ -32,15 +32,8 @@ async fn a_consumer_accepts_then_rejects_an_image_shared_with_it_using_its_own_c
     let Some(cluster) = common::cluster::cluster() else {
         return;
     };
-    let namespace = common::unique("shared")
-        .chars()
-        .take(50)
-        .collect::<String>()
-        .to_lowercase();
-    let k = Kubectl {
-        kubeconfig: cluster.kubeconfig.display().to_string(),
-        namespace: namespace.clone(),
-    };
+    let k = Kubectl::in_fresh_namespace(&cluster, "shared");
+    let namespace = k.namespace.clone();
     // The consumer's namespace holds the consumer's (demo project's) credentials.
     k.install_with_cloud_secret(&password_auth(&bed, &bed.demo_password));
     k.wait("crd/sharedimages.glint.dev", "condition=Established");

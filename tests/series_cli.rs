@@ -10,8 +10,7 @@ use std::process::{Command, Stdio};
 use common::harness::client_for;
 use common::keystone::password_auth;
 use common::mirror::Mirror;
-use futures::TryStreamExt;
-use glint::glance::{GlanceApi, GlanceClient, Image, ImageStatus, ListQuery};
+use glint::glance::{Image, ImageStatus};
 
 struct Run {
     dir: PathBuf,
@@ -57,32 +56,6 @@ impl Run {
         .expect("manifest");
         path.display().to_string()
     }
-}
-
-/// The series' images in Glance, hidden ones included, by version.
-async fn versions_in_glance(glance: &GlanceClient, key: &str) -> Vec<(String, Image)> {
-    let mut found = Vec::new();
-    for hidden in ["false", "true"] {
-        let query = ListQuery {
-            properties: [
-                ("glint.dev/series".to_string(), key.to_string()),
-                ("os_hidden".to_string(), hidden.to_string()),
-            ]
-            .into(),
-            ..ListQuery::default()
-        };
-        let images: Vec<Image> = glance
-            .list_images(&query)
-            .try_collect()
-            .await
-            .expect("list");
-        for image in images {
-            let version = image.properties["glint.dev/version"].clone();
-            found.push((version, image));
-        }
-    }
-    found.sort_by(|a, b| glint::series::version::compare(&a.0, &b.0));
-    found
 }
 
 fn currents(found: &[(String, Image)]) -> Vec<&str> {
@@ -153,7 +126,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
     );
     let (code, out) = apply();
     assert_eq!(code, Some(0), "{out}");
-    let found = versions_in_glance(&glance, &key).await;
+    let found = common::mirror::series_versions(&glance, &key).await;
     timeline("v1 published and applied", &found);
     assert_eq!(summary(&found), [("1.0".into(), name.clone(), false)]);
     assert_eq!(currents(&found), ["1.0"]);
@@ -169,7 +142,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
     assert!(out.contains("current 1.0 -> 1.1"), "{out}");
     let (code, out) = apply();
     assert_eq!(code, Some(0), "{out}");
-    let found = versions_in_glance(&glance, &key).await;
+    let found = common::mirror::series_versions(&glance, &key).await;
     timeline("v2 published and applied", &found);
     assert_eq!(
         summary(&found),
@@ -191,7 +164,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
     let (code, out) = apply();
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("HashMismatch"), "{out}");
-    let found = versions_in_glance(&glance, &key).await;
+    let found = common::mirror::series_versions(&glance, &key).await;
     timeline("v3 (corrupt) published and applied", &found);
     assert_eq!(
         found.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(),
@@ -219,7 +192,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
         .expect("apply");
     let mut seen_upload = false;
     for _ in 0..600 {
-        let found = versions_in_glance(&glance, &key).await;
+        let found = common::mirror::series_versions(&glance, &key).await;
         // Killed while the data flows into Glance.
         if found
             .iter()
@@ -233,11 +206,11 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     assert!(seen_upload, "the killed apply was uploading v4");
-    let found = versions_in_glance(&glance, &key).await;
+    let found = common::mirror::series_versions(&glance, &key).await;
     timeline("after SIGKILL during v4's upload", &found);
     assert_eq!(currents(&found), ["1.1"], "the kill left v2 current");
     let (code, out) = apply();
-    let found = versions_in_glance(&glance, &key).await;
+    let found = common::mirror::series_versions(&glance, &key).await;
     timeline("v4 applied again", &found);
     let versions: Vec<&str> = found.iter().map(|(v, _)| v.as_str()).collect();
     assert_eq!(

@@ -32,12 +32,29 @@ pub fn glint_command() -> Command {
     }
 }
 
+/// A namespace name no other test (or earlier run) uses, within Kubernetes' limits.
+pub fn fresh_namespace(prefix: &str) -> String {
+    super::unique(prefix)
+        .chars()
+        .take(50)
+        .collect::<String>()
+        .to_lowercase()
+}
+
 pub struct Kubectl {
     pub kubeconfig: String,
     pub namespace: String,
 }
 
 impl Kubectl {
+    /// kubectl on `cluster`, in a namespace no other test uses (not created yet).
+    pub fn in_fresh_namespace(cluster: &super::cluster::Cluster, prefix: &str) -> Self {
+        Self {
+            kubeconfig: cluster.kubeconfig.display().to_string(),
+            namespace: fresh_namespace(prefix),
+        }
+    }
+
     /// Installs the CRD from crds/, waits until it is Established, and creates the namespace.
     pub fn install_crd_and_namespace(&self) {
         self.ok(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);

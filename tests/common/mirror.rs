@@ -73,3 +73,34 @@ impl Drop for Mirror {
         let _ = self.server.wait();
     }
 }
+
+/// A series' images in Glance, hidden ones included, with their versions, oldest first.
+pub async fn series_versions(
+    glance: &glint::glance::GlanceClient,
+    key: &str,
+) -> Vec<(String, glint::glance::Image)> {
+    use futures::TryStreamExt;
+    use glint::glance::{GlanceApi, ListQuery};
+    let mut found = Vec::new();
+    for hidden in ["false", "true"] {
+        let query = ListQuery {
+            properties: [
+                ("glint.dev/series".to_string(), key.to_string()),
+                ("os_hidden".to_string(), hidden.to_string()),
+            ]
+            .into(),
+            ..ListQuery::default()
+        };
+        let images: Vec<glint::glance::Image> = glance
+            .list_images(&query)
+            .try_collect()
+            .await
+            .expect("list");
+        for image in images {
+            let version = image.properties["glint.dev/version"].clone();
+            found.push((version, image));
+        }
+    }
+    found.sort_by(|a, b| glint::series::version::compare(&a.0, &b.0));
+    found
+}
