@@ -47,6 +47,15 @@ struct SeriesLabels {
     name: String,
 }
 
+impl SeriesLabels {
+    fn of(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
 /// Per ImageSeries: the versions it keeps, and when it last read its releases.
 #[derive(Clone, Default)]
 pub struct SeriesMetrics {
@@ -57,10 +66,7 @@ pub struct SeriesMetrics {
 impl SeriesMetrics {
     /// What one reconcile of the series `namespace/name` found.
     pub fn record(&self, namespace: &str, name: &str, versions: usize, last_check: Option<f64>) {
-        let labels = SeriesLabels {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        };
+        let labels = SeriesLabels::of(namespace, name);
         self.versions
             .get_or_create(&labels)
             .set(i64::try_from(versions).unwrap_or(i64::MAX));
@@ -71,10 +77,7 @@ impl SeriesMetrics {
 
     /// The series is gone: its series end.
     pub fn forget(&self, namespace: &str, name: &str) {
-        let labels = SeriesLabels {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        };
+        let labels = SeriesLabels::of(namespace, name);
         self.versions.remove(&labels);
         self.last_check.remove(&labels);
     }

@@ -121,6 +121,12 @@ pub async fn reconcile_series(
     });
     let mut working = Vec::new();
     let mut problems = std::collections::BTreeMap::new();
+    // Each version's image as its pass leaves it (a pass answers with the image after its
+    // changes), so status needs no second listing.
+    let mut images: std::collections::BTreeMap<String, Image> = held
+        .iter()
+        .map(|(held, image)| (held.version.clone(), image.clone()))
+        .collect();
     let object = series.object_ref(&());
     for version in ordered {
         let version_uid = version_uid(&uid, &version.version);
@@ -138,6 +144,9 @@ pub async fn reconcile_series(
         };
         match pass::sync(api, &handle.transfers, subject, &desired).await {
             Ok(result) => {
+                if let Some(image) = &result.image {
+                    images.insert(version.version.clone(), image.clone());
+                }
                 for effect in &result.effects {
                     if let Effect::Created { id } = effect {
                         let note = format!(
@@ -164,6 +173,7 @@ pub async fn reconcile_series(
         }
     }
     for gone in &plan.delete {
+        images.remove(&gone.version);
         handle.transfers.cancel(&gone.id);
         act::delete(api, &gone.id, gone.protected)
             .await
@@ -198,9 +208,6 @@ pub async fn reconcile_series(
         }
     }
 
-    let after = series::observe::held(api, &key, &uid)
-        .await
-        .map_err(observe_error)?;
     let outcome = outcome_of(&plan.current, &working, &problems, checked.problem.as_ref());
     let status = ImageSeriesStatus {
         observed_generation: series.meta().generation,
@@ -211,7 +218,7 @@ pub async fn reconcile_series(
             &previous.conditions,
         ),
         current: plan.current.clone(),
-        versions: version_lines(&plan.versions, &after, &problems),
+        versions: version_lines(&plan.versions, &images, &problems),
         releases: checked.releases.clone(),
         last_check: checked.last_check.clone(),
         next_check: checked.next_check.map(Time),
@@ -219,7 +226,7 @@ pub async fn reconcile_series(
     ctx.metrics.series.record(
         &namespace,
         &series.name_any(),
-        after.len(),
+        images.len(),
         status
             .last_check
             .as_ref()
@@ -376,16 +383,13 @@ fn outcome_of(
 
 fn version_lines(
     versions: &[VersionPlan],
-    held: &[(Held, Image)],
+    images: &std::collections::BTreeMap<String, Image>,
     problems: &std::collections::BTreeMap<String, String>,
 ) -> Vec<SeriesVersionStatus> {
     versions
         .iter()
         .map(|version| {
-            let image = held
-                .iter()
-                .find(|(held, _)| held.version == version.version)
-                .map(|(_, image)| image);
+            let image = images.get(&version.version);
             SeriesVersionStatus {
                 version: version.version.clone(),
                 id: image.map(|image| image.id.clone()),
