@@ -22,9 +22,6 @@ use crate::series::plan::{Held, Role, SeriesPlan, VersionPlan};
 use crate::series::{self, Release};
 use crate::transfer::{QUARANTINE_PROPERTY, SourcePolicy, TransferManager};
 
-/// The largest checksums file glint reads; distributions' are a few KiB.
-const CHECKSUMS_LIMIT: usize = 1024 * 1024;
-
 /// One version after apply, for the table.
 pub struct VersionLine {
     pub version: String,
@@ -65,17 +62,12 @@ pub async fn releases(
     let Some(source) = &spec.checksums else {
         return Ok(series::listed(spec));
     };
-    let text =
-        crate::transfer::source_http::fetch_text(policy.clone(), &source.url, CHECKSUMS_LIMIT)
-            .await
-            .map_err(|message| OneShotError::Blocked {
-                reason: "ChecksumsUnavailable",
-                message,
-            })?;
-    series::published(source, &text).map_err(|err| OneShotError::Blocked {
-        reason: err.reason(),
-        message: err.to_string(),
-    })
+    series::observe::published(source, policy.clone())
+        .await
+        .map_err(|err| OneShotError::Blocked {
+            reason: err.reason(),
+            message: err.to_string(),
+        })
 }
 
 /// The versions of this series Glance holds, each with its image.

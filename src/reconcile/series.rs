@@ -31,17 +31,13 @@ use crate::series::plan::{Held, Role, VersionPlan};
 use crate::series::{self, Release, observe::version_uid};
 use crate::transfer::Transfers;
 
-/// The largest checksums file glint reads; distributions' are a few KiB.
-const CHECKSUMS_LIMIT: usize = 1024 * 1024;
-
 /// Condition reasons of a series.
 pub mod reasons {
     /// A current version carries the stable name and nothing is under way.
     pub const CURRENT: &str = "Current";
     /// A version's data is on its way, or a rotation is under way.
     pub const ROTATING: &str = "Rotating";
-    /// The checksums file could not be fetched; the current version stays, glint retries.
-    pub const CHECKSUMS_UNAVAILABLE: &str = "ChecksumsUnavailable";
+    pub use crate::series::CHECKSUMS_UNAVAILABLE;
     /// No kept release has a usable image, and none is on its way.
     pub const NO_USABLE_RELEASE: &str = "NoUsableRelease";
     /// spec.schedule.cron is not a cron expression glint can use.
@@ -296,16 +292,9 @@ async fn check(
             problem: None,
         };
     }
-    let fetched = crate::transfer::source_http::fetch_text(
-        ctx.settings.source_policy.clone(),
-        &source.url,
-        CHECKSUMS_LIMIT,
-    )
-    .await
-    .map_err(|message| (reasons::CHECKSUMS_UNAVAILABLE, message))
-    .and_then(|text| {
-        series::published(source, &text).map_err(|err| (err.reason(), err.to_string()))
-    });
+    let fetched = series::observe::published(source, ctx.settings.source_policy.clone())
+        .await
+        .map_err(|err| (err.reason(), err.to_string()));
     let next_after = |at: jiff::Timestamp| series::next_check(&series.spec, at).ok().flatten();
     match fetched {
         Ok(found) => Checked {

@@ -32,9 +32,16 @@ pub struct Release {
     pub source: ImageSource,
 }
 
+/// The reason of a checksums file that could not be fetched (the current version stays, and
+/// glint tries again).
+pub const CHECKSUMS_UNAVAILABLE: &str = "ChecksumsUnavailable";
+
 /// Why the releases could not be found.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleasesError {
+    /// The checksums file could not be fetched (the words say why); trying later can help.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Checksums(#[from] checksums::ChecksumsError),
     #[error("spec.checksums.pattern is not a regular expression glint can use: {0}")]
@@ -51,6 +58,7 @@ impl ReleasesError {
     /// A stable PascalCase reason for conditions and the CLI.
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::Unavailable(_) => CHECKSUMS_UNAVAILABLE,
             Self::Checksums(_) => "ChecksumFormatUnknown",
             Self::Pattern(_) => "InvalidPattern",
             Self::NoMatch { .. } => "NoMatchingRelease",

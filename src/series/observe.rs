@@ -5,9 +5,25 @@
 use futures::TryStreamExt;
 
 use super::plan::{Held, LATEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY};
+use super::{Release, ReleasesError};
+use crate::crd::ChecksumsSource;
 use crate::glance::{GlanceApi, GlanceError, Image, ImageStatus, ListQuery};
 use crate::reconcile::observe::OWNER_PROPERTY;
 use crate::transfer::QUARANTINE_PROPERTY;
+
+/// The largest checksums file glint reads; distributions' are a few KiB.
+const CHECKSUMS_LIMIT: usize = 1024 * 1024;
+
+/// The releases a checksums file lists now, fetched under the source policy.
+pub async fn published(
+    source: &ChecksumsSource,
+    policy: std::sync::Arc<crate::transfer::SourcePolicy>,
+) -> Result<Vec<Release>, ReleasesError> {
+    let text = crate::transfer::source_http::fetch_text(policy, &source.url, CHECKSUMS_LIMIT)
+        .await
+        .map_err(ReleasesError::Unavailable)?;
+    super::published(source, &text)
+}
 
 /// UUID namespace of versions' uids (a fixed random UUID, never to change).
 const VERSION_NAMESPACE: uuid::Uuid =
