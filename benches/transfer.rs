@@ -3,9 +3,12 @@
 //! `scripts/bench transfer` (starts the test bed when needed, and an apiserver from
 //! KUBEBUILDER_ASSETS unless KUBECONFIG names a cluster).
 //!
-//! A real `glint run --transfers 4` watches a fresh namespace; a file server in this process
-//! serves, from disk, pseudo-random raw files of 1 GiB and 4 GiB, and the .zst and .gz of a
-//! compressible 1 GiB file. For each case glint and the baseline alternate (4 runs each: an
+//! A real `glint run --transfers 4` watches a fresh namespace. The sources are pseudo-random
+//! raw files of 1 GiB and 4 GiB, and the .zst and .gz of a compressible 1 GiB file, served from
+//! disk by each of several servers in turn (`support/source_servers.rs`): the benchmark's own
+//! (sendfile), Python's `http.server`, nginx, and one that writes 4 KiB at a time. The table has
+//! a row per server and case: a speed that holds only for the benchmark's own server is not a
+//! result. For each case glint and the baseline alternate (4 runs each: an
 //! even count, so that each side goes first in half the pairs; the first pair of a case is
 //! the slowest, for both sides).
 //! glint's clock starts before the Image is applied through the Kubernetes API (server-side
@@ -21,7 +24,8 @@
 //! Targets (issue 8): raw >= 0.95x the baseline, compressed >= 0.90x, glint's peak RSS
 //! <= 40 MiB and flat across sizes, the tag edit in Glance within 2 s.
 //! `--runs N` changes the runs per side; `--quick` uses 256 MiB / 512 MiB files and 1 run;
-//! `--case NAME` (repeatable: raw, raw-big, zstd, gzip, parallel) measures only those parts.
+//! `--case NAME` (repeatable: raw, raw-big, zstd, gzip, parallel) measures only those parts,
+//! `--server NAME` (repeatable: own, python, nginx, small-writes) only from those servers.
 //! Besides each case's median ratio, the spread of the ratios of its paired runs (run i of
 //! glint against run i of the baseline) is printed, so that a change can be told from the
 //! machine's own noise.
@@ -32,10 +36,11 @@ mod common;
 #[path = "support/cpu_share.rs"]
 #[allow(dead_code)]
 mod cpu_share;
+#[path = "support/source_servers.rs"]
+mod source_servers;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -46,6 +51,7 @@ use common::kubectl::{GlintProcess, Kubectl};
 use cpu_share::{CpuShare, CpuSnapshot};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
+use source_servers::{SERVERS, SourceServer};
 
 /// Every Glance image this benchmark makes carries this tag, for the final sweep.
 const TAG: &str = "glint-bench-transfer";
@@ -69,13 +75,15 @@ struct Options {
     quick: bool,
     /// The parts to measure; empty means all.
     cases: Vec<String>,
+    /// The source servers to measure each part against; empty means all.
+    servers: Vec<String>,
     /// Keep glint's log (it is kept anyway when the benchmark fails).
     keep_log: bool,
 }
 
 fn options() -> Result<Options> {
     let (mut runs, mut quick, mut keep_log) = (None, false, false);
-    let mut cases = Vec::new();
+    let (mut cases, mut servers) = (Vec::new(), Vec::new());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -95,13 +103,20 @@ fn options() -> Result<Options> {
                 }
                 cases.push(case);
             }
+            "--server" => {
+                let server = args.next().unwrap_or_default();
+                if !SERVERS.contains(&server.as_str()) {
+                    return Err(format!("--server needs one of {}", SERVERS.join(", ")));
+                }
+                servers.push(server);
+            }
             // cargo bench passes --bench to harness-less benchmarks.
             "--bench" => {}
             other => match other.strip_prefix("--runs=") {
                 Some(value) => runs = Some(value.parse().map_err(|_| "--runs needs a number")?),
                 None => {
                     return Err(format!(
-                        "unknown argument {other}: use --quick, --runs N, --case NAME, --keep-log"
+                        "unknown argument {other}: use --quick, --runs N, --case NAME, --server NAME, --keep-log"
                     ));
                 }
             },
@@ -111,6 +126,7 @@ fn options() -> Result<Options> {
         runs: runs.unwrap_or(if quick { 1 } else { 4 }).max(1),
         quick,
         cases,
+        servers,
         keep_log,
     })
 }
@@ -246,84 +262,6 @@ fn size_label(bytes: u64) -> String {
     } else {
         format!("{} MiB", bytes / MIB)
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The source server: one thread per connection, each file streamed from disk (sendfile).
-
-struct FileServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl FileServer {
-    fn start(dir: PathBuf) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(err)?;
-        let addr = listener.local_addr().map_err(err)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopped.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    let dir = dir.clone();
-                    std::thread::spawn(move || {
-                        let _ = serve(stream, &dir);
-                    });
-                }
-            }
-        });
-        Ok(Self { addr, stop })
-    }
-
-    fn url(&self, file: &Path) -> String {
-        let name = file.file_name().unwrap_or_default().to_string_lossy();
-        format!("http://{}/{name}", self.addr)
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so that it sees the flag.
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-fn serve(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
-        if stream.read(&mut byte)? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    let mut words = head.split_whitespace();
-    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let name = target.trim_start_matches('/');
-    let file = (!name.is_empty() && !name.contains('/') && !name.starts_with('.'))
-        .then(|| std::fs::File::open(dir.join(name)).ok())
-        .flatten();
-    let Some(mut file) = file.filter(|_| method == "GET" || method == "HEAD") else {
-        return stream.write_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        );
-    };
-    let len = file.metadata()?.len();
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
-    )?;
-    if method == "GET" {
-        // File to socket: std uses sendfile here, so the server costs next to no CPU.
-        std::io::copy(&mut file, &mut stream)?;
-    }
-    stream.flush()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -592,7 +530,9 @@ struct Bench {
     log: GlanceLog,
     glint: GlintProcess,
     rss: RssSampler,
-    server: FileServer,
+    /// The source server of the part being measured.
+    server: SourceServer,
+    data: PathBuf,
     glint_log: PathBuf,
     prefix: String,
 }
@@ -614,6 +554,7 @@ struct CaseSpec<'a> {
 struct CaseResult {
     /// The `--case` name.
     key: &'static str,
+    server: &'static str,
     name: String,
     target: f64,
     glint: Vec<f64>,
@@ -857,6 +798,7 @@ impl Bench {
         let megabytes = size as f64 / 1e6;
         let mut result = CaseResult {
             key,
+            server: self.server.name,
             name: label.to_string(),
             target,
             glint: Vec::new(),
@@ -1096,7 +1038,8 @@ async fn run() -> Result<bool> {
         log: GlanceLog::tail(&glance_log)?,
         glint,
         rss,
-        server: FileServer::start(dir.clone())?,
+        server: SourceServer::start(SERVERS[0], &dir)?,
+        data: dir.clone(),
         glint_log: glint_log.clone(),
         prefix: format!("bench-{}", std::process::id()),
     };
@@ -1202,10 +1145,21 @@ async fn measure(
             target: 0.90,
         },
     ];
+    let servers: Vec<&str> = SERVERS
+        .iter()
+        .copied()
+        .filter(|name| options.servers.is_empty() || options.servers.iter().any(|s| s == name))
+        .collect();
     let mut results = Vec::new();
-    for spec in cases.iter().filter(|spec| options.measures(spec.key)) {
-        results.push(bench.case(spec, options.runs).await?);
+    for server in &servers {
+        bench.server = SourceServer::start(server, &bench.data)?;
+        println!("source server: {server}");
+        for spec in cases.iter().filter(|spec| options.measures(spec.key)) {
+            results.push(bench.case(spec, options.runs).await?);
+        }
     }
+    // The parallel part and the tag edit are about glint, not the source: the first server.
+    bench.server = SourceServer::start(servers[0], &bench.data)?;
     // --quick: the larger file, so that the four transfers last long enough to edit during.
     let (parallel_file, parallel_size) = if options.quick {
         (random_big, big)
@@ -1228,8 +1182,15 @@ async fn measure(
 
     println!();
     println!(
-        "{:<14} {:>11} {:>14} {:>7} {:>15} {:>7} {:>15}",
-        "case", "glint MB/s", "baseline MB/s", "ratio", "paired runs", "target", "glint peak RSS"
+        "{:<13} {:<14} {:>11} {:>14} {:>7} {:>15} {:>7} {:>15}",
+        "server",
+        "case",
+        "glint MB/s",
+        "baseline MB/s",
+        "ratio",
+        "paired runs",
+        "target",
+        "glint peak RSS"
     );
     let mut met = true;
     for case in &results {
@@ -1239,7 +1200,8 @@ async fn measure(
         let ok = ratio >= case.target && case.rss_mib <= RSS_TARGET_MIB;
         met &= ok;
         println!(
-            "{:<14} {glint:>11.1} {baseline:>14.1} {ratio:>7.3} {:>15} {:>7} {:>11.1} MiB{}",
+            "{:<13} {:<14} {glint:>11.1} {baseline:>14.1} {ratio:>7.3} {:>15} {:>7} {:>11.1} MiB{}",
+            case.server,
             case.name,
             format!("{lowest:.3}-{highest:.3}"),
             format!(">={:.2}", case.target),
@@ -1251,16 +1213,20 @@ async fn measure(
         "(MB/s of the image as stored, 1 MB = 10^6 bytes; medians of the runs above; paired runs:\n\
          the lowest and highest ratio of glint's run i to the baseline's run i)"
     );
-    let raw_cases = (
-        results.iter().find(|case| case.key == "raw"),
-        results.iter().find(|case| case.key == "raw-big"),
-    );
-    if let (Some(small_case), Some(big_case)) = raw_cases {
+    for server in &servers {
+        let of_server = |key: &str| {
+            results
+                .iter()
+                .find(|case| case.key == key && case.server == *server)
+        };
+        let (Some(small_case), Some(big_case)) = (of_server("raw"), of_server("raw-big")) else {
+            continue;
+        };
         let (rss_small, rss_big) = (small_case.rss_mib, big_case.rss_mib);
         let flat = rss_big - rss_small <= RSS_FLAT_MIB;
         met &= flat;
         println!(
-            "RSS across sizes: {rss_small:.1} MiB ({}) -> {rss_big:.1} MiB ({}): {} (target <= {RSS_TARGET_MIB} MiB, flat within {RSS_FLAT_MIB} MiB)",
+            "RSS across sizes from {server}: {rss_small:.1} MiB ({}) -> {rss_big:.1} MiB ({}): {} (target <= {RSS_TARGET_MIB} MiB, flat within {RSS_FLAT_MIB} MiB)",
             small_case.name,
             big_case.name,
             if flat { "flat" } else { "GROWS" }
