@@ -1,9 +1,16 @@
 //! The streaming pipeline of one transfer:
 //!
 //! ```text
-//! download (async) ──chunks──► blocking thread: source hash + count ─► unpack ─► md5 + sha512
+//! download (async) ──chunks──► blocking thread: source hash + count ─► unpack ─► sha512
 //!                                 ─► 512 KiB chunks, the last held back ──► Glance (async)
 //! ```
+//!
+//! sha512 of the bytes sent is what Glance reports as `os_hash_value` (its default
+//! `hashing_algorithm`), so it tells whether Glance stored exactly what glint sent. glint does
+//! not also compute md5 (Glance's legacy `checksum`): it checked the same bytes a second time
+//! and was the largest part of glint's CPU in a transfer, CPU that Glance needs when they
+//! share a machine. When the source is plain and `spec.source.hash` is sha512, the source's
+//! digest is that digest, and the bytes are hashed once.
 //!
 //! The CPU work (hashes, unpacking) runs on a blocking thread of its own, beside the async
 //! download and upload, so it never stalls the runtime and uses the second core. Memory is
@@ -51,8 +58,8 @@ pub struct Sent {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub format: Format,
-    /// Of the bytes sent: what Glance's `checksum` and `os_hash_value` must be.
-    pub md5: String,
+    /// Of the bytes sent: what Glance's `os_hash_value` must be (when its `os_hash_algo` is
+    /// sha512, the default).
     pub sha512: String,
 }
 
@@ -231,16 +238,24 @@ fn pump(
     out: &mpsc::Sender<std::io::Result<Bytes>>,
 ) -> Result<Sent, PipelineError> {
     let download_error = || lock(raw).error.clone().map(PipelineError::Download);
-    let mut sink = Sink {
-        out,
-        glance_digests: BackgroundDigest::start(&[HashAlgorithm::Md5, HashAlgorithm::Sha512]),
-        held: None,
-        bytes_out: 0,
-    };
     let first = lock(raw).next().unwrap_or_default();
     // The format, when the first chunk is long enough to tell; else the decoder sniffs.
     let known = Format::chosen(options.decompression)
         .or_else(|| (first.len() >= decompress::SNIFF_LEN).then(|| Format::sniff(&first)));
+    // Plain bytes go out as they came in: a sha512 source digest is also the digest of what
+    // was sent.
+    let source_digest_is_sent_digest = known == Some(Format::Plain)
+        && options
+            .hash
+            .as_ref()
+            .is_some_and(|hash| hash.algorithm == HashAlgorithm::Sha512);
+    let mut sink = Sink {
+        out,
+        sent_digest: (!source_digest_is_sent_digest)
+            .then(|| BackgroundDigest::start(&[HashAlgorithm::Sha512])),
+        held: None,
+        bytes_out: 0,
+    };
     let format = if known == Some(Format::Plain) {
         // Plain data goes on as the chunks it arrived in (joined when small): no copy into a
         // decoder's buffer, no decoder.
@@ -294,6 +309,7 @@ fn pump(
             announced,
         });
     }
+    let mut source_digest = None;
     if let (Some(expected), Some(digest)) = (&options.hash, raw.digest.take()) {
         let actual = digest.finish()?.pop().unwrap_or_default();
         if actual != expected.value {
@@ -303,17 +319,20 @@ fn pump(
                 actual,
             });
         }
+        source_digest = Some(actual);
     }
     let bytes_in = raw.bytes_in;
     drop(raw);
     sink.release_last()?;
     let bytes_out = sink.bytes_out;
-    let [md5, sha512]: [String; 2] = sink.glance_digests.finish()?.try_into().unwrap_or_default();
+    let sha512 = match sink.sent_digest.take() {
+        Some(digest) => digest.finish()?.pop().unwrap_or_default(),
+        None => source_digest.unwrap_or_default(),
+    };
     Ok(Sent {
         bytes_in,
         bytes_out,
         format,
-        md5,
         sha512,
     })
 }
@@ -321,8 +340,8 @@ fn pump(
 /// Where unpacked data goes: hashed in the background, sent one chunk behind.
 struct Sink<'a> {
     out: &'a mpsc::Sender<std::io::Result<Bytes>>,
-    /// md5 and sha512, Glance's `checksum` and `os_hash_value`, over the bytes sent.
-    glance_digests: BackgroundDigest,
+    /// sha512 of the bytes sent (Glance's `os_hash_value`), unless the source digest is it.
+    sent_digest: Option<BackgroundDigest>,
     /// The newest chunk, sent only when another follows or every check has passed.
     held: Option<Bytes>,
     bytes_out: u64,
@@ -330,7 +349,9 @@ struct Sink<'a> {
 
 impl Sink<'_> {
     fn emit(&mut self, chunk: Bytes) -> Result<(), PipelineError> {
-        self.glance_digests.update(&chunk);
+        if let Some(digest) = &self.sent_digest {
+            digest.update(&chunk);
+        }
         self.bytes_out += chunk.len() as u64;
         match self.held.replace(chunk) {
             Some(previous) => self
@@ -508,7 +529,6 @@ mod tests {
         assert!(passed.iter().all(|chunk| chunk.len() <= CHUNK));
         assert_eq!(passed.concat(), data);
         let sent = verdict.expect("sent");
-        assert_eq!(sent.md5, hex_of(HashAlgorithm::Md5, &data));
         assert_eq!(sent.sha512, hex_of(HashAlgorithm::Sha512, &data));
         assert_eq!(
             (sent.bytes_in, sent.bytes_out),
