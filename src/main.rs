@@ -139,6 +139,15 @@ struct RunArgs {
     /// controller's own pod.
     #[arg(long, env = "GLINT_SOURCE_ALLOW_LOOPBACK")]
     source_allow_loopback: bool,
+    /// Folder for conversions by glint (spec.source.convertTo): each holds its downloaded
+    /// source and converted image there until the upload ends (default: the system's
+    /// temporary folder; the Helm chart mounts an emptyDir).
+    #[arg(long, env = "GLINT_CONVERSION_SCRATCH_DIR")]
+    conversion_scratch_dir: Option<std::path::PathBuf>,
+    /// The most scratch space one conversion may take, source and result together (bytes,
+    /// or 20Gi, 500Mi, ...); a larger one fails with reason ScratchLimitExceeded.
+    #[arg(long, default_value = "20Gi", value_parser = glint::transfer::convert::parse_size, env = "GLINT_CONVERSION_SCRATCH_LIMIT")]
+    conversion_scratch_limit: u64,
     /// Hold a Lease so that only one of several `glint run` processes works at a time.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "GLINT_LEADER_ELECTION")]
     leader_election: bool,
@@ -282,6 +291,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                     cluster: in_cluster_service(args.cluster_cidrs.0),
                     allow_loopback: args.source_allow_loopback,
                     allow_files: false,
+                    scratch: glint::transfer::convert::ScratchSpace {
+                        dir: args.conversion_scratch_dir,
+                        limit_bytes: args.conversion_scratch_limit,
+                    },
                 },
             };
             if let Err(err) = controller::run(config).await {

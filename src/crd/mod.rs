@@ -49,7 +49,8 @@ pub use series::{
 };
 pub use shared::{MemberDecision, SharedImage, SharedImageRef, SharedImageSpec, SharedImageStatus};
 pub use source::{
-    Decompression, HashAlgorithm, ImageSource, SourceHash, SourceSecretRef, TransferMethod,
+    ConversionBy, ConvertTo, Decompression, HashAlgorithm, ImageSource, SourceHash,
+    SourceSecretRef, TransferMethod,
 };
 pub use spec::{
     CloudCredentialsRef, ContainerFormat, DiskFormat, Image, ImageImport, ImageSpec, ImportFilter,

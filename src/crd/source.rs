@@ -17,6 +17,12 @@ use serde::{Deserialize, Serialize};
         .message("method webDownload can only check a sha512 hash (the one Glance computes): use a sha512 hash, or method upload"),
     validation = Rule::new("!has(self.method) || self.method != 'webDownload' || (!has(self.secretRef) && !has(self.caBundle))")
         .message("method webDownload cannot send credentials or trust a private CA: use method upload or glanceDirect"),
+    validation = Rule::new("!has(self.conversion) || has(self.convertTo)")
+        .message("source.conversion says who converts: set source.convertTo too"),
+    validation = Rule::new("!has(self.conversion) || self.conversion != 'glance' || (has(self.method) && (self.method == 'glanceDirect' || self.method == 'webDownload'))")
+        .message("conversion glance runs Glance's image_conversion import plugin, which only imports run: set method glanceDirect (or webDownload)"),
+    validation = Rule::new("!has(self.convertTo) || !has(self.method) || self.method != 'webDownload' || (has(self.conversion) && self.conversion == 'glance')")
+        .message("with method webDownload glint never sees the data, so only Glance can convert it: set conversion: glance, or use method upload"),
 )]
 pub struct ImageSource {
     /// An http:// or https:// URL of the image file. glint fetches it only from addresses
@@ -63,6 +69,21 @@ pub struct ImageSource {
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('1h')")
         .message("idleTimeout must be between 1s and 1h"))]
     pub idle_timeout: Option<String>,
+    /// Convert the image on its way into Glance: raw (what Ceph-backed clouds need to clone
+    /// images instead of copying them) or qcow2. spec.diskFormat then names the format of the
+    /// source file (qcow2, vmdk, vhd, vhdx, vdi or raw), which is checked before anything is
+    /// converted, and Glance's disk_format becomes convertTo. A file that is not what
+    /// diskFormat says fails with reason FormatMismatch; a qcow2 with a backing or data file
+    /// is refused (reason UnsafeImage), because converting it would read other files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert_to: Option<ConvertTo>,
+    /// Who converts: glint (default: glint converts in a bounded scratch folder with qemu-img,
+    /// then uploads the result) or glance (Glance's image_conversion import plugin converts on
+    /// import; needs method glanceDirect or webDownload, and a cloud whose operators enabled
+    /// the plugin with output_format = convertTo, or the image is deactivated with reason
+    /// ConversionNotDone). status.transfer.conversion says which one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<ConversionBy>,
     /// Redirects to follow, 0 to 5 (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 5))]
@@ -101,6 +122,34 @@ spec_enum!(
     /// How to decompress the source.
     Decompression { Auto = "auto", None = "none", Gzip = "gzip", Xz = "xz", Bzip2 = "bzip2", Zstd = "zstd" } default Auto
 );
+
+spec_enum!(
+    /// The disk format to convert a source to.
+    ConvertTo { Raw = "raw", Qcow2 = "qcow2" } default Raw
+);
+
+impl ConvertTo {
+    /// The same word as a Glance disk format.
+    pub fn disk_format(self) -> crate::glance::DiskFormat {
+        crate::glance::DiskFormat::from(self.as_str())
+    }
+}
+
+spec_enum!(
+    /// Who converts a source.
+    ConversionBy { Auto = "auto", Glint = "glint", Glance = "glance" } default Auto
+);
+
+impl ConversionBy {
+    /// auto is glint: Glance has no API that says which import plugins a cloud runs, and
+    /// glint's own conversion works on every cloud.
+    pub fn resolved(self) -> Self {
+        match self {
+            Self::Auto | Self::Glint => Self::Glint,
+            Self::Glance => Self::Glance,
+        }
+    }
+}
 
 spec_enum!(
     /// How the data reaches Glance.

@@ -58,6 +58,8 @@ pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &["os_glance", "os_hash_"];
         .message("spec.import only works with managementPolicy: unmanaged; glint never modifies an imported image"),
     validation = Rule::new("(has(self.managementPolicy) && self.managementPolicy == 'unmanaged') || has(self.diskFormat)")
         .message("a managed image needs spec.diskFormat (for example qcow2 or raw)"),
+    validation = Rule::new("!has(self.source) || !has(self.source.convertTo) || (has(self.diskFormat) && self.diskFormat in ['raw', 'qcow2', 'vmdk', 'vhd', 'vhdx', 'vdi'])")
+        .message("with source.convertTo, spec.diskFormat names the source file's format and must be one glint and Glance can convert: raw, qcow2, vmdk, vhd, vhdx or vdi"),
     validation = Rule::new("!has(self.members) || size(self.members) == 0 || (has(self.visibility) && self.visibility == 'shared')")
         .message("spec.members needs spec.visibility: shared (Glance shares only shared images)"),
     validation = Rule::new("!has(oldSelf.source) || (has(self.source) && self.source == oldSelf.source)")
@@ -144,7 +146,8 @@ pub struct ImageSpec {
     pub container_format: Option<ContainerFormat>,
 
     /// The disk format of the data: raw, qcow2, vmdk, vhd, vhdx, vdi, iso, ploop, ami, ari or
-    /// aki. Required for managed images; immutable.
+    /// aki. Required for managed images; immutable. With source.convertTo it is the format of
+    /// the source file, and Glance stores convertTo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_format: Option<DiskFormat>,
 

@@ -161,17 +161,25 @@ pub struct TransferStatus {
     pub conversion: Option<GlanceConversion>,
 }
 
-/// What glint sent and what Glance stored, when Glance's import changed the data.
+/// The source's format and size and what Glance stored, when the data was converted: by glint
+/// (spec.source.convertTo) or by Glance's import.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GlanceConversion {
-    /// The disk format glint sent (spec.diskFormat).
+    /// Who converted: glint (in its scratch folder, before the upload) or glance (its
+    /// image_conversion import plugin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Milliseconds glint's conversion took (qemu-img convert), when glint converted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milliseconds: Option<u64>,
+    /// The disk format of the source (spec.diskFormat).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_format: Option<DiskFormat>,
     /// The disk format Glance stored (the image's disk_format now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_format: Option<DiskFormat>,
-    /// Bytes glint sent, after unpacking (absent for webDownload, where Glance fetched the
+    /// Bytes of the source, after unpacking (absent for webDownload, where Glance fetched the
     /// source itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_bytes: Option<u64>,

@@ -164,11 +164,14 @@ fn cli_policy() -> Arc<SourcePolicy> {
     Arc::new(SourcePolicy {
         allow_loopback: true,
         allow_files: true,
+        // A bad value is reported by cli_transfers, before anything is transferred.
+        scratch: crate::transfer::convert::ScratchSpace::from_env().unwrap_or_default(),
         ..SourcePolicy::default()
     })
 }
 
 fn cli_transfers(api: &Arc<GlanceClient>) -> Result<TransferManager<GlanceClient>, String> {
+    crate::transfer::convert::ScratchSpace::from_env()?;
     TransferManager::new(api.clone(), TRANSFERS, cli_policy(), Default::default())
         .map_err(|err| err.to_string())
 }

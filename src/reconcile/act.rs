@@ -234,6 +234,7 @@ pub async fn apply(
                         source: source.clone(),
                         access: desired.source_access.clone(),
                         disk_format: desired.disk_format.clone(),
+                        conversion: desired.conversion.clone(),
                     };
                     if !transfers.start(id, &request) {
                         continue;

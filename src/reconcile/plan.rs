@@ -16,12 +16,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::crd::{ImageSource, ImageSpec, PropertyOwnership, is_reserved_property};
+use crate::crd::{ConversionBy, ImageSource, ImageSpec, PropertyOwnership, is_reserved_property};
 use crate::glance::{
     ContainerFormat, DiskFormat, Image, ImageStatus, NewImage, PatchOp, Visibility,
 };
 use crate::reconcile::observe::{OWNER_PROPERTY, Observation};
-use crate::transfer::{QUARANTINE_PROPERTY, SourceAccess, TransferState};
+use crate::transfer::{Conversion, QUARANTINE_PROPERTY, SourceAccess, TransferState};
 
 /// The property in which glint records the keys it set on the image (a JSON list of strings),
 /// so that a key dropped from the spec can be removed and no other key ever is.
@@ -47,7 +47,11 @@ pub struct Desired {
     /// Which other properties glint may remove, or must leave alone.
     pub property_ownership: PropertyOwnership,
     pub container_format: ContainerFormat,
+    /// What Glance is told the data is: the source's format, or with a conversion by glint,
+    /// the format glint converts to.
     pub disk_format: Option<DiskFormat>,
+    /// spec.source.convertTo, with who converts.
+    pub conversion: Option<Conversion>,
     pub members: BTreeSet<String>,
     pub deactivated: bool,
     pub source: Option<ImageSource>,
@@ -63,6 +67,7 @@ impl Desired {
         tags.dedup();
         let mut properties = spec.properties.clone();
         properties.insert(OWNER_PROPERTY.to_string(), uid.to_string());
+        let conversion = Conversion::of(spec);
         Self {
             name: spec.name.clone().unwrap_or_else(|| object_name.to_string()),
             visibility: spec.visibility.unwrap_or_default().into(),
@@ -74,7 +79,13 @@ impl Desired {
             properties,
             property_ownership: spec.property_ownership.clone().unwrap_or_default(),
             container_format: spec.container_format.unwrap_or_default().into(),
-            disk_format: spec.disk_format.map(Into::into),
+            disk_format: match &conversion {
+                Some(conversion) if conversion.by == ConversionBy::Glint => {
+                    Some(conversion.to.clone())
+                }
+                _ => spec.disk_format.map(Into::into),
+            },
+            conversion,
             members: spec.members.iter().cloned().collect(),
             deactivated: spec.deactivated,
             source: spec.source.clone(),

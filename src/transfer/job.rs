@@ -13,7 +13,7 @@ use super::{
     Entries, QUARANTINE_NOTE_LIMIT, QUARANTINE_PROPERTY, SourcePolicy, TransferRequest, lock,
     reasons,
 };
-use crate::crd::{TransferMethod, TransferPhase};
+use crate::crd::{ConversionBy, TransferMethod, TransferPhase};
 use crate::glance::{GlanceApi, GlanceError, ImageStatus, ImportMethod};
 use crate::metrics::TransferMetrics;
 
@@ -31,7 +31,7 @@ const MESSAGE_LIMIT: usize = 900;
 const FILE_CHUNK_BYTES: usize = 256 * 1024;
 
 /// A source's bytes, whatever it is read from; errors in words.
-type SourceStream =
+pub(super) type SourceStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, String>> + Send>>;
 
 pub(super) struct Job<G> {
@@ -56,7 +56,7 @@ pub(super) struct Failure {
 }
 
 impl Failure {
-    fn new(reason: &'static str, message: impl Into<String>, retry: bool) -> Self {
+    pub(super) fn new(reason: &'static str, message: impl Into<String>, retry: bool) -> Self {
         Self {
             reason,
             message: message.into(),
@@ -65,7 +65,7 @@ impl Failure {
         }
     }
 
-    fn from_pipeline(error: PipelineError) -> Self {
+    pub(super) fn from_pipeline(error: PipelineError) -> Self {
         let reason = match &error {
             PipelineError::Download(_) | PipelineError::Short { .. } => reasons::SOURCE_UNAVAILABLE,
             PipelineError::Hash { .. } => reasons::HASH_MISMATCH,
@@ -76,7 +76,7 @@ impl Failure {
         Self::new(reason, error.to_string(), retry)
     }
 
-    fn from_glance(what: &str, error: &GlanceError) -> Self {
+    pub(super) fn from_glance(what: &str, error: &GlanceError) -> Self {
         // 400/413/415: Glance judged the data itself (for example: not the diskFormat).
         let rejected = matches!(error.status(), Some(400 | 413 | 415));
         let reason = if rejected {
@@ -184,6 +184,17 @@ impl<G: GlanceApi + 'static> Job<G> {
                 false,
             )
         })?;
+        if let Some(conversion) = &self.request.conversion
+            && conversion.by == ConversionBy::Glint
+        {
+            let route = match self.request.source.method.unwrap_or_default() {
+                TransferMethod::GlanceDirect => Route::Stage,
+                _ => Route::Upload,
+            };
+            return self
+                .convert_then_send(&url, conversion, route, started)
+                .await;
+        }
         match self.request.source.method.unwrap_or_default() {
             TransferMethod::WebDownload if url.scheme() == "file" => Err(Failure::new(
                 reasons::SOURCE_NOT_ALLOWED,
@@ -215,16 +226,32 @@ impl<G: GlanceApi + 'static> Job<G> {
 
     /// Downloads the source through the pipeline into Glance's file or staging area.
     async fn stream(&self, url: &url::Url, route: Route, started: Instant) -> Result<(), Failure> {
-        let (download, announced) = if url.scheme() == "file" {
-            self.open_file(url).await?
-        } else {
-            self.open_http(url).await?
+        let (download, announced) = self.open(url).await?;
+        let options = PipelineOptions {
+            decompression: self.request.source.decompress.unwrap_or_default(),
+            hash: self.request.source.hash.clone(),
+            announced_len: announced,
         };
-        self.send(download, announced, route, started).await
+        self.send(download, options, route, started).await
+    }
+
+    /// The source's bytes, and the length it announced.
+    pub(super) async fn open(
+        &self,
+        url: &url::Url,
+    ) -> Result<(SourceStream, Option<u64>), Failure> {
+        if url.scheme() == "file" {
+            self.open_file(url).await
+        } else {
+            self.open_http(url).await
+        }
     }
 
     /// A local file, for the CLI: the controller's policy refuses `file://` before this.
-    async fn open_file(&self, url: &url::Url) -> Result<(SourceStream, Option<u64>), Failure> {
+    pub(super) async fn open_file(
+        &self,
+        url: &url::Url,
+    ) -> Result<(SourceStream, Option<u64>), Failure> {
         let path = url.to_file_path().map_err(|()| {
             Failure::new(
                 reasons::SOURCE_UNAVAILABLE,
@@ -299,19 +326,17 @@ impl<G: GlanceApi + 'static> Job<G> {
         Ok((Box::pin(download), announced))
     }
 
-    async fn send(
+    /// Streams `download` through the pipeline into Glance's file or staging area, then
+    /// checks what Glance stored.
+    pub(super) async fn send(
         &self,
         download: SourceStream,
-        announced: Option<u64>,
+        options: PipelineOptions,
         route: Route,
         started: Instant,
     ) -> Result<(), Failure> {
+        let announced = options.announced_len;
         self.update(|status| status.bytes_total = announced);
-        let options = PipelineOptions {
-            decompression: self.request.source.decompress.unwrap_or_default(),
-            hash: self.request.source.hash.clone(),
-            announced_len: announced,
-        };
         let entries = self.entries.clone();
         let image_id = self.image_id.clone();
         let bytes = self.metrics.bytes.clone();
@@ -331,12 +356,12 @@ impl<G: GlanceApi + 'static> Job<G> {
                 }
             }
         });
-        let pipeline = pipeline::start(download, options.clone(), progress);
         // Glance is told the length only when it is known to be the length it will get.
-        let size = match self.request.source.decompress.unwrap_or_default() {
+        let size = match options.decompression {
             crate::crd::Decompression::None => announced,
             _ => None,
         };
+        let pipeline = pipeline::start(download, options, progress);
         let sent = match route {
             Route::Upload => self.api.upload(&self.image_id, pipeline.data, size).await,
             Route::Stage => self.api.stage(&self.image_id, pipeline.data, size).await,
@@ -375,8 +400,16 @@ impl<G: GlanceApi + 'static> Job<G> {
             &image,
             imported,
         ) {
+            Stored::AsSent if self.expects_glance_conversion() => {
+                return Err(self.conversion_not_done(&image).await);
+            }
             Stored::AsSent => return Ok(()),
             Stored::Converted(conversion) => {
+                if self.expects_glance_conversion()
+                    && conversion.stored_format.as_ref() != self.conversion_target()
+                {
+                    return Err(self.conversion_not_done(&image).await);
+                }
                 tracing::info!(
                     conversion = %verify::describe(&conversion),
                     "Glance's import converted the data; the source hash was checked on what glint sent"
@@ -401,7 +434,7 @@ impl<G: GlanceApi + 'static> Job<G> {
     /// Keeps bad data from being booted: marks the image with why (so that no later pass
     /// reactivates it, whatever this process remembers), then deactivates it. Both are best
     /// effort; the failure is returned either way.
-    async fn quarantine(&self, failure: Failure) -> Failure {
+    pub(super) async fn quarantine(&self, failure: Failure) -> Failure {
         let note = cut_to(
             format!("{}: {}", failure.reason, failure.message),
             QUARANTINE_NOTE_LIMIT,
@@ -460,9 +493,13 @@ impl<G: GlanceApi + 'static> Job<G> {
             status.bytes_done = image.size.unwrap_or(0);
             status.bytes_total = image.size;
         });
-        if let Some(conversion) =
-            verify::conversion(self.request.disk_format.as_ref(), None, &image)
+        let converted = verify::conversion(self.request.disk_format.as_ref(), None, &image);
+        if self.expects_glance_conversion()
+            && converted.as_ref().and_then(|c| c.stored_format.as_ref()) != self.conversion_target()
         {
+            return Err(self.conversion_not_done(&image).await);
+        }
+        if let Some(conversion) = converted {
             let described = verify::describe(&conversion);
             self.update(|status| status.conversion = Some(conversion));
             // Glance's digests are of the converted data, and glint never saw the source's:
@@ -545,7 +582,7 @@ impl<G: GlanceApi + 'static> Job<G> {
         }
     }
 
-    fn update(&self, change: impl FnOnce(&mut crate::crd::TransferStatus)) {
+    pub(super) fn update(&self, change: impl FnOnce(&mut crate::crd::TransferStatus)) {
         if let Some(entry) = lock(&self.entries).get_mut(&self.image_id) {
             change(&mut entry.status);
         }
@@ -553,7 +590,7 @@ impl<G: GlanceApi + 'static> Job<G> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+pub(super) enum Route {
     Upload,
     Stage,
 }

@@ -4,16 +4,22 @@
 //! [`Transfers`] is what the reconciler sees: start a transfer, read its state and progress,
 //! cancel it. [`TransferManager`] runs them on tokio with a concurrency limit per cloud. A
 //! transfer ([`job`]) takes one of three routes:
-//! - upload: download -> source hash -> unpack -> md5 + sha512 -> `PUT /file` ([`pipeline`]);
+//! - upload: download -> source hash -> unpack -> sha512 -> `PUT /file` ([`pipeline`]);
 //! - glanceDirect: the same stream staged with `PUT /stage`, then Glance's import;
 //! - webDownload: Glance fetches the URL itself.
+//!
+//! With `spec.source.convertTo` and conversion by glint, the source first lands in a bounded
+//! scratch folder and is checked and converted by qemu-img ([`convert`]); the result then
+//! takes the upload or glanceDirect route like a local file.
 //!
 //! Every URL glint fetches passes the [`SourcePolicy`]; every failure has its own condition
 //! reason ([`reasons`]) and a message that leads with the cause.
 
+pub mod convert;
 pub mod decompress;
 mod hash;
 mod job;
+mod job_convert;
 pub mod pipeline;
 mod request;
 pub mod source_http;
@@ -31,7 +37,7 @@ use crate::glance::GlanceApi;
 use crate::metrics::TransferMetrics;
 
 pub use hash::{Digest, DigestError};
-pub use request::{SourceAccess, TransferRequest};
+pub use request::{Conversion, SourceAccess, TransferRequest};
 pub use source_policy::{Cidr, SourcePolicy};
 
 /// The property glint sets on an image it deactivated because its data failed a check (the
@@ -62,6 +68,17 @@ pub mod reasons {
     /// Glance converted data it fetched itself (webDownload), so nobody can check it against
     /// spec.source.hash.
     pub const HASH_UNVERIFIABLE: &str = "HashUnverifiable";
+    /// The source is not the format spec.diskFormat names (checked before a conversion).
+    pub const FORMAT_MISMATCH: &str = "FormatMismatch";
+    /// glint refused to convert the source: a backing or data file, a multi-file VMDK, or
+    /// an image hidden inside another.
+    pub const UNSAFE_IMAGE: &str = "UnsafeImage";
+    /// The conversion would need more scratch space than the limit allows.
+    pub const SCRATCH_LIMIT_EXCEEDED: &str = "ScratchLimitExceeded";
+    /// qemu-img is missing or failed.
+    pub const CONVERSION_FAILED: &str = "ConversionFailed";
+    /// spec.source.conversion is glance, but Glance's import did not store convertTo.
+    pub const CONVERSION_NOT_DONE: &str = "ConversionNotDone";
     /// Anything else between glint and Glance.
     pub const TRANSFER_FAILED: &str = "TransferFailed";
 }

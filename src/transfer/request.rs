@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::crd::ImageSource;
+use crate::crd::{ConversionBy, ImageSource, ImageSpec};
 use crate::glance::DiskFormat;
 
 /// Credentials for the source, from `spec.source.secretRef`.
@@ -56,6 +56,8 @@ pub struct TransferRequest {
     /// The disk format glint declared for the image: an import that stores another one was
     /// converted by Glance.
     pub disk_format: Option<DiskFormat>,
+    /// The conversion the spec asks for (spec.source.convertTo).
+    pub conversion: Option<Conversion>,
 }
 
 impl TransferRequest {
@@ -64,6 +66,7 @@ impl TransferRequest {
             source,
             access: SourceAccess::default(),
             disk_format: None,
+            conversion: None,
         }
     }
 
@@ -100,5 +103,29 @@ impl TransferRequest {
                 }),
             ca_bundle: self.ca_bundle(),
         }
+    }
+}
+
+/// A conversion the spec asks for: from the source's format (spec.diskFormat) to
+/// spec.source.convertTo, by glint or by Glance's import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion {
+    pub from: DiskFormat,
+    pub to: DiskFormat,
+    /// Glint or Glance, never Auto.
+    pub by: ConversionBy,
+}
+
+impl Conversion {
+    /// None without convertTo, or when the source already is in that format.
+    pub fn of(spec: &ImageSpec) -> Option<Self> {
+        let source = spec.source.as_ref()?;
+        let to = source.convert_to?.disk_format();
+        let from: DiskFormat = spec.disk_format?.into();
+        (from != to).then(|| Self {
+            from,
+            to,
+            by: source.conversion.unwrap_or_default().resolved(),
+        })
     }
 }

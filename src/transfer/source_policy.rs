@@ -153,6 +153,8 @@ pub struct SourcePolicy {
     /// Whether `file://` sources may be read: only by the CLI, on the user's own machine. The
     /// controller refuses them (a file on the controller's node is not the user's).
     pub allow_files: bool,
+    /// Where conversions by glint (spec.source.convertTo) may write, and how much.
+    pub scratch: super::convert::ScratchSpace,
 }
 
 impl SourcePolicy {
@@ -280,6 +282,7 @@ mod tests {
             cluster: cidrs("10.96.0.0/12"),
             allow_loopback: true,
             allow_files: false,
+            scratch: Default::default(),
         };
         let rows = [
             ("127.0.0.1", None),
