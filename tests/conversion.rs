@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::disks::qemu_img;
 use common::harness::*;
 use common::keystone::production_auth;
 use glint::glance::{DiskFormat, GlanceApi, ImageStatus};
@@ -17,41 +18,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn qemu_img(args: &[&str]) {
-    let status = std::process::Command::new("qemu-img")
-        .args(args)
-        .status()
-        .expect("qemu-img (scripts/testbed installs qemu-utils)");
-    assert!(status.success(), "qemu-img {args:?} failed");
-}
-
-/// A raw disk of [`VIRTUAL_SIZE`] with 1 MiB of data, and the same disk in `format`; both
-/// as bytes. The raw one is what Glance must end up holding.
 fn disk_in(format: &str, seed: u64) -> (Vec<u8>, Vec<u8>) {
-    let dir = std::env::temp_dir().join(format!("glint-conv-{}-{seed}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let raw = dir.join("disk.raw");
-    let image = dir.join("disk.img");
-    std::fs::write(&raw, common::pseudo_random_bytes(1024 * 1024, seed)).expect("data");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&raw)
-        .and_then(|file| file.set_len(VIRTUAL_SIZE))
-        .expect("a sparse disk");
-    let (raw_path, image_path) = (raw.display().to_string(), image.display().to_string());
-    // A VHD rounds its size up to a disk geometry unless told to keep it exact.
-    let options: &[&str] = if format == "vpc" {
-        &["-o", "force_size=on"]
-    } else {
-        &[]
-    };
-    let mut args = vec!["convert", "-q", "-f", "raw", "-O", format];
-    args.extend_from_slice(options);
-    args.extend([raw_path.as_str(), image_path.as_str()]);
-    qemu_img(&args);
-    let bytes = (std::fs::read(&raw).unwrap(), std::fs::read(&image).unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
-    bytes
+    common::disks::disk_in(format, VIRTUAL_SIZE, seed)
 }
 
 async fn served(

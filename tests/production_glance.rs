@@ -20,26 +20,7 @@ const VIRTUAL_SIZE: u64 = 32 * 1024 * 1024;
 /// A real qcow2 made by qemu-img: a 32 MiB disk with 1 MiB of data, so the qcow2 is small and
 /// the raw Glance makes of it is not.
 fn qcow2_disk(seed: u64) -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("glint-qcow2-{}-{seed}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let raw = dir.join("disk.raw");
-    let qcow2 = dir.join("disk.qcow2");
-    std::fs::write(&raw, common::pseudo_random_bytes(1024 * 1024, seed)).expect("data");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&raw)
-        .and_then(|file| file.set_len(VIRTUAL_SIZE))
-        .expect("a sparse disk of the virtual size");
-    let converted = std::process::Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
-        .arg(&raw)
-        .arg(&qcow2)
-        .status()
-        .expect("qemu-img (scripts/testbed installs qemu-utils)");
-    assert!(converted.success(), "qemu-img convert failed");
-    let data = std::fs::read(&qcow2).expect("qcow2");
-    let _ = std::fs::remove_dir_all(&dir);
-    data
+    common::disks::disk_in("qcow2", VIRTUAL_SIZE, seed).1
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod disks;
 pub mod fault_proxy;
 pub mod harness;
 pub mod keystone;
