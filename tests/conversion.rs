@@ -63,6 +63,13 @@ async fn qcow2_vmdk_vhd_and_vhdx_sources_are_converted_by_glint_and_stored_as_ra
             .and_then(|transfer| transfer.conversion)
             .expect("status.transfer.conversion");
         assert_eq!(conversion.by.as_deref(), Some("glint"), "{glance_format}");
+        let ready_message = condition_message(&done, "Ready");
+        assert!(
+            ready_message.contains(&format!(
+                "stored as raw: glint converted the {glance_format} data"
+            )),
+            "{ready_message}"
+        );
         assert_eq!(
             conversion.sent_format,
             Some(DiskFormat::from(glance_format))
@@ -106,6 +113,11 @@ async fn glances_own_conversion_is_used_when_asked_and_said_in_status() {
         .expect("status.transfer.conversion");
     assert_eq!(conversion.by.as_deref(), Some("glance"));
     assert_eq!(conversion.stored_format, Some(DiskFormat::Raw));
+    let ready_message = condition_message(&done, "Ready");
+    assert!(
+        ready_message.contains("stored as raw: Glance converted the qcow2 data"),
+        "{ready_message}"
+    );
     assert_eq!(conversion.stored_bytes, Some(VIRTUAL_SIZE));
 }
 
@@ -201,5 +213,60 @@ async fn bad_sources_fail_with_their_own_reason_and_nothing_turns_active() {
             ImageStatus::Queued,
             "{what}: no data reached Glance"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_conversion_bigger_than_the_scratch_limit_stops_before_upload_and_leaves_no_files() {
+    let bed = require_testbed!();
+    let (_raw, qcow2) = disk_in("qcow2", 40);
+    // The disk is sparse: its qcow2 holds the 1 MiB of data, far less than the 16 MiB raw.
+    let source_len = qcow2.len() as u64;
+    assert!(source_len < VIRTUAL_SIZE / 2);
+    let cases = [
+        // The download itself passes the limit: it is cut off there.
+        ("a source bigger than the limit", source_len / 2),
+        // The source fits, but the source plus the converted 16 MiB do not.
+        (
+            "a source that fits but not with its conversion",
+            source_len + VIRTUAL_SIZE / 2,
+        ),
+    ];
+    for (what, limit_bytes) in cases {
+        let scratch = std::env::temp_dir().join(common::unique("glint-scratch"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let mut settings = settings();
+        let mut policy = (*settings.source_policy).clone();
+        policy.scratch = glint::transfer::convert::ScratchSpace {
+            dir: Some(scratch.clone()),
+            limit_bytes,
+        };
+        settings.source_policy = std::sync::Arc::new(policy);
+        let h = Harness::with_settings(bed.clone(), settings);
+        let (source, _server) = served(qcow2.clone(), json!({})).await;
+        let name = common::unique("conv-big");
+        h.apply(&name, json!({"diskFormat": "qcow2", "source": source}));
+        let done = h
+            .settle(&name, stalled_with("ScratchLimitExceeded"))
+            .await
+            .expect("object");
+        let message = condition_message(&done, "Ready");
+        assert!(
+            message.contains(&format!("more than the limit of {limit_bytes} bytes")),
+            "{what}: {message}"
+        );
+        let image = h
+            .glance()
+            .get_image(&status_id(&done))
+            .await
+            .expect("image");
+        assert_eq!(
+            image.status,
+            ImageStatus::Queued,
+            "{what}: nothing uploaded"
+        );
+        let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
+        assert!(left.is_empty(), "{what}: the scratch folder kept {left:?}");
+        let _ = std::fs::remove_dir_all(&scratch);
     }
 }

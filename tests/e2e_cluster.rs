@@ -62,6 +62,21 @@ fn the_helm_chart_installs_with_exactly_the_rights_glint_needs() {
     let deployment: serde_json::Value = serde_json::from_str(&deployment).expect("json");
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    // Conversions write to an emptyDir sized for `transfers` (2) of them at 20Gi each, the
+    // only writable place under a read-only root filesystem.
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["name"], "scratch");
+    assert_eq!(pod["volumes"][0]["emptyDir"]["sizeLimit"], "40Gi");
+    let container = &pod["containers"][0];
+    assert_eq!(container["volumeMounts"][0]["mountPath"], "/scratch");
+    let env = |name: &str| {
+        container["env"]
+            .as_array()
+            .and_then(|vars| vars.iter().find(|var| var["name"] == name))
+            .map(|var| var["value"].clone())
+    };
+    assert_eq!(env("GLINT_CONVERSION_SCRATCH_DIR"), Some("/scratch".into()));
+    assert_eq!(env("GLINT_CONVERSION_SCRATCH_LIMIT"), Some("20Gi".into()));
     k.ok(&["get", "poddisruptionbudget", "glint"]);
     k.ok(&["get", "networkpolicy", "glint"]);
     k.ok(&["get", "crd", "images.glint.dev"]);

@@ -429,9 +429,13 @@ fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Re
 /// them): Ready says so, since that is what servers boot.
 fn stored_format_note(image: &Image, glance: &crate::glance::Image) -> String {
     let declared = image.spec.disk_format.map(crate::glance::DiskFormat::from);
+    let converter = match crate::transfer::Conversion::of(&image.spec) {
+        Some(conversion) if conversion.by == crate::crd::ConversionBy::Glint => "glint",
+        _ => "Glance",
+    };
     match (&declared, &glance.disk_format) {
         (Some(declared), Some(stored)) if declared != stored => {
-            format!(" (stored as {stored}: Glance converted the {declared} data on import)")
+            format!(" (stored as {stored}: {converter} converted the {declared} data)")
         }
         _ => String::new(),
     }

@@ -48,6 +48,17 @@ impl Harness {
         harness
     }
 
+    /// A harness whose controller runs with these settings (for example another source
+    /// policy), which the Context's cloud handles take when it is made.
+    pub fn with_settings(bed: Testbed, settings: Settings) -> Self {
+        let double = KubeDouble::default();
+        let ctx = Arc::new(context_with(&double, settings));
+        let harness = Self { bed, double, ctx };
+        let yaml = crate::common::keystone::password_auth(&harness.bed, &harness.bed.demo_password);
+        harness.put_clouds_yaml("cloud", &yaml);
+        harness
+    }
+
     /// The same cluster seen by a new controller process: nothing it remembered (transfers,
     /// created ids, cloud handles) survives; the objects and Glance do.
     pub fn restarted(&self) -> Self {
@@ -140,11 +151,15 @@ pub fn client_for(clouds_yaml: &str) -> GlanceClient {
 }
 
 fn fresh_context(double: &KubeDouble) -> Context {
+    context_with(double, settings())
+}
+
+fn context_with(double: &KubeDouble, settings: Settings) -> Context {
     let reporter = Reporter {
         controller: "glint-test".into(),
         instance: None,
     };
-    Context::new(double.client(), reporter, settings(), Arc::default())
+    Context::new(double.client(), reporter, settings, Arc::default())
 }
 
 /// The controller's settings as the test bed needs them: sources are served on 127.0.0.1,

@@ -30,3 +30,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The scratch volume's size: room for `transfers` conversions at once, each up to
+conversion.scratchLimit (a whole Kubernetes quantity such as 20Gi or 500M).
+*/}}
+{{- define "glint.scratchVolumeSize" -}}
+{{- $limit := .Values.conversion.scratchLimit | toString -}}
+{{- if not (regexMatch "^[0-9]+(k|M|G|T|Ki|Mi|Gi|Ti)?$" $limit) -}}
+{{- fail (printf "conversion.scratchLimit %q is not a whole size such as 20Gi or 500M" $limit) -}}
+{{- end -}}
+{{- $number := regexFind "^[0-9]+" $limit -}}
+{{- printf "%d%s" (mul (atoi $number) (int .Values.transfers)) (trimPrefix $number $limit) -}}
+{{- end -}}
