@@ -7,16 +7,16 @@ use_shared_target_dir() {
   mkdir -p "$CARGO_TARGET_DIR"
 }
 
-# What building glint needs from Debian beyond the Rust toolchain: OpenSSL's headers (the
-# openssl crate links the system's libcrypto, which computes the transfers' digests) and
-# pkg-config, which finds them. Installed once; a no-op when present.
+# What building glint needs from Debian beyond the Rust toolchain: GnuTLS's runtime library,
+# which computes the transfers' digests (linked by its soname, so no -dev package). apt itself
+# depends on it, so this installs something only on an unusual machine.
 ensure_build_deps() {
-  if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; then
+  if ldconfig -p 2>/dev/null | grep -q 'libgnutls\.so\.30 '; then
     return
   fi
-  printf 'installing libssl-dev and pkg-config with apt-get (needed to build glint)\n' >&2
+  printf 'installing libgnutls30 with apt-get (needed to build glint)\n' >&2
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libgnutls30 >&2
 }
 
 step() {

@@ -31,7 +31,8 @@
 //!   the rotation plan (pure); `oneshot` drives it, each version through the Image pass.
 //! - [`cloud`]: `glint cloud`, an embedded Glance v2 service (the other side of the arrow
 //!   into Glance), which plan and apply start when no cloud is configured.
-// deny, not forbid: one audited call (transfer::hash) lowers the digest thread's priority.
+// deny, not forbid: audited exceptions, each with its SAFETY reasons: the digest thread's
+// priority (transfer::hash), GnuTLS's digests (transfer::gnutls), qemu-img's rlimits (convert).
 #![deny(unsafe_code)]
 
 pub mod auth;

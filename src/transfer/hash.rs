@@ -1,19 +1,17 @@
 //! The digests a transfer computes: the source's (spec.source.hash, over the bytes as
-//! downloaded) and Glance's two (md5 and sha512, over the bytes sent), all incrementally.
+//! downloaded) and Glance's sha512 (over the bytes sent), incrementally; the embedded cloud
+//! computes Glance's md5 and sha512 of what it stores.
 //!
-//! They come from the system's OpenSSL (libcrypto), the same code Glance's own hashing runs
-//! on: its assembly is faster than the pure-Rust crates on x86-64 (measured on this project's
-//! 2-core machines: md5 848 against 709 MB/s, sha512 1162 against 832 MB/s per core), and a
-//! transfer computes both over every byte, so this is most of glint's CPU in an upload.
-//! OpenSSL sets itself up on the first digest, not at start: that costs 2.6 MiB of RSS
-//! (measured), which a controller that transfers nothing need not carry.
+//! They come from GnuTLS ([`super::gnutls`]): its SHA-2 assembly is half as fast again as the
+//! pure-Rust crates and ring here, and a transfer hashes every byte, so this is most of
+//! glint's CPU in an upload. The library is in the container image for qemu-img already, which
+//! left OpenSSL's libcrypto (4.7 MB) with no reason to be there.
 
-use openssl::hash::{Hasher, MessageDigest};
-
+use super::gnutls::{Algorithm, Hash};
 use crate::crd::HashAlgorithm;
 
-/// A digest that could not be computed: OpenSSL refuses only when it is out of memory or
-/// built without the algorithm (a FIPS-only build lacks md5), and its message says which.
+/// A digest that could not be computed: GnuTLS refuses only when it is out of memory or
+/// forbids the algorithm (md5 in FIPS mode), and its message says which.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("glint could not compute the {algorithm} digest: {detail}")]
 pub struct DigestError {
@@ -25,43 +23,40 @@ pub struct DigestError {
 /// reported by [`Digest::hex`], so that feeding data stays infallible.
 pub struct Digest {
     algorithm: HashAlgorithm,
-    hasher: Result<Hasher, DigestError>,
+    hasher: Result<Hash, DigestError>,
 }
 
 impl Digest {
     pub fn new(algorithm: HashAlgorithm) -> Self {
         let kind = match algorithm {
-            HashAlgorithm::Md5 => MessageDigest::md5(),
-            HashAlgorithm::Sha1 => MessageDigest::sha1(),
-            HashAlgorithm::Sha256 => MessageDigest::sha256(),
-            HashAlgorithm::Sha512 => MessageDigest::sha512(),
+            HashAlgorithm::Md5 => Algorithm::Md5,
+            HashAlgorithm::Sha1 => Algorithm::Sha1,
+            HashAlgorithm::Sha256 => Algorithm::Sha256,
+            HashAlgorithm::Sha512 => Algorithm::Sha512,
         };
-        let hasher = Hasher::new(kind).map_err(|err| failure(algorithm, &err));
+        let hasher = Hash::new(kind).map_err(|detail| failure(algorithm, detail));
         Self { algorithm, hasher }
     }
 
     pub fn update(&mut self, data: &[u8]) {
         if let Ok(hasher) = &mut self.hasher
-            && let Err(err) = hasher.update(data)
+            && let Err(detail) = hasher.update(data)
         {
-            self.hasher = Err(failure(self.algorithm, &err));
+            self.hasher = Err(failure(self.algorithm, detail));
         }
     }
 
     /// The digest as lowercase hexadecimal.
     pub fn hex(self) -> Result<String, DigestError> {
-        let bytes = self
-            .hasher?
-            .finish()
-            .map_err(|err| failure(self.algorithm, &err))?;
+        let bytes = self.hasher?.finish();
         Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
     }
 }
 
-fn failure(algorithm: HashAlgorithm, err: &openssl::error::ErrorStack) -> DigestError {
+fn failure(algorithm: HashAlgorithm, detail: String) -> DigestError {
     DigestError {
         algorithm: algorithm.as_str(),
-        detail: err.to_string(),
+        detail,
     }
 }
 
@@ -131,7 +126,7 @@ impl BackgroundDigest {
     }
 }
 
-/// Digesting is the transfer's main CPU cost (md5 and sha512 take about 0.6 of a core at
+/// Digesting is the transfer's main CPU cost (sha512 takes about a third of a core at
 /// 200 MB/s), and on a small node it competes with Glance and with reconciles for the same
 /// cores. At nice 10 the digest thread still gets every idle cycle, but a reconcile (a tag
 /// edit during four uploads: 7.9 s at equal priority, 0.5 s at nice 10) and the transfer's own
@@ -191,7 +186,8 @@ mod tests {
     #[test]
     fn long_inputs_match_an_independent_implementation() {
         // The known answers above are a few bytes; these cross many blocks and odd splits,
-        // against the pure-Rust crates as the second opinion.
+        // against the pure-Rust crates as the second opinion (GnuTLS picks its code path by CPU
+        // features, so this also covers the assembly this machine runs).
         use sha2::Digest as _;
         let data: Vec<u8> = (0..3_000_017_u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)

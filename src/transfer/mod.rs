@@ -17,6 +17,7 @@
 
 pub mod convert;
 pub mod decompress;
+mod gnutls;
 mod hash;
 mod job;
 mod job_convert;

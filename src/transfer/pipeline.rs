@@ -93,7 +93,7 @@ impl PipelineError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            // A digest fails when memory runs short, which passes; an OpenSSL without the
+            // A digest fails when memory runs short, which passes; a GnuTLS that forbids the
             // algorithm keeps failing, with its reason in the condition.
             Self::Download(_) | Self::Short { .. } | Self::Abandoned | Self::Digest(_)
         )
