@@ -110,9 +110,8 @@ struct RunArgs {
     /// Namespace to watch (repeat for several); all namespaces when omitted.
     #[arg(long = "namespace", env = "GLINT_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
-    /// Images reconciled at the same time. About Glance's own parallelism (8 requests in a
-    /// small deployment): more only wait in Glance's queue. On 2 cores that also ran the
-    /// apiserver, 1000 new Images were Ready at 65/s with 4 or 8, and at 40-54/s with 16.
+    /// Images reconciled at the same time. Match it to what Glance serves in parallel (its API
+    /// workers): more only wait in Glance's queue. The README's "Benchmarks" helps choose it.
     #[arg(long, default_value_t = 8, env = "GLINT_CONCURRENCY")]
     concurrency: u16,
     /// How often a Ready image is compared with Glance (e.g. 10m, 1h), unless its spec says.

@@ -265,3 +265,59 @@ fn plan_names_the_file_and_document_of_a_bad_manifest_and_exits_1() {
         "{stderr}"
     );
 }
+
+/// Runs `glint ARGS --help` with no cloud configured; the help text.
+fn help_of(command: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_glint"))
+        .args(command)
+        .arg("--help")
+        .output()
+        .expect("run glint");
+    assert!(output.status.success(), "glint {command:?} --help failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The subcommands a help text lists under "Commands:", without clap's own `help`.
+fn subcommands_in(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn no_help_text_carries_a_measured_figure() {
+    // Rates and timings measured on one machine belong in the README's Benchmarks, where they
+    // are dated and explained; a --help text is read on other machines as a promise.
+    let figure = regex::Regex::new(
+        r"(?i)\b\d+(\.\d+)?(-\d+(\.\d+)?)?\s*(/s\b|[kmg]i?b/s|ms\b|x faster)|\bmeasured\b",
+    )
+    .unwrap();
+    let mut pending = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(path) = pending.pop() {
+        let args: Vec<&str> = path.iter().map(String::as_str).collect();
+        let help = help_of(&args);
+        seen += 1;
+        for line in help.lines() {
+            assert!(
+                !figure.is_match(line),
+                "glint {} --help carries a measured figure: {line}",
+                path.join(" ")
+            );
+        }
+        for name in subcommands_in(&help) {
+            let mut next = path.clone();
+            next.push(name);
+            pending.push(next);
+        }
+    }
+    assert!(
+        seen > 5,
+        "only {seen} help texts found: is the Commands: parsing still right?"
+    );
+}
