@@ -19,6 +19,18 @@ ensure_build_deps() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libgnutls30 >&2
 }
 
+# Installs the Debian package of each COMMAND:PACKAGE pair whose command is missing.
+ensure_commands() {
+  local pair missing=()
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  printf 'installing %s with apt-get\n' "${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
 step() {
   printf '\n==> %s\n' "$*"
 }

@@ -204,6 +204,9 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
     k.wait("image/team-base", "condition=Ready");
     k.wait("image/centos-7-retired", "condition=Ready");
     k.wait("image/ubuntu-latest", "condition=Ready");
+    for name in ["cirros", "debian-12", "ubuntu-latest"] {
+        common::gitops::assert_gitops_view(name, &k.image(name), "Healthy", "Current");
+    }
 
     step("check Glance after apply: data, fields, members, deactivation, import");
     let full = demo
@@ -302,6 +305,12 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
         "-p",
         r#"{"spec":{"tags":["restarted"]}}"#,
     ]);
+    common::gitops::assert_gitops_view(
+        "cirros edited while glint is down",
+        &k.image("cirros"),
+        "Progressing",
+        "InProgress",
+    );
     let controller = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
     k.wait("image/cirros", "jsonpath={.status.observedGeneration}=2");
     k.wait("image/cirros", "condition=Ready");
@@ -360,6 +369,13 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
     ));
     k.wait("image/metadata-thief", &stalled_as("SourceNotAllowed"));
     let refused = k.image("metadata-thief");
+    common::gitops::assert_gitops_view("metadata-thief", &refused, "Degraded", "Failed");
+    assert!(
+        common::gitops::argocd_health(&refused)
+            .message
+            .starts_with("SourceNotAllowed: "),
+        "Argo CD shows the reason"
+    );
     let message = refused["status"]["conditions"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["type"] == "Stalled"))
@@ -514,6 +530,13 @@ async fn a_controller_killed_mid_decompression_converges_after_a_restart_with_on
         .expect("uid")
         .to_string();
     let id = k.status_id("unpacking");
+    // The status the killed controller left: a transfer under way, which it will finish.
+    common::gitops::assert_gitops_view(
+        "unpacking, mid-transfer",
+        &k.image("unpacking"),
+        "Progressing",
+        "InProgress",
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.cut_off() == 0 {
         assert!(

@@ -73,6 +73,12 @@ async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
     k.apply(&manifest(2, "a"));
     k.wait("imageseries/tiny", "jsonpath={.status.current}=1.0");
     k.wait("imageseries/tiny", "condition=Ready");
+    common::gitops::assert_gitops_view(
+        "imageseries/tiny",
+        &k.object("imageseries/tiny"),
+        "Healthy",
+        "Current",
+    );
     let key = format!("{namespace}/tiny");
     assert_eq!(
         names(&versions(&glance, &key).await),

@@ -86,6 +86,12 @@ async fn a_consumer_accepts_then_rejects_an_image_shared_with_it_using_its_own_c
         "jsonpath={.status.memberStatus}=accepted",
     );
     k.wait("sharedimage/base", "condition=Ready");
+    common::gitops::assert_gitops_view(
+        "sharedimage/base",
+        &k.object("sharedimage/base"),
+        "Healthy",
+        "Current",
+    );
     assert_eq!(member_status().await, MemberStatus::Accepted);
     assert_eq!(
         k.ok(&["get", "sharedimage/base", "-o", "jsonpath={.status.id}"]),

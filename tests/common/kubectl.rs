@@ -125,7 +125,12 @@ impl Kubectl {
     }
 
     pub fn image(&self, name: &str) -> Value {
-        serde_json::from_str(&self.ok(&["get", "image", name, "-o", "json"])).expect("json")
+        self.object(&format!("image/{name}"))
+    }
+
+    /// Any object, as `kubectl get KIND/NAME -o json` shows it.
+    pub fn object(&self, kind_and_name: &str) -> Value {
+        serde_json::from_str(&self.ok(&["get", kind_and_name, "-o", "json"])).expect("json")
     }
 
     pub fn status_id(&self, name: &str) -> String {

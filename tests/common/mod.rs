@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod disks;
 pub mod fault_proxy;
+pub mod gitops;
 pub mod harness;
 pub mod keystone;
 pub mod kube_double;
