@@ -156,6 +156,15 @@ pub struct TransferMetrics {
     pub active: Gauge,
     pub queued: Gauge,
     duration: Histogram,
+    ended: Family<TransferEndLabels, Counter>,
+}
+
+/// How a transfer ended: `result` succeeded or failed, and for a failure its condition reason
+/// (a fixed set, so the series stay few).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransferEndLabels {
+    result: &'static str,
+    reason: &'static str,
 }
 
 impl Default for TransferMetrics {
@@ -165,13 +174,26 @@ impl Default for TransferMetrics {
             active: Gauge::default(),
             queued: Gauge::default(),
             duration: transfer_histogram(),
+            ended: Family::default(),
         }
     }
 }
 
 impl TransferMetrics {
-    pub fn finished(&self, took: Duration) {
+    /// One transfer ended after `took`: succeeded, or failed with `failure_reason`.
+    pub fn finished(&self, took: Duration, failure_reason: Option<&'static str>) {
         self.duration.observe(took.as_secs_f64());
+        let labels = match failure_reason {
+            None => TransferEndLabels {
+                result: "succeeded",
+                reason: "",
+            },
+            Some(reason) => TransferEndLabels {
+                result: "failed",
+                reason,
+            },
+        };
+        self.ended.get_or_create(&labels).inc();
     }
 }
 
@@ -264,6 +286,11 @@ impl Metrics {
             "transfer_duration_seconds",
             "Time one transfer took, from its start to Glance's answer",
             transfers.duration.clone(),
+        );
+        registry.register(
+            "transfers",
+            "Transfers ended, by result (succeeded, failed) and, for failures, reason",
+            transfers.ended.clone(),
         );
         registry.register(
             "images",
@@ -585,6 +612,26 @@ mod tests {
                 .contains("verb=\"create\",resource=\"secrets\""),
             "reading the total creates no empty series"
         );
+    }
+
+    #[test]
+    fn transfers_are_counted_by_how_they_ended() {
+        let metrics = Metrics::new();
+        metrics.transfers.finished(Duration::from_secs(3), None);
+        metrics
+            .transfers
+            .finished(Duration::from_secs(1), Some("HashMismatch"));
+        metrics
+            .transfers
+            .finished(Duration::from_secs(2), Some("HashMismatch"));
+        let text = metrics.render();
+        for line in [
+            "glint_transfers_total{result=\"succeeded\",reason=\"\"} 1",
+            "glint_transfers_total{result=\"failed\",reason=\"HashMismatch\"} 2",
+            "glint_transfer_duration_seconds_count 3",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
     }
 
     #[test]

@@ -127,7 +127,10 @@ impl<G: GlanceApi + 'static> Job<G> {
         }
         let outcome = self.transfer(started).await;
         let elapsed = started.elapsed();
-        self.metrics.finished(elapsed);
+        self.metrics.finished(
+            elapsed,
+            outcome.as_ref().err().map(|failure| failure.reason),
+        );
         let mut entries = lock(&self.entries);
         self.metrics.active.dec();
         let Some(entry) = entries.get_mut(&self.image_id) else {
