@@ -31,6 +31,30 @@ ensure_commands() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
+# Sets PROMTOOL to Prometheus' rule checker: the machine's, or the one in Debian's prometheus
+# package, unpacked (not installed: the package would add a server and its service) into the
+# cache.
+ensure_promtool() {
+  if command -v promtool >/dev/null 2>&1; then
+    PROMTOOL=promtool
+    return
+  fi
+  local dir="${GLINT_CACHE_DIR:-$HOME/.cache/glint}/promtool"
+  PROMTOOL="$dir/usr/bin/promtool"
+  [ -x "$PROMTOOL" ] && return
+  local tmp
+  tmp="$(mktemp -d)"
+  if ! (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null); then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    (cd "$tmp" && apt-get download -qq prometheus)
+  fi
+  mkdir -p "$dir"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/unpacked"
+  mkdir -p "$dir/usr/bin"
+  cp "$tmp/unpacked/usr/bin/promtool" "$PROMTOOL"
+  rm -rf "$tmp"
+}
+
 step() {
   printf '\n==> %s\n' "$*"
 }

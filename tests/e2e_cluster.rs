@@ -11,23 +11,7 @@ use common::kubectl::{GlintProcess, Kubectl};
 use glint::glance::{GlanceApi, GlanceClient};
 
 use common::kubectl::fresh_namespace as namespace;
-
-/// helm: `$GLINT_TEST_HELM` (scripts/test sets it), else the one on PATH.
-fn helm() -> Option<String> {
-    if let Ok(path) = std::env::var("GLINT_TEST_HELM") {
-        return Some(path);
-    }
-    let on_path = Command::new("helm").arg("version").output();
-    if on_path.is_ok_and(|out| out.status.success()) {
-        return Some("helm".to_string());
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI needs helm: scripts/test provides it as GLINT_TEST_HELM"
-    );
-    common::record_skip("no helm for the chart test (set GLINT_TEST_HELM or put helm on PATH)");
-    None
-}
+use common::tools::helm;
 
 #[test]
 fn the_helm_chart_installs_with_exactly_the_rights_glint_needs() {

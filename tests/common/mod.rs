@@ -14,6 +14,7 @@ pub mod kube_double;
 pub mod kubectl;
 pub mod mirror;
 pub mod sources;
+pub mod tools;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
