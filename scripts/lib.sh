@@ -55,6 +55,18 @@ ensure_promtool() {
   rm -rf "$tmp"
 }
 
+# Puts the cargo tool NAME at VERSION (crates.io, built with --locked) in the cache's tools
+# folder, once per version, and sets TOOL to its path. Its build gets a target dir of its own.
+ensure_cargo_tool() {
+  local name="$1" version="$2" binary="${3:-$1}" root
+  root="${GLINT_CACHE_DIR:-$HOME/.cache/glint}/tools/$name-$version"
+  TOOL="$root/bin/$binary"
+  [ -x "$TOOL" ] && return
+  printf 'building %s %s (once per machine)\n' "$name" "$version" >&2
+  CARGO_TARGET_DIR="${GLINT_CACHE_DIR:-$HOME/.cache/glint}/tools/target" \
+    cargo install --quiet --locked --version "$version" --root "$root" "$name" >&2
+}
+
 step() {
   printf '\n==> %s\n' "$*"
 }
