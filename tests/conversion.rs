@@ -7,7 +7,7 @@ mod common;
 use common::disks::qemu_img;
 use common::harness::*;
 use common::keystone::production_auth;
-use glint::glance::{DiskFormat, GlanceApi, ImageStatus};
+use glint::glance::{DiskFormat, ImageStatus};
 use serde_json::json;
 use sha2::Digest;
 
@@ -85,11 +85,7 @@ async fn qcow2_vmdk_vhd_and_vhdx_sources_are_converted_by_glint_and_stored_as_ra
             conversion.milliseconds.unwrap_or_default(),
             whole.as_millis()
         );
-        let image = h
-            .glance()
-            .get_image(&status_id(&done))
-            .await
-            .expect("image");
+        let image = h.glance_image_of(&done).await;
         assert_eq!(image.status, ImageStatus::Active, "{glance_format}");
         assert_eq!(image.disk_format, Some(DiskFormat::Raw), "{glance_format}");
         assert_eq!(image.size, Some(VIRTUAL_SIZE), "{glance_format}");
@@ -148,11 +144,7 @@ async fn asking_glance_to_convert_on_a_cloud_that_does_not_leaves_the_image_deac
         .expect("object");
     let message = condition_message(&done, "Ready");
     assert!(message.contains("conversion: glint"), "{message}");
-    let image = h
-        .glance()
-        .get_image(&status_id(&done))
-        .await
-        .expect("image");
+    let image = h.glance_image_of(&done).await;
     assert_ne!(
         image.status,
         ImageStatus::Active,
@@ -212,11 +204,7 @@ async fn bad_sources_fail_with_their_own_reason_and_nothing_turns_active() {
         let done = h.settle(&name, stalled_with(reason)).await.expect("object");
         let message = condition_message(&done, "Ready");
         assert!(message.contains(words), "{what}: {message}");
-        let image = h
-            .glance()
-            .get_image(&status_id(&done))
-            .await
-            .expect("image");
+        let image = h.glance_image_of(&done).await;
         assert_eq!(
             image.status,
             ImageStatus::Queued,
@@ -264,11 +252,7 @@ async fn a_conversion_bigger_than_the_scratch_limit_stops_before_upload_and_leav
             message.contains(&format!("more than the limit of {limit_bytes} bytes")),
             "{what}: {message}"
         );
-        let image = h
-            .glance()
-            .get_image(&status_id(&done))
-            .await
-            .expect("image");
+        let image = h.glance_image_of(&done).await;
         assert_eq!(
             image.status,
             ImageStatus::Queued,

@@ -303,11 +303,7 @@ async fn a_source_with_the_wrong_hash_stalls_and_never_completes_the_image() {
         message.starts_with("the source's sha256 is ") && message.ends_with(&"0".repeat(64)),
         "the cause leads, with algorithm, actual and expected: {message}"
     );
-    let glance = h
-        .glance()
-        .get_image(&status_id(&done))
-        .await
-        .expect("image");
+    let glance = h.glance_image_of(&done).await;
     assert_eq!(
         glance.status,
         ImageStatus::Queued,

@@ -137,6 +137,14 @@ impl Harness {
             &self.bed.demo_password,
         ))
     }
+
+    /// The Glance image an object's status names, as the demo project sees it.
+    pub async fn glance_image_of(&self, object: &Image) -> glint::glance::Image {
+        self.glance()
+            .get_image(&status_id(object))
+            .await
+            .expect("the Glance image status.id names")
+    }
 }
 
 /// A Glance client for the cloud `bed` of this clouds.yaml.
