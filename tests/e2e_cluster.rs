@@ -209,7 +209,14 @@ async fn a_standby_takes_over_within_seconds_when_the_leader_is_killed() {
     } else {
         (second, first)
     };
-    assert_eq!(standby.metric("glint_leader"), Some(0.0), "only one leads");
+    // The standby may still be starting its metrics server when the leader already leads.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut standby_says = standby.metric("glint_leader");
+    while standby_says.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        standby_says = standby.metric("glint_leader");
+    }
+    assert_eq!(standby_says, Some(0.0), "only one leads");
     // Both are ready: the leader once its caches synced, the standby to take over.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !(leader.is_ready() && standby.is_ready()) && Instant::now() < deadline {
