@@ -713,3 +713,6 @@ fn the_create_request_carries_every_field_and_the_ownership_mark() {
 
 #[path = "plan_property_tests.rs"]
 mod properties;
+
+#[path = "plan_field_tests.rs"]
+mod fields;
