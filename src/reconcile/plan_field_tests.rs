@@ -20,10 +20,15 @@ enum Handling {
 }
 
 fn planned(change: Value) -> Handling {
+    planned_on(change, |_| {})
+}
+
+/// A change the plan must act on against the matching image as `image` alters it.
+fn planned_on(change: Value, image: fn(&mut Image)) -> Handling {
     Handling::Planned {
         base: json!({}),
         change,
-        image: |_| {},
+        image,
     }
 }
 
@@ -52,37 +57,24 @@ fn handling() -> Vec<(&'static str, Handling)> {
         ),
         (
             "propertyOwnership",
-            Handling::Planned {
-                base: json!({}),
-                change: json!({"propertyOwnership": {"own": ["*"]}}),
-                image: |image| {
-                    image.properties.insert("x".into(), "y".into());
-                },
-            },
+            planned_on(json!({"propertyOwnership": {"own": ["*"]}}), |image| {
+                image.properties.insert("x".into(), "y".into());
+            }),
         ),
         (
             "containerFormat",
-            Handling::Planned {
-                base: json!({}),
-                change: json!({"containerFormat": "ovf"}),
-                image: queued,
-            },
+            planned_on(json!({"containerFormat": "ovf"}), queued),
         ),
         (
             "diskFormat",
-            Handling::Planned {
-                base: json!({}),
-                change: json!({"diskFormat": "raw"}),
-                image: queued,
-            },
+            planned_on(json!({"diskFormat": "raw"}), queued),
         ),
         (
             "source",
-            Handling::Planned {
-                base: json!({}),
-                change: json!({"source": {"url": "https://example.com/x.qcow2"}}),
-                image: queued,
-            },
+            planned_on(
+                json!({"source": {"url": "https://example.com/x.qcow2"}}),
+                queued,
+            ),
         ),
         ("deactivated", planned(json!({"deactivated": true}))),
         (

@@ -5,7 +5,6 @@
 //! then Reconciling and Stalled; anything else is Current).
 
 use std::io::Write as _;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -22,14 +21,10 @@ pub struct Health {
 /// Runs the health script on `object` as Argo CD does: `obj` is the object as a Lua table,
 /// and the script's returned table is the verdict.
 pub fn argocd_health(object: &Value) -> Health {
-    argocd_health_with(Path::new(HEALTH_SCRIPT), object)
-}
-
-pub fn argocd_health_with(script: &Path, object: &Value) -> Health {
     let program = format!(
         "obj = {}\nlocal hs = dofile({})\nio.write(hs.status, \"\\n\", hs.message or \"\")\n",
         lua_literal(object),
-        lua_string(&script.display().to_string()),
+        lua_string(HEALTH_SCRIPT),
     );
     let mut child = Command::new("lua5.1")
         .arg("-")
