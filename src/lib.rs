@@ -31,6 +31,8 @@
 //!   the rotation plan (pure); `oneshot` drives it, each version through the Image pass.
 //! - [`cloud`]: `glint cloud`, an embedded Glance v2 service (the other side of the arrow
 //!   into Glance), which plan and apply start when no cloud is configured.
+//! - [`vocabulary`]: Glance's words (statuses, visibilities, formats, its own keys), which
+//!   the client, the CRD's checks and the embedded cloud share; it depends on nothing.
 // deny, not forbid: audited exceptions, each with its SAFETY reasons: the digest thread's
 // priority (transfer::hash), GnuTLS's digests (transfer::gnutls), qemu-img's rlimits (convert).
 #![deny(unsafe_code)]
@@ -48,3 +50,4 @@ pub mod oneshot;
 pub mod reconcile;
 pub mod series;
 pub mod transfer;
+pub mod vocabulary;

@@ -9,6 +9,7 @@ use http::HeaderMap;
 
 use super::CloudError;
 use super::image::ImageRecord;
+use crate::vocabulary::Visibility;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -55,8 +56,8 @@ impl Caller {
     pub fn can_see(&self, image: &ImageRecord) -> bool {
         self.admin
             || self.owns(image)
-            || matches!(image.visibility.as_str(), "public" | "community")
-            || (image.visibility == "shared" && self.member_status(image).is_some())
+            || matches!(image.visibility, Visibility::Public | Visibility::Community)
+            || (image.visibility == Visibility::Shared && self.member_status(image).is_some())
     }
 
     /// Whether a listing shows the image: as Glance does, community images only when asked
@@ -70,10 +71,10 @@ impl Caller {
         if self.admin || self.owns(image) {
             return true;
         }
-        match image.visibility.as_str() {
-            "public" => true,
-            "community" => visibility == Some("community"),
-            "shared" => match (self.member_status(image), member_status) {
+        match image.visibility {
+            Visibility::Public => true,
+            Visibility::Community => visibility == Some(Visibility::Community.as_str()),
+            Visibility::Shared => match (self.member_status(image), member_status) {
                 (None, _) => false,
                 (Some(status), None) => status == "accepted",
                 (Some(status), Some(wanted)) => wanted == "all" || status == wanted,
@@ -96,7 +97,7 @@ impl Caller {
 
     /// Only administrators make images public, as in Glance's default policy.
     pub fn require_may_publicize(&self, image: &ImageRecord) -> Result<(), CloudError> {
-        if image.visibility == "public" && !self.admin {
+        if image.visibility == Visibility::Public && !self.admin {
             Err(CloudError::Forbidden(
                 "You are not authorized to set image visibility to public: only administrators can."
                     .into(),

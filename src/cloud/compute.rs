@@ -4,10 +4,12 @@
 use http::Method;
 use serde_json::{Value, json};
 
+use super::access::visible;
+use super::answer::{Answer, no_content, ok};
 use super::caller::Caller;
-use super::image::{ImageRecord, status};
-use super::routes::{Answer, no_content, ok, visible};
+use super::image::ImageRecord;
 use super::{Cloud, CloudError, data};
+use crate::vocabulary::ImageStatus;
 
 pub fn route(
     cloud: &Cloud,
@@ -39,20 +41,23 @@ pub fn route(
 
 /// Nova's status names: ACTIVE, SAVING, DELETED, ERROR, UNKNOWN.
 fn nova_status(image: &ImageRecord) -> &'static str {
-    match image.status.as_str() {
-        status::ACTIVE => "ACTIVE",
-        status::QUEUED | status::SAVING | status::UPLOADING | status::IMPORTING => "SAVING",
-        status::DELETED => "DELETED",
-        status::KILLED => "ERROR",
+    match image.status {
+        ImageStatus::Active => "ACTIVE",
+        ImageStatus::Queued
+        | ImageStatus::Saving
+        | ImageStatus::Uploading
+        | ImageStatus::Importing => "SAVING",
+        ImageStatus::Deleted => "DELETED",
+        ImageStatus::Killed => "ERROR",
         _ => "UNKNOWN",
     }
 }
 
 fn progress(image: &ImageRecord) -> u8 {
-    match image.status.as_str() {
-        status::ACTIVE => 100,
-        status::SAVING | status::IMPORTING => 50,
-        status::QUEUED | status::UPLOADING => 25,
+    match image.status {
+        ImageStatus::Active => 100,
+        ImageStatus::Saving | ImageStatus::Importing => 50,
+        ImageStatus::Queued | ImageStatus::Uploading => 25,
         _ => 0,
     }
 }
@@ -108,7 +113,7 @@ fn list(
         .all()?
         .into_iter()
         // changes-since also shows deleted images, so callers can notice deletions.
-        .filter(|image| since.is_some() || image.status != status::DELETED)
+        .filter(|image| since.is_some() || image.status != ImageStatus::Deleted)
         .filter(|image| caller.lists(image, None, None))
         .filter(|image| {
             since.is_none_or(|since| {

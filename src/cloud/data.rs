@@ -13,12 +13,13 @@ use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
+use super::access::{change_image, not_found, visible};
+use super::answer::{Answer, Body, no_content};
 use super::caller::Caller;
-use super::image::{FORMAT_HEAD_BYTES, ImageRecord, data_matches_format, status};
-use super::routes::{Answer, Body, change_image, no_content, not_found, visible};
+use super::image::{FORMAT_HEAD_BYTES, ImageRecord, data_matches_format};
 use super::{Cloud, CloudError};
-use crate::crd::HashAlgorithm;
 use crate::transfer::Digest;
+use crate::vocabulary::ImageStatus;
 
 /// Size, md5 and sha512 of data written to a file, and its first bytes.
 struct Written {
@@ -48,7 +49,7 @@ pub fn delete(cloud: &Cloud, caller: &Caller, id: &str) -> Result<(), CloudError
                 "Image {id} is protected and cannot be deleted."
             )));
         }
-        image.status = status::DELETED.into();
+        image.status = ImageStatus::Deleted;
         image.updated_at = now;
         Ok(image)
     })?;
@@ -65,12 +66,18 @@ pub async fn upload(
     request: Request<Incoming>,
 ) -> Answer {
     require_octet_stream(&request)?;
-    let image = begin(cloud, caller, id, &[status::QUEUED], status::SAVING)?;
+    let image = begin(
+        cloud,
+        caller,
+        id,
+        &[ImageStatus::Queued],
+        ImageStatus::Saving,
+    )?;
     let partial = cloud.store.partial_path(id);
     let received = receive(request.into_body(), &partial)
         .await
         .and_then(|written| check_format(&image, written));
-    let written = undo_on_error(cloud, id, status::SAVING, &partial, received).await?;
+    let written = undo_on_error(cloud, id, ImageStatus::Saving, &partial, received).await?;
     finish(cloud, id, &partial, written)?;
     Ok(no_content())
 }
@@ -82,10 +89,16 @@ pub async fn stage(
     request: Request<Incoming>,
 ) -> Answer {
     require_octet_stream(&request)?;
-    begin(cloud, caller, id, &[status::QUEUED], status::UPLOADING)?;
+    begin(
+        cloud,
+        caller,
+        id,
+        &[ImageStatus::Queued],
+        ImageStatus::Uploading,
+    )?;
     let partial = cloud.store.partial_staging_path(id);
     let received = receive(request.into_body(), &partial).await;
-    undo_on_error(cloud, id, status::UPLOADING, &partial, received).await?;
+    undo_on_error(cloud, id, ImageStatus::Uploading, &partial, received).await?;
     // Complete staged data only: a cloud stopped mid-stage finds no staged file and puts the
     // image back to queued, so an import can never take half the data.
     tokio::fs::rename(&partial, cloud.store.staging_path(id))
@@ -98,7 +111,7 @@ pub async fn stage(
 async fn undo_on_error(
     cloud: &Cloud,
     id: &str,
-    during: &str,
+    during: ImageStatus,
     file: &Path,
     received: Result<Written, CloudError>,
 ) -> Result<Written, CloudError> {
@@ -111,12 +124,12 @@ async fn undo_on_error(
 
 pub async fn download(cloud: &Arc<Cloud>, caller: &Caller, id: &str) -> Answer {
     let image = visible(cloud, caller, id)?;
-    if image.status == status::DEACTIVATED && !caller.admin {
+    if image.status == ImageStatus::Deactivated && !caller.admin {
         return Err(CloudError::Forbidden(format!(
             "Image {id} is deactivated: only administrators may download its data."
         )));
     }
-    if !matches!(image.status.as_str(), status::ACTIVE | status::DEACTIVATED) {
+    if !matches!(image.status, ImageStatus::Active | ImageStatus::Deactivated) {
         return Ok(no_content());
     }
     let file = tokio::fs::File::open(cloud.store.data_path(id))
@@ -154,7 +167,13 @@ pub fn import(
                     "Image {id} has no staged data: PUT /v2/images/{id}/stage first"
                 )));
             }
-            begin(cloud, caller, id, &[status::UPLOADING], status::IMPORTING)?
+            begin(
+                cloud,
+                caller,
+                id,
+                &[ImageStatus::Uploading],
+                ImageStatus::Importing,
+            )?
         }
         "web-download" => {
             let uri = body["method"]["uri"].as_str().unwrap_or_default();
@@ -169,7 +188,13 @@ pub fn import(
             crate::transfer::source_http::check_literal(&url, &cloud.policy).map_err(
                 |refusal| CloudError::BadRequest(format!("URI {uri} is not allowed: {refusal}")),
             )?;
-            begin(cloud, caller, id, &[status::QUEUED], status::IMPORTING)?
+            begin(
+                cloud,
+                caller,
+                id,
+                &[ImageStatus::Queued],
+                ImageStatus::Importing,
+            )?
         }
         other => {
             return Err(CloudError::BadRequest(format!(
@@ -201,7 +226,7 @@ pub fn import(
         let record = match outcome {
             Ok(()) => success,
             Err(err) => {
-                back_to_queued(&cloud, &id, status::IMPORTING);
+                back_to_queued(&cloud, &id, ImageStatus::Importing);
                 let mut failed = failure_template;
                 failed["message"] = Value::String(err.to_string());
                 failed
@@ -251,31 +276,31 @@ fn begin(
     cloud: &Cloud,
     caller: &Caller,
     id: &str,
-    from: &[&str],
-    to: &str,
+    from: &[ImageStatus],
+    to: ImageStatus,
 ) -> Result<ImageRecord, CloudError> {
     let now = cloud.now();
     change_image(cloud, caller, id, |mut image| {
-        if !from.contains(&image.status.as_str()) {
+        if !from.contains(&image.status) {
             return Err(CloudError::Conflict(format!(
                 "Image status transition from {} to {to} is not allowed",
                 image.status
             )));
         }
-        image.status = to.into();
+        image.status = to.clone();
         image.updated_at = now;
         Ok(image)
     })
 }
 
 /// After a broken upload or import Glance puts the image back to queued; so does this.
-fn back_to_queued(cloud: &Cloud, id: &str, from: &str) {
+fn back_to_queued(cloud: &Cloud, id: &str, from: ImageStatus) {
     let now = cloud.now();
     let reverted = cloud.store.update(id, |current| {
         Ok(current
             .filter(|image| image.status == from)
             .map(|mut image| {
-                image.status = status::QUEUED.into();
+                image.status = ImageStatus::Queued;
                 image.updated_at = now;
                 image
             }))
@@ -291,9 +316,9 @@ fn finish(cloud: &Cloud, id: &str, partial: &Path, written: Written) -> Result<(
     let now = cloud.now();
     let stored = cloud.store.update(id, |current| {
         Ok(current
-            .filter(|image| matches!(image.status.as_str(), status::SAVING | status::IMPORTING))
+            .filter(|image| matches!(image.status, ImageStatus::Saving | ImageStatus::Importing))
             .map(|mut image| {
-                image.status = status::ACTIVE.into();
+                image.status = ImageStatus::Active;
                 image.size = Some(written.size);
                 image.virtual_size =
                     (image.disk_format.as_deref() == Some("raw")).then_some(written.size);
@@ -339,8 +364,7 @@ async fn write_stream(
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|err| CloudError::storage(format!("cannot create {}: {err}", path.display())))?;
-    let mut md5 = Digest::new(HashAlgorithm::Md5);
-    let mut sha512 = Digest::new(HashAlgorithm::Sha512);
+    let (mut md5, mut sha512) = Digest::glance_pair();
     let mut size: u64 = 0;
     let mut head = Vec::new();
     while let Some(chunk) = chunks.try_next().await.map_err(CloudError::BadRequest)? {

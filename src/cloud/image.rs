@@ -7,21 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::CloudError;
-
-pub const DISK_FORMATS: &[&str] = &[
-    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
-];
-pub const CONTAINER_FORMATS: &[&str] = &[
-    "ami",
-    "ari",
-    "aki",
-    "bare",
-    "ovf",
-    "ova",
-    "docker",
-    "compressed",
-];
-pub const VISIBILITIES: &[&str] = &["public", "private", "shared", "community"];
+use crate::vocabulary::{
+    ContainerFormat, DiskFormat, ImageStatus, RESERVED_PREFIX, SETTABLE_KEYS, Visibility,
+    is_read_only_key, looks_like_uuid,
+};
 
 /// The disk and container formats a cloud accepts: Glance's defaults, plus any a deployment
 /// adds (Glance's `[image_format]` options; `glint cloud --extra-disk-formats`).
@@ -47,55 +36,10 @@ impl Formats {
                 .collect()
         };
         Self {
-            disk: join(DISK_FORMATS, disk),
-            container: join(CONTAINER_FORMATS, container),
+            disk: join(DiskFormat::KNOWN, disk),
+            container: join(ContainerFormat::KNOWN, container),
         }
     }
-}
-
-/// Attributes Glance computes; a create or patch that names one is refused with 403.
-const READ_ONLY: &[&str] = &[
-    "id",
-    "status",
-    "checksum",
-    "os_hash_algo",
-    "os_hash_value",
-    "size",
-    "virtual_size",
-    "created_at",
-    "updated_at",
-    "self",
-    "file",
-    "schema",
-    "direct_url",
-    "stores",
-    "owner",
-    "locations",
-];
-
-/// Attributes with a type of their own; everything else is a free-form string property.
-const BASE: &[&str] = &[
-    "name",
-    "visibility",
-    "protected",
-    "os_hidden",
-    "tags",
-    "disk_format",
-    "container_format",
-    "min_ram",
-    "min_disk",
-];
-
-/// Glance's status names.
-pub mod status {
-    pub const QUEUED: &str = "queued";
-    pub const SAVING: &str = "saving";
-    pub const ACTIVE: &str = "active";
-    pub const DEACTIVATED: &str = "deactivated";
-    pub const KILLED: &str = "killed";
-    pub const DELETED: &str = "deleted";
-    pub const UPLOADING: &str = "uploading";
-    pub const IMPORTING: &str = "importing";
 }
 
 /// A project an image is shared with.
@@ -112,8 +56,8 @@ pub struct MemberRecord {
 pub struct ImageRecord {
     pub id: String,
     pub name: Option<String>,
-    pub status: String,
-    pub visibility: String,
+    pub status: ImageStatus,
+    pub visibility: Visibility,
     pub protected: bool,
     pub os_hidden: bool,
     pub tags: Vec<String>,
@@ -145,7 +89,7 @@ impl ImageRecord {
             .ok_or_else(|| CloudError::BadRequest("The image must be a JSON object.".into()))?;
         let id = match fields.get("id") {
             None | Some(Value::Null) => uuid_v4(),
-            Some(Value::String(id)) if crate::glance::looks_like_uuid(id) => id.to_lowercase(),
+            Some(Value::String(id)) if looks_like_uuid(id) => id.to_lowercase(),
             Some(other) => {
                 return Err(CloudError::BadRequest(format!(
                     "Invalid id {other}: it must be a UUID."
@@ -155,8 +99,8 @@ impl ImageRecord {
         let mut image = Self {
             id,
             name: None,
-            status: status::QUEUED.into(),
-            visibility: "shared".into(),
+            status: ImageStatus::Queued,
+            visibility: Visibility::Shared,
             protected: false,
             os_hidden: false,
             tags: Vec::new(),
@@ -217,14 +161,15 @@ impl ImageRecord {
                     .get("value")
                     .cloned()
                     .ok_or_else(|| CloudError::BadRequest(format!("{op} {path} needs a value.")))?;
-                let exists = BASE.contains(&key.as_str()) || self.properties.contains_key(&key);
-                if op == "replace" && !exists && !READ_ONLY.contains(&key.as_str()) {
+                let exists =
+                    SETTABLE_KEYS.contains(&key.as_str()) || self.properties.contains_key(&key);
+                if op == "replace" && !exists && !is_read_only_key(&key) {
                     return Err(CloudError::Conflict(format!(
                         "Property {key} does not exist."
                     )));
                 }
                 if matches!(key.as_str(), "disk_format" | "container_format")
-                    && self.status != status::QUEUED
+                    && self.status != ImageStatus::Queued
                 {
                     return Err(CloudError::Forbidden(format!(
                         "Attribute {key} can be only replaced for a queued image."
@@ -233,7 +178,7 @@ impl ImageRecord {
                 self.set(&key, value, formats)
             }
             "remove" => {
-                if READ_ONLY.contains(&key.as_str()) || BASE.contains(&key.as_str()) {
+                if is_read_only_key(&key) || SETTABLE_KEYS.contains(&key.as_str()) {
                     return Err(CloudError::Forbidden(format!(
                         "Attribute {key} cannot be removed."
                     )));
@@ -253,12 +198,12 @@ impl ImageRecord {
 
     /// Sets one attribute as a create or an add/replace would, with Glance's checks.
     fn set(&mut self, key: &str, value: Value, formats: &Formats) -> Result<(), CloudError> {
-        if READ_ONLY.contains(&key) {
+        if is_read_only_key(key) {
             return Err(CloudError::Forbidden(format!(
                 "Attribute '{key}' is read-only."
             )));
         }
-        if key.starts_with("os_glance") {
+        if key.starts_with(RESERVED_PREFIX) {
             return Err(CloudError::Forbidden(format!(
                 "Attribute '{key}' is reserved."
             )));
@@ -273,7 +218,10 @@ impl ImageRecord {
                 }
             }
             "visibility" => {
-                self.visibility = one_of(&value, VISIBILITIES)
+                self.visibility = value
+                    .as_str()
+                    .map(Visibility::from)
+                    .filter(Visibility::is_known)
                     .ok_or_else(|| bad("public, private, shared or community"))?
             }
             "disk_format" => {
@@ -366,8 +314,8 @@ impl ImageRecord {
         match key {
             "id" => Some(self.id.clone()),
             "name" => self.name.clone(),
-            "status" => Some(self.status.clone()),
-            "visibility" => Some(self.visibility.clone()),
+            "status" => Some(self.status.to_string()),
+            "visibility" => Some(self.visibility.to_string()),
             "owner" => Some(self.owner.clone()),
             "disk_format" => self.disk_format.clone(),
             "container_format" => self.container_format.clone(),
@@ -387,7 +335,7 @@ impl ImageRecord {
 
     /// Whether a member list or member call makes sense: Glance shares only `shared` images.
     pub fn require_shared(&self) -> Result<(), CloudError> {
-        if self.visibility == "shared" {
+        if self.visibility == Visibility::Shared {
             Ok(())
         } else {
             Err(CloudError::Forbidden(format!(
@@ -396,13 +344,6 @@ impl ImageRecord {
             )))
         }
     }
-}
-
-fn one_of(value: &Value, allowed: &[&str]) -> Option<String> {
-    value
-        .as_str()
-        .filter(|text| allowed.contains(text))
-        .map(str::to_string)
 }
 
 fn optional_one_of(value: &Value, allowed: &[String]) -> Option<Option<String>> {
@@ -547,7 +488,7 @@ mod tests {
         let mut image = queued();
         let to_qcow2 = json!([{"op": "replace", "path": "/disk_format", "value": "qcow2"}]);
         assert!(patch(&image, to_qcow2.clone()).is_ok());
-        image.status = status::ACTIVE.into();
+        image.status = ImageStatus::Active;
         assert_eq!(patch(&image, to_qcow2).unwrap_err().reason(), "Forbidden");
         let custom = Formats::with_extra(&["glintfmt".into()], &[]);
         let body = json!({"disk_format": "glintfmt"});

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use super::CloudError;
 use super::caller::Caller;
-use super::image::{ImageRecord, status};
+use super::image::ImageRecord;
+use crate::vocabulary::ImageStatus;
 
 const DEFAULT_LIMIT: usize = 25;
 const MAX_LIMIT: usize = 1000;
@@ -73,7 +74,7 @@ pub fn page(images: Vec<ImageRecord>, query: &str, caller: &Caller) -> Result<Va
     let mut selected = Vec::new();
     for image in images {
         let shown = caller.lists(&image, get("visibility"), get("member_status"));
-        if image.status != status::DELETED && shown && matches(&image, pairs)? {
+        if image.status != ImageStatus::Deleted && shown && matches(&image, pairs)? {
             selected.push(image);
         }
     }
@@ -191,7 +192,7 @@ fn matches(image: &ImageRecord, pairs: &[(String, String)]) -> Result<bool, Clou
                     .iter()
                     .any(|wanted| image.field(key).as_deref() == Some(wanted))
             }
-            "visibility" => value == "all" || image.visibility == *value,
+            "visibility" => value == "all" || image.visibility.as_str() == value,
             "tag" => image.tags.iter().any(|tag| tag == value),
             "protected" => image.protected.to_string() == *value,
             "member_status" => {

@@ -12,6 +12,8 @@
 //! need that token in `X-Auth-Token`. web-download fetches through the same
 //! [`SourcePolicy`](crate::transfer::SourcePolicy) as glint's own transfers.
 
+mod access;
+mod answer;
 mod caller;
 mod compute;
 mod data;

@@ -4,21 +4,16 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
+use super::access::{change_image, change_visible, visible};
+use super::answer::{Answer, Body, accepted, json_response, no_content, ok, read_json};
 use super::caller::Caller;
-use super::image::{ImageRecord, MemberRecord, status};
+use super::image::{ImageRecord, MemberRecord};
 use super::{Cloud, CloudError, data, listing, schemas};
-
-pub type Body = BoxBody<Bytes, std::io::Error>;
-pub type Answer = Result<Response<Body>, CloudError>;
-
-/// Largest JSON body a metadata call accepts.
-const MAX_JSON_BODY: usize = 1 << 20;
+use crate::vocabulary::{ImageStatus, Visibility};
 
 pub const PATCH_MEDIA_TYPE: &str = "application/openstack-images-v2.1-json-patch";
 
@@ -219,50 +214,6 @@ fn visible_tasks(cloud: &Cloud, caller: &Caller) -> Result<Vec<Value>, CloudErro
         .collect())
 }
 
-/// The image, unless it does not exist, was deleted, or the caller may not see it.
-pub fn visible(cloud: &Cloud, caller: &Caller, id: &str) -> Result<ImageRecord, CloudError> {
-    cloud
-        .store
-        .get(id)?
-        .filter(|image| image.status != status::DELETED && caller.can_see(image))
-        .ok_or_else(|| not_found(id))
-}
-
-pub fn not_found(id: &str) -> CloudError {
-    CloudError::NotFound(format!("No image found with ID {id}"))
-}
-
-/// Changes an image the caller owns in one transaction; `change` returns the image to store.
-pub fn change_image(
-    cloud: &Cloud,
-    caller: &Caller,
-    id: &str,
-    change: impl FnOnce(ImageRecord) -> Result<ImageRecord, CloudError>,
-) -> Result<ImageRecord, CloudError> {
-    change_visible(cloud, caller, id, |image| {
-        caller.require_owner(&image)?;
-        change(image)
-    })
-}
-
-/// Changes an image the caller can see (the owner check is `change`'s to make).
-fn change_visible(
-    cloud: &Cloud,
-    caller: &Caller,
-    id: &str,
-    change: impl FnOnce(ImageRecord) -> Result<ImageRecord, CloudError>,
-) -> Result<ImageRecord, CloudError> {
-    cloud
-        .store
-        .update(id, |current| {
-            let image = current
-                .filter(|image| image.status != status::DELETED && caller.can_see(image))
-                .ok_or_else(|| not_found(id))?;
-            change(image).map(Some)
-        })?
-        .ok_or_else(|| not_found(id))
-}
-
 async fn create(cloud: &Arc<Cloud>, caller: &Caller, request: Request<Incoming>) -> Answer {
     let body = read_json(request).await?;
     let image = ImageRecord::create(
@@ -304,7 +255,7 @@ async fn patch(
     let now = cloud.now();
     let patched = change_image(cloud, caller, id, |image| {
         let patched = image.patch(&operations, &now, &cloud.formats)?;
-        if image.visibility != "public" {
+        if image.visibility != Visibility::Public {
             caller.require_may_publicize(&patched)?;
         }
         Ok(patched)
@@ -314,8 +265,8 @@ async fn patch(
 
 fn set_active(cloud: &Cloud, caller: &Caller, id: &str, action: &str) -> Result<(), CloudError> {
     let (from, to) = match action {
-        "deactivate" => (status::ACTIVE, status::DEACTIVATED),
-        "reactivate" => (status::DEACTIVATED, status::ACTIVE),
+        "deactivate" => (ImageStatus::Active, ImageStatus::Deactivated),
+        "reactivate" => (ImageStatus::Deactivated, ImageStatus::Active),
         other => {
             return Err(CloudError::NotFound(format!(
                 "No action {other:?}: use deactivate or reactivate"
@@ -325,7 +276,7 @@ fn set_active(cloud: &Cloud, caller: &Caller, id: &str, action: &str) -> Result<
     let now = cloud.now();
     change_image(cloud, caller, id, |mut image| {
         if image.status == from {
-            image.status = to.into();
+            image.status = to;
             image.updated_at = now;
             Ok(image)
         } else if image.status == to {
@@ -476,51 +427,6 @@ fn versions(origin: &str) -> Response<Body> {
         })
         .collect();
     json_response(StatusCode::MULTIPLE_CHOICES, &json!({"versions": entries}))
-}
-
-pub async fn read_json(request: Request<Incoming>) -> Result<Value, CloudError> {
-    let bytes = Limited::new(request.into_body(), MAX_JSON_BODY)
-        .collect()
-        .await
-        .map_err(|err| CloudError::RequestTooLarge(format!("Cannot read the body: {err}")))?
-        .to_bytes();
-    if bytes.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|err| CloudError::BadRequest(format!("The body is not valid JSON: {err}")))
-}
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(full(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-pub fn ok(body: &Value) -> Response<Body> {
-    json_response(StatusCode::OK, body)
-}
-
-pub fn no_content() -> Response<Body> {
-    let mut response = Response::new(full(Bytes::new()));
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
-}
-
-fn accepted() -> Response<Body> {
-    let mut response = Response::new(full(Bytes::new()));
-    *response.status_mut() = StatusCode::ACCEPTED;
-    response
 }
 
 /// `%XX` decoding of a URL path (`+` and `&` stay themselves: those are query-string rules).

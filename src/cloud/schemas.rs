@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::CloudError;
-use super::image::{CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES};
+use crate::vocabulary::{ContainerFormat, DiskFormat, Visibility};
 
 pub fn get(name: &str) -> Result<Value, CloudError> {
     match name {
@@ -57,7 +57,7 @@ fn image() -> Value {
             "id": {"type": "string", "pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$", "description": "The image's UUID"},
             "name": {"type": ["null", "string"], "maxLength": 255, "description": "A name for people; need not be unique"},
             "status": read_only(json!("string"), "Where the image is in its life: queued, saving, active, ..."),
-            "visibility": {"type": "string", "enum": VISIBILITIES, "description": "Who can see the image"},
+            "visibility": {"type": "string", "enum": Visibility::KNOWN, "description": "Who can see the image"},
             "protected": {"type": "boolean", "description": "Delete is refused while this is true"},
             "os_hidden": {"type": "boolean", "description": "Left out of listings unless os_hidden=true is asked for"},
             "checksum": read_only(json!(["null", "string"]), "md5 of the data"),
@@ -66,8 +66,8 @@ fn image() -> Value {
             "owner": read_only(json!(["null", "string"]), "The project that owns the image"),
             "size": read_only(json!(["null", "integer"]), "Bytes of data stored"),
             "virtual_size": read_only(json!(["null", "integer"]), "Bytes of the disk the data describes"),
-            "container_format": {"type": ["null", "string"], "enum": nullable(CONTAINER_FORMATS), "description": "How the disk is wrapped"},
-            "disk_format": {"type": ["null", "string"], "enum": nullable(DISK_FORMATS), "description": "How the disk is encoded"},
+            "container_format": {"type": ["null", "string"], "enum": nullable(ContainerFormat::KNOWN), "description": "How the disk is wrapped"},
+            "disk_format": {"type": ["null", "string"], "enum": nullable(DiskFormat::KNOWN), "description": "How the disk is encoded"},
             "created_at": read_only(json!("string"), "When the image was created"),
             "updated_at": read_only(json!("string"), "When the image last changed"),
             "tags": {"type": "array", "items": {"type": "string", "maxLength": 255}, "description": "Labels"},

@@ -15,7 +15,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
 use super::CloudError;
-use super::image::{ImageRecord, status};
+use super::image::ImageRecord;
+use crate::vocabulary::ImageStatus;
 
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -53,17 +54,17 @@ impl Store {
 
     fn recover(&self) -> Result<(), CloudError> {
         for mut image in self.all()? {
-            let interrupted = match image.status.as_str() {
-                status::SAVING | status::IMPORTING => true,
+            let interrupted = match image.status {
+                ImageStatus::Saving | ImageStatus::Importing => true,
                 // Staged data is renamed into place only once complete.
-                status::UPLOADING => !self.staging_path(&image.id).exists(),
+                ImageStatus::Uploading => !self.staging_path(&image.id).exists(),
                 _ => false,
             };
             if interrupted {
-                if image.status == status::IMPORTING {
+                if image.status == ImageStatus::Importing {
                     self.fail_running_tasks(&image.id)?;
                 }
-                image.status = status::QUEUED.into();
+                image.status = ImageStatus::Queued;
                 self.put(&image)?;
             }
         }
@@ -237,7 +238,7 @@ mod tests {
     use super::*;
     use crate::cloud::image::Formats;
 
-    fn record(store: &Store, name: &str, state: &str) -> String {
+    fn record(store: &Store, name: &str, state: ImageStatus) -> String {
         let mut image = ImageRecord::create(
             &serde_json::json!({"name": name}),
             "p1",
@@ -245,7 +246,7 @@ mod tests {
             &Formats::default(),
         )
         .expect("record");
-        image.status = state.into();
+        image.status = state;
         store.put(&image).expect("put");
         image.id
     }
@@ -256,14 +257,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let (active, saving, half_staged, staged, importing) = {
             let store = Store::open(&dir).expect("open");
-            let active = record(&store, "active", status::ACTIVE);
-            let saving = record(&store, "saving", status::SAVING);
+            let active = record(&store, "active", ImageStatus::Active);
+            let saving = record(&store, "saving", ImageStatus::Saving);
             std::fs::write(store.partial_path(&saving), b"half").expect("partial");
-            let half_staged = record(&store, "half-staged", status::UPLOADING);
+            let half_staged = record(&store, "half-staged", ImageStatus::Uploading);
             std::fs::write(store.partial_staging_path(&half_staged), b"half").expect("partial");
-            let staged = record(&store, "staged", status::UPLOADING);
+            let staged = record(&store, "staged", ImageStatus::Uploading);
             std::fs::write(store.staging_path(&staged), b"all of it").expect("staged");
-            let importing = record(&store, "importing", status::IMPORTING);
+            let importing = record(&store, "importing", ImageStatus::Importing);
             store
                 .put_task(
                     &importing,
@@ -274,19 +275,19 @@ mod tests {
         };
         let store = Store::open(&dir).expect("reopen");
         let status_of = |id: &str| store.get(id).expect("get").expect("kept").status;
-        assert_eq!(status_of(&active), status::ACTIVE);
-        assert_eq!(status_of(&saving), status::QUEUED);
+        assert_eq!(status_of(&active), ImageStatus::Active);
+        assert_eq!(status_of(&saving), ImageStatus::Queued);
         assert_eq!(
             status_of(&half_staged),
-            status::QUEUED,
+            ImageStatus::Queued,
             "half-staged data is not importable"
         );
         assert_eq!(
             status_of(&staged),
-            status::UPLOADING,
+            ImageStatus::Uploading,
             "complete staged data stays"
         );
-        assert_eq!(status_of(&importing), status::QUEUED);
+        assert_eq!(status_of(&importing), ImageStatus::Queued);
         assert_eq!(
             store.tasks(&importing).expect("tasks")[0]["status"],
             "failure"

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::ownership::PropertyOwnership;
 use super::source::{Decompression, ImageSource, SourceHash, TransferMethod};
 use super::spec::{CloudCredentialsRef, ContainerFormat, DiskFormat, ImageSpec, Visibility};
-use crate::glance::ImageStatus as GlanceLifecycle;
+use crate::vocabulary::ImageStatus as GlanceLifecycle;
 
 /// How many versions a series keeps when spec.keep is not set.
 pub const DEFAULT_KEEP: u32 = 3;

@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::spec::CloudCredentialsRef;
-use crate::glance::MemberStatus;
+use crate::vocabulary::MemberStatus;
 
 /// An image another project shares with this namespace's project, and whether this project
 /// accepts it. Deleting the object leaves the member status in Glance as it is.

@@ -130,8 +130,8 @@ spec_enum!(
 
 impl ConvertTo {
     /// The same word as a Glance disk format.
-    pub fn disk_format(self) -> crate::glance::DiskFormat {
-        crate::glance::DiskFormat::from(self.as_str())
+    pub fn disk_format(self) -> crate::vocabulary::DiskFormat {
+        crate::vocabulary::DiskFormat::from(self.as_str())
     }
 }
 

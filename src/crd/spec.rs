@@ -9,14 +9,15 @@ use serde::{Deserialize, Serialize};
 use super::ownership::PropertyOwnership;
 use super::source::ImageSource;
 use super::status_fields::ImageStatus;
-use crate::glance;
+use crate::vocabulary;
 
 /// Keys that `spec.properties` may not set: Glance's own fields, which are read-only or have
 /// their own spec field. The same list `glance::Image` uses to tell fields from properties.
-pub const RESERVED_PROPERTY_KEYS: &[&str] = crate::glance::BASE_KEYS;
+pub const RESERVED_PROPERTY_KEYS: &[&str] = vocabulary::BASE_KEYS;
 
-/// Key prefixes Glance reserves for itself.
-pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &["os_glance", "os_hash_"];
+/// Key prefixes `spec.properties` may not use: Glance's reserved one, and `os_hash_`, where
+/// Glance keeps the data's digest beside keys it may add.
+pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &[vocabulary::RESERVED_PREFIX, "os_hash_"];
 
 /// An OpenStack Glance image that glint creates, keeps in the declared state and deletes, or
 /// (with managementPolicy unmanaged) only observes.
@@ -320,34 +321,28 @@ pub struct ImportFilter {
 /// Spec enums that are Glance words convert to Glance's (open) enums by their word.
 macro_rules! to_glance {
     ($($name:ident),+) => {
-        $(impl From<$name> for glance::$name {
+        $(impl From<$name> for vocabulary::$name {
             fn from(value: $name) -> Self {
-                glance::$name::from(value.as_str())
+                vocabulary::$name::from(value.as_str())
             }
         })+
     };
 }
 
-spec_enum!(
+vocabulary::visibilities!(spec_enum!(
     /// Who can see an image.
-    Visibility { Public = "public", Community = "community", Shared = "shared", Private = "private" } default Private
-);
+    Visibility
+) default Private);
 
-spec_enum!(
+vocabulary::disk_formats!(spec_enum!(
     /// The format of the image's bits (Glance's default disk_formats).
-    DiskFormat {
-        Ami = "ami", Ari = "ari", Aki = "aki", Vhd = "vhd", Vhdx = "vhdx", Vmdk = "vmdk",
-        Raw = "raw", Qcow2 = "qcow2", Vdi = "vdi", Ploop = "ploop", Iso = "iso",
-    } default Raw
-);
+    DiskFormat
+) default Raw);
 
-spec_enum!(
+vocabulary::container_formats!(spec_enum!(
     /// The wrapper around the image's bits (Glance's default container_formats).
-    ContainerFormat {
-        Ami = "ami", Ari = "ari", Aki = "aki", Bare = "bare", Ovf = "ovf", Ova = "ova",
-        Docker = "docker", Compressed = "compressed",
-    } default Bare
-);
+    ContainerFormat
+) default Bare);
 
 to_glance!(Visibility, DiskFormat, ContainerFormat);
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::{Deserialize, Serialize};
 
-use crate::glance::{ContainerFormat, DiskFormat, ImageStatus as GlanceLifecycle, Visibility};
+use crate::vocabulary::{ContainerFormat, DiskFormat, ImageStatus as GlanceLifecycle, Visibility};
 
 /// The observed state of an Image.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]

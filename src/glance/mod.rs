@@ -18,6 +18,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::Stream;
 
+pub use crate::vocabulary::looks_like_uuid;
 pub use client::GlanceClient;
 pub use error::GlanceError;
 pub use listing_cache::ListingCache;
@@ -218,27 +219,5 @@ pub trait GlanceApi: Send + Sync {
                 }),
             }
         }
-    }
-}
-
-/// Glance ids are UUIDs; anything else can only be a name.
-pub fn looks_like_uuid(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.iter().map(|group| group.len()).eq([8, 4, 4, 4, 12])
-        && groups
-            .iter()
-            .all(|group| group.chars().all(|ch| ch.is_ascii_hexdigit()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_uuid_shaped_text_is_taken_for_an_id() {
-        assert!(looks_like_uuid("1b4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7f"));
-        assert!(!looks_like_uuid("cirros-0.6"));
-        assert!(!looks_like_uuid("1b4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7"));
-        assert!(!looks_like_uuid("zb4b1d5e-0a6c-4b7e-9e0f-2a3b4c5d6e7f"));
     }
 }

@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 use futures::TryStreamExt;
 
 use super::{Document, identity};
+use crate::crd::OWNER_PROPERTY;
 use crate::glance::{GlanceApi, GlanceError, Image, ListQuery};
 use crate::reconcile::act::{self, ActError};
-use crate::reconcile::observe::OWNER_PROPERTY;
 
 /// Property naming the manifest (`namespace/name`) an image was applied from.
 pub const APPLIED_AS_PROPERTY: &str = "glint.dev/applied-as";

@@ -9,8 +9,7 @@
 use crate::crd::{ImageImport, ImageSpec, ImportFilter, ManagementPolicy};
 use crate::glance::{GlanceApi, GlanceError, Image, ListQuery, NameFilter, SortDirection};
 
-/// The property that ties a Glance image to the Kubernetes object that manages it.
-pub const OWNER_PROPERTY: &str = "glint.dev/uid";
+pub use crate::crd::OWNER_PROPERTY;
 
 /// How many derived ids to try when earlier ones are held by deleted images.
 pub const MAX_DERIVED_IDS: u32 = 16;

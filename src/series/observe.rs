@@ -7,8 +7,8 @@ use futures::TryStreamExt;
 use super::plan::{Held, LATEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY};
 use super::{Release, ReleasesError};
 use crate::crd::ChecksumsSource;
+use crate::crd::OWNER_PROPERTY;
 use crate::glance::{GlanceApi, GlanceError, Image, ImageStatus, ListQuery};
-use crate::reconcile::observe::OWNER_PROPERTY;
 use crate::transfer::QUARANTINE_PROPERTY;
 
 /// The largest checksums file glint reads; distributions' are a few KiB.

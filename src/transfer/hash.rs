@@ -38,6 +38,15 @@ impl Digest {
         Self { algorithm, hasher }
     }
 
+    /// The two digests Glance keeps of an image's data: `checksum` (MD5) and
+    /// `os_hash_value` (SHA-512), for code that stores data as Glance does.
+    pub fn glance_pair() -> (Self, Self) {
+        (
+            Self::new(HashAlgorithm::Md5),
+            Self::new(HashAlgorithm::Sha512),
+        )
+    }
+
     pub fn update(&mut self, data: &[u8]) {
         if let Ok(hasher) = &mut self.hasher
             && let Err(detail) = hasher.update(data)
