@@ -33,6 +33,8 @@
 //!   into Glance), which plan and apply start when no cloud is configured.
 //! - [`vocabulary`]: Glance's words (statuses, visibilities, formats, its own keys), which
 //!   the client, the CRD's checks and the embedded cloud share; it depends on nothing.
+//! - [`reason`]: the catalogue of every Condition and Event reason word glint writes; the
+//!   others pass [`reason::Reason`] and turn it into a word only at their edges.
 // deny, not forbid: audited exceptions, each with its SAFETY reasons: the digest thread's
 // priority (transfer::hash), GnuTLS's digests (transfer::gnutls), qemu-img's rlimits (convert).
 #![deny(unsafe_code)]
@@ -47,6 +49,7 @@ mod http;
 pub mod leader;
 pub mod metrics;
 pub mod oneshot;
+pub mod reason;
 pub mod reconcile;
 pub mod series;
 pub mod transfer;
