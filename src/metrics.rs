@@ -30,6 +30,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::reason::Reason;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
@@ -181,7 +183,7 @@ impl Default for TransferMetrics {
 
 impl TransferMetrics {
     /// One transfer ended after `took`: succeeded, or failed with `failure_reason`.
-    pub fn finished(&self, took: Duration, failure_reason: Option<&'static str>) {
+    pub fn finished(&self, took: Duration, failure_reason: Option<Reason>) {
         self.duration.observe(took.as_secs_f64());
         let labels = match failure_reason {
             None => TransferEndLabels {
@@ -190,7 +192,7 @@ impl TransferMetrics {
             },
             Some(reason) => TransferEndLabels {
                 result: "failed",
-                reason,
+                reason: reason.as_str(),
             },
         };
         self.ended.get_or_create(&labels).inc();
@@ -620,10 +622,10 @@ mod tests {
         metrics.transfers.finished(Duration::from_secs(3), None);
         metrics
             .transfers
-            .finished(Duration::from_secs(1), Some("HashMismatch"));
+            .finished(Duration::from_secs(1), Some(Reason::HashMismatch));
         metrics
             .transfers
-            .finished(Duration::from_secs(2), Some("HashMismatch"));
+            .finished(Duration::from_secs(2), Some(Reason::HashMismatch));
         let text = metrics.render();
         for line in [
             "glint_transfers_total{result=\"succeeded\",reason=\"\"} 1",

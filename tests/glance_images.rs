@@ -133,7 +133,7 @@ async fn a_missing_image_is_a_clean_404_with_a_request_id() {
         .expect_err("missing image");
     assert!(err.is_not_found(), "{err}");
     assert!(!err.is_transient());
-    assert_eq!(err.reason(), "GlanceNotFound");
+    assert_eq!(err.reason().as_str(), "GlanceNotFound");
     let text = err.to_string();
     assert!(!text.contains('<'), "no HTML left in {text:?}");
     assert!(text.contains("(request req-"), "request id quoted: {text}");

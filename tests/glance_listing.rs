@@ -257,7 +257,7 @@ async fn list_filters_select_by_name_tags_visibility_status_owner_property_size_
         .find_image(&format!("{base}-a"))
         .await
         .expect_err("two images share a name");
-    assert_eq!(ambiguous.reason(), "AmbiguousImageName");
+    assert_eq!(ambiguous.reason().as_str(), "AmbiguousImageName");
     for id in [a.id, b.id, twin.id] {
         api.delete(&id).await.expect("delete");
     }

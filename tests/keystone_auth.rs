@@ -184,7 +184,7 @@ async fn a_wrong_password_is_a_clear_final_error() {
         .expect_err("wrong password");
     let text = err.to_string();
     assert!(!err.is_transient(), "{text}");
-    assert_eq!(err.reason(), "AuthenticationFailed");
+    assert_eq!(err.reason().as_str(), "AuthenticationFailed");
     assert!(
         text.contains("refused the credentials") && text.contains("check the user, password"),
         "{text}"

@@ -1,6 +1,7 @@
 //! The auth domain's error: what went wrong reaching or convincing Keystone, whether a retry can
 //! help, and the condition reason a Kubernetes status shows for it.
 
+use crate::reason::Reason;
 use std::path::PathBuf;
 
 /// Failures of configuration, Keystone and catalog look-up. Messages never contain a secret.
@@ -79,14 +80,14 @@ impl AuthError {
     }
 
     /// A stable PascalCase reason for a status condition.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::InvalidConfig(_) | Self::Tls(_) => "InvalidCloudConfig",
-            Self::CloudNotFound { .. } | Self::NoCloudsFile { .. } => "CloudNotFound",
-            Self::Rejected { .. } => "AuthenticationFailed",
-            Self::NoImageEndpoint { .. } => "ImageEndpointNotFound",
+            Self::InvalidConfig(_) | Self::Tls(_) => Reason::InvalidCloudConfig,
+            Self::CloudNotFound { .. } | Self::NoCloudsFile { .. } => Reason::CloudNotFound,
+            Self::Rejected { .. } => Reason::AuthenticationFailed,
+            Self::NoImageEndpoint { .. } => Reason::ImageEndpointNotFound,
             Self::Keystone { .. } | Self::Unreachable { .. } | Self::BadResponse { .. } => {
-                "KeystoneUnavailable"
+                Reason::KeystoneUnavailable
             }
         }
     }

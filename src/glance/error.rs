@@ -2,6 +2,7 @@
 //! request id to quote to the cloud's operators, and whether retrying can help.
 
 use crate::auth::AuthError;
+use crate::reason::Reason;
 
 /// A failed Glance call.
 #[derive(Debug, thiserror::Error)]
@@ -108,23 +109,23 @@ impl GlanceError {
     }
 
     /// A stable PascalCase reason for a status condition.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
             Self::Api { status, .. } => match status {
-                400 => "GlanceBadRequest",
-                401 => "AuthenticationFailed",
-                403 => "GlanceForbidden",
-                404 => "GlanceNotFound",
-                409 => "GlanceConflict",
-                413 => "GlanceQuotaExceeded",
-                415 => "GlanceUnsupportedMediaType",
-                _ if *status >= 500 => "GlanceUnavailable",
-                _ => "GlanceRequestFailed",
+                400 => Reason::GlanceBadRequest,
+                401 => Reason::AuthenticationFailed,
+                403 => Reason::GlanceForbidden,
+                404 => Reason::GlanceNotFound,
+                409 => Reason::GlanceConflict,
+                413 => Reason::GlanceQuotaExceeded,
+                415 => Reason::GlanceUnsupportedMediaType,
+                _ if *status >= 500 => Reason::GlanceUnavailable,
+                _ => Reason::GlanceRequestFailed,
             },
-            Self::Transport { .. } => "GlanceUnreachable",
-            Self::Source { .. } => "SourceUnreadable",
-            Self::Decode { .. } | Self::Discovery { .. } => "GlanceIncompatible",
-            Self::AmbiguousName { .. } => "AmbiguousImageName",
+            Self::Transport { .. } => Reason::GlanceUnreachable,
+            Self::Source { .. } => Reason::SourceUnreadable,
+            Self::Decode { .. } | Self::Discovery { .. } => Reason::GlanceIncompatible,
+            Self::AmbiguousName { .. } => Reason::AmbiguousImageName,
             Self::Auth(auth) => auth.reason(),
         }
     }
@@ -204,8 +205,8 @@ mod tests {
             detail: "reset".into(),
         };
         assert!(transport.is_transient());
-        assert_eq!(transport.reason(), "GlanceUnreachable");
-        assert_eq!(api(409).reason(), "GlanceConflict");
+        assert_eq!(transport.reason().as_str(), "GlanceUnreachable");
+        assert_eq!(api(409).reason().as_str(), "GlanceConflict");
     }
 
     #[test]

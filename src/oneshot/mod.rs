@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::glance::{GlanceApi, GlanceClient, GlanceError, Image};
+use crate::reason::Reason;
 use crate::reconcile::act;
 use crate::reconcile::observe::{self, Observation, ObserveError, Subject, derived_id};
 use crate::reconcile::pass::{self, PassError};
@@ -55,10 +56,7 @@ pub enum OneShotError {
     #[error(transparent)]
     Pass(#[from] PassError),
     #[error("{reason}: {message}")]
-    Blocked {
-        reason: &'static str,
-        message: String,
-    },
+    Blocked { reason: Reason, message: String },
     #[error("cannot start transfers: {0}")]
     Transfers(String),
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 
 use crate::glance::{GlanceApi, GlanceError, Image, PatchOp};
+use crate::reason::Reason;
 use crate::reconcile::observe::{MAX_DERIVED_IDS, OWNER_PROPERTY, Subject, derived_id};
 use crate::reconcile::plan::{Action, Desired};
 use crate::transfer::{TransferRequest, Transfers};
@@ -44,17 +45,17 @@ pub enum Effect {
 
 impl Effect {
     /// The Event reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Created { .. } => "Created",
-            Self::Adopted { .. } => "Adopted",
-            Self::Updated { .. } => "Updated",
-            Self::SharedWith { .. } => "Shared",
-            Self::UnsharedWith { .. } => "Unshared",
-            Self::Deactivated => "Deactivated",
-            Self::Reactivated => "Reactivated",
-            Self::TransferStarted => "Uploading",
-            Self::Deleted { .. } => "Deleted",
+            Self::Created { .. } => Reason::Created,
+            Self::Adopted { .. } => Reason::Adopted,
+            Self::Updated { .. } => Reason::Updated,
+            Self::SharedWith { .. } => Reason::Shared,
+            Self::UnsharedWith { .. } => Reason::Unshared,
+            Self::Deactivated => Reason::Deactivated,
+            Self::Reactivated => Reason::Reactivated,
+            Self::TransferStarted => Reason::Uploading,
+            Self::Deleted { .. } => Reason::Deleted,
         }
     }
 
@@ -119,12 +120,12 @@ impl ActError {
         }
     }
 
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
             Self::Glance { source, .. } => source.reason(),
-            Self::PropertyProtected { .. } => "PropertyProtected",
-            Self::IdTaken { .. } => "ImageIdTaken",
-            Self::DerivedIdsExhausted => "ImageIdsExhausted",
+            Self::PropertyProtected { .. } => Reason::PropertyProtected,
+            Self::IdTaken { .. } => Reason::ImageIdTaken,
+            Self::DerivedIdsExhausted => Reason::ImageIdsExhausted,
         }
     }
 }

@@ -2,17 +2,9 @@
 //! can help and which condition reason it shows as.
 
 use crate::auth::AuthError;
+use crate::reason::Reason;
 use crate::reconcile::pass::PassError;
 use crate::transfer::TransferSetupError;
-
-/// Condition reasons of this module's own errors.
-pub mod reasons {
-    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
-    pub const INVALID_SECRET: &str = "InvalidSecret";
-    pub const KUBERNETES_UNAVAILABLE: &str = "KubernetesUnavailable";
-    pub const INVALID_OBJECT: &str = "InvalidObject";
-    pub const TRANSFER_SETUP_FAILED: &str = "TransferSetupFailed";
-}
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,18 +46,18 @@ impl ReconcileError {
         }
     }
 
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::SecretNotFound { .. } => reasons::SECRET_NOT_FOUND,
+            Self::SecretNotFound { .. } => Reason::SecretNotFound,
             Self::SecretWithoutClouds { .. } | Self::SourceSecretInvalid { .. } => {
-                reasons::INVALID_SECRET
+                Reason::InvalidSecret
             }
-            Self::SourceSecretNotFound { .. } => reasons::SECRET_NOT_FOUND,
+            Self::SourceSecretNotFound { .. } => Reason::SecretNotFound,
             Self::Auth(err) => err.reason(),
             Self::Pass(err) => err.reason(),
-            Self::Kube(_) => reasons::KUBERNETES_UNAVAILABLE,
-            Self::Incomplete(_) => reasons::INVALID_OBJECT,
-            Self::TransferSetup(_) => reasons::TRANSFER_SETUP_FAILED,
+            Self::Kube(_) => Reason::KubernetesUnavailable,
+            Self::Incomplete(_) => Reason::InvalidObject,
+            Self::TransferSetup(_) => Reason::TransferSetupFailed,
         }
     }
 

@@ -9,16 +9,9 @@ use super::Context;
 use super::act::Effect;
 use super::pass::PassResult;
 use crate::crd::{Image, TransferPhase, TransferStatus};
+use crate::reason::Reason;
 
-/// Event reasons glint uses beyond the effects' own.
-pub mod reasons {
-    pub const RECREATED: &str = "Recreated";
-    pub const UPLOADED: &str = "Uploaded";
-    pub const DETACHED: &str = "Detached";
-    pub const INTERNAL_ERROR: &str = "InternalError";
-}
-
-pub async fn publish(image: &Image, ctx: &Context, kind: EventType, reason: &str, note: String) {
+pub async fn publish(image: &Image, ctx: &Context, kind: EventType, reason: Reason, note: String) {
     publish_about(&image.object_ref(&()), ctx, kind, reason, note).await;
 }
 
@@ -27,12 +20,12 @@ pub async fn publish_about(
     object: &k8s_openapi::api::core::v1::ObjectReference,
     ctx: &Context,
     kind: EventType,
-    reason: &str,
+    reason: Reason,
     note: String,
 ) {
     let event = Event {
         type_: kind,
-        reason: reason.to_string(),
+        reason: reason.as_str().to_string(),
         note: Some(note),
         action: "Reconcile".to_string(),
         secondary: None,
@@ -50,7 +43,7 @@ pub async fn publish_about(
     }
 }
 
-pub async fn publish_warning(image: &Image, ctx: &Context, reason: &str, note: String) {
+pub async fn publish_warning(image: &Image, ctx: &Context, reason: Reason, note: String) {
     publish(image, ctx, EventType::Warning, reason, note).await;
 }
 
@@ -76,7 +69,7 @@ pub async fn publish_effects(image: &Image, ctx: &Context, result: &PassResult) 
             .any(|effect| matches!(effect, Effect::Created { .. }))
     {
         let note = format!("Glance image {old} was deleted outside glint; created it again");
-        publish_warning(image, ctx, reasons::RECREATED, note).await;
+        publish_warning(image, ctx, Reason::Recreated, note).await;
     }
     publish_all(image, ctx, &result.effects).await;
 }
@@ -87,7 +80,7 @@ pub async fn publish_transfer_end(
     image: &Image,
     ctx: &Context,
     transfer: Option<&TransferStatus>,
-    failure_reason: Option<&'static str>,
+    failure_reason: Option<Reason>,
 ) {
     let Some(transfer) = transfer else { return };
     let before = image
@@ -119,7 +112,7 @@ pub async fn publish_transfer_end(
                 size_words(transfer.bytes_done),
                 speed_words(transfer)
             );
-            publish(image, ctx, EventType::Normal, reasons::UPLOADED, note).await;
+            publish(image, ctx, EventType::Normal, Reason::Uploaded, note).await;
         }
         (TransferPhase::Failed, Some(reason)) => {
             let note = format!(

@@ -57,6 +57,7 @@ pub use shared::reconcile_shared;
 
 use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus};
 use crate::metrics::results;
+use crate::reason::Reason;
 use crate::transfer::SourceAccess;
 use observe::Subject;
 use pass::PassResult;
@@ -84,16 +85,6 @@ pub const MAX_RESYNC: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const STARTUP_SPREAD: Duration = Duration::from_secs(20);
 /// How soon to look again while work is under way (transfers report progress this often).
 const PROGRESS_REQUEUE: Duration = Duration::from_secs(5);
-
-/// Condition reasons of the reconcile itself.
-pub mod reasons {
-    /// The object is being deleted, and glint cannot delete its Glance image.
-    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
-    /// glint failed in a way it did not foresee (a bug); the message says where.
-    pub const INTERNAL_ERROR: &str = "InternalError";
-    /// Glance reports a status this glint version does not know.
-    pub const UNKNOWN_GLANCE_STATUS: &str = "UnknownGlanceStatus";
-}
 
 /// Reconciles one Image. Never panics: a panic inside becomes the object's condition.
 pub async fn reconcile(image: Arc<Image>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
@@ -188,13 +179,13 @@ async fn contain_panic(image: &Image, ctx: &Context, what: &str) -> Requeue {
     );
     tracing::error!(%message, "reconcile panicked");
     let outcome = Outcome::Stalled {
-        reason: reasons::INTERNAL_ERROR,
+        reason: Reason::InternalError,
         message: message.clone(),
     };
     if let Err(err) = write_status(image, ctx, None, None, outcome).await {
         tracing::warn!(%err, "could not record the internal error in status");
     }
-    events::publish_warning(image, ctx, events::reasons::INTERNAL_ERROR, message).await;
+    events::publish_warning(image, ctx, Reason::InternalError, message).await;
     Requeue::await_change()
 }
 
@@ -377,9 +368,9 @@ fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Re
     match &result.progress {
         Progress::InSync => {
             let reason = if result.imported {
-                status::reasons::OBSERVED
+                Reason::Observed
             } else {
-                status::reasons::SYNCED
+                Reason::Synced
             };
             let message = match &result.image {
                 Some(glance) => format!(
@@ -397,7 +388,7 @@ fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Re
         }
         Progress::Working { reason, message } => (
             Outcome::Progressing {
-                reason,
+                reason: *reason,
                 message: message.clone(),
             },
             // A create was the whole pass: come back at once for the rest.
@@ -415,7 +406,7 @@ fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Re
         ),
         Progress::Blocked { reason, message } => (
             Outcome::Stalled {
-                reason,
+                reason: *reason,
                 message: message.clone(),
             },
             // Edits and Secret changes retrigger at once; the resync notices changes made in
@@ -472,7 +463,7 @@ async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, Re
                 image,
                 ctx,
                 kube::runtime::events::EventType::Normal,
-                events::reasons::DETACHED,
+                Reason::Detached,
                 note,
             )
             .await;
@@ -515,11 +506,11 @@ async fn block_deletion(
         err.reason()
     );
     let outcome = Outcome::Stalled {
-        reason: reasons::DELETION_BLOCKED,
+        reason: Reason::DeletionBlocked,
         message: message.clone(),
     };
     write_status(image, ctx, None, None, outcome).await?;
-    events::publish_warning(image, ctx, reasons::DELETION_BLOCKED, message).await;
+    events::publish_warning(image, ctx, Reason::DeletionBlocked, message).await;
     Ok(Requeue::await_change())
 }
 

@@ -8,6 +8,7 @@
 
 use crate::crd::{ImageImport, ImageSpec, ImportFilter, ManagementPolicy};
 use crate::glance::{GlanceApi, GlanceError, Image, ListQuery, NameFilter, SortDirection};
+use crate::reason::Reason;
 
 pub use crate::crd::OWNER_PROPERTY;
 
@@ -74,11 +75,11 @@ impl ObserveError {
         }
     }
 
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
             Self::Glance(err) => err.reason(),
-            Self::ImportAmbiguous { .. } => "ImportAmbiguous",
-            Self::ImportNotFound { .. } => "ImportNotFound",
+            Self::ImportAmbiguous { .. } => Reason::ImportAmbiguous,
+            Self::ImportNotFound { .. } => Reason::ImportNotFound,
         }
     }
 }

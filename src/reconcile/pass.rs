@@ -3,6 +3,7 @@
 //! directly.
 
 use crate::glance::{GlanceApi, Image};
+use crate::reason::Reason;
 use crate::reconcile::act::{self, ActError, Applied, Effect};
 use crate::reconcile::observe::{self, Observation, ObserveError, Subject};
 use crate::reconcile::plan::{self, Desired, Progress};
@@ -38,7 +39,7 @@ impl PassError {
         }
     }
 
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
             Self::Observe(err) => err.reason(),
             Self::Act(err) => err.reason(),

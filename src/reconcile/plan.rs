@@ -20,15 +20,13 @@ use crate::crd::{ConversionBy, ImageSource, ImageSpec, PropertyOwnership, is_res
 use crate::glance::{
     ContainerFormat, DiskFormat, Image, ImageStatus, NewImage, PatchOp, Visibility,
 };
+use crate::reason::Reason;
 use crate::reconcile::observe::{OWNER_PROPERTY, Observation};
 use crate::transfer::{Conversion, QUARANTINE_PROPERTY, SourceAccess, TransferState};
 
 /// The property in which glint records the keys it set on the image (a JSON list of strings),
 /// so that a key dropped from the spec can be removed and no other key ever is.
 pub const PROPERTIES_RECORD: &str = "glint.dev/properties";
-
-/// The reason of an image glint deactivated for bad data and will not touch again.
-pub const QUARANTINED: &str = "Quarantined";
 
 /// The image as the spec describes it, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,16 +163,10 @@ pub enum Action {
 pub enum Progress {
     /// Glance matches the spec; nothing to do.
     InSync,
-    /// Work is under way or planned; `reason` is a PascalCase word for conditions.
-    Working {
-        reason: &'static str,
-        message: String,
-    },
+    /// Work is under way or planned; `reason` is what the conditions show.
+    Working { reason: Reason, message: String },
     /// Nothing glint can do until the spec (or the world) changes.
-    Blocked {
-        reason: &'static str,
-        message: String,
-    },
+    Blocked { reason: Reason, message: String },
 }
 
 /// Actions and the outcome they lead to.
@@ -184,7 +176,7 @@ pub struct Plan {
     pub progress: Progress,
 }
 
-fn working(reason: &'static str, message: impl Into<String>) -> Progress {
+fn working(reason: Reason, message: impl Into<String>) -> Progress {
     Progress::Working {
         reason,
         message: message.into(),
@@ -204,15 +196,15 @@ pub fn plan(
             actions: vec![Action::Create],
             progress: match vanished {
                 Some(id) => working(
-                    "Recreating",
+                    Reason::Recreating,
                     format!("image {id} was deleted outside glint; creating it again"),
                 ),
-                None => working("Creating", "creating the image in Glance"),
+                None => working(Reason::Creating, "creating the image in Glance"),
             },
         },
         Observation::ImportPending => Plan {
             actions: Vec::new(),
-            progress: working("WaitingForImport", "no image matches spec.import yet"),
+            progress: working(Reason::WaitingForImport, "no image matches spec.import yet"),
         },
         Observation::Imported(_) => Plan {
             actions: Vec::new(),
@@ -234,7 +226,7 @@ fn plan_owned(
                 unprotect: image.protected,
             }],
             progress: working(
-                "Recreating",
+                Reason::Recreating,
                 "Glance marked the image killed (its upload failed); replacing it",
             ),
         };
@@ -243,7 +235,7 @@ fn plan_owned(
         return Plan {
             actions: Vec::new(),
             progress: Progress::Blocked {
-                reason: crate::reconcile::reasons::UNKNOWN_GLANCE_STATUS,
+                reason: Reason::UnknownGlanceStatus,
                 message: format!(
                     "Glance reports image {} as {word:?}, a status this glint version does not know; glint changes nothing until Glance reports a known one (it looks again every resync)",
                     image.id
@@ -263,7 +255,7 @@ fn plan_owned(
         return Plan {
             actions: Vec::new(),
             progress: Progress::Blocked {
-                reason,
+                reason: *reason,
                 message: format!("the transfer cannot succeed as specified: {message}"),
             },
         };
@@ -274,7 +266,7 @@ fn plan_owned(
         return Plan {
             actions: Vec::new(),
             progress: Progress::Blocked {
-                reason: QUARANTINED,
+                reason: Reason::Quarantined,
                 message: format!(
                     "glint deactivated image {} because its data failed a check ({note}); it stays deactivated: delete this Image and create it again, or, if you have checked the data yourself, remove the property {QUARANTINE_PROPERTY} in Glance",
                     image.id
@@ -298,7 +290,7 @@ fn plan_owned(
     let progress = match data_progress {
         Some(progress) => progress,
         None if actions.is_empty() => Progress::InSync,
-        None => working("Updating", "bringing the image in line with the spec"),
+        None => working(Reason::Updating, "bringing the image in line with the spec"),
     };
     Plan { actions, progress }
 }
@@ -447,7 +439,7 @@ fn data(
             (Some(_), TransferState::Running) => (
                 None,
                 Some(working(
-                    "Transferring",
+                    Reason::Transferring,
                     "the source is being copied into Glance",
                 )),
             ),
@@ -461,21 +453,21 @@ fn data(
             ) => (
                 None,
                 Some(Progress::Blocked {
-                    reason,
+                    reason: *reason,
                     message: format!("the transfer cannot succeed as specified: {message}"),
                 }),
             ),
             (Some(_), TransferState::Failed { message, .. }) => (
                 Some(Action::StartTransfer),
                 Some(working(
-                    "Transferring",
+                    Reason::Transferring,
                     format!("retrying the transfer, which failed: {message}"),
                 )),
             ),
             (Some(_), TransferState::Idle) => (
                 Some(Action::StartTransfer),
                 Some(working(
-                    "Transferring",
+                    Reason::Transferring,
                     "starting to copy the source into Glance",
                 )),
             ),
@@ -485,14 +477,14 @@ fn data(
         _ if desired.source.is_some() && *transfer == TransferState::Running => (
             None,
             Some(working(
-                "Transferring",
+                Reason::Transferring,
                 "checking that Glance stored exactly the data glint sent",
             )),
         ),
         ImageStatus::Saving | ImageStatus::Uploading | ImageStatus::Importing => (
             None,
             Some(working(
-                "GlanceProcessing",
+                Reason::GlanceProcessing,
                 format!("Glance is {} the data", image.status),
             )),
         ),

@@ -233,7 +233,7 @@ fn several_changes_go_in_one_atomic_patch() {
     assert!(matches!(
         plan.progress,
         Progress::Working {
-            reason: "Updating",
+            reason: Reason::Updating,
             ..
         }
     ));
@@ -368,7 +368,7 @@ fn a_queued_image_with_a_source_gets_its_data_through_a_transfer() {
         (
             "failed, retryable: start again",
             TransferState::Failed {
-                reason: "SourceUnavailable",
+                reason: Reason::SourceUnavailable,
                 message: "reset".into(),
                 retry: true,
             },
@@ -378,7 +378,7 @@ fn a_queued_image_with_a_source_gets_its_data_through_a_transfer() {
         (
             "failed for good: blocked with the transfer's reason",
             TransferState::Failed {
-                reason: "SourceNotAllowed",
+                reason: Reason::SourceNotAllowed,
                 message: "169.254.169.254 is refused".into(),
                 retry: false,
             },
@@ -395,7 +395,7 @@ fn a_queued_image_with_a_source_gets_its_data_through_a_transfer() {
         );
         assert_eq!(plan.actions, expected, "{what}");
         let got = match &plan.progress {
-            Progress::Working { reason, .. } | Progress::Blocked { reason, .. } => *reason,
+            Progress::Working { reason, .. } | Progress::Blocked { reason, .. } => reason.as_str(),
             Progress::InSync => "InSync",
         };
         assert_eq!(got, reason, "{what}");
@@ -414,7 +414,7 @@ fn a_queued_image_with_a_source_gets_its_data_through_a_transfer() {
     assert!(matches!(
         saving.progress,
         Progress::Working {
-            reason: "GlanceProcessing",
+            reason: Reason::GlanceProcessing,
             ..
         }
     ));
@@ -477,7 +477,7 @@ fn an_active_image_is_not_ready_while_its_transfer_still_checks_it() {
         matches!(
             &checking.progress,
             Progress::Working {
-                reason: "Transferring",
+                reason: Reason::Transferring,
                 ..
             }
         ),
@@ -503,7 +503,7 @@ fn a_retried_transfer_says_why_the_last_attempt_failed() {
     });
     let queued = image(|i| i.status = ImageStatus::Queued);
     let failed = TransferState::Failed {
-        reason: "SourceUnavailable",
+        reason: Reason::SourceUnavailable,
         message: "https://x/i.raw answered 503 Service Unavailable (will retry)".into(),
         retry: true,
     };
@@ -526,7 +526,7 @@ fn a_transfer_that_failed_for_good_blocks_even_an_active_image() {
         s.name = Some("renamed".into());
     });
     let failed = TransferState::Failed {
-        reason: "HashMismatch",
+        reason: Reason::HashMismatch,
         message: "Glance stored other bytes than glint sent".into(),
         retry: false,
     };
@@ -534,7 +534,7 @@ fn a_transfer_that_failed_for_good_blocks_even_an_active_image() {
     let plan = plan(&wanted, &Observation::Owned(active), &no_members(), &failed);
     assert_eq!(plan.actions, [], "no reactivation, no patch");
     assert!(
-        matches!(&plan.progress, Progress::Blocked { reason: "HashMismatch", message } if message.contains("other bytes")),
+        matches!(&plan.progress, Progress::Blocked { reason: Reason::HashMismatch, message } if message.contains("other bytes")),
         "{:?}",
         plan.progress
     );
@@ -560,7 +560,7 @@ fn an_image_marked_for_bad_data_is_left_deactivated_whatever_the_process_remembe
     let plan = plan_for(&wanted, marked, &no_members());
     assert_eq!(plan.actions, [], "no reactivation, no patch");
     assert!(
-        matches!(&plan.progress, Progress::Blocked { reason: QUARANTINED, message } if message.contains("HashMismatch") && message.contains("delete this Image")),
+        matches!(&plan.progress, Progress::Blocked { reason: Reason::Quarantined, message } if message.contains("HashMismatch") && message.contains("delete this Image")),
         "{:?}",
         plan.progress
     );
@@ -586,7 +586,7 @@ fn missing_and_killed_images_are_created_again() {
     assert!(matches!(
         fresh.progress,
         Progress::Working {
-            reason: "Creating",
+            reason: Reason::Creating,
             ..
         }
     ));
@@ -601,7 +601,7 @@ fn missing_and_killed_images_are_created_again() {
     assert!(matches!(
         vanished.progress,
         Progress::Working {
-            reason: "Recreating",
+            reason: Reason::Recreating,
             ..
         }
     ));
@@ -627,7 +627,7 @@ fn an_image_in_a_status_glint_does_not_know_is_left_alone_with_a_clear_reason() 
     assert_eq!(odd.actions, [], "no patch while the status is unknown");
     match odd.progress {
         Progress::Blocked { reason, message } => {
-            assert_eq!(reason, "UnknownGlanceStatus");
+            assert_eq!(reason.as_str(), "UnknownGlanceStatus");
             assert!(message.contains("\"quarantined\""), "{message}");
         }
         other => panic!("expected Blocked, got {other:?}"),
@@ -656,7 +656,7 @@ fn imported_images_are_only_observed() {
     assert!(matches!(
         pending.progress,
         Progress::Working {
-            reason: "WaitingForImport",
+            reason: Reason::WaitingForImport,
             ..
         }
     ));

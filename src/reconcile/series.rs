@@ -27,22 +27,10 @@ use super::{
 };
 use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesRelease, SeriesVersionStatus};
 use crate::glance::Image;
+use crate::reason::Reason;
 use crate::series::plan::{Held, Role, VersionPlan};
 use crate::series::{self, Release, observe::version_uid};
 use crate::transfer::Transfers;
-
-/// Condition reasons of a series.
-pub mod reasons {
-    /// A current version carries the stable name and nothing is under way.
-    pub const CURRENT: &str = "Current";
-    /// A version's data is on its way, or a rotation is under way.
-    pub const ROTATING: &str = "Rotating";
-    pub use crate::series::CHECKSUMS_UNAVAILABLE;
-    /// No kept release has a usable image, and none is on its way.
-    pub const NO_USABLE_RELEASE: &str = "NoUsableRelease";
-    /// spec.schedule.cron is not a cron expression glint can use.
-    pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
-}
 
 /// Reconciles one ImageSeries.
 pub async fn reconcile_series(
@@ -149,8 +137,14 @@ pub async fn reconcile_series(
                             "release {} found; created Glance image {id} for it",
                             version.version
                         );
-                        events::publish_about(&object, &ctx, EventType::Normal, "NewVersion", note)
-                            .await;
+                        events::publish_about(
+                            &object,
+                            &ctx,
+                            EventType::Normal,
+                            Reason::NewVersion,
+                            note,
+                        )
+                        .await;
                     }
                 }
                 match result.progress {
@@ -180,7 +174,7 @@ pub async fn reconcile_series(
             gone.id,
             series.spec.keep()
         );
-        events::publish_about(&object, &ctx, EventType::Normal, "Deleted", note).await;
+        events::publish_about(&object, &ctx, EventType::Normal, Reason::Deleted, note).await;
     }
     if plan.current.is_some() && plan.current != previous.current {
         let note = format!(
@@ -191,7 +185,7 @@ pub async fn reconcile_series(
                 .as_deref()
                 .map_or(String::new(), |old| format!(" (was {old})"))
         );
-        events::publish_about(&object, &ctx, EventType::Normal, "Promoted", note).await;
+        events::publish_about(&object, &ctx, EventType::Normal, Reason::Promoted, note).await;
         if let Some(old) = &previous.current
             && plan
                 .versions
@@ -200,7 +194,7 @@ pub async fn reconcile_series(
         {
             let how = series.spec.retired.unwrap_or_default().as_str();
             let note = format!("version {old} retired ({how}), renamed with its version");
-            events::publish_about(&object, &ctx, EventType::Normal, "Retired", note).await;
+            events::publish_about(&object, &ctx, EventType::Normal, Reason::Retired, note).await;
         }
     }
 
@@ -242,7 +236,7 @@ struct Checked {
     last_check: Option<Time>,
     /// When the next check is due (none for listed releases, which only an edit changes).
     next_check: Option<jiff::Timestamp>,
-    problem: Option<(&'static str, String)>,
+    problem: Option<(Reason, String)>,
 }
 
 /// Reads the releases again when a check is due (a listed series always is: it costs nothing),
@@ -279,7 +273,7 @@ async fn check(
                 releases: previous.releases.clone(),
                 last_check: previous.last_check.clone(),
                 next_check: None,
-                problem: Some((reasons::INVALID_SCHEDULE, err.to_string())),
+                problem: Some((Reason::InvalidSchedule, err.to_string())),
             };
         }
     };
@@ -316,7 +310,7 @@ fn outcome_of(
     current: &Option<String>,
     working: &[String],
     problems: &std::collections::BTreeMap<String, String>,
-    check_problem: Option<&(&'static str, String)>,
+    check_problem: Option<&(Reason, String)>,
 ) -> Outcome {
     if let Some((reason, message)) = check_problem {
         let keeping = current
@@ -325,18 +319,21 @@ fn outcome_of(
                 format!("version {v} stays current")
             });
         let message = format!("the releases could not be read: {message}; {keeping}");
-        return if *reason == reasons::CHECKSUMS_UNAVAILABLE {
+        return if *reason == Reason::ChecksumsUnavailable {
             Outcome::Progressing {
-                reason,
+                reason: *reason,
                 message: format!("{message}; retrying"),
             }
         } else {
-            Outcome::Stalled { reason, message }
+            Outcome::Stalled {
+                reason: *reason,
+                message,
+            }
         };
     }
     if !working.is_empty() {
         return Outcome::Progressing {
-            reason: reasons::ROTATING,
+            reason: Reason::Rotating,
             message: working.join("; "),
         };
     }
@@ -346,7 +343,7 @@ fn outcome_of(
         .collect();
     match current {
         Some(version) => Outcome::Ready {
-            reason: reasons::CURRENT,
+            reason: Reason::Current,
             message: if failed.is_empty() {
                 format!("version {version} is current")
             } else {
@@ -357,7 +354,7 @@ fn outcome_of(
             },
         },
         None => Outcome::Stalled {
-            reason: reasons::NO_USABLE_RELEASE,
+            reason: Reason::NoUsableRelease,
             message: format!(
                 "no kept release has a usable image: {}",
                 if failed.is_empty() {

@@ -16,22 +16,11 @@ use crate::crd::{SharedImage, SharedImageStatus};
 use crate::glance::{
     GlanceApi, GlanceError, Image, ListQuery, MemberStatus, NameFilter, Visibility,
 };
+use crate::reason::Reason;
 
 /// How soon glint looks again at an image not shared yet: sharing happens outside glint,
 /// and a look costs one or two Glance calls.
 const NOT_SHARED_LOOK: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Condition reasons of a SharedImage.
-pub mod reasons {
-    /// Glance has this project's decision.
-    pub const DECIDED: &str = "Decided";
-    /// The image is not (or not yet) shared with this project; glint looks again.
-    pub const NOT_SHARED: &str = "NotShared";
-    /// More than one image shared with this project has that name.
-    pub const AMBIGUOUS: &str = "AmbiguousSharedImage";
-    /// The credentials name no project to accept for.
-    pub const NO_PROJECT: &str = "CredentialsWithoutProject";
-}
 
 /// Reconciles one SharedImage.
 pub async fn reconcile_shared(
@@ -64,7 +53,7 @@ pub async fn reconcile_shared(
     };
     let Some(project) = handle.client.project() else {
         let outcome = Outcome::Stalled {
-            reason: reasons::NO_PROJECT,
+            reason: Reason::CredentialsWithoutProject,
             message: "the credentials are not scoped to a project, so there is no member to accept or reject for: scope them to the consumer project".into(),
         };
         write(&shared, &ctx, None, None, outcome).await?;
@@ -78,7 +67,7 @@ pub async fn reconcile_shared(
         Found::One(image) => *image,
         Found::None(message) => {
             let outcome = Outcome::Progressing {
-                reason: reasons::NOT_SHARED,
+                reason: Reason::NotShared,
                 message,
             };
             write(&shared, &ctx, None, None, outcome).await?;
@@ -86,7 +75,7 @@ pub async fn reconcile_shared(
         }
         Found::Many(count) => {
             let outcome = Outcome::Stalled {
-                reason: reasons::AMBIGUOUS,
+                reason: Reason::AmbiguousSharedImage,
                 message: format!(
                     "{count} images shared with project {project} are named that: set spec.image.owner, or use spec.image.id"
                 ),
@@ -99,7 +88,7 @@ pub async fn reconcile_shared(
         Ok(member) => member,
         Err(err) if err.is_not_found() => {
             let outcome = Outcome::Progressing {
-                reason: reasons::NOT_SHARED,
+                reason: Reason::NotShared,
                 message: format!(
                     "image {} is not shared with project {project} (yet): its owner adds the project as a member",
                     image.id
@@ -122,9 +111,9 @@ pub async fn reconcile_shared(
             image.id, member.status
         );
         let reason = if decision == MemberStatus::Accepted {
-            "Accepted"
+            Reason::Accepted
         } else {
-            "Rejected"
+            Reason::Rejected
         };
         events::publish_about(
             &shared.object_ref(&()),
@@ -137,7 +126,7 @@ pub async fn reconcile_shared(
         changed
     };
     let outcome = Outcome::Ready {
-        reason: reasons::DECIDED,
+        reason: Reason::Decided,
         message: format!(
             "image {} ({}) of project {} is {} by project {project}",
             image.id,

@@ -11,42 +11,22 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{GlanceView, ImageStatus, TransferStatus};
 use crate::glance::Image;
+use crate::reason::Reason;
 
 /// Condition types.
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
-/// Reasons glint sets itself; errors bring their own (`GlanceError::reason`, ...).
-pub mod reasons {
-    /// The image matches the spec.
-    pub const SYNCED: &str = "Synced";
-    /// The imported image was found and is reported.
-    pub const OBSERVED: &str = "Observed";
-    /// The object is being deleted.
-    pub const DELETING: &str = "Deleting";
-    /// Nothing is wrong (the reason of a False Reconciling or Stalled).
-    pub const IDLE: &str = "Idle";
-}
-
 /// How one reconcile ended, in the words status uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Glance matches the spec.
-    Ready {
-        reason: &'static str,
-        message: String,
-    },
+    Ready { reason: Reason, message: String },
     /// Work is under way; glint will come back by itself.
-    Progressing {
-        reason: &'static str,
-        message: String,
-    },
+    Progressing { reason: Reason, message: String },
     /// glint cannot go on until the spec, the Secret or the cloud changes.
-    Stalled {
-        reason: &'static str,
-        message: String,
-    },
+    Stalled { reason: Reason, message: String },
 }
 
 /// Everything the builder needs; nothing it would have to fetch.
@@ -115,7 +95,7 @@ pub fn kstatus_conditions(
     now: &Time,
     previous: &[Condition],
 ) -> Vec<Condition> {
-    let idle = |message: &str| (false, reasons::IDLE, message.to_string());
+    let idle = |message: &str| (false, Reason::Idle, message.to_string());
     let (ready, reconciling, stalled) = match outcome {
         Outcome::Ready { reason, message } => (
             (true, *reason, message.clone()),
@@ -148,7 +128,7 @@ pub fn kstatus_conditions(
 fn condition(
     kind: &str,
     status: bool,
-    reason: &str,
+    reason: Reason,
     message: String,
     generation: Option<i64>,
     now: &Time,
@@ -163,7 +143,7 @@ fn condition(
     Condition {
         type_: kind.to_string(),
         status,
-        reason: reason.to_string(),
+        reason: reason.as_str().to_string(),
         message,
         observed_generation: generation,
         last_transition_time,
@@ -230,7 +210,7 @@ mod tests {
 
     fn ready() -> Outcome {
         Outcome::Ready {
-            reason: reasons::SYNCED,
+            reason: Reason::Synced,
             message: "in sync".into(),
         }
     }
@@ -245,7 +225,7 @@ mod tests {
             (ready(), ["True", "False", "False"], "Synced"),
             (
                 Outcome::Progressing {
-                    reason: "Transferring",
+                    reason: Reason::Transferring,
                     message: "copying".into(),
                 },
                 ["False", "True", "False"],
@@ -253,7 +233,7 @@ mod tests {
             ),
             (
                 Outcome::Stalled {
-                    reason: "AuthenticationFailed",
+                    reason: Reason::AuthenticationFailed,
                     message: "check the password".into(),
                 },
                 ["False", "False", "True"],
@@ -291,7 +271,7 @@ mod tests {
         let image = image();
         let first = build(input(ready(), None, Some(&image), 100));
         let stalled = Outcome::Stalled {
-            reason: "GlanceForbidden",
+            reason: Reason::GlanceForbidden,
             message: "no".into(),
         };
         let second = build(input(stalled, Some(&first), Some(&image), 200));
@@ -320,7 +300,7 @@ mod tests {
         let first = build(input(ready(), None, Some(&image), 100));
         let failed = build(input(
             Outcome::Progressing {
-                reason: "GlanceUnavailable",
+                reason: Reason::GlanceUnavailable,
                 message: "503".into(),
             },
             Some(&first),

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod version;
 
 use crate::crd::{ChecksumsSource, ImageSeriesSpec, ImageSource, SeriesRelease, SourceHash};
+use crate::reason::Reason;
 
 /// One release: a version and where its data is.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,10 +32,6 @@ pub struct Release {
     pub version: String,
     pub source: ImageSource,
 }
-
-/// The reason of a checksums file that could not be fetched (the current version stays, and
-/// glint tries again).
-pub const CHECKSUMS_UNAVAILABLE: &str = "ChecksumsUnavailable";
 
 /// Why the releases could not be found.
 #[derive(Debug, thiserror::Error)]
@@ -56,13 +53,13 @@ pub enum ReleasesError {
 
 impl ReleasesError {
     /// A stable PascalCase reason for conditions and the CLI.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Unavailable(_) => CHECKSUMS_UNAVAILABLE,
-            Self::Checksums(_) => "ChecksumFormatUnknown",
-            Self::Pattern(_) => "InvalidPattern",
-            Self::NoMatch { .. } => "NoMatchingRelease",
-            Self::Url { .. } => "InvalidChecksumsUrl",
+            Self::Unavailable(_) => Reason::ChecksumsUnavailable,
+            Self::Checksums(_) => Reason::ChecksumFormatUnknown,
+            Self::Pattern(_) => Reason::InvalidPattern,
+            Self::NoMatch { .. } => Reason::NoMatchingRelease,
+            Self::Url { .. } => Reason::InvalidChecksumsUrl,
         }
     }
 }
@@ -268,9 +265,9 @@ mod tests {
         ];
         for (pattern, reason) in rows {
             let err = published(&source(pattern), &text).expect_err(pattern);
-            assert_eq!(err.reason(), reason, "{pattern}: {err}");
+            assert_eq!(err.reason().as_str(), reason, "{pattern}: {err}");
         }
         let err = published(&source(r"(?P<version>.*)"), "<html>").expect_err("html");
-        assert_eq!(err.reason(), "ChecksumFormatUnknown");
+        assert_eq!(err.reason().as_str(), "ChecksumFormatUnknown");
     }
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::reasons;
 use crate::glance::DiskFormat;
+use crate::reason::Reason;
 
 /// The default bound on a conversion's scratch space (source plus converted image).
 pub const DEFAULT_SCRATCH_LIMIT: u64 = 20 << 30;
@@ -137,17 +137,15 @@ pub enum ConvertError {
 }
 
 impl ConvertError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::FormatMismatch { .. } => reasons::FORMAT_MISMATCH,
+            Self::FormatMismatch { .. } => Reason::FormatMismatch,
             Self::BackingFile { .. }
             | Self::DataFile { .. }
             | Self::VmdkType { .. }
-            | Self::Hidden { .. } => reasons::UNSAFE_IMAGE,
-            Self::ScratchLimit { .. } => reasons::SCRATCH_LIMIT_EXCEEDED,
-            Self::ToolMissing(_) | Self::Tool { .. } | Self::Scratch(_) => {
-                reasons::CONVERSION_FAILED
-            }
+            | Self::Hidden { .. } => Reason::UnsafeImage,
+            Self::ScratchLimit { .. } => Reason::ScratchLimitExceeded,
+            Self::ToolMissing(_) | Self::Tool { .. } | Self::Scratch(_) => Reason::ConversionFailed,
         }
     }
 
@@ -480,7 +478,7 @@ mod tests {
             QemuInfo,
             &'static str,
             u64,
-            Result<u64, &'static str>,
+            Result<u64, Reason>,
         );
         let rows: Vec<Row> = vec![
             (
@@ -502,7 +500,7 @@ mod tests {
                 info("raw", 100, serde_json::json!({})),
                 "qcow2",
                 100,
-                Err(reasons::FORMAT_MISMATCH),
+                Err(Reason::FormatMismatch),
             ),
             (
                 "a backing file",
@@ -513,7 +511,7 @@ mod tests {
                 ),
                 "qcow2",
                 10,
-                Err(reasons::UNSAFE_IMAGE),
+                Err(Reason::UnsafeImage),
             ),
             (
                 "an external data file",
@@ -524,7 +522,7 @@ mod tests {
                 ),
                 "qcow2",
                 10,
-                Err(reasons::UNSAFE_IMAGE),
+                Err(Reason::UnsafeImage),
             ),
             (
                 "a monolithic sparse vmdk",
@@ -546,21 +544,21 @@ mod tests {
                 ),
                 "vmdk",
                 10,
-                Err(reasons::UNSAFE_IMAGE),
+                Err(Reason::UnsafeImage),
             ),
             (
                 "source and result over the limit",
                 info("qcow2", 900, serde_json::json!({})),
                 "qcow2",
                 101,
-                Err(reasons::SCRATCH_LIMIT_EXCEEDED),
+                Err(Reason::ScratchLimitExceeded),
             ),
             (
                 "a virtual size near u64::MAX does not overflow",
                 info("qcow2", u64::MAX, serde_json::json!({})),
                 "qcow2",
                 101,
-                Err(reasons::SCRATCH_LIMIT_EXCEEDED),
+                Err(Reason::ScratchLimitExceeded),
             ),
         ];
         for (what, info, claimed, source_bytes, expected) in rows {
@@ -594,7 +592,7 @@ mod tests {
         assert!(check_output("raw", &[0; 64], &[0; 512]).is_ok());
         assert_eq!(
             check_output("raw", b"QFI\xfb", &[]).map_err(|err| err.reason()),
-            Err(reasons::UNSAFE_IMAGE)
+            Err(Reason::UnsafeImage)
         );
         assert!(check_output("qcow2", b"QFI\xfb", &[]).is_ok());
     }

@@ -11,11 +11,11 @@ use super::source_http::{self, check_literal, refusal_in};
 use super::verify::{self, Stored};
 use super::{
     Entries, QUARANTINE_NOTE_LIMIT, QUARANTINE_PROPERTY, SourcePolicy, TransferRequest, lock,
-    reasons,
 };
 use crate::crd::{ConversionBy, TransferMethod, TransferPhase};
 use crate::glance::{GlanceApi, GlanceError, ImageStatus, ImportMethod};
 use crate::metrics::TransferMetrics;
+use crate::reason::Reason;
 
 /// First retry delay; doubles per failed attempt up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
@@ -48,7 +48,7 @@ pub(super) struct Job<G> {
 /// Why a transfer failed, and whether another attempt can help.
 #[derive(Debug)]
 pub(super) struct Failure {
-    reason: &'static str,
+    reason: Reason,
     message: String,
     retry: bool,
     /// Glance's HTTP status, when Glance answered with an error.
@@ -56,7 +56,7 @@ pub(super) struct Failure {
 }
 
 impl Failure {
-    pub(super) fn new(reason: &'static str, message: impl Into<String>, retry: bool) -> Self {
+    pub(super) fn new(reason: Reason, message: impl Into<String>, retry: bool) -> Self {
         Self {
             reason,
             message: message.into(),
@@ -67,10 +67,10 @@ impl Failure {
 
     pub(super) fn from_pipeline(error: PipelineError) -> Self {
         let reason = match &error {
-            PipelineError::Download(_) | PipelineError::Short { .. } => reasons::SOURCE_UNAVAILABLE,
-            PipelineError::Hash { .. } => reasons::HASH_MISMATCH,
-            PipelineError::Corrupt { .. } => reasons::CORRUPT_ARCHIVE,
-            PipelineError::Abandoned | PipelineError::Digest(_) => reasons::TRANSFER_FAILED,
+            PipelineError::Download(_) | PipelineError::Short { .. } => Reason::SourceUnavailable,
+            PipelineError::Hash { .. } => Reason::HashMismatch,
+            PipelineError::Corrupt { .. } => Reason::CorruptArchive,
+            PipelineError::Abandoned | PipelineError::Digest(_) => Reason::TransferFailed,
         };
         let retry = error.is_transient();
         Self::new(reason, error.to_string(), retry)
@@ -80,9 +80,9 @@ impl Failure {
         // 400/413/415: Glance judged the data itself (for example: not the diskFormat).
         let rejected = matches!(error.status(), Some(400 | 413 | 415));
         let reason = if rejected {
-            reasons::GLANCE_REJECTED_DATA
+            Reason::GlanceRejectedData
         } else {
-            reasons::TRANSFER_FAILED
+            Reason::TransferFailed
         };
         Self {
             glance_status: error.status(),
@@ -149,7 +149,7 @@ impl<G: GlanceApi + 'static> Job<G> {
                 entry.status.percent = Some(100);
             }
             Err(failure) => {
-                tracing::warn!(reason = failure.reason, error = %failure.message, retry = failure.retry, "transfer failed");
+                tracing::warn!(reason = failure.reason.as_str(), error = %failure.message, retry = failure.retry, "transfer failed");
                 entry.status.phase = TransferPhase::Failed;
                 entry.status.last_error = Some(cut(failure.message));
                 entry.reason = failure.reason;
@@ -165,14 +165,14 @@ impl<G: GlanceApi + 'static> Job<G> {
     async fn transfer(&self, started: Instant) -> Result<(), Failure> {
         let url = url::Url::parse(&self.request.source.url).map_err(|err| {
             Failure::new(
-                reasons::SOURCE_UNAVAILABLE,
+                Reason::SourceUnavailable,
                 format!("spec.source.url is not a URL: {err}"),
                 false,
             )
         })?;
         if url.scheme() == "file" && !self.policy.allow_files {
             return Err(Failure::new(
-                reasons::SOURCE_NOT_ALLOWED,
+                Reason::SourceNotAllowed,
                 format!(
                     "source {url} is a local file, which only `glint apply` on the same machine \
                      can read; serve it over http(s) for the controller"
@@ -182,7 +182,7 @@ impl<G: GlanceApi + 'static> Job<G> {
         }
         check_literal(&url, &self.policy).map_err(|refusal| {
             Failure::new(
-                reasons::SOURCE_NOT_ALLOWED,
+                Reason::SourceNotAllowed,
                 format!("source {url} is not allowed: {refusal}"),
                 false,
             )
@@ -200,7 +200,7 @@ impl<G: GlanceApi + 'static> Job<G> {
         }
         match self.request.source.method.unwrap_or_default() {
             TransferMethod::WebDownload if url.scheme() == "file" => Err(Failure::new(
-                reasons::SOURCE_NOT_ALLOWED,
+                Reason::SourceNotAllowed,
                 format!("Glance cannot fetch {url} itself: use method upload for a local file"),
                 false,
             )),
@@ -257,14 +257,14 @@ impl<G: GlanceApi + 'static> Job<G> {
     ) -> Result<(SourceStream, Option<u64>), Failure> {
         let path = url.to_file_path().map_err(|()| {
             Failure::new(
-                reasons::SOURCE_UNAVAILABLE,
+                Reason::SourceUnavailable,
                 format!("{url} does not name a local file"),
                 false,
             )
         })?;
         let unreadable = |err: std::io::Error| {
             Failure::new(
-                reasons::SOURCE_UNAVAILABLE,
+                Reason::SourceUnavailable,
                 format!("cannot read {}: {err} (will not retry)", path.display()),
                 false,
             )
@@ -279,7 +279,7 @@ impl<G: GlanceApi + 'static> Job<G> {
     async fn open_http(&self, url: &url::Url) -> Result<(SourceStream, Option<u64>), Failure> {
         let client =
             source_http::source_client(self.policy.clone(), &self.request.client_options())
-                .map_err(|message| Failure::new(reasons::TRANSFER_FAILED, message, false))?;
+                .map_err(|message| Failure::new(Reason::TransferFailed, message, false))?;
         let mut get = client.get(url.clone());
         if let Some(value) = &self.request.access.authorization {
             get = get.header(
@@ -291,12 +291,12 @@ impl<G: GlanceApi + 'static> Job<G> {
         }
         let response = get.send().await.map_err(|err| match refusal_in(&err) {
             Some(words) => Failure::new(
-                reasons::SOURCE_NOT_ALLOWED,
+                Reason::SourceNotAllowed,
                 format!("source {url} is not allowed: {words}"),
                 false,
             ),
             None => Failure::new(
-                reasons::SOURCE_UNAVAILABLE,
+                Reason::SourceUnavailable,
                 format!(
                     "cannot reach {url}: {} (will retry)",
                     crate::http::describe_http_error(err)
@@ -314,7 +314,7 @@ impl<G: GlanceApi + 'static> Job<G> {
                 "will not retry"
             };
             return Err(Failure::new(
-                reasons::SOURCE_UNAVAILABLE,
+                Reason::SourceUnavailable,
                 format!("{url} answered {status} ({will})"),
                 retry,
             ));
@@ -424,7 +424,7 @@ impl<G: GlanceApi + 'static> Job<G> {
         };
         Err(self
             .quarantine(Failure::new(
-                reasons::HASH_MISMATCH,
+                Reason::HashMismatch,
                 format!(
                     "Glance stored other bytes than glint sent ({}); the image was deactivated",
                     mismatches.join("; ")
@@ -467,7 +467,7 @@ impl<G: GlanceApi + 'static> Job<G> {
                 .await
                 .map_err(|err| {
                     Failure::new(
-                        reasons::SOURCE_UNAVAILABLE,
+                        Reason::SourceUnavailable,
                         format!("cannot resolve {host}: {err} (will retry)"),
                         true,
                     )
@@ -476,7 +476,7 @@ impl<G: GlanceApi + 'static> Job<G> {
                 .collect();
             self.policy.check_all(&addresses).map_err(|refusal| {
                 Failure::new(
-                    reasons::SOURCE_NOT_ALLOWED,
+                    Reason::SourceNotAllowed,
                     format!("source {url} is not allowed: {host} resolves to {refusal}"),
                     false,
                 )
@@ -510,7 +510,7 @@ impl<G: GlanceApi + 'static> Job<G> {
             if let Some(expected) = &self.request.source.hash {
                 return Err(self
                     .quarantine(Failure::new(
-                        reasons::HASH_UNVERIFIABLE,
+                        Reason::HashUnverifiable,
                         format!(
                             "Glance converted the image during its web-download ({described}), so its {} is of the converted data and spec.source.hash cannot be checked; the image was deactivated. Use method glanceDirect or upload, where glint checks the hash while it streams, or remove spec.source.hash",
                             expected.algorithm.as_str()
@@ -527,7 +527,7 @@ impl<G: GlanceApi + 'static> Job<G> {
         {
             return Err(self
                 .quarantine(Failure::new(
-                    reasons::HASH_MISMATCH,
+                    Reason::HashMismatch,
                     format!(
                         "the source's {} is {}, but spec.source.hash says {}; the image was deactivated",
                         expected.algorithm.as_str(),
@@ -566,14 +566,14 @@ impl<G: GlanceApi + 'static> Job<G> {
             }
             if let Some(failed) = tasks.first().filter(|task| task.status == "failure") {
                 return Err(Failure::new(
-                    reasons::IMPORT_FAILED,
+                    Reason::ImportFailed,
                     format!("Glance's import failed: {}", failed.message.trim()),
                     false,
                 ));
             }
             if Instant::now() > deadline {
                 return Err(Failure::new(
-                    reasons::IMPORT_FAILED,
+                    Reason::ImportFailed,
                     format!(
                         "Glance's import did not finish within {} hours",
                         IMPORT_DEADLINE.as_secs() / 3600

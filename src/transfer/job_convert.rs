@@ -10,10 +10,10 @@ use tokio::io::AsyncWriteExt;
 use super::convert::{self, ConvertError};
 use super::job::{Failure, Job, Route};
 use super::pipeline::{self, PipelineError, PipelineOptions};
-use super::reasons;
 use super::request::Conversion;
 use crate::crd::{ConversionBy, Decompression, GlanceConversion};
 use crate::glance::{DiskFormat, GlanceApi, Image};
+use crate::reason::Reason;
 
 impl Failure {
     fn from_conversion(error: ConvertError) -> Self {
@@ -51,7 +51,7 @@ impl<G: GlanceApi + 'static> Job<G> {
             .map_or("an unknown format", DiskFormat::as_str);
         let wanted = self.conversion_target().map_or("?", DiskFormat::as_str);
         self.quarantine(Failure::new(
-            reasons::CONVERSION_NOT_DONE,
+            Reason::ConversionNotDone,
             format!(
                 "Glance's import stored the image as {stored}, not {wanted}: this cloud's Glance does not run the image_conversion plugin with output_format {wanted}; the image was deactivated. Set spec.source.conversion: glint (or leave it out) to convert in glint"
             ),
@@ -73,7 +73,7 @@ impl<G: GlanceApi + 'static> Job<G> {
             convert::qemu_format(&conversion.to),
         ) else {
             return Err(Failure::new(
-                reasons::CONVERSION_FAILED,
+                Reason::ConversionFailed,
                 format!(
                     "glint cannot convert {} to {}",
                     conversion.from.as_str(),

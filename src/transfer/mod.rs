@@ -13,7 +13,7 @@
 //! takes the upload or glanceDirect route like a local file.
 //!
 //! Every URL glint fetches passes the [`SourcePolicy`]; every failure has its own condition
-//! reason ([`reasons`]) and a message that leads with the cause.
+//! reason ([`Reason`](crate::reason::Reason)) and a message that leads with the cause.
 
 pub mod convert;
 pub mod decompress;
@@ -36,6 +36,7 @@ use tokio::sync::Semaphore;
 use crate::crd::{TransferPhase, TransferStatus};
 use crate::glance::GlanceApi;
 use crate::metrics::TransferMetrics;
+use crate::reason::Reason;
 
 pub use hash::{Digest, DigestError};
 pub use request::{Conversion, SourceAccess, TransferRequest};
@@ -51,39 +52,6 @@ pub const QUARANTINE_PROPERTY: &str = "glint.dev/quarantined";
 /// older deployments and other tools cap values at 255 characters.
 const QUARANTINE_NOTE_LIMIT: usize = 255;
 
-/// Condition reasons of failed transfers.
-pub mod reasons {
-    /// The source URL points at an address the source policy refuses.
-    pub const SOURCE_NOT_ALLOWED: &str = "SourceNotAllowed";
-    /// The source could not be read (network error, error status, stalled, cut short).
-    pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
-    /// The data does not have the hash spec.source.hash names, or Glance stored other bytes
-    /// than glint sent.
-    pub const HASH_MISMATCH: &str = "HashMismatch";
-    /// The archive is corrupt or truncated.
-    pub const CORRUPT_ARCHIVE: &str = "CorruptArchive";
-    /// Glance's import (glanceDirect, webDownload) failed; the message is Glance's task's.
-    pub const IMPORT_FAILED: &str = "ImportFailed";
-    /// Glance refused the data (for example: it does not match diskFormat).
-    pub const GLANCE_REJECTED_DATA: &str = "GlanceRejectedData";
-    /// Glance converted data it fetched itself (webDownload), so nobody can check it against
-    /// spec.source.hash.
-    pub const HASH_UNVERIFIABLE: &str = "HashUnverifiable";
-    /// The source is not the format spec.diskFormat names (checked before a conversion).
-    pub const FORMAT_MISMATCH: &str = "FormatMismatch";
-    /// glint refused to convert the source: a backing or data file, a multi-file VMDK, or
-    /// an image hidden inside another.
-    pub const UNSAFE_IMAGE: &str = "UnsafeImage";
-    /// The conversion would need more scratch space than the limit allows.
-    pub const SCRATCH_LIMIT_EXCEEDED: &str = "ScratchLimitExceeded";
-    /// qemu-img is missing or failed.
-    pub const CONVERSION_FAILED: &str = "ConversionFailed";
-    /// spec.source.conversion is glance, but Glance's import did not store convertTo.
-    pub const CONVERSION_NOT_DONE: &str = "ConversionNotDone";
-    /// Anything else between glint and Glance.
-    pub const TRANSFER_FAILED: &str = "TransferFailed";
-}
-
 /// Where the source -> Glance transfer of an image stands: what the plan reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TransferState {
@@ -93,7 +61,7 @@ pub enum TransferState {
     Running,
     /// The last attempt failed; `retry` says whether starting another can help.
     Failed {
-        reason: &'static str,
+        reason: Reason,
         message: String,
         retry: bool,
     },
@@ -115,7 +83,7 @@ pub trait Transfers: Send + Sync {
 #[derive(Debug)]
 struct Entry {
     status: TransferStatus,
-    reason: &'static str,
+    reason: Reason,
     retry: bool,
     /// When the next attempt may start, after a failure.
     not_before: Option<Instant>,
@@ -226,7 +194,7 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
                     attempts,
                     ..TransferStatus::default()
                 },
-                reason: reasons::TRANSFER_FAILED,
+                reason: Reason::TransferFailed,
                 retry: true,
                 not_before: None,
                 task: Some(task.abort_handle()),
