@@ -287,6 +287,55 @@ mod tests {
         assert_eq!(Reason::WaitingForImport.to_string(), "WaitingForImport");
     }
 
+    /// The reason words in backticks in the first cell of each row of the README's table
+    /// under "### When something is wrong".
+    fn troubleshooting_words(readme: &str) -> BTreeSet<&str> {
+        readme
+            .lines()
+            .skip_while(|line| line.trim() != "### When something is wrong")
+            .skip(1)
+            .take_while(|line| !line.starts_with('#'))
+            .filter_map(|line| line.strip_prefix('|')?.split('|').next())
+            .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+            .collect()
+    }
+
+    /// What is wrong with the table: words it names that are no reason, and problems it
+    /// does not explain.
+    fn table_mismatches(readme: &str) -> (Vec<&str>, Vec<&'static str>) {
+        let documented = troubleshooting_words(readme);
+        let known: BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        let unknown = documented.difference(&known).copied().collect();
+        let undocumented = Reason::ALL
+            .iter()
+            .filter(|r| r.kind() == ReasonKind::Problem && !documented.contains(r.as_str()))
+            .map(|r| r.as_str())
+            .collect();
+        (unknown, undocumented)
+    }
+
+    #[test]
+    fn the_readme_troubleshooting_table_explains_every_problem_and_names_only_reasons() {
+        let (unknown, undocumented) = table_mismatches(include_str!("../README.md"));
+        assert!(
+            unknown.is_empty(),
+            "the README's troubleshooting table names words that are no Reason: {unknown:?}"
+        );
+        assert!(
+            undocumented.is_empty(),
+            "these problem reasons have no row in the README's table under \"### When something is wrong\": {undocumented:?}"
+        );
+    }
+
+    #[test]
+    fn the_table_check_notices_a_missing_row_and_an_unknown_word() {
+        let readme = "### When something is wrong\n\n| reason | what to do |\n|---|---|\n| `HashMismatch`, `NoSuchWord` | fix it |\n\n### Next\n| `Quarantined` | not in the table |\n";
+        let (unknown, undocumented) = table_mismatches(readme);
+        assert_eq!(unknown, ["NoSuchWord"]);
+        assert!(undocumented.contains(&"Quarantined"));
+        assert!(!undocumented.contains(&"HashMismatch"));
+    }
+
     /// Renaming a variant renames its word, which users' alerts and scripts match on: every
     /// word glint has shipped must stay.
     #[test]
