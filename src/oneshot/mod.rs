@@ -16,18 +16,17 @@ mod report;
 pub mod series;
 pub mod target;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::crd::{ImageSpec, TransferStatus};
 use crate::glance::{GlanceApi, GlanceClient, GlanceError, Image};
 use crate::reason::Reason;
-use crate::reconcile::act;
-use crate::reconcile::observe::{self, Observation, ObserveError, Subject, derived_id};
+use crate::reconcile::observe::{ObserveError, Subject, derived_id};
 use crate::reconcile::pass::{self, PassError};
 use crate::reconcile::plan::{self, Desired, Progress};
-use crate::transfer::{SourcePolicy, TransferManager, TransferState, Transfers};
+use crate::transfer::{NoTransfers, SourcePolicy, TransferManager, TransferState, Transfers};
 pub use manifests::{Document, ManifestError, SeriesDocument};
 pub use report::Output;
 
@@ -74,26 +73,29 @@ pub struct PlannedImage {
     pub progress: Progress,
 }
 
-fn desired_of(document: &Document, uid: &str) -> Desired {
-    let mut desired = Desired::from_spec(&document.image.spec, &document.name(), uid);
-    // What `--prune` recognises later: this image came from the manifest with this key.
+/// What the pass is given for a document: the uid standing in for the object's, and the
+/// image the manifest declares (marked with its key, which `--prune` recognises later).
+pub fn pass_inputs(document: &Document) -> (String, Desired) {
+    let uid = identity(&document.key());
+    let mut desired = Desired::from_spec(&document.image.spec, &document.name(), &uid);
     desired
         .properties
         .insert(prune::APPLIED_AS_PROPERTY.to_string(), document.key());
-    desired
+    (uid, desired)
 }
 
-fn subject_of<'a>(document: &'a Document, uid: &'a str, known_id: &'a str) -> Subject<'a> {
+/// The CLI always reads Glance fresh: it has no listing to share and runs once.
+pub fn subject_of<'a>(spec: &'a ImageSpec, uid: &'a str, known_id: &'a str) -> Subject<'a> {
     Subject {
         uid,
-        spec: &document.image.spec,
+        spec,
         known_id: Some(known_id),
         fresh: true,
     }
 }
 
 /// Plans every document against `api` without changing anything.
-pub async fn plan_all(api: &GlanceClient, documents: Vec<Document>) -> Vec<Planned> {
+pub async fn plan_all(api: &impl GlanceApi, documents: Vec<Document>) -> Vec<Planned> {
     let mut planned = Vec::with_capacity(documents.len());
     for document in documents {
         let outcome = plan_one(api, &document).await;
@@ -102,30 +104,21 @@ pub async fn plan_all(api: &GlanceClient, documents: Vec<Document>) -> Vec<Plann
     planned
 }
 
-async fn plan_one(api: &GlanceClient, document: &Document) -> Result<PlannedImage, OneShotError> {
-    let uid = identity(&document.key());
+async fn plan_one(api: &impl GlanceApi, document: &Document) -> Result<PlannedImage, OneShotError> {
+    let (uid, desired) = pass_inputs(document);
     let first_id = derived_id(&uid, 0);
-    let observed = observe::observe(api, subject_of(document, &uid, &first_id)).await?;
-    let (current, members) = match &observed {
-        Observation::Owned(image) | Observation::Imported(image) => (
-            Some(image.clone()),
-            act::current_members(api, image)
-                .await
-                .map_err(PassError::Act)?,
-        ),
-        _ => (None, BTreeSet::new()),
-    };
-    let desired = desired_of(document, &uid);
-    let mut plan = plan::plan(&desired, &observed, &members, &TransferState::Idle);
-    // The controller starts a new image's upload in the create's own pass (see `pass`); the
-    // plan says so too.
-    if plan.actions == [plan::Action::Create] && desired.source.is_some() {
-        plan.actions.push(plan::Action::StartTransfer);
-    }
+    // No transfer has run in this process; what Glance holds says the rest.
+    let planned = pass::plan(
+        api,
+        &NoTransfers,
+        subject_of(&document.image.spec, &uid, &first_id),
+        &desired,
+    )
+    .await?;
     Ok(PlannedImage {
-        current,
-        actions: plan.actions,
-        progress: plan.progress,
+        current: planned.image().cloned(),
+        actions: planned.pass_actions(&desired),
+        progress: planned.plan.progress,
     })
 }
 
@@ -146,7 +139,7 @@ pub struct AppliedImage {
 pub async fn apply_all(
     api: Arc<GlanceClient>,
     documents: Vec<Document>,
-    progress: &mut dyn FnMut(&Document, Option<&crate::crd::TransferStatus>),
+    progress: &mut dyn FnMut(&Document, Option<&TransferStatus>),
 ) -> Result<Vec<Applied>, OneShotError> {
     let transfers = cli_transfers(&api).map_err(OneShotError::Transfers)?;
     let mut applied = Vec::with_capacity(documents.len());
@@ -178,21 +171,35 @@ async fn apply_one(
     api: &GlanceClient,
     transfers: &TransferManager<GlanceClient>,
     document: &Document,
-    progress: &mut dyn FnMut(&Document, Option<&crate::crd::TransferStatus>),
+    progress: &mut dyn FnMut(&Document, Option<&TransferStatus>),
 ) -> Result<AppliedImage, OneShotError> {
-    let uid = identity(&document.key());
-    let desired = desired_of(document, &uid);
-    let mut known_id = derived_id(&uid, 0);
+    let (uid, desired) = pass_inputs(document);
+    settle(
+        api,
+        transfers,
+        &uid,
+        &document.image.spec,
+        &desired,
+        &mut |status| progress(document, status),
+    )
+    .await
+}
+
+/// Runs the pass for one object until Glance matches `desired` (its data uploaded) or it
+/// cannot go on: `glint apply` for an Image, and for each version of an ImageSeries.
+async fn settle(
+    api: &GlanceClient,
+    transfers: &TransferManager<GlanceClient>,
+    uid: &str,
+    spec: &ImageSpec,
+    desired: &Desired,
+    progress: &mut dyn FnMut(Option<&TransferStatus>),
+) -> Result<AppliedImage, OneShotError> {
+    let mut known_id = derived_id(uid, 0);
     let mut changed = false;
     let mut wait = FIRST_POLL;
     loop {
-        let result = pass::sync(
-            api,
-            transfers,
-            subject_of(document, &uid, &known_id),
-            &desired,
-        )
-        .await?;
+        let result = pass::sync(api, transfers, subject_of(spec, uid, &known_id), desired).await?;
         changed |= !result.effects.is_empty();
         if let Some(image) = &result.image {
             known_id = image.id.clone();
@@ -211,7 +218,7 @@ async fn apply_one(
             }
             Progress::Working { .. } => {
                 if transfers.state(&known_id) == TransferState::Running {
-                    progress(document, transfers.progress(&known_id).as_ref());
+                    progress(transfers.progress(&known_id).as_ref());
                 }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(POLL);

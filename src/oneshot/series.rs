@@ -12,12 +12,13 @@
 use std::sync::Arc;
 
 use super::manifests::SeriesDocument;
-use super::{OneShotError, identity};
+use super::{OneShotError, identity, settle};
 use crate::glance::{GlanceClient, Image};
+use crate::reason::Reason;
 use crate::reconcile::act;
-use crate::reconcile::observe::{ObserveError, Subject, derived_id};
-use crate::reconcile::pass::{self, PassError};
-use crate::reconcile::plan::{Desired, Progress};
+use crate::reconcile::observe::ObserveError;
+use crate::reconcile::pass::PassError;
+use crate::reconcile::plan::Desired;
 use crate::series::plan::{Held, Role, SeriesPlan, VersionPlan};
 use crate::series::{self, Release};
 use crate::transfer::{QUARANTINE_PROPERTY, SourcePolicy, TransferManager};
@@ -186,30 +187,14 @@ async fn bring(
     let uid = series::observe::version_uid(&identity(series_key), &version.version);
     let name = version.spec.name.clone().unwrap_or_default();
     let desired = Desired::from_spec(&version.spec, &name, &uid);
-    let mut known_id = derived_id(&uid, 0);
-    let mut wait = super::FIRST_POLL;
-    loop {
-        let subject = Subject {
-            uid: &uid,
-            spec: &version.spec,
-            known_id: Some(&known_id),
-            fresh: true,
-        };
-        let result = pass::sync(api, transfers, subject, &desired).await?;
-        if let Some(image) = &result.image {
-            known_id = image.id.clone();
-        }
-        match result.progress {
-            Progress::InSync => return super::fresh(api, &known_id).await,
-            Progress::Blocked { reason, message } => {
-                return Err(OneShotError::Blocked { reason, message });
-            }
-            Progress::Working { .. } => {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(super::POLL);
-            }
-        }
-    }
+    let settled = settle(api, transfers, &uid, &version.spec, &desired, &mut |_| {}).await?;
+    settled.image.ok_or_else(|| OneShotError::Blocked {
+        reason: Reason::InternalError,
+        message: format!(
+            "the pass reported version {} in sync without an image",
+            version.version
+        ),
+    })
 }
 
 /// Prints the series' versions after apply; returns (changed, errors).

@@ -1,13 +1,46 @@
 //! One reconcile pass without Kubernetes: observe -> plan -> act, on any [`GlanceApi`]. The
-//! controller wraps it with finalizers, Secrets, status writes and Events; the CLI will call it
-//! directly.
+//! controller (`glint run`) wraps it with finalizers, Secrets, status writes and Events;
+//! `glint apply` runs [`sync`] in a loop; `glint plan` runs only its first half, [`plan`], so
+//! what plan prints is what the other two do.
+
+use std::collections::BTreeSet;
 
 use crate::glance::{GlanceApi, Image};
 use crate::reason::Reason;
 use crate::reconcile::act::{self, ActError, Applied, Effect};
 use crate::reconcile::observe::{self, Observation, ObserveError, Subject};
-use crate::reconcile::plan::{self, Desired, Progress};
+use crate::reconcile::plan::{self, Action, Desired, Plan, Progress};
 use crate::transfer::{TransferState, Transfers};
+
+/// The first half of a pass: what Glance has, and the plan for it.
+#[derive(Debug)]
+pub struct Planned {
+    pub observed: Observation,
+    /// The image's member projects; read only for an owned shared image, the one case the
+    /// plan looks at them.
+    pub members: BTreeSet<String>,
+    pub plan: Plan,
+}
+
+impl Planned {
+    /// The image as observed, owned or imported.
+    pub fn image(&self) -> Option<&Image> {
+        match &self.observed {
+            Observation::Owned(image) | Observation::Imported(image) => Some(image),
+            Observation::ImportPending | Observation::Absent { .. } => None,
+        }
+    }
+
+    /// The actions [`sync`] takes for this plan in one pass: the plan's, and for a create
+    /// whose spec has a source, the start of its upload (see [`sync`]).
+    pub fn pass_actions(&self, desired: &Desired) -> Vec<Action> {
+        let mut actions = self.plan.actions.clone();
+        if actions == [Action::Create] && desired.source.is_some() {
+            actions.push(Action::StartTransfer);
+        }
+        actions
+    }
+}
 
 /// What a pass found and did.
 #[derive(Debug)]
@@ -20,6 +53,8 @@ pub struct PassResult {
     pub vanished: Option<String>,
     /// Whether the object tracks an imported image (reported, never changed).
     pub imported: bool,
+    /// The actions the pass took, in order.
+    pub actions: Vec<Action>,
 }
 
 /// A pass that could not finish.
@@ -47,6 +82,31 @@ impl PassError {
     }
 }
 
+/// Observes the image and plans, changing nothing: the first half of [`sync`], and all of
+/// `glint plan`.
+pub async fn plan(
+    api: &impl GlanceApi,
+    transfers: &impl Transfers,
+    subject: Subject<'_>,
+    desired: &Desired,
+) -> Result<Planned, PassError> {
+    let observed = observe::observe(api, subject).await?;
+    let members = match &observed {
+        Observation::Owned(image) => act::current_members(api, image).await?,
+        _ => BTreeSet::new(),
+    };
+    let transfer = match &observed {
+        Observation::Owned(image) | Observation::Imported(image) => transfers.state(&image.id),
+        Observation::ImportPending | Observation::Absent { .. } => TransferState::Idle,
+    };
+    let plan = plan::plan(desired, &observed, &members, &transfer);
+    Ok(Planned {
+        observed,
+        members,
+        plan,
+    })
+}
+
 /// Brings Glance in line with `desired` as far as one pass can.
 pub async fn sync(
     api: &impl GlanceApi,
@@ -54,22 +114,18 @@ pub async fn sync(
     subject: Subject<'_>,
     desired: &Desired,
 ) -> Result<PassResult, PassError> {
-    let observed = observe::observe(api, subject).await?;
-    let (image, members, imported, vanished) = match &observed {
-        Observation::Owned(image) => (
-            Some(image.clone()),
-            act::current_members(api, image).await?,
-            false,
-            None,
-        ),
-        Observation::Imported(image) => (Some(image.clone()), Default::default(), true, None),
-        Observation::ImportPending => (None, Default::default(), true, None),
-        Observation::Absent { vanished } => (None, Default::default(), false, vanished.clone()),
+    let planned = plan(api, transfers, subject, desired).await?;
+    let image = planned.image().cloned();
+    let Planned {
+        observed,
+        members,
+        plan,
+    } = planned;
+    let (imported, vanished) = match &observed {
+        Observation::Owned(_) => (false, None),
+        Observation::Imported(_) | Observation::ImportPending => (true, None),
+        Observation::Absent { vanished } => (false, vanished.clone()),
     };
-    let transfer = image
-        .as_ref()
-        .map_or(TransferState::Idle, |image| transfers.state(&image.id));
-    let plan = plan::plan(desired, &observed, &members, &transfer);
     let image_id = image.as_ref().map(|image| image.id.clone());
     let Applied {
         effects,
@@ -100,8 +156,10 @@ pub async fn sync(
             }
         };
         let mut effects = effects;
+        let mut actions = plan.actions;
         // Starting a transfer cannot fail (it queues a task), so it need not wait a pass.
         if follow_up.actions.contains(&plan::Action::StartTransfer) {
+            actions.push(plan::Action::StartTransfer);
             let started = act::apply(
                 api,
                 transfers,
@@ -119,6 +177,7 @@ pub async fn sync(
             effects,
             vanished,
             imported,
+            actions,
         });
     }
     // Status shows Glance's view after the changes. A patch's answer is that view; only a
@@ -162,10 +221,10 @@ pub async fn sync(
             if follow_up.actions.is_empty() {
                 follow_up.progress
             } else {
-                plan.progress
+                plan.progress.clone()
             }
         }
-        _ => plan.progress,
+        _ => plan.progress.clone(),
     };
     Ok(PassResult {
         image,
@@ -173,6 +232,7 @@ pub async fn sync(
         effects,
         vanished,
         imported,
+        actions: plan.actions,
     })
 }
 

@@ -101,6 +101,26 @@ fn lock(entries: &Entries) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> 
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Transfers for a pass that only plans (`glint plan`): none runs or has run here, and none
+/// may start.
+pub struct NoTransfers;
+
+impl Transfers for NoTransfers {
+    fn state(&self, _image_id: &str) -> TransferState {
+        TransferState::Idle
+    }
+
+    fn progress(&self, _image_id: &str) -> Option<TransferStatus> {
+        None
+    }
+
+    fn start(&self, _image_id: &str, _request: &TransferRequest) -> bool {
+        false
+    }
+
+    fn cancel(&self, _image_id: &str) {}
+}
+
 /// The HTTP client for sources could not be built (its TLS backend failed to start).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -1,0 +1,236 @@
+//! `glint plan`, `glint apply` and `glint run` share one pass (`reconcile::pass`): plan runs
+//! its first half and prints it; apply and the controller run all of it. Each scenario sets up
+//! the real Glance, asks the CLI's plan (`oneshot::plan_all`), then runs one `pass::sync` with
+//! the inputs apply gives it and checks the pass took exactly the actions plan printed. A read
+//! or a rule added to one side only (as members once were read for imported images by plan
+//! alone) shows up here as a difference.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::fault_proxy::{FaultProxy, Route};
+use glint::glance::{GlanceApi, GlanceClient, NewImage, PatchOp, Visibility};
+use glint::oneshot::{self, Document};
+use glint::reconcile::observe::derived_id;
+use glint::reconcile::pass::{self, PassResult};
+use glint::reconcile::plan::{Action, Progress};
+use glint::transfer::{SourcePolicy, TransferManager, Transfers};
+use serde_json::{Value, json};
+
+/// The Image manifest `name` with `spec`, read the way `glint plan -f` reads files.
+fn document(name: &str, mut spec: Value) -> Document {
+    // The controller's; the CLI takes the cloud from its command line instead.
+    spec["cloudCredentialsRef"] = json!({"secretName": "unused", "cloudName": "unused"});
+    let dir = std::env::temp_dir().join(common::unique("glint-plan-pass"));
+    std::fs::create_dir_all(&dir).expect("manifest folder");
+    let path = dir.join("image.yaml");
+    let manifest = json!({
+        "apiVersion": "glint.dev/v1alpha1", "kind": "Image",
+        "metadata": {"name": name, "namespace": "plan-pass"}, "spec": spec
+    });
+    // JSON is YAML.
+    std::fs::write(&path, manifest.to_string()).expect("write manifest");
+    let mut read = oneshot::manifests::read(&[path]).expect("a valid manifest");
+    let _ = std::fs::remove_dir_all(&dir);
+    read.images.pop().expect("one Image")
+}
+
+struct Pair {
+    planned: Vec<Action>,
+    planned_progress: Progress,
+    passed: PassResult,
+}
+
+/// What plan prints for `document`, then what one pass does with apply's inputs.
+async fn plan_then_pass(
+    api: &Arc<GlanceClient>,
+    transfers: &TransferManager<GlanceClient>,
+    document: &Document,
+) -> Pair {
+    let mut plans = oneshot::plan_all(api.as_ref(), vec![document.clone()]).await;
+    let plan = plans
+        .pop()
+        .expect("one plan")
+        .outcome
+        .unwrap_or_else(|err| panic!("plan failed: {err}"));
+    let (uid, desired) = oneshot::pass_inputs(document);
+    let first_id = derived_id(&uid, 0);
+    let subject = oneshot::subject_of(&document.image.spec, &uid, &first_id);
+    let passed = pass::sync(api.as_ref(), transfers, subject, &desired)
+        .await
+        .unwrap_or_else(|err| panic!("pass failed: {err}"));
+    Pair {
+        planned: plan.actions,
+        planned_progress: plan.progress,
+        passed,
+    }
+}
+
+/// Leaves nothing behind: stops the image's transfer, then deletes it.
+async fn remove(api: &GlanceClient, transfers: &TransferManager<GlanceClient>, id: &str) {
+    transfers.cancel(id);
+    api.delete(id).await.expect("delete the test's image");
+}
+
+fn transfers_for(api: &Arc<GlanceClient>) -> TransferManager<GlanceClient> {
+    let policy = SourcePolicy {
+        allow_loopback: true,
+        ..SourcePolicy::default()
+    };
+    TransferManager::new(api.clone(), 2, Arc::new(policy), Default::default())
+        .expect("transfer manager")
+}
+
+#[tokio::test]
+async fn a_new_image_with_a_source_is_planned_as_the_create_and_upload_one_pass_makes() {
+    let bed = require_testbed!();
+    let api = Arc::new(bed.admin_of(&common::unique_project()));
+    let transfers = transfers_for(&api);
+    let port = common::harness::free_port();
+    let _server = common::serve_file(port, common::pseudo_random_bytes(4096, 7)).await;
+    let name = common::unique("plan-new");
+    let document = document(
+        &name,
+        json!({"diskFormat": "raw", "source": {"url": format!("http://127.0.0.1:{port}/disk.raw")}}),
+    );
+
+    let pair = plan_then_pass(&api, &transfers, &document).await;
+    assert_eq!(pair.planned, [Action::Create, Action::StartTransfer]);
+    assert_eq!(
+        pair.passed.actions, pair.planned,
+        "the pass did what plan printed"
+    );
+    remove(&api, &transfers, &pair.passed.image.expect("created").id).await;
+}
+
+#[tokio::test]
+async fn an_image_changed_outside_glint_is_planned_as_the_patch_and_member_changes_one_pass_makes()
+{
+    let bed = require_testbed!();
+    let project = common::unique_project();
+    let api = Arc::new(bed.admin_of(&project));
+    let transfers = transfers_for(&api);
+    let (kept, stray) = (common::unique_project(), common::unique_project());
+    let name = common::unique("plan-drift");
+    let document = document(
+        &name,
+        json!({"diskFormat": "raw", "visibility": "shared", "tags": ["gold"], "members": [kept]}),
+    );
+    // Create, then add the member: two passes bring the image in line.
+    let created = plan_then_pass(&api, &transfers, &document).await;
+    assert_eq!(created.passed.actions, created.planned);
+    let id = created.passed.image.as_ref().expect("created").id.clone();
+    let shared = plan_then_pass(&api, &transfers, &document).await;
+    assert_eq!(shared.passed.actions, shared.planned);
+    assert_eq!(shared.planned, [Action::AddMember(kept.clone())]);
+
+    // Someone else edits the image: other tags, a member glint did not add, the kept one gone.
+    api.update_image(&id, &[PatchOp::SetTags(vec!["tin".into()])])
+        .await
+        .expect("retag");
+    api.add_member(&id, &stray)
+        .await
+        .expect("add a stray member");
+    api.remove_member(&id, &kept)
+        .await
+        .expect("remove the member");
+
+    let drifted = plan_then_pass(&api, &transfers, &document).await;
+    assert!(
+        drifted.planned.contains(&Action::AddMember(kept.clone()))
+            && drifted
+                .planned
+                .contains(&Action::RemoveMember(stray.clone()))
+            && drifted.planned.len() == 3,
+        "a tag patch and both member changes: {:?}",
+        drifted.planned
+    );
+    assert_eq!(
+        drifted.passed.actions, drifted.planned,
+        "the pass did what plan printed"
+    );
+    assert_eq!(
+        drifted.passed.progress,
+        Progress::InSync,
+        "one pass was all it took"
+    );
+
+    let settled = plan_then_pass(&api, &transfers, &document).await;
+    assert_eq!(settled.planned, []);
+    assert_eq!(settled.passed.actions, settled.planned);
+    assert_eq!(settled.planned_progress, Progress::InSync);
+    remove(&api, &transfers, &id).await;
+}
+
+#[tokio::test]
+async fn an_imported_shared_image_is_planned_as_nothing_to_do_with_the_reads_the_pass_makes() {
+    let bed = require_testbed!();
+    let project = common::unique_project();
+    // Through a proxy that counts calls (it injects nothing here).
+    let proxy = FaultProxy::start(&bed.glance_url).await;
+    let api = Arc::new(bed.admin_of_via(&project, proxy.url()));
+    let transfers = transfers_for(&api);
+    let image = api
+        .create_image(&NewImage {
+            name: Some(common::unique("plan-imported")),
+            visibility: Some(Visibility::Shared),
+            ..NewImage::default()
+        })
+        .await
+        .expect("an image made outside glint");
+    api.add_member(&image.id, &common::unique_project())
+        .await
+        .expect("share it");
+    let document = document(
+        &common::unique("plan-import"),
+        json!({"managementPolicy": "unmanaged", "import": {"id": image.id}}),
+    );
+    let reads = [
+        Route::new("GET", "/v2/images/*"),
+        Route::new("GET", "/v2/images/*/members"),
+    ];
+    let counts = || {
+        reads
+            .iter()
+            .map(|route| proxy.seen(route))
+            .collect::<Vec<_>>()
+    };
+
+    let before = counts();
+    let mut plans = oneshot::plan_all(api.as_ref(), vec![document.clone()]).await;
+    let plan = plans.pop().expect("one plan").outcome.expect("plan");
+    let after_plan = counts();
+    let (uid, desired) = oneshot::pass_inputs(&document);
+    let first_id = derived_id(&uid, 0);
+    let subject = oneshot::subject_of(&document.image.spec, &uid, &first_id);
+    let passed = pass::sync(api.as_ref(), &transfers, subject, &desired)
+        .await
+        .expect("pass");
+    let after_pass = counts();
+
+    let by = |from: &[u64], to: &[u64]| from.iter().zip(to).map(|(a, b)| b - a).collect::<Vec<_>>();
+    assert_eq!(
+        by(&before, &after_plan),
+        [1, 0],
+        "plan reads the image, and not the members of an image it only reports"
+    );
+    assert_eq!(
+        by(&after_plan, &after_pass),
+        by(&before, &after_plan),
+        "the pass reads the same"
+    );
+    assert_eq!(plan.actions, []);
+    assert_eq!(passed.actions, plan.actions);
+    assert_eq!(
+        (plan.progress, passed.progress),
+        (Progress::InSync, Progress::InSync)
+    );
+    assert!(passed.imported);
+    assert_eq!(
+        passed.image.map(|seen| seen.id),
+        Some(image.id.clone()),
+        "both report the imported image"
+    );
+    remove(&api, &transfers, &image.id).await;
+}
