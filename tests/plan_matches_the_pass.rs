@@ -57,9 +57,15 @@ async fn plan_then_pass(
     let (uid, desired) = oneshot::pass_inputs(document);
     let first_id = derived_id(&uid, 0);
     let subject = oneshot::subject_of(&document.image.spec, &uid, &first_id);
-    let passed = pass::sync(api.as_ref(), transfers, subject, &desired)
-        .await
-        .unwrap_or_else(|err| panic!("pass failed: {err}"));
+    let passed = pass::sync(
+        api.as_ref(),
+        transfers,
+        subject,
+        &desired,
+        &Default::default(),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("pass failed: {err}"));
     Pair {
         planned: plan.actions,
         planned_progress: plan.progress,
@@ -204,9 +210,15 @@ async fn an_imported_shared_image_is_planned_as_nothing_to_do_with_the_reads_the
     let (uid, desired) = oneshot::pass_inputs(&document);
     let first_id = derived_id(&uid, 0);
     let subject = oneshot::subject_of(&document.image.spec, &uid, &first_id);
-    let passed = pass::sync(api.as_ref(), &transfers, subject, &desired)
-        .await
-        .expect("pass");
+    let passed = pass::sync(
+        api.as_ref(),
+        &transfers,
+        subject,
+        &desired,
+        &Default::default(),
+    )
+    .await
+    .expect("pass");
     let after_pass = counts();
 
     let by = |from: &[u64], to: &[u64]| from.iter().zip(to).map(|(a, b)| b - a).collect::<Vec<_>>();

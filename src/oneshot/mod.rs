@@ -26,7 +26,9 @@ use crate::reason::Reason;
 use crate::reconcile::observe::{ObserveError, Subject, derived_id};
 use crate::reconcile::pass::{self, PassError};
 use crate::reconcile::plan::{self, Desired, Progress};
-use crate::transfer::{NoTransfers, SourcePolicy, TransferManager, TransferState, Transfers};
+use crate::transfer::{
+    NoTransfers, SourceAccess, SourcePolicy, TransferManager, TransferState, Transfers,
+};
 pub use manifests::{Document, ManifestError, SeriesDocument};
 pub use report::Output;
 
@@ -199,7 +201,9 @@ async fn settle(
     let mut changed = false;
     let mut wait = FIRST_POLL;
     loop {
-        let result = pass::sync(api, transfers, subject_of(spec, uid, &known_id), desired).await?;
+        // Source credentials come from Secrets, which the CLI has none of.
+        let subject = subject_of(spec, uid, &known_id);
+        let result = pass::sync(api, transfers, subject, desired, &SourceAccess::default()).await?;
         changed |= !result.effects.is_empty();
         if let Some(image) = &result.image {
             known_id = image.id.clone();

@@ -14,7 +14,7 @@ use crate::glance::{GlanceApi, GlanceError, Image, PatchOp};
 use crate::reason::Reason;
 use crate::reconcile::observe::{MAX_DERIVED_IDS, OWNER_PROPERTY, Subject, derived_id};
 use crate::reconcile::plan::{Action, Desired};
-use crate::transfer::{TransferRequest, Transfers};
+use crate::transfer::{SourceAccess, TransferRequest, Transfers};
 
 /// Something glint did, for an Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +170,7 @@ pub async fn apply(
     transfers: &impl Transfers,
     subject: Subject<'_>,
     desired: &Desired,
+    access: &SourceAccess,
     image_id: Option<&str>,
     actions: &[Action],
 ) -> Result<Applied, ActError> {
@@ -233,7 +234,7 @@ pub async fn apply(
                 Some(source) => {
                     let request = TransferRequest {
                         source: source.clone(),
-                        access: desired.source_access.clone(),
+                        access: access.clone(),
                         disk_format: desired.disk_format.clone(),
                         conversion: desired.conversion.clone(),
                     };

@@ -251,19 +251,26 @@ async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Requeue, Recon
     if image.spec.policy() == ManagementPolicy::Managed && !has_finalizer(image) {
         add_finalizer(image, ctx).await?;
     }
-    let mut desired = Desired::from_spec(&image.spec, &image.name_any(), uid);
-    match source_access(image, ctx).await {
-        Ok(access) => desired.source_access = access,
+    let desired = Desired::from_spec(&image.spec, &image.name_any(), uid);
+    let access = match source_access(image, ctx).await {
+        Ok(access) => access,
         Err(err) => return report_failure(image, ctx, err).await,
-    }
+    };
     let remembered = ctx.created_id(uid, status_id(image));
     let known_id = remembered.as_deref().or(status_id(image));
     let subject = subject_of(image, uid, known_id, wants_fresh_read(image));
-    let result =
-        match pass::sync(handle.client.as_ref(), &handle.transfers, subject, &desired).await {
-            Ok(result) => result,
-            Err(err) => return report_failure(image, ctx, err.into()).await,
-        };
+    let result = match pass::sync(
+        handle.client.as_ref(),
+        &handle.transfers,
+        subject,
+        &desired,
+        &access,
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(err) => return report_failure(image, ctx, err.into()).await,
+    };
     for effect in &result.effects {
         if let act::Effect::Created { id } | act::Effect::Adopted { id } = effect {
             ctx.remember_created(uid, id);

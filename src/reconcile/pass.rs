@@ -10,7 +10,7 @@ use crate::reason::Reason;
 use crate::reconcile::act::{self, ActError, Applied, Effect};
 use crate::reconcile::observe::{self, Observation, ObserveError, Subject};
 use crate::reconcile::plan::{self, Action, Desired, Plan, Progress};
-use crate::transfer::{TransferState, Transfers};
+use crate::transfer::{SourceAccess, TransferState, Transfers};
 
 /// The first half of a pass: what Glance has, and the plan for it.
 #[derive(Debug)]
@@ -107,12 +107,15 @@ pub async fn plan(
     })
 }
 
-/// Brings Glance in line with `desired` as far as one pass can.
+/// Brings Glance in line with `desired` as far as one pass can. `access` holds the source's
+/// credentials (from spec.source.secretRef), which only a transfer sees: the plan is made
+/// without them.
 pub async fn sync(
     api: &impl GlanceApi,
     transfers: &impl Transfers,
     subject: Subject<'_>,
     desired: &Desired,
+    access: &SourceAccess,
 ) -> Result<PassResult, PassError> {
     let planned = plan(api, transfers, subject, desired).await?;
     let image = planned.image().cloned();
@@ -136,6 +139,7 @@ pub async fn sync(
         transfers,
         subject,
         desired,
+        access,
         image_id.as_deref(),
         &plan.actions,
     )
@@ -165,6 +169,7 @@ pub async fn sync(
                 transfers,
                 subject,
                 desired,
+                access,
                 Some(&created.id),
                 &[plan::Action::StartTransfer],
             )

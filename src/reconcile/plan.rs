@@ -22,7 +22,7 @@ use crate::glance::{
 };
 use crate::reason::Reason;
 use crate::reconcile::observe::{OWNER_PROPERTY, Observation};
-use crate::transfer::{Conversion, QUARANTINE_PROPERTY, SourceAccess, TransferState};
+use crate::transfer::{Conversion, QUARANTINE_PROPERTY, TransferState};
 
 /// The property in which glint records the keys it set on the image (a JSON list of strings),
 /// so that a key dropped from the spec can be removed and no other key ever is.
@@ -53,8 +53,6 @@ pub struct Desired {
     pub members: BTreeSet<String>,
     pub deactivated: bool,
     pub source: Option<ImageSource>,
-    /// Credentials for the source, read from spec.source.secretRef by the caller.
-    pub source_access: SourceAccess,
 }
 
 impl Desired {
@@ -87,7 +85,6 @@ impl Desired {
             members: spec.members.iter().cloned().collect(),
             deactivated: spec.deactivated,
             source: spec.source.clone(),
-            source_access: SourceAccess::default(),
         }
     }
 

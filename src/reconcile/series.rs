@@ -126,7 +126,16 @@ pub async fn reconcile_series(
             known_id: known.as_deref(),
             fresh: true,
         };
-        match pass::sync(api, &handle.transfers, subject, &desired).await {
+        // A series' releases are public downloads: no source credentials.
+        match pass::sync(
+            api,
+            &handle.transfers,
+            subject,
+            &desired,
+            &Default::default(),
+        )
+        .await
+        {
             Ok(result) => {
                 if let Some(image) = &result.image {
                     images.insert(version.version.clone(), image.clone());
