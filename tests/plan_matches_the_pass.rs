@@ -48,12 +48,23 @@ async fn plan_then_pass(
     transfers: &TransferManager<GlanceClient>,
     document: &Document,
 ) -> Pair {
+    plan_then_pass_noting(api, transfers, document, || {}).await
+}
+
+/// [`plan_then_pass`], calling `between` once the plan is made and before the pass starts.
+async fn plan_then_pass_noting(
+    api: &Arc<GlanceClient>,
+    transfers: &TransferManager<GlanceClient>,
+    document: &Document,
+    mut between: impl FnMut(),
+) -> Pair {
     let mut plans = oneshot::plan_all(api.as_ref(), vec![document.clone()]).await;
     let plan = plans
         .pop()
         .expect("one plan")
         .outcome
         .unwrap_or_else(|err| panic!("plan failed: {err}"));
+    between();
     let (uid, desired) = oneshot::pass_inputs(document);
     let first_id = derived_id(&uid, 0);
     let subject = oneshot::subject_of(&document.image.spec, &uid, &first_id);
@@ -204,21 +215,8 @@ async fn an_imported_shared_image_is_planned_as_nothing_to_do_with_the_reads_the
     };
 
     let before = counts();
-    let mut plans = oneshot::plan_all(api.as_ref(), vec![document.clone()]).await;
-    let plan = plans.pop().expect("one plan").outcome.expect("plan");
-    let after_plan = counts();
-    let (uid, desired) = oneshot::pass_inputs(&document);
-    let first_id = derived_id(&uid, 0);
-    let subject = oneshot::subject_of(&document.image.spec, &uid, &first_id);
-    let passed = pass::sync(
-        api.as_ref(),
-        &transfers,
-        subject,
-        &desired,
-        &Default::default(),
-    )
-    .await
-    .expect("pass");
+    let mut after_plan = Vec::new();
+    let pair = plan_then_pass_noting(&api, &transfers, &document, || after_plan = counts()).await;
     let after_pass = counts();
 
     let by = |from: &[u64], to: &[u64]| from.iter().zip(to).map(|(a, b)| b - a).collect::<Vec<_>>();
@@ -232,15 +230,15 @@ async fn an_imported_shared_image_is_planned_as_nothing_to_do_with_the_reads_the
         by(&before, &after_plan),
         "the pass reads the same"
     );
-    assert_eq!(plan.actions, []);
-    assert_eq!(passed.actions, plan.actions);
+    assert_eq!(pair.planned, []);
+    assert_eq!(pair.passed.actions, pair.planned);
     assert_eq!(
-        (plan.progress, passed.progress),
+        (pair.planned_progress, pair.passed.progress),
         (Progress::InSync, Progress::InSync)
     );
-    assert!(passed.imported);
+    assert!(pair.passed.imported);
     assert_eq!(
-        passed.image.map(|seen| seen.id),
+        pair.passed.image.map(|seen| seen.id),
         Some(image.id.clone()),
         "both report the imported image"
     );
