@@ -20,7 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::crd::{Image, ImageSeries, SharedImage};
 use crate::leader::{Election, LeaderError, LeaseConfig};
 use crate::metrics::{Health, KubeWrites, Metrics};
-use crate::reconcile::{self, Context, Settings};
+use crate::reconcile::{self, Context, Settings, UserKind};
 use crate::transfer::SourcePolicy;
 
 /// Settings of `glint run`.
@@ -240,6 +240,15 @@ fn spec_or_deletion<K: Resource>(object: &K) -> Option<u64> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     object.meta().generation.hash(&mut hasher);
     object.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    // The annotations that ask for something now (a refresh, a series' retry) count too.
+    for annotation in [reconcile::REFRESH_ANNOTATION, reconcile::RETRY_ANNOTATION] {
+        object
+            .meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotation))
+            .hash(&mut hasher);
+    }
     Some(hasher.finish())
 }
 
@@ -443,7 +452,9 @@ async fn forget_deleted_images(
             .filter_map(|image| image.uid())
             .collect();
         ctx.clouds
-            .retain_users(namespace.as_deref(), |uid| live.contains(uid));
+            .retain_users(namespace.as_deref(), UserKind::Image, |uid| {
+                live.contains(uid)
+            });
     }
 }
 

@@ -209,6 +209,12 @@ catalogue! {
     NoMatchingRelease => Problem,
     /// `spec.checksums.url` (or the URL a release resolves to) is not a URL.
     InvalidChecksumsUrl => Problem,
+    /// A release's file name carries no version and the mirror does not say when it last
+    /// changed (no Last-Modified), so glint cannot tell one build from the next.
+    ReleaseVersionUnknown => Problem,
+    /// A kept release newer than the current version failed its checks or could not be
+    /// fetched; the current version stays, and glint tries again.
+    ReleaseFailed => Problem,
 
     // SharedImage.
     /// More than one image shared with this project has that name: set `spec.image.owner`

@@ -160,25 +160,51 @@ pub struct SeriesRelease {
     pub hash: Option<SourceHash>,
 }
 
-/// Releases read from a checksums file (SHA256SUMS, SHA512SUMS, MD5SUMS, or Fedora's
-/// CHECKSUM).
+/// Releases read from a mirror as the distribution publishes it: one checksums file
+/// (SHA256SUMS, SHA512SUMS, MD5SUMS, or Fedora's and AlmaLinux' CHECKSUM), a folder per
+/// release each with its own checksums file (CirrOS, Debian, Ubuntu), or checksums files
+/// named per release (Fedora). glint reads the mirror's index pages (Apache's and nginx's
+/// autoindex, plain lists) to find new releases: no edit is needed when one is published.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.folders) || has(self.file)) || self.url.endsWith('/')")
+        .message("with folders or file, url is the folder whose index page lists them, and ends in /"),
+    validation = Rule::new("!has(self.folders) || has(self.file)")
+        .message("with folders, file names the checksums file in each folder, for example SHA256SUMS"),
+)]
 pub struct ChecksumsSource {
-    /// The checksums file. Each file it lists is fetched from the same folder, unless
-    /// urlTemplate says where.
+    /// The checksums file; or, with folders or file, the folder (ending in /) whose index page
+    /// lists the release folders or the checksums files.
+    #[schemars(length(max = 2048))]
     pub url: String,
-    /// Where a listed file is fetched from, when not beside the checksums file: a URL with
-    /// {file} (the name as listed) and {version} (the pattern's version), for example
+    /// Release folders in url's index to read, newest first: a regular expression for the
+    /// folder's name (without its trailing /) with a group named version, for example
+    /// (?P<version>[0-9]+\.[0-9]+\.[0-9]+) for CirrOS or (?P<version>[0-9]{8}-[0-9]{4}) for
+    /// Debian. Enough folders are read for keep releases; folders not complete on the mirror
+    /// yet are stepped over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub folders: Option<String>,
+    /// The checksums file in each folder: its name (SHA256SUMS), or a regular expression with
+    /// a group named version for checksums files named per release, matched against the
+    /// folder's index (Fedora-Cloud-(?P<version>41-[0-9.]+)-x86_64-CHECKSUM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub file: Option<String>,
+    /// Where a listed file is fetched from, when not beside its checksums file: a URL with
+    /// {file} (the name as listed) and {version} (the release's version), for example
     /// https://mirror.example/cirros/{version}/{file}.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("self.contains('{file}') || self.contains('{version}')").message("urlTemplate needs {file} or {version}, for example https://mirror.example/{version}/{file}"))]
     pub url_template: Option<String>,
-    /// A regular expression for the file names to take, with a group named version
-    /// (?P<version>...) that becomes the release's version; it must match the whole name.
-    /// For example cirros-(?P<version>[0-9.]+)-x86_64-disk\.img.
-    #[x_kube(validation = Rule::new("self.contains('<version>')").message("pattern needs a group named version, for example (?P<version>[0-9.]+), whose match becomes the release's version"))]
+    /// A regular expression for the file names to take from the checksums file; it must match
+    /// the whole name. A group named version (?P<version>...) becomes the release's version,
+    /// for example cirros-(?P<version>[0-9.]+)-x86_64-disk\.img. Without one, the version is
+    /// the folder's or the checksums file's; for a name that never changes (Ubuntu's
+    /// current/, Debian's latest/) it is the file's Last-Modified time (YYYYMMDD-HHMMSS), so
+    /// a new build is a new version.
     #[schemars(length(max = 512))]
     pub pattern: String,
 }
@@ -221,7 +247,7 @@ pub struct ImageSeriesStatus {
     /// The version that carries the stable name and glint.dev/latest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<String>,
-    /// Every version glint keeps in Glance, oldest first.
+    /// Every version glint holds in Glance, the current one included, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<SeriesVersionStatus>,
     /// The releases the last check found: what glint keeps current until the next check.
@@ -233,6 +259,10 @@ pub struct ImageSeriesStatus {
     /// When glint reads them next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_check: Option<Time>,
+    /// The value of the glint.dev/retry annotation glint last acted on: setting the
+    /// annotation to a new value tries every failed (quarantined) version again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_retry: Option<String>,
 }
 
 /// One version in Glance.
@@ -247,12 +277,13 @@ pub struct SeriesVersionStatus {
     /// Its Glance status (queued, active, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GlanceLifecycle>,
-    /// current, retired or pending (newer than the current version, on its way or failed).
+    /// current, retired (older than the current version, or no longer listed by the mirror)
+    /// or pending (newer than the current version, on its way or failed).
     pub role: String,
     /// When Glance created its image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
-    /// Why it is not where it should be (its upload failed, say).
+    /// Why it is not where it should be (its upload failed, say), and how to try again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
@@ -281,9 +312,10 @@ impl ImageSeriesSpec {
         self.keep.unwrap_or(DEFAULT_KEEP).clamp(1, 100) as usize
     }
 
-    /// The Image spec one version's image has: the shared fields, the release's source, and
-    /// `name` as its Glance name.
-    pub fn version_spec(&self, name: &str, source: ImageSource) -> ImageSpec {
+    /// The Image spec one version's image has: the shared fields, the release's source (none
+    /// for a version glint holds that is no longer listed: its data is in), and `name` as its
+    /// Glance name.
+    pub fn version_spec(&self, name: &str, source: Option<ImageSource>) -> ImageSpec {
         let image = &self.image;
         ImageSpec {
             cloud_credentials_ref: self.cloud_credentials_ref.clone(),
@@ -298,7 +330,7 @@ impl ImageSeriesSpec {
             container_format: image.container_format,
             disk_format: Some(image.disk_format),
             members: image.members.clone(),
-            source: Some(ImageSource {
+            source: source.map(|source| ImageSource {
                 decompress: image.decompress,
                 method: image.method,
                 ..source

@@ -5,10 +5,13 @@
 //! Apply runs in two rounds. First every kept release without an active image is created and
 //! uploaded under its versioned name, hidden, so that nothing a user sees changes while data
 //! flows (a corrupt release ends quarantined and never becomes current). Then Glance is read
-//! again, the rotation planned on what it now holds, and each version brought to its role:
-//! retired ones first, the current one last, so that the stable name is never on two images;
-//! versions beyond keep are deleted at the end. A run killed anywhere is finished by the next.
+//! again, the rotation planned on what it now holds, versions beyond keep deleted, and each
+//! remaining version brought to its role: retired ones first, the current one last, so that
+//! the stable name is never on two images. A failed release whose listed bytes changed is
+//! deleted before round one and imported afresh. A run killed anywhere is finished by the
+//! next.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::manifests::SeriesDocument;
@@ -19,7 +22,7 @@ use crate::reconcile::act;
 use crate::reconcile::observe::ObserveError;
 use crate::reconcile::pass::PassError;
 use crate::reconcile::plan::Desired;
-use crate::series::plan::{Held, Role, SeriesPlan, VersionPlan};
+use crate::series::plan::{Held, Removal, Role, SeriesPlan, VersionPlan};
 use crate::series::{self, Release};
 use crate::transfer::{QUARANTINE_PROPERTY, SourcePolicy, TransferManager};
 
@@ -63,8 +66,9 @@ pub async fn releases(
     let Some(source) = &spec.checksums else {
         return Ok(series::listed(spec));
     };
-    series::observe::published(source, policy.clone())
+    series::observe::published(source, policy.clone(), spec.keep())
         .await
+        .map(|published| published.releases)
         .map_err(|err| OneShotError::Blocked {
             reason: err.reason(),
             message: err.to_string(),
@@ -90,6 +94,7 @@ fn rotation(document: &SeriesDocument, releases: &[Release], held: &[(Held, Imag
         &document.key(),
         releases,
         &held,
+        &BTreeSet::new(),
     )
 }
 
@@ -116,9 +121,25 @@ async fn apply_one(
 ) -> Result<SeriesResult, OneShotError> {
     let releases = releases(document, policy).await?;
     let key = document.key();
-    // Round one: data for every kept release that has no active image yet.
-    let before = held(api, document).await?;
-    let mut problems = std::collections::BTreeMap::new();
+    let mut before = held(api, document).await?;
+    // Failed images of releases to try again (the mirror lists other bytes now) go first, so
+    // round one imports them afresh.
+    let replaced: Vec<Held> = rotation(document, &releases, &before)
+        .delete
+        .into_iter()
+        .filter(|(_, why)| *why == Removal::Replaced)
+        .map(|(gone, _)| gone)
+        .collect();
+    for gone in &replaced {
+        act::delete(api, &gone.id, gone.protected)
+            .await
+            .map_err(|err| OneShotError::Pass(PassError::Act(err)))?;
+    }
+    if !replaced.is_empty() {
+        before = held(api, document).await?;
+    }
+    // Round one: data for every wanted release that has no active image yet.
+    let mut problems = BTreeMap::new();
     for version in rotation(document, &releases, &before).versions {
         let active = before
             .iter()
@@ -130,9 +151,17 @@ async fn apply_one(
             problems.insert(version.version.clone(), err.to_string());
         }
     }
-    // Round two: roles, on what Glance holds now.
+    // Round two: roles, on what Glance holds now. Versions that go are deleted first, so
+    // the stable name is given up before the new current version takes it.
     let now = held(api, document).await?;
     let plan = rotation(document, &releases, &now);
+    let mut deleted = Vec::new();
+    for (gone, _) in &plan.delete {
+        act::delete(api, &gone.id, gone.protected)
+            .await
+            .map_err(|err| OneShotError::Pass(PassError::Act(err)))?;
+        deleted.push(gone.version.clone());
+    }
     let mut ordered: Vec<&VersionPlan> = plan.versions.iter().collect();
     ordered.sort_by_key(|version| match version.role {
         Role::Retired => 0,
@@ -163,13 +192,6 @@ async fn apply_one(
         });
     }
     lines.sort_by(|a, b| series::version::compare(&a.version, &b.version));
-    let mut deleted = Vec::new();
-    for gone in &plan.delete {
-        act::delete(api, &gone.id, gone.protected)
-            .await
-            .map_err(|err| OneShotError::Pass(PassError::Act(err)))?;
-        deleted.push(gone.version.clone());
-    }
     Ok(SeriesResult {
         current: plan.current,
         versions: lines,
@@ -274,10 +296,8 @@ pub async fn print_plan(
                 Some(_) => {}
                 None => hoped.push(Held {
                     version: version.version.clone(),
-                    id: String::new(),
                     usable: true,
-                    latest: false,
-                    protected: false,
+                    ..Held::default()
                 }),
             }
         }
@@ -287,6 +307,7 @@ pub async fn print_plan(
             &key,
             &releases,
             &hoped,
+            &BTreeSet::new(),
         );
         let mut lines = Vec::new();
         for version in &after.versions {
@@ -318,9 +339,9 @@ pub async fn print_plan(
                 }
             }
         }
-        for gone in &after.delete {
+        for (gone, _) in &after.delete {
             lines.push(format!(
-                "- {}: delete {} (not among the newest {} releases)",
+                "- {}: delete {} (beyond the newest {} imported versions)",
                 gone.version,
                 gone.id,
                 document.series.spec.keep()

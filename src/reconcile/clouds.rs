@@ -72,12 +72,20 @@ pub struct HandleSettings {
     pub metrics: TransferMetrics,
 }
 
+/// Which kind of object uses a handle: each kind's sweep forgets only its own deleted users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKind {
+    Image,
+    Series,
+    SharedImage,
+}
+
 /// The handles of all clouds in use.
 pub struct CloudRegistry {
     settings: HandleSettings,
     slots: Mutex<HashMap<CloudKey, Arc<Slot>>>,
-    /// Which Images (by uid) use which key.
-    users: Mutex<HashMap<String, CloudKey>>,
+    /// Which objects (by uid) use which key.
+    users: Mutex<HashMap<String, (CloudKey, UserKind)>>,
     built: AtomicU64,
     rotated: AtomicU64,
     logins: AtomicU64,
@@ -137,18 +145,19 @@ impl CloudRegistry {
             kube,
             &namespace,
             &image.spec.cloud_credentials_ref,
-            image.uid(),
+            image.uid().map(|uid| (uid, UserKind::Image)),
         )
         .await
     }
 
-    /// The handle for a Secret and cloud in `namespace`, for the object `uid` (any kind).
+    /// The handle for a Secret and cloud in `namespace`, for the object `user` (its uid and
+    /// kind), which then counts as a user of the handle.
     pub async fn resolve_for(
         &self,
         kube: &Client,
         namespace: &str,
         reference: &crate::crd::CloudCredentialsRef,
-        uid: Option<String>,
+        user: Option<(String, UserKind)>,
     ) -> Result<Arc<CloudHandle>, ReconcileError> {
         let namespace = namespace.to_string();
         let key = CloudKey {
@@ -165,8 +174,8 @@ impl CloudRegistry {
                 name: reference.secret_name.clone(),
             })?;
         let version = secret.resource_version().unwrap_or_default();
-        if let Some(uid) = uid {
-            self.use_key(uid, key.clone());
+        if let Some((uid, kind)) = user {
+            self.use_key(uid, key.clone(), kind);
         }
         let slot = lock(&self.slots).entry(key.clone()).or_default().clone();
         let mut current = slot.handle.lock().await;
@@ -211,32 +220,40 @@ impl CloudRegistry {
         login(secret, key).await
     }
 
-    /// Records that the Image `uid` uses `key`, dropping the handle it used before if no one
+    /// Records that the object `uid` uses `key`, dropping the handle it used before if no one
     /// else does.
-    fn use_key(&self, uid: String, key: CloudKey) {
-        let previous = lock(&self.users).insert(uid, key.clone());
-        if let Some(previous) = previous
+    fn use_key(&self, uid: String, key: CloudKey, kind: UserKind) {
+        let previous = lock(&self.users).insert(uid, (key.clone(), kind));
+        if let Some((previous, _)) = previous
             && previous != key
         {
             self.evict_if_unused(&previous);
         }
     }
 
-    /// The Image `uid` is gone (or no longer needs a cloud).
+    /// The object `uid` is gone (or no longer needs a cloud).
     pub fn forget(&self, uid: &str) {
         let previous = lock(&self.users).remove(uid);
-        if let Some(key) = previous {
+        if let Some((key, _)) = previous {
             self.evict_if_unused(&key);
         }
     }
 
-    /// Forgets every user in `namespace` (all namespaces for `None`) that `live` does not
-    /// know: Images deleted while no reconcile saw them.
-    pub fn retain_users(&self, namespace: Option<&str>, live: impl Fn(&str) -> bool) {
+    /// Forgets every user of this kind in `namespace` (all namespaces for `None`) that `live`
+    /// does not know: objects deleted while no reconcile saw them. Users of other kinds are
+    /// not this sweep's to judge (a series is no Image, yet uses its cloud).
+    pub fn retain_users(
+        &self,
+        namespace: Option<&str>,
+        kind: UserKind,
+        live: impl Fn(&str) -> bool,
+    ) {
         let gone: Vec<String> = lock(&self.users)
             .iter()
-            .filter(|(uid, key)| {
-                namespace.is_none_or(|namespace| key.namespace == namespace) && !live(uid)
+            .filter(|(uid, (key, of_kind))| {
+                *of_kind == kind
+                    && namespace.is_none_or(|namespace| key.namespace == namespace)
+                    && !live(uid)
             })
             .map(|(uid, _)| uid.clone())
             .collect();
@@ -246,9 +263,9 @@ impl CloudRegistry {
     }
 
     fn evict_if_unused(&self, key: &CloudKey) {
-        let in_use = lock(&self.users).values().any(|used| used == key);
+        let in_use = lock(&self.users).values().any(|(used, _)| used == key);
         if !in_use && lock(&self.slots).remove(key).is_some() {
-            tracing::debug!(cloud = %key, "no Image uses this cloud any more; dropped its client");
+            tracing::debug!(cloud = %key, "no object uses this cloud any more; dropped its client");
         }
     }
 }

@@ -48,11 +48,11 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::Instrument;
 
 pub use crate::crd::parse_duration;
-pub use clouds::{CloudHandle, CloudKey, CloudRegistry};
+pub use clouds::{CloudHandle, CloudKey, CloudRegistry, UserKind};
 pub use context::{Context, MAX_BACKOFF, PassHook, Settings, backoff_delay};
 pub use error::ReconcileError;
 use objects::{add_finalizer, apply_status, has_finalizer, remove_finalizer};
-pub use series::reconcile_series;
+pub use series::{RETRY_ANNOTATION, reconcile_series};
 pub use shared::reconcile_shared;
 
 use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus};
@@ -344,6 +344,7 @@ async fn source_access(image: &Image, ctx: &Context) -> Result<SourceAccess, Rec
         authorization: text("authorization").map(SecretString::from),
         basic: text("username").zip(text("password").map(SecretString::from)),
         ca_bundle: data.get("ca.crt").map(|bytes| bytes.0.clone()),
+        missing_may_appear: false,
     };
     if access == SourceAccess::default() {
         return Err(ReconcileError::SourceSecretInvalid {

@@ -8,6 +8,7 @@
 //! version whose data has just arrived is promoted by the next pass, so the stable name moves
 //! only to an image that is active and verified.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::act::{self, Effect};
+use super::clouds::UserKind;
 use super::observe::Subject;
 use super::pass;
 use super::plan::{Desired, Progress};
@@ -28,9 +30,9 @@ use super::{
 use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesRelease, SeriesVersionStatus};
 use crate::glance::Image;
 use crate::reason::Reason;
-use crate::series::plan::{Held, Role, VersionPlan};
+use crate::series::plan::{Held, Removal, Role, VersionPlan};
 use crate::series::{self, Release, observe::version_uid};
-use crate::transfer::Transfers;
+use crate::transfer::{SourceAccess, Transfers};
 
 /// Reconciles one ImageSeries.
 pub async fn reconcile_series(
@@ -51,7 +53,7 @@ pub async fn reconcile_series(
             &ctx.client,
             &namespace,
             &series.spec.cloud_credentials_ref,
-            Some(uid.clone()),
+            Some((uid.clone(), UserKind::Series)),
         )
         .await
     {
@@ -95,7 +97,57 @@ pub async fn reconcile_series(
         .name
         .clone()
         .unwrap_or_else(|| series.name_any());
-    let plan = series::plan::plan(&series.spec, &stable, &key, &releases, &held_only);
+    let requested_retry = retry_request(&series, &previous);
+    let retry: BTreeSet<String> = match requested_retry {
+        Some(_) => held_only
+            .iter()
+            .filter(|held| held.quarantined)
+            .map(|held| held.version.clone())
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let plan = series::plan::plan(&series.spec, &stable, &key, &releases, &held_only, &retry);
+    let object = series.object_ref(&());
+    let mut problems = BTreeMap::new();
+    // Each version's image as its pass leaves it (a pass answers with the image after its
+    // changes), so status needs no second listing.
+    let mut images: BTreeMap<String, Image> = held
+        .iter()
+        .map(|(held, image)| (held.version.clone(), image.clone()))
+        .collect();
+
+    // Deletions first: a version that goes gives up the stable name before the new current
+    // version takes it, and a replaced image is gone before its new one is created.
+    let mut name_still_held = false;
+    for (gone, why) in &plan.delete {
+        images.remove(&gone.version);
+        handle.transfers.cancel(&gone.id);
+        match act::delete(api, &gone.id, gone.protected).await {
+            Ok(()) => {
+                let note = match why {
+                    Removal::BeyondKeep => format!(
+                        "deleted version {} (Glance image {}): beyond the newest {} imported versions",
+                        gone.version,
+                        gone.id,
+                        series.spec.keep()
+                    ),
+                    Removal::Replaced => format!(
+                        "deleted Glance image {} of version {}, which had failed, to try the release again",
+                        gone.id, gone.version
+                    ),
+                };
+                events::publish_about(&object, &ctx, EventType::Normal, Reason::Deleted, note)
+                    .await;
+            }
+            Err(err) => {
+                name_still_held |= gone.latest;
+                problems.insert(
+                    gone.version.clone(),
+                    format!("{}: could not delete it: {err}", err.reason()),
+                );
+            }
+        }
+    }
 
     let mut ordered: Vec<&VersionPlan> = plan.versions.iter().collect();
     ordered.sort_by_key(|version| match version.role {
@@ -104,22 +156,27 @@ pub async fn reconcile_series(
         Role::Current => 2,
     });
     let mut working = Vec::new();
-    let mut problems = std::collections::BTreeMap::new();
-    // Each version's image as its pass leaves it (a pass answers with the image after its
-    // changes), so status needs no second listing.
-    let mut images: std::collections::BTreeMap<String, Image> = held
-        .iter()
-        .map(|(held, image)| (held.version.clone(), image.clone()))
-        .collect();
-    let object = series.object_ref(&());
+    let standing = |version: &str| {
+        held.iter()
+            .find(|(held, _)| {
+                held.version == version && !plan.delete.iter().any(|(gone, _)| gone.id == held.id)
+            })
+            .map(|(held, _)| held.id.clone())
+    };
+    // Mirrors publish their checksums file before the images it lists: a 404 is retried.
+    let access = SourceAccess {
+        missing_may_appear: true,
+        ..SourceAccess::default()
+    };
     for version in ordered {
+        if version.role == Role::Current && name_still_held {
+            // The old version could not give the stable name up: never two images with it.
+            continue;
+        }
         let version_uid = version_uid(&uid, &version.version);
         let name = version.spec.name.clone().unwrap_or_default();
         let desired = Desired::from_spec(&version.spec, &name, &version_uid);
-        let known = held
-            .iter()
-            .find(|(held, _)| held.version == version.version)
-            .map(|(held, _)| held.id.clone());
+        let known = standing(&version.version);
         let subject = Subject {
             uid: &version_uid,
             spec: &version.spec,
@@ -127,15 +184,7 @@ pub async fn reconcile_series(
             fresh: true,
         };
         // A series' releases are public downloads: no source credentials.
-        match pass::sync(
-            api,
-            &handle.transfers,
-            subject,
-            &desired,
-            &Default::default(),
-        )
-        .await
-        {
+        match pass::sync(api, &handle.transfers, subject, &desired, &access).await {
             Ok(result) => {
                 if let Some(image) = &result.image {
                     images.insert(version.version.clone(), image.clone());
@@ -162,7 +211,10 @@ pub async fn reconcile_series(
                         working.push(format!("{}: {message}", version.version))
                     }
                     Progress::Blocked { reason, message } => {
-                        problems.insert(version.version.clone(), format!("{reason}: {message}"));
+                        problems.insert(
+                            version.version.clone(),
+                            format!("{reason}: {message}{}", how_to_retry(reason)),
+                        );
                     }
                 }
             }
@@ -170,20 +222,6 @@ pub async fn reconcile_series(
                 problems.insert(version.version.clone(), format!("{}: {err}", err.reason()));
             }
         }
-    }
-    for gone in &plan.delete {
-        images.remove(&gone.version);
-        handle.transfers.cancel(&gone.id);
-        act::delete(api, &gone.id, gone.protected)
-            .await
-            .map_err(|err| ReconcileError::Pass(err.into()))?;
-        let note = format!(
-            "deleted version {} (Glance image {}): not among the newest {} releases",
-            gone.version,
-            gone.id,
-            series.spec.keep()
-        );
-        events::publish_about(&object, &ctx, EventType::Normal, Reason::Deleted, note).await;
     }
     if plan.current.is_some() && plan.current != previous.current {
         let note = format!(
@@ -207,7 +245,13 @@ pub async fn reconcile_series(
         }
     }
 
-    let outcome = outcome_of(&plan.current, &working, &problems, checked.problem.as_ref());
+    let outcome = outcome_of(
+        &plan.current,
+        &working,
+        &problems,
+        checked.problem.as_ref(),
+        &checked.skipped,
+    );
     let status = ImageSeriesStatus {
         observed_generation: series.meta().generation,
         conditions: kstatus_conditions(
@@ -221,6 +265,7 @@ pub async fn reconcile_series(
         releases: checked.releases.clone(),
         last_check: checked.last_check.clone(),
         next_check: checked.next_check.map(Time),
+        last_retry: requested_retry.or(previous.last_retry.clone()),
     };
     ctx.metrics.series.record(
         &namespace,
@@ -239,6 +284,27 @@ pub async fn reconcile_series(
     })
 }
 
+/// The annotation that asks glint to try failed (quarantined) versions again: any new value
+/// does, for example `kubectl annotate imageseries NAME glint.dev/retry="$(date +%s)"
+/// --overwrite`.
+pub const RETRY_ANNOTATION: &str = "glint.dev/retry";
+
+/// The retry annotation's value, when it asks for a retry glint has not made yet.
+fn retry_request(series: &ImageSeries, previous: &ImageSeriesStatus) -> Option<String> {
+    let asked = series.annotations().get(RETRY_ANNOTATION)?;
+    (previous.last_retry.as_ref() != Some(asked)).then(|| asked.clone())
+}
+
+/// What a user can do about a version that failed its checks, for status.versions.
+fn how_to_retry(reason: Reason) -> String {
+    match reason {
+        Reason::Quarantined | Reason::HashMismatch | Reason::CorruptArchive => format!(
+            "; glint tries it again when the mirror lists other bytes for it, or when you set the annotation {RETRY_ANNOTATION} to a new value"
+        ),
+        _ => String::new(),
+    }
+}
+
 /// The releases this pass works with, and how the check (if one was due) went.
 struct Checked {
     releases: Vec<SeriesRelease>,
@@ -246,6 +312,8 @@ struct Checked {
     /// When the next check is due (none for listed releases, which only an edit changes).
     next_check: Option<jiff::Timestamp>,
     problem: Option<(Reason, String)>,
+    /// What the check stepped over on the mirror (folders not complete yet), for status.
+    skipped: Vec<String>,
 }
 
 /// Reads the releases again when a check is due (a listed series always is: it costs nothing),
@@ -268,6 +336,7 @@ async fn check(
             last_check,
             next_check: None,
             problem: None,
+            skipped: Vec::new(),
         };
     };
     let next = match previous
@@ -283,6 +352,7 @@ async fn check(
                 last_check: previous.last_check.clone(),
                 next_check: None,
                 problem: Some((Reason::InvalidSchedule, err.to_string())),
+                skipped: Vec::new(),
             };
         }
     };
@@ -293,24 +363,31 @@ async fn check(
             last_check: previous.last_check.clone(),
             next_check: next,
             problem: None,
+            skipped: Vec::new(),
         };
     }
-    let fetched = series::observe::published(source, ctx.settings.source_policy.clone())
-        .await
-        .map_err(|err| (err.reason(), err.to_string()));
+    let fetched = series::observe::published(
+        source,
+        ctx.settings.source_policy.clone(),
+        series.spec.keep(),
+    )
+    .await
+    .map_err(|err| (err.reason(), err.to_string()));
     let next_after = |at: jiff::Timestamp| series::next_check(&series.spec, at).ok().flatten();
     match fetched {
         Ok(found) => Checked {
-            releases: found.iter().map(SeriesRelease::from).collect(),
+            releases: found.releases.iter().map(SeriesRelease::from).collect(),
             last_check: Some(Time(now)),
             next_check: next_after(now),
             problem: None,
+            skipped: found.skipped,
         },
         Err(problem) => Checked {
             releases: previous.releases.clone(),
             last_check: previous.last_check.clone(),
             next_check: next_after(now),
             problem: Some(problem),
+            skipped: Vec::new(),
         },
     }
 }
@@ -318,8 +395,9 @@ async fn check(
 fn outcome_of(
     current: &Option<String>,
     working: &[String],
-    problems: &std::collections::BTreeMap<String, String>,
+    problems: &BTreeMap<String, String>,
     check_problem: Option<&(Reason, String)>,
+    skipped: &[String],
 ) -> Outcome {
     if let Some((reason, message)) = check_problem {
         let keeping = current
@@ -351,14 +429,23 @@ fn outcome_of(
         .map(|(version, problem)| format!("{version}: {problem}"))
         .collect();
     match current {
+        // A release the series wants that failed is not "current": the series does not
+        // follow the mirror until it is fixed, and says so.
+        Some(version) if !failed.is_empty() => Outcome::Stalled {
+            reason: Reason::ReleaseFailed,
+            message: format!(
+                "version {version} stays current, but releases the series wants failed: {}",
+                failed.join("; ")
+            ),
+        },
         Some(version) => Outcome::Ready {
             reason: Reason::Current,
-            message: if failed.is_empty() {
+            message: if skipped.is_empty() {
                 format!("version {version} is current")
             } else {
                 format!(
-                    "version {version} is current; newer releases failed: {}",
-                    failed.join("; ")
+                    "version {version} is current; not complete on the mirror yet, so read again at the next check: {}",
+                    skipped.join("; ")
                 )
             },
         },
@@ -378,8 +465,8 @@ fn outcome_of(
 
 fn version_lines(
     versions: &[VersionPlan],
-    images: &std::collections::BTreeMap<String, Image>,
-    problems: &std::collections::BTreeMap<String, String>,
+    images: &BTreeMap<String, Image>,
+    problems: &BTreeMap<String, String>,
 ) -> Vec<SeriesVersionStatus> {
     versions
         .iter()

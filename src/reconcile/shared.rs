@@ -37,7 +37,9 @@ pub async fn reconcile_shared(
             &ctx.client,
             &namespace,
             &shared.spec.cloud_credentials_ref,
-            shared.uid(),
+            shared
+                .uid()
+                .map(|uid| (uid, super::clouds::UserKind::SharedImage)),
         )
         .await
     {

@@ -4,25 +4,24 @@
 
 use futures::TryStreamExt;
 
-use super::plan::{Held, LATEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY};
-use super::{Release, ReleasesError};
+use super::ReleasesError;
+use super::discover::Published;
+use super::plan::{
+    Held, LATEST_PROPERTY, RELEASE_DIGEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY,
+};
 use crate::crd::ChecksumsSource;
 use crate::crd::OWNER_PROPERTY;
 use crate::glance::{GlanceApi, GlanceError, Image, ImageStatus, ListQuery};
 use crate::transfer::QUARANTINE_PROPERTY;
 
-/// The largest checksums file glint reads; distributions' are a few KiB.
-const CHECKSUMS_LIMIT: usize = 1024 * 1024;
-
-/// The releases a checksums file lists now, fetched under the source policy.
+/// What the mirror publishes now, as spec.checksums describes its layout, fetched under the
+/// source policy; enough release folders are read for `keep` releases.
 pub async fn published(
     source: &ChecksumsSource,
     policy: std::sync::Arc<crate::transfer::SourcePolicy>,
-) -> Result<Vec<Release>, ReleasesError> {
-    let text = crate::transfer::source_http::fetch_text(policy, &source.url, CHECKSUMS_LIMIT)
-        .await
-        .map_err(ReleasesError::Unavailable)?;
-    super::published(source, &text)
+    keep: usize,
+) -> Result<Published, ReleasesError> {
+    super::discover::published(source, policy, keep).await
 }
 
 /// UUID namespace of versions' uids (a fixed random UUID, never to change).
@@ -70,11 +69,13 @@ pub async fn held(
 }
 
 fn held_of(image: &Image, version: String) -> Held {
+    let quarantined = image.properties.contains_key(QUARANTINE_PROPERTY);
     Held {
-        usable: image.status == ImageStatus::Active
-            && !image.properties.contains_key(QUARANTINE_PROPERTY),
+        usable: image.status == ImageStatus::Active && !quarantined,
+        quarantined,
         latest: image.properties.get(LATEST_PROPERTY).map(String::as_str) == Some("true"),
         protected: image.protected,
+        digest: image.properties.get(RELEASE_DIGEST_PROPERTY).cloned(),
         id: image.id.clone(),
         version,
     }
@@ -104,7 +105,15 @@ mod tests {
         assert!(held_of(&image("active", none.clone()), "1".into()).usable);
         assert!(!held_of(&image("queued", none.clone()), "1".into()).usable);
         let marked = serde_json::json!({QUARANTINE_PROPERTY: "HashMismatch: x"});
-        assert!(!held_of(&image("active", marked), "1".into()).usable);
+        let bad = held_of(&image("active", marked), "1".into());
+        assert!(!bad.usable && bad.quarantined);
+        let recorded = serde_json::json!({RELEASE_DIGEST_PROPERTY: "sha256:ab"});
+        assert_eq!(
+            held_of(&image("active", recorded), "1".into())
+                .digest
+                .as_deref(),
+            Some("sha256:ab")
+        );
         let latest = serde_json::json!({LATEST_PROPERTY: "true"});
         assert!(held_of(&image("active", latest), "1".into()).latest);
     }

@@ -1,21 +1,28 @@
-//! The rotation of a series, as data: which version is current, what every kept version's
-//! Image looks like, and which versions go. Pure: no client, no clock.
+//! The rotation of a series, as data: which version is current, what every version glint
+//! holds looks like, and which versions go. Pure: no client, no clock.
 //!
 //! Rules:
-//! - the newest `keep` releases are kept; the current version is the newest kept release
-//!   whose image is active and not quarantined, so a failed or corrupt release never
-//!   displaces it, and until a kept release is usable the version glint last made current
-//!   stays current (and is not deleted);
+//! - the newest `keep` listed releases are wanted: glint imports those it does not hold;
+//! - the current version is the newest wanted release whose image is active and not
+//!   quarantined, so a failed or corrupt release never displaces it; until a wanted release
+//!   is usable, the version glint last made current stays current (and is never deleted);
+//! - keep counts what glint imported, not what the mirror lists: a usable version stays
+//!   (retired as spec.retired says) until it is beyond the newest `keep` usable versions,
+//!   whatever the listing or the spec's URLs now say;
+//! - two builds never share a version: a release whose listed digest differs from the one
+//!   the usable image of its version was made from is a new build, `VERSION+DIGEST8`; a failed
+//!   or unfinished image of a release whose digest changed (or that the user asked to retry)
+//!   is replaced;
 //! - only the current version carries the stable name and `glint.dev/latest`; every other
 //!   version is named NAME-VERSION, so no two images share a name;
 //! - versions newer than the current one are hidden until they are current; older ones are
-//!   retired as spec.retired says; versions glint holds that are neither kept nor current are
-//!   deleted.
+//!   retired as spec.retired says.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 
 use super::{Release, version};
-use crate::crd::{ImageSeriesSpec, ImageSpec, Retirement};
+use crate::crd::{ImageSeriesSpec, ImageSpec, Retirement, SourceHash};
 
 /// The property naming the series a version belongs to (`namespace/name`).
 pub const SERIES_PROPERTY: &str = "glint.dev/series";
@@ -23,17 +30,27 @@ pub const SERIES_PROPERTY: &str = "glint.dev/series";
 pub const VERSION_PROPERTY: &str = "glint.dev/version";
 /// The property only the current version carries.
 pub const LATEST_PROPERTY: &str = "glint.dev/latest";
+/// The digest the mirror listed for the bytes a version's image was made from
+/// (`ALGORITHM:HEX`): how glint tells a rebuilt release from the build it holds.
+pub const RELEASE_DIGEST_PROPERTY: &str = "glint.dev/release-digest";
+
+/// How many hex digits of its digest a rebuilt version carries (`0.6.3+1a2b3c4d`).
+const BUILD_SUFFIX_DIGITS: usize = 8;
 
 /// A version's image as Glance holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Held {
     pub version: String,
     pub id: String,
     /// Active, and not quarantined for bad data: fit to be current.
     pub usable: bool,
+    /// Deactivated by glint for bad data: it never becomes usable as it is.
+    pub quarantined: bool,
     /// It carries `glint.dev/latest`: glint made it current last time.
     pub latest: bool,
     pub protected: bool,
+    /// [`RELEASE_DIGEST_PROPERTY`], when the image has it.
+    pub digest: Option<String>,
 }
 
 /// What a kept version is in the rotation.
@@ -41,7 +58,7 @@ pub struct Held {
 pub enum Role {
     /// Carries the stable name.
     Current,
-    /// Older than the current version.
+    /// Older than the current version, or no longer listed.
     Retired,
     /// Newer than the current version (or there is none yet): on its way, or failed.
     Pending,
@@ -65,69 +82,186 @@ pub struct VersionPlan {
     pub spec: ImageSpec,
 }
 
+/// Why a held version's image goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Beyond the newest `keep` imported versions, or failed and no longer wanted.
+    BeyondKeep,
+    /// Failed or unfinished, and its release is to be tried again (new bytes, or asked for):
+    /// a new image takes its place in the same pass.
+    Replaced,
+}
+
 /// The whole rotation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesPlan {
     /// The version that carries the stable name after this plan, if any.
     pub current: Option<String>,
-    /// Kept versions, oldest first.
+    /// Every version glint keeps (the current one included), oldest first.
     pub versions: Vec<VersionPlan>,
-    /// Versions to delete: neither kept nor current.
-    pub delete: Vec<Held>,
+    /// Versions to delete, with why.
+    pub delete: Vec<(Held, Removal)>,
+}
+
+/// `ALGORITHM:HEX`, as [`RELEASE_DIGEST_PROPERTY`] holds it.
+pub fn digest_word(hash: &SourceHash) -> String {
+    format!(
+        "{}:{}",
+        hash.algorithm.as_str(),
+        hash.value.to_ascii_lowercase()
+    )
+}
+
+/// The releases with their versions settled against what Glance holds: a release whose
+/// version has a usable image made from other bytes is a new build, `VERSION+DIGEST8`.
+pub fn builds(releases: &[Release], held: &[Held]) -> Vec<Release> {
+    releases
+        .iter()
+        .map(|release| {
+            let Some(hash) = &release.source.hash else {
+                return release.clone();
+            };
+            let digest = digest_word(hash);
+            let other_bytes = held.iter().any(|image| {
+                image.version == release.version
+                    && image.usable
+                    && image.digest.as_ref().is_some_and(|d| *d != digest)
+            });
+            if !other_bytes {
+                return release.clone();
+            }
+            let digits: String = hash.value.chars().take(BUILD_SUFFIX_DIGITS).collect();
+            Release {
+                version: format!("{}+{digits}", release.version),
+                source: release.source.clone(),
+            }
+        })
+        .collect()
 }
 
 /// The rotation for `releases` (any order) given what Glance holds. `stable_name` is the
-/// current version's Glance name, `series_key` the series' `namespace/name`.
+/// current version's Glance name, `series_key` the series' `namespace/name`; `retry` names
+/// versions whose failed image the user asked to replace.
 pub fn plan(
     spec: &ImageSeriesSpec,
     stable_name: &str,
     series_key: &str,
     releases: &[Release],
     held: &[Held],
+    retry: &BTreeSet<String>,
 ) -> SeriesPlan {
-    let mut kept: Vec<&Release> = releases.iter().collect();
-    kept.sort_by(|a, b| version::compare(&a.version, &b.version));
-    kept.dedup_by(|a, b| a.version == b.version);
-    let kept = kept.split_off(kept.len().saturating_sub(spec.keep()));
-    let holding = |version: &str| held.iter().find(|image| image.version == version);
-    let current = kept
+    let mut wanted: Vec<Release> = builds(releases, held);
+    wanted.sort_by(|a, b| version::compare(&a.version, &b.version));
+    wanted.dedup_by(|a, b| a.version == b.version);
+    let wanted = wanted.split_off(wanted.len().saturating_sub(spec.keep()));
+    let wanted_release = |version: &str| wanted.iter().find(|r| r.version == version);
+
+    // Failed or unfinished images of wanted releases whose bytes changed, or that the user
+    // asked to retry, are replaced; they no longer count as held.
+    let replaced: Vec<&Held> = held
+        .iter()
+        .filter(|image| !image.usable)
+        .filter(|image| match wanted_release(&image.version) {
+            None => false,
+            Some(release) => {
+                let changed = match (&release.source.hash, &image.digest) {
+                    (Some(hash), Some(digest)) => digest_word(hash) != *digest,
+                    _ => false,
+                };
+                changed || (image.quarantined && retry.contains(&image.version))
+            }
+        })
+        .collect();
+    let standing: Vec<&Held> = held
+        .iter()
+        .filter(|image| !replaced.iter().any(|gone| gone.id == image.id))
+        .collect();
+    let holding = |version: &str| standing.iter().find(|image| image.version == version);
+
+    let current = wanted
         .iter()
         .rev()
         .find(|release| holding(&release.version).is_some_and(|image| image.usable))
         .map(|release| release.version.clone())
         .or_else(|| {
-            held.iter()
+            standing
+                .iter()
                 .find(|image| image.latest && image.usable)
                 .map(|image| image.version.clone())
         });
-    let versions = kept
+
+    let mut imported: Vec<&Held> = standing.iter().copied().filter(|i| i.usable).collect();
+    imported.sort_by(|a, b| version::compare(&b.version, &a.version));
+    let retained: BTreeSet<&str> = imported
         .iter()
-        .map(|release| {
-            let role = match current
-                .as_deref()
-                .map(|current| version::compare(&release.version, current))
-            {
-                Some(Ordering::Equal) => Role::Current,
-                Some(Ordering::Less) => Role::Retired,
-                _ => Role::Pending,
-            };
-            VersionPlan {
-                version: release.version.clone(),
+        .take(spec.keep())
+        .map(|image| image.version.as_str())
+        .chain(current.as_deref())
+        .collect();
+
+    let mut kept: Vec<VersionPlan> = Vec::new();
+    for release in &wanted {
+        let role = role_of(&release.version, current.as_deref(), true);
+        let digest = release.source.hash.as_ref().map(digest_word);
+        kept.push(VersionPlan {
+            version: release.version.clone(),
+            role,
+            spec: version_spec(
+                spec,
+                stable_name,
+                series_key,
+                &release.version,
+                Some(release),
+                digest,
                 role,
-                spec: version_spec(spec, stable_name, series_key, release, role),
-            }
-        })
+            ),
+        });
+    }
+    for image in &imported {
+        if !retained.contains(image.version.as_str()) || wanted_release(&image.version).is_some() {
+            continue;
+        }
+        let role = role_of(&image.version, current.as_deref(), false);
+        kept.push(VersionPlan {
+            version: image.version.clone(),
+            role,
+            spec: version_spec(
+                spec,
+                stable_name,
+                series_key,
+                &image.version,
+                None,
+                image.digest.clone(),
+                role,
+            ),
+        });
+    }
+    kept.sort_by(|a, b| version::compare(&a.version, &b.version));
+
+    let mut delete: Vec<(Held, Removal)> = replaced
+        .into_iter()
+        .map(|image| (image.clone(), Removal::Replaced))
         .collect();
-    let is_kept = |version: &str| kept.iter().any(|release| release.version == version);
-    let delete = held
-        .iter()
-        .filter(|image| !is_kept(&image.version) && current.as_deref() != Some(&image.version))
-        .cloned()
-        .collect();
+    delete.extend(
+        standing
+            .iter()
+            .filter(|image| !kept.iter().any(|k| k.version == image.version))
+            .map(|image| ((*image).clone(), Removal::BeyondKeep)),
+    );
     SeriesPlan {
         current,
-        versions,
+        versions: kept,
         delete,
+    }
+}
+
+/// A version's role: current, older than current (or no longer listed: retired), or newer.
+fn role_of(version: &str, current: Option<&str>, listed: bool) -> Role {
+    match current.map(|current| version::compare(version, current)) {
+        Some(Ordering::Equal) => Role::Current,
+        Some(Ordering::Less) => Role::Retired,
+        _ if !listed => Role::Retired,
+        _ => Role::Pending,
     }
 }
 
@@ -140,20 +274,27 @@ fn version_spec(
     spec: &ImageSeriesSpec,
     stable_name: &str,
     series_key: &str,
-    release: &Release,
+    version: &str,
+    release: Option<&Release>,
+    digest: Option<String>,
     role: Role,
 ) -> ImageSpec {
     let name = match role {
         Role::Current => stable_name.to_string(),
-        Role::Retired | Role::Pending => versioned_name(stable_name, &release.version),
+        Role::Retired | Role::Pending => versioned_name(stable_name, version),
     };
-    let mut image = spec.version_spec(&name, release.source.clone());
+    let mut image = spec.version_spec(&name, release.map(|r| r.source.clone()));
     image
         .properties
         .insert(SERIES_PROPERTY.into(), series_key.into());
     image
         .properties
-        .insert(VERSION_PROPERTY.into(), release.version.clone());
+        .insert(VERSION_PROPERTY.into(), version.to_string());
+    if let Some(digest) = digest {
+        image
+            .properties
+            .insert(RELEASE_DIGEST_PROPERTY.into(), digest);
+    }
     let retired = spec.retired.unwrap_or_default();
     match role {
         Role::Current => {
@@ -171,212 +312,5 @@ fn version_spec(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crd::{ImageSource, SeriesRelease};
-
-    fn series(keep: u32, retired: Retirement) -> ImageSeriesSpec {
-        ImageSeriesSpec {
-            keep: Some(keep),
-            retired: Some(retired),
-            ..ImageSeriesSpec::default()
-        }
-    }
-
-    fn releases(versions: &[&str]) -> Vec<Release> {
-        versions
-            .iter()
-            .map(|version| Release {
-                version: version.to_string(),
-                source: ImageSource {
-                    url: format!("https://x/{version}.img"),
-                    ..ImageSource::default()
-                },
-            })
-            .collect()
-    }
-
-    fn held(version: &str, usable: bool, latest: bool) -> Held {
-        Held {
-            version: version.into(),
-            id: format!("id-{version}"),
-            usable,
-            latest,
-            protected: false,
-        }
-    }
-
-    fn roles(plan: &SeriesPlan) -> Vec<(&str, Role)> {
-        plan.versions
-            .iter()
-            .map(|v| (v.version.as_str(), v.role))
-            .collect()
-    }
-
-    fn deleted(plan: &SeriesPlan) -> Vec<&str> {
-        plan.delete.iter().map(|h| h.version.as_str()).collect()
-    }
-
-    #[test]
-    fn the_newest_usable_kept_release_is_current_and_the_rest_fall_in_line() {
-        let spec = series(2, Retirement::Hidden);
-        type Row = (
-            &'static str,
-            Vec<&'static str>,
-            Vec<Held>,
-            Option<&'static str>,
-            Vec<(&'static str, Role)>,
-            Vec<&'static str>,
-        );
-        let rows: Vec<Row> = vec![
-            (
-                "first run: nothing held, the newest two are pending",
-                vec!["0.1", "0.2", "0.3"],
-                vec![],
-                None,
-                vec![("0.2", Role::Pending), ("0.3", Role::Pending)],
-                vec![],
-            ),
-            (
-                "v1 is up: it is current",
-                vec!["0.1"],
-                vec![held("0.1", true, false)],
-                Some("0.1"),
-                vec![("0.1", Role::Current)],
-                vec![],
-            ),
-            (
-                "v2 published and uploading: v1 stays current",
-                vec!["0.1", "0.2"],
-                vec![held("0.1", true, true), held("0.2", false, false)],
-                Some("0.1"),
-                vec![("0.1", Role::Current), ("0.2", Role::Pending)],
-                vec![],
-            ),
-            (
-                "v2 active: it takes over, v1 is retired",
-                vec!["0.1", "0.2"],
-                vec![held("0.1", true, true), held("0.2", true, false)],
-                Some("0.2"),
-                vec![("0.1", Role::Retired), ("0.2", Role::Current)],
-                vec![],
-            ),
-            (
-                "v3 corrupt: v2 stays current, v1 beyond keep goes",
-                vec!["0.1", "0.2", "0.3"],
-                vec![
-                    held("0.1", true, false),
-                    held("0.2", true, true),
-                    held("0.3", false, false),
-                ],
-                Some("0.2"),
-                vec![("0.2", Role::Current), ("0.3", Role::Pending)],
-                vec!["0.1"],
-            ),
-            (
-                "keep 2 with v3 and v4 both failed: v2, no longer kept, stays current and is not deleted",
-                vec!["0.2", "0.3", "0.4"],
-                vec![
-                    held("0.2", true, true),
-                    held("0.3", false, false),
-                    held("0.4", false, false),
-                ],
-                Some("0.2"),
-                vec![("0.3", Role::Pending), ("0.4", Role::Pending)],
-                vec![],
-            ),
-            (
-                "a version dropped from the releases is deleted",
-                vec!["0.2"],
-                vec![held("0.1", true, false), held("0.2", true, true)],
-                Some("0.2"),
-                vec![("0.2", Role::Current)],
-                vec!["0.1"],
-            ),
-            (
-                "versions order by number, not text",
-                vec!["0.10", "0.9"],
-                vec![held("0.9", true, true), held("0.10", true, false)],
-                Some("0.10"),
-                vec![("0.9", Role::Retired), ("0.10", Role::Current)],
-                vec![],
-            ),
-        ];
-        for (what, list, holding, current, want_roles, want_deleted) in rows {
-            let plan = plan(&spec, "cirros", "ns/cirros", &releases(&list), &holding);
-            assert_eq!(plan.current.as_deref(), current, "{what}");
-            assert_eq!(roles(&plan), want_roles, "{what}");
-            assert_eq!(deleted(&plan), want_deleted, "{what}");
-            let currents = plan
-                .versions
-                .iter()
-                .filter(|v| v.spec.properties.contains_key(LATEST_PROPERTY))
-                .count();
-            assert!(currents <= 1, "{what}: never two current");
-        }
-    }
-
-    #[test]
-    fn each_role_gets_its_name_marks_and_retirement() {
-        let list = releases(&["1", "2", "3"]);
-        let holding = [
-            held("1", true, false),
-            held("2", true, true),
-            held("3", false, false),
-        ];
-        for (retired, hidden, deactivated) in [
-            (Retirement::Hidden, true, false),
-            (Retirement::Deactivated, false, true),
-            (Retirement::Listed, false, false),
-        ] {
-            let plan = plan(&series(3, retired), "cirros", "ns/cirros", &list, &holding);
-            let by_version = |v: &str| {
-                plan.versions
-                    .iter()
-                    .find(|p| p.version == v)
-                    .map(|p| &p.spec)
-                    .expect("kept")
-            };
-            let (old, current, pending) = (by_version("1"), by_version("2"), by_version("3"));
-            assert_eq!(old.name.as_deref(), Some("cirros-1"));
-            assert_eq!(
-                (old.hidden, old.deactivated),
-                (hidden, deactivated),
-                "{retired:?}"
-            );
-            assert_eq!(current.name.as_deref(), Some("cirros"));
-            assert!(!current.hidden && !current.deactivated);
-            assert_eq!(
-                current.properties.get(LATEST_PROPERTY).map(String::as_str),
-                Some("true")
-            );
-            assert_eq!(pending.name.as_deref(), Some("cirros-3"));
-            assert!(pending.hidden, "a release on its way is not listed yet");
-            for version in [old, current, pending] {
-                assert_eq!(
-                    version.properties.get(SERIES_PROPERTY).map(String::as_str),
-                    Some("ns/cirros")
-                );
-            }
-            assert_eq!(
-                pending.source.as_ref().map(|s| s.url.as_str()),
-                Some("https://x/3.img")
-            );
-        }
-    }
-
-    #[test]
-    fn listed_releases_become_releases_with_their_hashes() {
-        let spec = ImageSeriesSpec {
-            versions: vec![SeriesRelease {
-                version: "1.0".into(),
-                url: "https://x/1.0.img".into(),
-                hash: None,
-            }],
-            ..ImageSeriesSpec::default()
-        };
-        let found = super::super::listed(&spec);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].source.url, "https://x/1.0.img");
-    }
-}
+#[path = "plan_tests.rs"]
+mod tests;

@@ -306,8 +306,11 @@ impl<G: GlanceApi + 'static> Job<G> {
         })?;
         let status = response.status();
         if !status.is_success() {
-            // 4xx will not change by asking again (but 408 and 429 may); 5xx may.
-            let retry = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
+            // 4xx will not change by asking again (but 408 and 429 may, and a mirror's 404 for a
+            // file its checksums file already lists); 5xx may.
+            let retry = status.is_server_error()
+                || matches!(status.as_u16(), 408 | 429)
+                || (self.request.access.missing_may_appear && matches!(status.as_u16(), 404 | 410));
             let will = if retry {
                 "will retry"
             } else {

@@ -17,6 +17,9 @@ pub struct SourceAccess {
     pub basic: Option<(String, SecretString)>,
     /// PEM certificates to trust, from the Secret's ca.crt.
     pub ca_bundle: Option<Vec<u8>>,
+    /// A 404 or 410 from the source may pass (a mirror publishes its checksums file before
+    /// the images it lists): retry with backoff instead of giving up. Set for series.
+    pub missing_may_appear: bool,
 }
 
 impl std::fmt::Debug for SourceAccess {
@@ -28,6 +31,7 @@ impl std::fmt::Debug for SourceAccess {
             )
             .field("basic_user", &self.basic.as_ref().map(|(user, _)| user))
             .field("ca_bundle_bytes", &self.ca_bundle.as_ref().map(Vec::len))
+            .field("missing_may_appear", &self.missing_may_appear)
             .finish()
     }
 }

@@ -129,63 +129,205 @@ pub fn source_client(
         .map_err(|err| format!("cannot build the HTTP client for image sources: {err}"))
 }
 
-/// A small text document, such as a release's checksums file, fetched the way sources are
-/// (the policy's addresses only; `file:` only where the policy allows local files), and at
-/// most `limit` bytes of it: an answer past that is refused, not cut.
+/// How long one small document (a checksums file, an index page, a HEAD) may take in all:
+/// a mirror that trickles must not hold a series' check.
+pub const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a small document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FetchError {
+    pub message: String,
+    /// The server answered 404 or 410 (or the local file is not there): the document is not
+    /// published (yet), as opposed to a server or network failure.
+    pub missing: bool,
+}
+
+impl FetchError {
+    fn other(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            missing: false,
+        }
+    }
+}
+
+impl From<String> for FetchError {
+    fn from(message: String) -> Self {
+        Self::other(message)
+    }
+}
+
+/// A small text document, such as a release's checksums file or a mirror's index page,
+/// fetched the way sources are (the policy's addresses only; `file:` only where the policy
+/// allows local files), within [`DOCUMENT_TIMEOUT`] and at most `limit` bytes of it: an
+/// answer past that is refused, not cut. A local folder reads as a plain list of its entries,
+/// folders ending in `/`, as a mirror's index would list them.
 pub async fn fetch_text(
     policy: Arc<SourcePolicy>,
     url: &str,
     limit: usize,
-) -> Result<String, String> {
+) -> Result<String, FetchError> {
     let parsed = url::Url::parse(url).map_err(|err| format!("{url} is not a URL: {err}"))?;
-    let bytes =
-        if parsed.scheme() == "file" {
-            if !policy.allow_files {
-                return Err(format!(
-                    "{url} is a local file, which only `glint apply` on the same machine can read"
-                ));
+    let bytes = if parsed.scheme() == "file" {
+        local_text(&policy, &parsed, limit).await?
+    } else {
+        tokio::time::timeout(DOCUMENT_TIMEOUT, remote_text(policy, &parsed, limit))
+            .await
+            .map_err(|_| {
+                FetchError::other(format!(
+                    "{url} did not answer in full within {} s",
+                    DOCUMENT_TIMEOUT.as_secs()
+                ))
+            })??
+    };
+    String::from_utf8(bytes).map_err(|_| FetchError::other(format!("{url} is not text")))
+}
+
+fn local_path(policy: &SourcePolicy, url: &Url) -> Result<std::path::PathBuf, FetchError> {
+    if !policy.allow_files {
+        return Err(FetchError::other(format!(
+            "{url} is a local file, which only `glint apply` on the same machine can read"
+        )));
+    }
+    url.to_file_path()
+        .map_err(|()| FetchError::other(format!("{url} does not name a local file")))
+}
+
+fn local_error(path: &std::path::Path, err: std::io::Error) -> FetchError {
+    FetchError {
+        message: format!("cannot read {}: {err}", path.display()),
+        missing: err.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+async fn local_text(policy: &SourcePolicy, url: &Url, limit: usize) -> Result<Vec<u8>, FetchError> {
+    let path = local_path(policy, url)?;
+    let metadata = tokio::fs::metadata(&path)
+        .await
+        .map_err(|err| local_error(&path, err))?;
+    let bytes = if metadata.is_dir() {
+        let mut entries = tokio::fs::read_dir(&path)
+            .await
+            .map_err(|err| local_error(&path, err))?;
+        let mut listing = String::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|err| local_error(&path, err))?
+        {
+            let folder = entry.file_type().await.is_ok_and(|kind| kind.is_dir());
+            listing.push_str(&entry.file_name().to_string_lossy());
+            listing.push_str(if folder { "/\n" } else { "\n" });
+            if listing.len() > limit {
+                break;
             }
-            let path = parsed
-                .to_file_path()
-                .map_err(|()| format!("{url} does not name a local file"))?;
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-            if bytes.len() > limit {
-                return Err(format!("{url} is larger than {limit} bytes"));
-            }
-            bytes
-        } else {
-            check_literal(&parsed, &policy)
-                .map_err(|refusal| format!("{url} is not allowed: {refusal}"))?;
-            let client = source_client(policy, &SourceClientOptions::default())?;
-            let mut response =
-                client
-                    .get(parsed.clone())
-                    .send()
-                    .await
-                    .map_err(|err| match refusal_in(&err) {
-                        Some(words) => format!("{url} is not allowed: {words}"),
-                        None => format!(
-                            "cannot reach {url}: {}",
-                            crate::http::describe_http_error(err)
-                        ),
-                    })?;
-            if !response.status().is_success() {
-                return Err(format!("{url} answered {}", response.status()));
-            }
-            let mut bytes = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|err| {
-                format!("reading {url}: {}", crate::http::describe_http_error(err))
-            })? {
-                if bytes.len() + chunk.len() > limit {
-                    return Err(format!("{url} is larger than {limit} bytes"));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            bytes
-        };
-    String::from_utf8(bytes).map_err(|_| format!("{url} is not text"))
+        }
+        listing.into_bytes()
+    } else {
+        tokio::fs::read(&path)
+            .await
+            .map_err(|err| local_error(&path, err))?
+    };
+    if bytes.len() > limit {
+        return Err(FetchError::other(format!(
+            "{url} is larger than {limit} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+async fn remote_text(
+    policy: Arc<SourcePolicy>,
+    url: &Url,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let mut response = send(policy, url, reqwest::Method::GET).await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| format!("reading {url}: {}", crate::http::describe_http_error(err)))?
+    {
+        if bytes.len() + chunk.len() > limit {
+            return Err(FetchError::other(format!(
+                "{url} is larger than {limit} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// One request under the policy, answered with a success.
+async fn send(
+    policy: Arc<SourcePolicy>,
+    url: &Url,
+    method: reqwest::Method,
+) -> Result<reqwest::Response, FetchError> {
+    check_literal(url, &policy).map_err(|refusal| format!("{url} is not allowed: {refusal}"))?;
+    let client = source_client(policy, &SourceClientOptions::default())?;
+    let response =
+        client
+            .request(method, url.clone())
+            .send()
+            .await
+            .map_err(|err| match refusal_in(&err) {
+                Some(words) => format!("{url} is not allowed: {words}"),
+                None => format!(
+                    "cannot reach {url}: {}",
+                    crate::http::describe_http_error(err)
+                ),
+            })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(FetchError {
+            message: format!("{url} answered {status}"),
+            missing: matches!(status.as_u16(), 404 | 410),
+        });
+    }
+    Ok(response)
+}
+
+/// When the file at `url` last changed, as the server says (`Last-Modified` of a HEAD
+/// answer; a local file's modification time). `None` when the server does not say, or says
+/// something that is not an HTTP date.
+pub async fn last_modified(
+    policy: Arc<SourcePolicy>,
+    url: &str,
+) -> Result<Option<jiff::Timestamp>, FetchError> {
+    let parsed = url::Url::parse(url).map_err(|err| format!("{url} is not a URL: {err}"))?;
+    if parsed.scheme() == "file" {
+        let path = local_path(&policy, &parsed)?;
+        let modified = tokio::fs::metadata(&path)
+            .await
+            .and_then(|metadata| metadata.modified())
+            .map_err(|err| local_error(&path, err))?;
+        return Ok(jiff::Timestamp::try_from(modified).ok());
+    }
+    let response = tokio::time::timeout(
+        DOCUMENT_TIMEOUT,
+        send(policy, &parsed, reqwest::Method::HEAD),
+    )
+    .await
+    .map_err(|_| {
+        FetchError::other(format!(
+            "{url} did not answer within {} s",
+            DOCUMENT_TIMEOUT.as_secs()
+        ))
+    })??;
+    Ok(response
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|value| value.to_str().ok())
+        .and_then(http_date))
+}
+
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), read tolerantly.
+pub fn http_date(text: &str) -> Option<jiff::Timestamp> {
+    jiff::fmt::rfc2822::parse(text.trim())
+        .ok()
+        .map(|zoned| zoned.timestamp())
 }
 
 /// The policy's words inside a failed request, if a refusal is what failed it.
