@@ -1,14 +1,17 @@
 //! End to end: the real `glint run` keeps an ImageSeries current against a real kube-apiserver
-//! and the Keystone-backed Glance, releases published by Python's http.server, driven with
-//! kubectl: a first release, a second one that takes over, a corrupt third that does not, the
-//! apiserver refusing a bad series, and the series' deletion taking its images with it.
+//! and the Keystone-backed Glance, following a mirror laid out as CirrOS publishes it (served
+//! by nginx) with no edit between releases, driven with kubectl: a first release, a second that
+//! takes over, a corrupt third that does not (and makes the series not Ready) until the mirror
+//! fixes it, a fourth listed before its file is there, the apiserver refusing a bad series, and
+//! the series' deletion taking its images with it.
 
 mod common;
 
 use common::harness::client_for;
 use common::keystone::password_auth;
 use common::kubectl::{GlintProcess, Kubectl};
-use common::mirror::Mirror;
+use common::layouts::Layout;
+use common::mirror::{Mirror, WebServer};
 use glint::glance::Image;
 
 fn step(text: &str) {
@@ -36,8 +39,47 @@ fn names(found: &[Image]) -> Vec<(String, bool, bool)> {
         .collect()
 }
 
+fn kept_versions(found: &[Image]) -> Vec<&str> {
+    found
+        .iter()
+        .map(|image| image.properties["glint.dev/version"].as_str())
+        .collect()
+}
+
+/// Asks glint to read the mirror now, as `flux reconcile` or a user would.
+fn refresh(k: &Kubectl, round: u32) {
+    k.ok(&[
+        "annotate",
+        "imageseries/cirros",
+        &format!("glint.dev/reconcile-requested-at=round-{round}"),
+        "--overwrite",
+    ]);
+}
+
+fn field(k: &Kubectl, path: &str) -> String {
+    k.ok(&[
+        "get",
+        "imageseries/cirros",
+        "-o",
+        &format!("jsonpath={path}"),
+    ])
+}
+
+/// Waits until the jsonpath's value contains `words` (kubectl wait matches whole values).
+fn wait_for_words(k: &Kubectl, path: &str, words: &str) -> String {
+    let mut value = String::new();
+    for _ in 0..300 {
+        value = field(k, path);
+        if value.contains(words) {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("{path} never said {words:?}: {value}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
+async fn glint_run_follows_a_mirror_without_edits_and_deleting_the_series_takes_its_images() {
     let bed = require_testbed!();
     let Some(cluster) = common::cluster::cluster() else {
         return;
@@ -49,56 +91,64 @@ async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
     k.wait("crd/imageseries.glint.dev", "condition=Established");
     let glance = client_for(&clouds);
     let scratch = std::env::temp_dir().join(&namespace);
-    let mirror = Mirror::start(&scratch.join("mirror"));
+    // CirrOS' layout (a folder per release, MD5SUMS in each) as nginx's autoindex serves it.
+    let layout = Layout::CirrosFolders;
+    let mirror = Mirror::start_with(&scratch.join("mirror"), WebServer::Nginx);
     let log = scratch.join("glint.log");
     eprintln!("glint's log: {}", log.display());
     let glint = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
+    let data = |n: u32| common::pseudo_random_bytes(200_000, 20 + u64::from(n));
+    let version = |n: u32| layout.version(n).unwrap_or_default();
+    let key = format!("{namespace}/cirros");
 
     step("the apiserver refuses a series that keeps nothing");
+    // A week between scheduled checks: every check below comes from the refresh annotation.
     let manifest = |keep: u32, tag: &str| {
         format!(
-            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: tiny}}\nspec:\n  cloudCredentialsRef: {{secretName: cloud, cloudName: bed}}\n  image: {{diskFormat: raw, tags: [{tag}]}}\n  checksums:\n    url: {}\n    pattern: 'tiny-(?P<version>[0-9.]+)\\.img'\n  keep: {keep}\n",
-            mirror.checksums_url()
+            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: cirros}}\nspec:\n  cloudCredentialsRef: {{secretName: cloud, cloudName: bed}}\n  image: {{diskFormat: raw, tags: [{tag}]}}\n  keep: {keep}\n  schedule: {{every: 168h}}\n{}",
+            layout.checksums_spec(&mirror.url(""))
         )
     };
     let refused = k.refused(&manifest(0, "a"));
     assert!(refused.contains("keep must be 1 to 100"), "{refused}");
 
     step("v1 published: the series makes it current");
-    mirror.publish(
-        "tiny-1.0.img",
-        &common::pseudo_random_bytes(200_000, 21),
-        true,
-    );
+    layout.publish(mirror.dir(), 1, &data(1), true);
     k.apply(&manifest(2, "a"));
-    k.wait("imageseries/tiny", "jsonpath={.status.current}=1.0");
-    k.wait("imageseries/tiny", "condition=Ready");
+    k.wait(
+        "imageseries/cirros",
+        &format!("jsonpath={{.status.current}}={}", version(1)),
+    );
+    k.wait("imageseries/cirros", "condition=Ready");
     common::gitops::assert_gitops_view(
-        "imageseries/tiny",
-        &k.object("imageseries/tiny"),
+        "imageseries/cirros",
+        &k.object("imageseries/cirros"),
         "Healthy",
         "Current",
     );
-    let key = format!("{namespace}/tiny");
     assert_eq!(
         names(&versions(&glance, &key).await),
-        [("tiny".into(), false, true)]
+        [("cirros".into(), false, true)]
     );
 
-    step("v2 published, the spec edited (a check at once): v2 takes over, v1 is retired");
-    mirror.publish(
-        "tiny-1.1.img",
-        &common::pseudo_random_bytes(200_000, 22),
-        true,
+    step("v2 published, no edit: a refresh reads the mirror, v2 takes over, v1 is retired");
+    layout.publish(mirror.dir(), 2, &data(2), true);
+    refresh(&k, 2);
+    k.wait(
+        "imageseries/cirros",
+        &format!("jsonpath={{.status.current}}={}", version(2)),
     );
     k.apply(&manifest(2, "b"));
-    k.wait("imageseries/tiny", "jsonpath={.status.current}=1.1");
+    k.wait(
+        "imageseries/cirros",
+        "jsonpath={.status.observedGeneration}=2",
+    );
     let found = versions(&glance, &key).await;
     assert_eq!(
         names(&found),
         [
-            ("tiny-1.0".into(), true, false),
-            ("tiny".into(), false, true),
+            (format!("cirros-{}", version(1)), true, false),
+            ("cirros".into(), false, true),
         ]
     );
     assert!(
@@ -106,44 +156,29 @@ async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
         "the edit reached every version"
     );
 
-    step("v3 corrupt: v2 stays current, v3's failure is in status, v1 goes (keep 2)");
-    mirror.publish(
-        "tiny-1.2.img",
-        &common::pseudo_random_bytes(200_000, 23),
-        false,
+    step("v3 corrupt: v2 stays current, the series is not Ready, v1 stays (keep counts imports)");
+    layout.publish(mirror.dir(), 3, &data(3), false);
+    refresh(&k, 3);
+    let problem = wait_for_words(
+        &k,
+        &format!(
+            "{{.status.versions[?(@.version==\"{}\")].problem}}",
+            version(3)
+        ),
+        "HashMismatch",
     );
-    k.apply(&manifest(2, "c"));
-    k.wait(
-        "imageseries/tiny",
-        "jsonpath={.status.versions[?(@.version==\"1.2\")].role}=pending",
+    assert!(
+        problem.contains("glint.dev/retry"),
+        "says how to retry: {problem}"
     );
-    let mut problem = String::new();
-    for _ in 0..150 {
-        problem = k.ok(&[
-            "get",
-            "imageseries/tiny",
-            "-o",
-            "jsonpath={.status.versions[?(@.version==\"1.2\")].problem}",
-        ]);
-        if problem.contains("HashMismatch") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    assert!(problem.contains("HashMismatch"), "{problem}");
-    let current = k.ok(&[
-        "get",
-        "imageseries/tiny",
-        "-o",
-        "jsonpath={.status.current}",
-    ]);
-    assert_eq!(current, "1.1");
+    k.wait("imageseries/cirros", "condition=Ready=false");
+    assert_eq!(
+        field(&k, "{.status.conditions[?(@.type==\"Stalled\")].reason}"),
+        "ReleaseFailed"
+    );
+    assert_eq!(field(&k, "{.status.current}"), version(2));
     let found = versions(&glance, &key).await;
-    let kept: Vec<&str> = found
-        .iter()
-        .map(|image| image.properties["glint.dev/version"].as_str())
-        .collect();
-    assert_eq!(kept, ["1.1", "1.2"]);
+    assert_eq!(kept_versions(&found), [1, 2, 3].map(version));
     assert_eq!(
         found
             .iter()
@@ -152,6 +187,48 @@ async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
         1,
         "never two current"
     );
+    let listed_ids = field(&k, "{.status.versions[*].id}");
+    assert!(
+        found.iter().all(|image| listed_ids.contains(&image.id)),
+        "status lists every version glint holds, the current one included: {listed_ids}"
+    );
+
+    step("the mirror fixes v3: it is replaced and becomes current, v1 goes");
+    layout.publish(mirror.dir(), 3, &data(3), true);
+    refresh(&k, 4);
+    k.wait(
+        "imageseries/cirros",
+        &format!("jsonpath={{.status.current}}={}", version(3)),
+    );
+    k.wait("imageseries/cirros", "condition=Ready");
+    let found = versions(&glance, &key).await;
+    assert_eq!(kept_versions(&found), [2, 3].map(version));
+    assert!(
+        found
+            .iter()
+            .all(|image| !image.properties.contains_key("glint.dev/quarantined")),
+        "no failed image left behind"
+    );
+
+    step("v4 listed before its file is on the mirror (404): retried until it is, no action");
+    let folder = mirror.dir().join(version(4));
+    layout.publish(mirror.dir(), 4, &data(4), true);
+    let image_file = folder.join(format!("cirros-{}-x86_64-disk.img", version(4)));
+    let hidden_away = folder.join("held-back");
+    std::fs::rename(&image_file, &hidden_away).expect("hold the file back");
+    refresh(&k, 5);
+    wait_for_words(
+        &k,
+        &format!("{{.status.conditions[?(@.type==\"Ready\")].message}}"),
+        "404",
+    );
+    assert_eq!(field(&k, "{.status.current}"), version(3));
+    std::fs::rename(&hidden_away, &image_file).expect("the mirror catches up");
+    k.wait(
+        "imageseries/cirros",
+        &format!("jsonpath={{.status.current}}={}", version(4)),
+    );
+    k.wait("imageseries/cirros", "condition=Ready");
     assert_eq!(glint.metric("glint_series_versions"), Some(2.0));
     assert!(
         glint
@@ -165,7 +242,7 @@ async fn glint_run_keeps_a_series_current_and_deleting_it_takes_its_images() {
     }
 
     step("deleting the series deletes its images");
-    k.ok(&["delete", "imageseries/tiny", "--timeout=120s"]);
+    k.ok(&["delete", "imageseries/cirros", "--timeout=120s"]);
     assert!(
         versions(&glance, &key).await.is_empty(),
         "no image left behind"

@@ -155,7 +155,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
     let first_ids: Vec<String> = found.iter().map(|(_, i)| i.id.clone()).collect();
 
     // v3 corrupt (its checksum is wrong): it fails with the reason, v2 stays current, and
-    // v1 is now beyond keep 2.
+    // v1 stays too: keep 2 counts the versions glint imported, and v3 is not one.
     mirror.publish(
         "tiny-1.2.img",
         &common::pseudo_random_bytes(200_000, 3),
@@ -168,12 +168,12 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
     timeline("v3 (corrupt) published and applied", &found);
     assert_eq!(
         found.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(),
-        ["1.1", "1.2"]
+        ["1.0", "1.1", "1.2"]
     );
     assert_eq!(currents(&found), ["1.1"]);
-    assert_eq!(found[0].1.name.as_deref(), Some(name.as_str()));
+    assert_eq!(found[1].1.name.as_deref(), Some(name.as_str()));
     assert_eq!(
-        found[0].1.id, first_ids[1],
+        found[1].1.id, first_ids[1],
         "the current image is the same one"
     );
 
@@ -215,12 +215,12 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
     let versions: Vec<&str> = found.iter().map(|(v, _)| v.as_str()).collect();
     assert_eq!(
         versions,
-        ["1.2", "1.3"],
-        "v2, beyond keep once v4 is current, is gone: {out}"
+        ["1.1", "1.2", "1.3"],
+        "v1, beyond the newest 2 imported once v4 is in, is gone; v3, still failed, stays: {out}"
     );
     assert_eq!(currents(&found), ["1.3"], "{out}");
     assert_eq!(code, Some(1), "v3 still fails, and says so: {out}");
-    let current = &found[1].1;
+    let current = &found[2].1;
     assert_eq!(current.name.as_deref(), Some(name.as_str()));
     assert_eq!(current.status, ImageStatus::Active);
 }
@@ -236,9 +236,14 @@ fn bad_series_manifests_are_refused_with_what_to_fix() {
             "keep must be 1 to 100",
         ),
         (
-            "a pattern without a version group",
-            "  image: {diskFormat: raw}\n  checksums: {url: 'http://x/SHA256SUMS', pattern: 'tiny-.*'}\n",
-            "pattern needs a group named version",
+            "release folders without the checksums file's name",
+            "  image: {diskFormat: raw}\n  checksums: {url: 'http://x/', folders: '(?P<version>.*)', pattern: 'tiny-.*'}\n",
+            "with folders, file names the checksums file in each folder",
+        ),
+        (
+            "a file name with a url that is not a folder",
+            "  image: {diskFormat: raw}\n  checksums: {url: 'http://x/SHA256SUMS', file: SHA256SUMS, pattern: 'tiny-.*'}\n",
+            "url is the folder whose index page lists them",
         ),
         (
             "both versions and checksums",

@@ -263,6 +263,11 @@ pub struct ImageSeriesStatus {
     /// annotation to a new value tries every failed (quarantined) version again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_retry: Option<String>,
+    /// The value of the annotation glint.dev/reconcile-requested-at that glint last acted
+    /// on. Setting the annotation to a new value makes glint read the mirror at once, as an
+    /// edit does, instead of waiting for spec.schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// One version in Glance.

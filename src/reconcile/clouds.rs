@@ -293,3 +293,43 @@ async fn login(
     let project = auth.project_id().await?;
     Ok((auth, project))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> CloudRegistry {
+        CloudRegistry::new(HandleSettings {
+            transfer_parallelism: 1,
+            source_policy: Arc::new(SourcePolicy::default()),
+            metrics: TransferMetrics::default(),
+        })
+    }
+
+    fn key(secret: &str) -> CloudKey {
+        CloudKey {
+            namespace: "ns".into(),
+            secret: secret.into(),
+            cloud: "c".into(),
+        }
+    }
+
+    #[test]
+    fn the_images_sweep_forgets_deleted_images_but_not_the_series_that_use_a_cloud() {
+        let clouds = registry();
+        lock(&clouds.slots).insert(key("shared"), Arc::default());
+        clouds.use_key("image-1".into(), key("shared"), UserKind::Image);
+        clouds.use_key("series-1".into(), key("shared"), UserKind::Series);
+        // The Images' sweep sees no live Image: image-1 was deleted.
+        clouds.retain_users(Some("ns"), UserKind::Image, |_| false);
+        assert_eq!(
+            clouds.len(),
+            1,
+            "the series still uses the cloud: its handle stays"
+        );
+        let users: Vec<String> = lock(&clouds.users).keys().cloned().collect();
+        assert_eq!(users, ["series-1"]);
+        clouds.forget("series-1");
+        assert!(clouds.is_empty(), "the last user gone, the handle goes");
+    }
+}

@@ -32,7 +32,7 @@ use crate::glance::Image;
 use crate::reason::Reason;
 use crate::series::plan::{Held, Removal, Role, VersionPlan};
 use crate::series::{self, Release, observe::version_uid};
-use crate::transfer::{SourceAccess, Transfers};
+use crate::transfer::{SourceAccess, TransferState, Transfers};
 
 /// Reconciles one ImageSeries.
 pub async fn reconcile_series(
@@ -98,14 +98,14 @@ pub async fn reconcile_series(
         .clone()
         .unwrap_or_else(|| series.name_any());
     let requested_retry = retry_request(&series, &previous);
-    let retry: BTreeSet<String> = match requested_retry {
-        Some(_) => held_only
-            .iter()
-            .filter(|held| held.quarantined)
-            .map(|held| held.version.clone())
-            .collect(),
-        None => BTreeSet::new(),
-    };
+    let retry = to_retry(
+        &held,
+        &releases,
+        &handle.transfers,
+        requested_retry.is_some(),
+        checked.fetched.then_some(&ctx.settings.source_policy),
+    )
+    .await;
     let plan = series::plan::plan(&series.spec, &stable, &key, &releases, &held_only, &retry);
     let object = series.object_ref(&());
     let mut problems = BTreeMap::new();
@@ -266,6 +266,7 @@ pub async fn reconcile_series(
         last_check: checked.last_check.clone(),
         next_check: checked.next_check.map(Time),
         last_retry: requested_retry.or(previous.last_retry.clone()),
+        last_handled_reconcile_at: series.annotations().get(super::REFRESH_ANNOTATION).cloned(),
     };
     ctx.metrics.series.record(
         &namespace,
@@ -295,6 +296,48 @@ fn retry_request(series: &ImageSeries, previous: &ImageSeriesStatus) -> Option<S
     (previous.last_retry.as_ref() != Some(asked)).then(|| asked.clone())
 }
 
+/// The failed versions to try again: all of them when the user asked, else those whose file
+/// the mirror changed since their image was made (read on a check only: one HEAD each).
+async fn to_retry(
+    held: &[(Held, Image)],
+    releases: &[Release],
+    transfers: &impl Transfers,
+    asked: bool,
+    checking: Option<&Arc<crate::transfer::SourcePolicy>>,
+) -> BTreeSet<String> {
+    let mut retry = BTreeSet::new();
+    for (version, image) in held {
+        let failed = version.quarantined
+            || matches!(transfers.state(&version.id), TransferState::Failed { .. });
+        if !failed {
+            continue;
+        }
+        if asked {
+            retry.insert(version.version.clone());
+            continue;
+        }
+        let listed = releases.iter().find(|r| r.version == version.version);
+        let (Some(policy), Some(release)) = (checking, listed) else {
+            continue;
+        };
+        let made = image
+            .updated_at
+            .as_deref()
+            .and_then(|at| at.parse::<jiff::Timestamp>().ok());
+        let modified =
+            crate::transfer::source_http::last_modified(policy.clone(), &release.source.url)
+                .await
+                .ok()
+                .flatten();
+        if let (Some(made), Some(modified)) = (made, modified)
+            && modified > made
+        {
+            retry.insert(version.version.clone());
+        }
+    }
+    retry
+}
+
 /// What a user can do about a version that failed its checks, for status.versions.
 fn how_to_retry(reason: Reason) -> String {
     match reason {
@@ -314,6 +357,8 @@ struct Checked {
     problem: Option<(Reason, String)>,
     /// What the check stepped over on the mirror (folders not complete yet), for status.
     skipped: Vec<String>,
+    /// Whether this pass read the mirror (a check was due and answered).
+    fetched: bool,
 }
 
 /// Reads the releases again when a check is due (a listed series always is: it costs nothing),
@@ -324,7 +369,9 @@ async fn check(
     previous: &ImageSeriesStatus,
     now: jiff::Timestamp,
 ) -> Checked {
-    let edited = series.meta().generation != previous.observed_generation;
+    let refresh = series.annotations().get(super::REFRESH_ANNOTATION);
+    let edited = series.meta().generation != previous.observed_generation
+        || refresh != previous.last_handled_reconcile_at.as_ref();
     let Some(source) = &series.spec.checksums else {
         // Listed releases are read from the spec: a "check" is an edit.
         let last_check = match &previous.last_check {
@@ -337,6 +384,7 @@ async fn check(
             next_check: None,
             problem: None,
             skipped: Vec::new(),
+            fetched: false,
         };
     };
     let next = match previous
@@ -353,6 +401,7 @@ async fn check(
                 next_check: None,
                 problem: Some((Reason::InvalidSchedule, err.to_string())),
                 skipped: Vec::new(),
+                fetched: false,
             };
         }
     };
@@ -364,6 +413,7 @@ async fn check(
             next_check: next,
             problem: None,
             skipped: Vec::new(),
+            fetched: false,
         };
     }
     let fetched = series::observe::published(
@@ -381,6 +431,7 @@ async fn check(
             next_check: next_after(now),
             problem: None,
             skipped: found.skipped,
+            fetched: true,
         },
         Err(problem) => Checked {
             releases: previous.releases.clone(),
@@ -388,6 +439,7 @@ async fn check(
             next_check: next_after(now),
             problem: Some(problem),
             skipped: Vec::new(),
+            fetched: false,
         },
     }
 }

@@ -141,7 +141,8 @@ pub fn builds(releases: &[Release], held: &[Held]) -> Vec<Release> {
 
 /// The rotation for `releases` (any order) given what Glance holds. `stable_name` is the
 /// current version's Glance name, `series_key` the series' `namespace/name`; `retry` names
-/// versions whose failed image the user asked to replace.
+/// versions whose failed image is to be replaced (the user asked, or the mirror changed the
+/// file since).
 pub fn plan(
     spec: &ImageSeriesSpec,
     stable_name: &str,
@@ -168,7 +169,7 @@ pub fn plan(
                     (Some(hash), Some(digest)) => digest_word(hash) != *digest,
                     _ => false,
                 };
-                changed || (image.quarantined && retry.contains(&image.version))
+                changed || retry.contains(&image.version)
             }
         })
         .collect();

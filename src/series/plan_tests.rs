@@ -232,6 +232,15 @@ fn the_newest_usable_wanted_release_is_current_and_keep_counts_what_glint_import
             deleted: vec![("0.2", Replaced)],
         },
         Row {
+            what: "a release whose upload failed (still queued) is replaced when asked too",
+            listed: releases(&["0.1", "0.2"]),
+            held: vec![held("0.1", true, true), held("0.2", false, false)],
+            retry: &["0.2"],
+            current: Some("0.1"),
+            roles: vec![("0.1", Current), ("0.2", Pending)],
+            deleted: vec![("0.2", Replaced)],
+        },
+        Row {
             what: "and is left alone when nobody asks",
             listed: releases(&["0.1", "0.2"]),
             held: vec![held("0.1", true, true), quarantined("0.2")],

@@ -1,5 +1,6 @@
-//! A folder served over HTTP by `python3 -m http.server` (an ordinary web server), laid out as
-//! a distribution's mirror: release files beside a SHA256SUMS.
+//! Folders served over HTTP as distributions' mirrors are: by `python3 -m http.server` (an
+//! ordinary web server) or by nginx with its autoindex (as most mirrors run it), each
+//! rendering its own index pages.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,7 +9,16 @@ use sha2::Digest;
 
 use super::harness::free_port;
 
-/// A folder served over HTTP by `python3 -m http.server`, as a mirror.
+/// The web server a mirror runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebServer {
+    /// `python3 -m http.server`: its own index pages (`<li><a href=...>`).
+    Python,
+    /// Debian's nginx with `autoindex on` (scripts/test installs it).
+    Nginx,
+}
+
+/// A folder served over HTTP, as a mirror.
 pub struct Mirror {
     dir: PathBuf,
     port: u16,
@@ -17,21 +27,60 @@ pub struct Mirror {
 
 impl Mirror {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, WebServer::Python)
+    }
+
+    pub fn start_with(dir: &Path, web: WebServer) -> Self {
         std::fs::create_dir_all(dir).expect("mirror dir");
         let port = free_port();
-        let server = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &port.to_string(),
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m http.server");
+        let server = match web {
+            WebServer::Python => Command::new("python3")
+                .args([
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    "127.0.0.1",
+                    &port.to_string(),
+                ])
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python3 -m http.server"),
+            WebServer::Nginx => {
+                let scratch = dir.with_extension(format!("nginx-{port}"));
+                std::fs::create_dir_all(&scratch).expect("nginx scratch");
+                let config = scratch.join("nginx.conf");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "daemon off;\nuser root;\nworker_processes 1;\npid {scratch}/nginx.pid;\n\
+                         error_log {scratch}/error.log;\nevents {{ worker_connections 64; }}\n\
+                         http {{\n  access_log off;\n  client_body_temp_path {scratch}/body;\n\
+                         proxy_temp_path {scratch}/proxy;\n  fastcgi_temp_path {scratch}/fastcgi;\n\
+                         uwsgi_temp_path {scratch}/uwsgi;\n  scgi_temp_path {scratch}/scgi;\n\
+                         default_type application/octet-stream;\n\
+                         server {{ listen 127.0.0.1:{port}; root {dir}; autoindex on; }}\n}}\n",
+                        scratch = scratch.display(),
+                        dir = dir.display(),
+                    ),
+                )
+                .expect("nginx.conf");
+                let nginx = ["/usr/sbin/nginx", "nginx"]
+                    .into_iter()
+                    .find(|path| !path.starts_with('/') || Path::new(path).exists())
+                    .unwrap_or("nginx");
+                Command::new(nginx)
+                    .arg("-c")
+                    .arg(&config)
+                    .arg("-p")
+                    .arg(&scratch)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("nginx (scripts/test installs Debian's nginx)")
+            }
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
@@ -43,6 +92,15 @@ impl Mirror {
             port,
             server,
         }
+    }
+
+    /// The mirror's URL for a path under its folder (`""` for the top, `a/` for a folder).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Publishes a release file; `honest` false lists a wrong checksum for it.

@@ -12,6 +12,7 @@ pub mod harness;
 pub mod keystone;
 pub mod kube_double;
 pub mod kubectl;
+pub mod layouts;
 pub mod mirror;
 pub mod sources;
 pub mod tools;

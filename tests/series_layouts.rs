@@ -1,0 +1,199 @@
+//! ImageSeries against mirrors laid out exactly as the distributions publish them (CirrOS,
+//! Debian's dated folders and `latest/`, Ubuntu's `current/`, Fedora's per-compose CHECKSUM,
+//! AlmaLinux' `-latest` alias), each served by Python's http.server and by nginx's autoindex,
+//! with the real `glint apply` against the Keystone-backed Glance.
+//!
+//! Each layout goes v1 -> v2 -> v3 (corrupt: the mirror lists a wrong digest) -> v3 fixed, with
+//! keep 2, and no spec edit between: glint finds every release itself. After every apply that
+//! succeeds, the image carrying the stable name holds exactly the bytes the mirror lists for
+//! its newest release: a stale image is never reported current.
+
+mod common;
+
+use std::process::Command;
+
+use common::harness::client_for;
+use common::keystone::password_auth;
+use common::layouts::Layout;
+use common::mirror::{Mirror, WebServer};
+use glint::glance::Image;
+
+fn run_glint(dir: &std::path::Path, manifest: &std::path::Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_glint"))
+        .args(["apply", "-f"])
+        .arg(manifest)
+        .env("OS_CLIENT_CONFIG_FILE", dir.join("clouds.yaml"))
+        .env("OS_CLOUD", "bed")
+        .output()
+        .expect("run glint");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), text)
+}
+
+/// One timeline line (shown with --nocapture, quoted in the closing note).
+fn timeline(layout: Layout, web: WebServer, step: &str, found: &[(String, Image)]) {
+    let states: Vec<String> = found
+        .iter()
+        .map(|(version, image)| {
+            let current = if image.properties.contains_key("glint.dev/latest") {
+                " CURRENT"
+            } else {
+                ""
+            };
+            format!(
+                "{version} {} {:?} {}{current}",
+                &image.id[..8],
+                image.name.as_deref().unwrap_or(""),
+                image.status
+            )
+        })
+        .collect();
+    eprintln!("{layout:?}/{web:?} {step}: {}", states.join(" | "));
+}
+
+fn current(found: &[(String, Image)]) -> Vec<&(String, Image)> {
+    found
+        .iter()
+        .filter(|(_, image)| image.properties.contains_key("glint.dev/latest"))
+        .collect()
+}
+
+/// The version glint gives release `n` of `layout`.
+fn version_of(layout: Layout, n: u32) -> String {
+    layout
+        .version(n)
+        .unwrap_or_else(|| layout.modified_version(n))
+}
+
+async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
+    let dir = std::env::temp_dir().join(common::unique("glint-layout"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        dir.join("clouds.yaml"),
+        password_auth(bed, &bed.demo_password),
+    )
+    .expect("clouds.yaml");
+    let root = dir.join("mirror");
+    let mirror = Mirror::start_with(&root, web);
+    let name = common::unique("layout");
+    let key = format!("default/{name}");
+    let manifest = dir.join("series.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n  image: {{diskFormat: raw}}\n  keep: 2\n{}",
+            layout.checksums_spec(&mirror.url(""))
+        ),
+    )
+    .expect("manifest");
+    let glance = client_for(&password_auth(bed, &bed.demo_password));
+    let data = |n: u32| common::pseudo_random_bytes(150_000 + n as usize, u64::from(n) * 7);
+    let versions = |found: &[(String, Image)]| -> Vec<String> {
+        found.iter().map(|(version, _)| version.clone()).collect()
+    };
+
+    // v1, then v2: each found without an edit, each current once its data is in.
+    let mut digests = Vec::new();
+    for n in [1, 2] {
+        digests.push(layout.publish(mirror.dir(), n, &data(n), true));
+        let (code, out) = run_glint(&dir, &manifest);
+        assert_eq!(code, Some(0), "{layout:?}/{web:?} v{n}: {out}");
+        let found = common::mirror::series_versions(&glance, &key).await;
+        timeline(layout, web, &format!("v{n} published"), &found);
+        let now = current(&found);
+        assert_eq!(now.len(), 1, "{layout:?}/{web:?} v{n}: one current");
+        assert_eq!(now[0].0, version_of(layout, n), "{layout:?}/{web:?}");
+        assert_eq!(now[0].1.name.as_deref(), Some(name.as_str()));
+        assert_eq!(
+            now[0].1.properties.get("glint.dev/release-digest"),
+            digests.last(),
+            "{layout:?}/{web:?} v{n}: the current image holds the bytes the mirror lists"
+        );
+    }
+
+    // v3 corrupt (a wrong digest listed): it fails and says so, v2 stays current, and v1
+    // stays too: keep counts the two newest imported versions, not what the mirror lists.
+    layout.publish(mirror.dir(), 3, &data(3), false);
+    let (code, out) = run_glint(&dir, &manifest);
+    assert_eq!(code, Some(1), "{layout:?}/{web:?} v3 corrupt: {out}");
+    assert!(out.contains("HashMismatch"), "{layout:?}/{web:?}: {out}");
+    let found = common::mirror::series_versions(&glance, &key).await;
+    timeline(layout, web, "v3 published corrupt", &found);
+    assert_eq!(
+        versions(&found),
+        [1, 2, 3].map(|n| version_of(layout, n)),
+        "{layout:?}/{web:?}"
+    );
+    assert_eq!(current(&found)[0].0, version_of(layout, 2));
+
+    // The mirror fixes v3's digest: glint replaces the quarantined image, v3 becomes current,
+    // v2 is retired and v1, beyond keep, goes.
+    let fixed = layout.publish(mirror.dir(), 3, &data(3), true);
+    let (code, out) = run_glint(&dir, &manifest);
+    assert_eq!(code, Some(0), "{layout:?}/{web:?} v3 fixed: {out}");
+    let found = common::mirror::series_versions(&glance, &key).await;
+    timeline(layout, web, "v3 fixed on the mirror", &found);
+    assert_eq!(
+        versions(&found),
+        [2, 3].map(|n| version_of(layout, n)),
+        "{layout:?}/{web:?}"
+    );
+    let now = current(&found);
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].0, version_of(layout, 3));
+    assert_eq!(
+        now[0].1.properties.get("glint.dev/release-digest"),
+        Some(&fixed)
+    );
+    assert!(
+        found
+            .iter()
+            .all(|(_, image)| !image.properties.contains_key("glint.dev/quarantined")),
+        "the quarantined image was replaced, not left behind"
+    );
+    let retired = &found[0].1;
+    assert_eq!(
+        retired.name,
+        Some(format!("{name}-{}", version_of(layout, 2)))
+    );
+    assert!(retired.hidden);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+macro_rules! layout_test {
+    ($name:ident, $layout:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let bed = require_testbed!();
+            for web in [WebServer::Nginx, WebServer::Python] {
+                follow($layout, web, &bed).await;
+            }
+        }
+    };
+}
+
+layout_test!(
+    cirros_version_folders_are_followed_without_edits,
+    Layout::CirrosFolders
+);
+layout_test!(
+    debian_dated_folders_are_followed_without_edits,
+    Layout::DebianDated
+);
+layout_test!(
+    debians_latest_folder_turns_each_new_build_into_a_version,
+    Layout::DebianLatest
+);
+layout_test!(
+    ubuntus_current_folder_turns_each_new_build_into_a_version,
+    Layout::UbuntuCurrent
+);
+layout_test!(
+    fedoras_per_compose_checksums_files_are_followed_without_edits,
+    Layout::FedoraComposes
+);
+layout_test!(
+    almalinux_latest_alias_is_one_release_with_its_dated_file,
+    Layout::AlmaLatestAlias
+);
