@@ -197,3 +197,50 @@ layout_test!(
     almalinux_latest_alias_is_one_release_with_its_dated_file,
     Layout::AlmaLatestAlias
 );
+
+#[tokio::test]
+async fn qcow2_releases_land_as_raw_when_the_series_converts() {
+    let bed = require_testbed!();
+    let dir = std::env::temp_dir().join(common::unique("glint-layout-convert"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(
+        dir.join("clouds.yaml"),
+        password_auth(&bed, &bed.demo_password),
+    )
+    .expect("clouds.yaml");
+    // CirrOS' disk.img files are qcow2, as every distribution's cloud image is.
+    let layout = Layout::CirrosFolders;
+    let mirror = Mirror::start_with(&dir.join("mirror"), WebServer::Nginx);
+    let (raw, qcow2) = common::disks::disk_in("qcow2", 8 * 1024 * 1024, 41);
+    layout.publish(mirror.dir(), 1, &qcow2, true);
+    let name = common::unique("converted");
+    let manifest = dir.join("series.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n  image: {{diskFormat: qcow2, convertTo: raw}}\n{}",
+            layout.checksums_spec(&mirror.url(""))
+        ),
+    )
+    .expect("manifest");
+    let (code, out) = run_glint(&dir, &manifest);
+    assert_eq!(code, Some(0), "{out}");
+    let glance = client_for(&password_auth(&bed, &bed.demo_password));
+    let found = common::mirror::series_versions(&glance, &format!("default/{name}")).await;
+    let image = &current(&found)[0].1;
+    assert_eq!(
+        image.disk_format.as_ref().map(|f| f.to_string()).as_deref(),
+        Some("raw")
+    );
+    assert_eq!(
+        image.size,
+        Some(raw.len() as u64),
+        "Glance holds the raw disk"
+    );
+    let sha512: String = <sha2::Sha512 as sha2::Digest>::digest(&raw)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(image.os_hash_value.as_deref(), Some(sha512.as_str()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
