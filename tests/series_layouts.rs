@@ -59,6 +59,65 @@ fn current(found: &[(String, Image)]) -> Vec<&(String, Image)> {
         .collect()
 }
 
+/// Watches Glance while glint rotates: how many images carried the stable name (hidden or
+/// not), or glint.dev/latest, at once, at most, over every sample.
+struct NameWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, usize)>,
+}
+
+impl NameWatch {
+    fn start(glance: &glint::glance::GlanceClient, stable: &str, key: &str) -> Self {
+        use futures::TryStreamExt;
+        use glint::glance::{GlanceApi, ListQuery};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (glance, stable, key, flag) = (
+            glance.clone(),
+            stable.to_string(),
+            key.to_string(),
+            stop.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let (mut named, mut latest) = (0, 0);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut seen: Vec<Image> = Vec::new();
+                for hidden in ["false", "true"] {
+                    let query = ListQuery {
+                        properties: [
+                            ("glint.dev/series".to_string(), key.clone()),
+                            ("os_hidden".to_string(), hidden.to_string()),
+                        ]
+                        .into(),
+                        ..ListQuery::default()
+                    };
+                    if let Ok(images) = glance.list_images(&query).try_collect::<Vec<_>>().await {
+                        seen.extend(images);
+                    }
+                }
+                let with_name = seen
+                    .iter()
+                    .filter(|image| image.name.as_deref() == Some(stable.as_str()))
+                    .count();
+                let marked = seen
+                    .iter()
+                    .filter(|image| image.properties.contains_key("glint.dev/latest"))
+                    .count();
+                named = named.max(with_name);
+                latest = latest.max(marked);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (named, latest)
+        });
+        Self { stop, task }
+    }
+
+    /// (most images with the stable name at once, most with glint.dev/latest at once)
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("watch")
+    }
+}
+
 /// The version glint gives release `n` of `layout`.
 fn version_of(layout: Layout, n: u32) -> String {
     layout
@@ -88,15 +147,25 @@ async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
     )
     .expect("manifest");
     let glance = client_for(&password_auth(bed, &bed.demo_password));
-    let data = |n: u32| common::pseudo_random_bytes(150_000 + n as usize, u64::from(n) * 7);
-    let versions = |found: &[(String, Image)]| -> Vec<String> {
-        found.iter().map(|(version, _)| version.clone()).collect()
+    // v2 is large enough to be caught mid-upload by a SIGKILL.
+    let data = |n: u32| {
+        let size = if n == 2 {
+            48 << 20
+        } else {
+            150_000 + n as usize
+        };
+        common::pseudo_random_bytes(size, u64::from(n) * 7)
     };
+    let versions = versions_of;
+    let watch = NameWatch::start(&glance, &name, &key);
 
     // v1, then v2: each found without an edit, each current once its data is in.
     let mut digests = Vec::new();
     for n in [1, 2] {
         digests.push(layout.publish(mirror.dir(), n, &data(n), true));
+        if n == 2 {
+            kill_mid_rotation(layout, web, &dir, &manifest, &glance, &key).await;
+        }
         let (code, out) = run_glint(&dir, &manifest);
         assert_eq!(code, Some(0), "{layout:?}/{web:?} v{n}: {out}");
         let found = common::mirror::series_versions(&glance, &key).await;
@@ -158,7 +227,68 @@ async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
         Some(format!("{name}-{}", version_of(layout, 2)))
     );
     assert!(retired.hidden);
+    let (named, latest) = watch.finish().await;
+    eprintln!(
+        "{layout:?}/{web:?}: at most {named} image(s) with the stable name and {latest} with glint.dev/latest at once"
+    );
+    assert_eq!(
+        (named, latest),
+        (1, 1),
+        "{layout:?}/{web:?}: the stable name and the latest mark were never on two images"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `glint apply` killed with SIGKILL while v2's data flows into Glance: v1 stays the one
+/// current version, and no version has two images.
+async fn kill_mid_rotation(
+    layout: Layout,
+    web: WebServer,
+    dir: &std::path::Path,
+    manifest: &std::path::Path,
+    glance: &glint::glance::GlanceClient,
+    key: &str,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glint"))
+        .args(["apply", "-f"])
+        .arg(manifest)
+        .env("OS_CLIENT_CONFIG_FILE", dir.join("clouds.yaml"))
+        .env("OS_CLOUD", "bed")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("apply");
+    let v2 = version_of(layout, 2);
+    let mut caught = false;
+    for _ in 0..1000 {
+        let found = common::mirror::series_versions(glance, key).await;
+        if found.iter().any(|(version, _)| *version == v2) {
+            caught = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(
+        caught,
+        "{layout:?}/{web:?}: the killed apply had created v2's image"
+    );
+    let found = common::mirror::series_versions(glance, key).await;
+    timeline(layout, web, "SIGKILL while v2 uploads", &found);
+    let now = current(&found);
+    assert_eq!(
+        now.len(),
+        1,
+        "{layout:?}/{web:?}: one current after the kill"
+    );
+    let mut seen = versions_of(&found);
+    seen.dedup();
+    assert_eq!(seen.len(), found.len(), "one image per version: {seen:?}");
+}
+
+fn versions_of(found: &[(String, Image)]) -> Vec<String> {
+    found.iter().map(|(version, _)| version.clone()).collect()
 }
 
 macro_rules! layout_test {
