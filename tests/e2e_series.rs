@@ -219,7 +219,7 @@ async fn glint_run_follows_a_mirror_without_edits_and_deleting_the_series_takes_
     refresh(&k, 5);
     wait_for_words(
         &k,
-        &format!("{{.status.conditions[?(@.type==\"Ready\")].message}}"),
+        "{.status.conditions[?(@.type==\"Ready\")].message}",
         "404",
     );
     assert_eq!(field(&k, "{.status.current}"), version(3));

@@ -261,6 +261,16 @@ fn bad_series_manifests_are_refused_with_what_to_fix() {
             "every or cron, not both",
         ),
         (
+            "a conversion from a format nothing converts",
+            "  image: {diskFormat: iso, convertTo: raw}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n",
+            "diskFormat names the release files' format",
+        ),
+        (
+            "who converts, without what to",
+            "  image: {diskFormat: qcow2, conversion: glance, method: glanceDirect}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n",
+            "conversion says who converts: set convertTo too",
+        ),
+        (
             "webDownload, which cannot be checked",
             "  image: {diskFormat: raw, method: webDownload}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n",
             "not webDownload",
@@ -330,6 +340,125 @@ fn a_series_rotates_on_the_embedded_cloud_from_a_local_checksums_file() {
     assert!(
         second.contains("1              deleted"),
         "keep 1 deletes v1: {second}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Two workers: the test's own server answers while glint runs as a blocking child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_never_changes_on_a_server_without_last_modified_stalls_instead_of_guessing() {
+    // A server that sends no Last-Modified (unlike nginx and http.server): nothing tells one
+    // build of noble-server-cloudimg-amd64.img from the next, so glint must say so.
+    let data = common::pseudo_random_bytes(50_000, 61);
+    let digest: String =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&data))
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+    let sums = format!("{digest} *noble-server-cloudimg-amd64.img\n");
+    let server = common::sources::SourceServer::start(move |request| {
+        if request.path.ends_with("SHA256SUMS") {
+            common::sources::Reply::ok(sums.clone())
+        } else {
+            common::sources::Reply::ok(data.clone())
+        }
+    })
+    .await;
+    let dir = std::env::temp_dir().join(common::unique("glint-series-unversioned"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let manifest = dir.join("series.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: noble}}\nspec:\n  cloudCredentialsRef: {{secretName: unused, cloudName: unused}}\n  image: {{diskFormat: raw}}\n  checksums: {{url: '{}', pattern: 'noble-server-cloudimg-amd64\\.img'}}\n",
+            server.url("/noble/current/SHA256SUMS")
+        ),
+    )
+    .expect("manifest");
+    let output = Command::new(env!("CARGO_BIN_EXE_glint"))
+        .args(["apply", "--data-dir"])
+        .arg(dir.join("cloud"))
+        .arg("-f")
+        .arg(&manifest)
+        .env_remove("OS_CLOUD")
+        .env_remove("OS_CLIENT_CONFIG_FILE")
+        .env("HOME", &dir)
+        .output()
+        .expect("glint apply");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("ReleaseVersionUnknown"), "{text}");
+    assert!(
+        text.contains("Last-Modified"),
+        "says what is missing: {text}"
+    );
+    assert!(
+        server.requests().iter().any(|r| r.method == "HEAD"),
+        "glint asked the server when the file changed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn release_folders_are_followed_on_the_embedded_cloud_from_a_local_mirror() {
+    // CirrOS' layout in a local folder (file: URLs read folders as plain lists), applied to
+    // the embedded cloud: no test bed needed.
+    let dir = std::env::temp_dir().join(common::unique("glint-series-folders"));
+    let mirror = dir.join("mirror");
+    let layout = common::layouts::Layout::CirrosFolders;
+    let manifest = dir.join("series.yaml");
+    std::fs::create_dir_all(&mirror).expect("mirror");
+    let base = format!("file://{}/", mirror.display());
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: cirros}}\nspec:\n  cloudCredentialsRef: {{secretName: unused, cloudName: unused}}\n  image: {{diskFormat: raw}}\n  keep: 2\n{}",
+            layout.checksums_spec(&base)
+        ),
+    )
+    .expect("manifest");
+    let apply = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_glint"))
+            .args(["apply", "--data-dir"])
+            .arg(dir.join("cloud"))
+            .arg("-f")
+            .arg(&manifest)
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_CLIENT_CONFIG_FILE")
+            .env("HOME", &dir)
+            .output()
+            .expect("glint apply");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    };
+    for n in 1..=3 {
+        layout.publish(
+            &mirror,
+            n,
+            &common::pseudo_random_bytes(60_000, u64::from(n)),
+            true,
+        );
+        let out = apply();
+        let version = layout.version(n).unwrap_or_default();
+        assert!(
+            out.contains(&format!("series default/cirros: current {version}")),
+            "release {n} found in its folder without an edit: {out}"
+        );
+    }
+    let out = apply();
+    assert!(out.contains("current 0.6.11"), "{out}");
+    assert!(
+        !out.contains("0.6.9 "),
+        "0.6.9, beyond keep 2, is gone: {out}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

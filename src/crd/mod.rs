@@ -52,7 +52,7 @@ pub use series::{
 };
 pub use shared::{MemberDecision, SharedImage, SharedImageRef, SharedImageSpec, SharedImageStatus};
 pub use source::{
-    ConversionBy, ConvertTo, Decompression, HashAlgorithm, ImageSource, SourceHash,
+    ConversionBy, ConvertTo, Decompression, HashAlgorithm, ImageSource, SourceHash, SourceOptions,
     SourceSecretRef, TransferMethod,
 };
 pub use spec::{

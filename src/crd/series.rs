@@ -14,9 +14,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::ownership::PropertyOwnership;
-use super::source::{
-    ConversionBy, ConvertTo, Decompression, ImageSource, SourceHash, TransferMethod,
-};
+use super::source::{ImageSource, SourceHash, SourceOptions};
 use super::spec::{CloudCredentialsRef, ContainerFormat, DiskFormat, ImageSpec, Visibility};
 use crate::vocabulary::ImageStatus as GlanceLifecycle;
 
@@ -107,6 +105,8 @@ pub struct ImageSeriesSpec {
         .message("conversion glance runs Glance's image_conversion import plugin, which only imports run: set method glanceDirect"),
     validation = Rule::new("!has(self.members) || size(self.members) == 0 || (has(self.visibility) && self.visibility == 'shared')")
         .message("image.members needs image.visibility: shared (Glance shares only shared images)"),
+    validation = Rule::new("!has(self.method) || self.method != 'webDownload'")
+        .message("a series checks every release against its checksum while it streams: use upload or glanceDirect, not webDownload"),
 )]
 pub struct SeriesImage {
     /// The stable name the current version carries in Glance. Defaults to metadata.name.
@@ -148,44 +148,11 @@ pub struct SeriesImage {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 128))]
     pub members: Vec<String>,
-    /// How to unpack each release: auto (default, by the file's first bytes), none, gzip, xz,
-    /// bzip2 or zstd.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decompress: Option<Decompression>,
-    /// How each release reaches Glance: auto (default), upload or glanceDirect.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self != 'webDownload'").message("a series checks every release against its checksum while it streams: use upload or glanceDirect, not webDownload"))]
-    pub method: Option<TransferMethod>,
-    /// Convert each release on its way into Glance: raw (what Ceph-backed clouds need to clone
-    /// images instead of copying them) or qcow2. diskFormat then names the format of the
-    /// release files (distributions publish qcow2), checked before anything is converted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub convert_to: Option<ConvertTo>,
-    /// Who converts: glint (default: in a bounded scratch folder with qemu-img) or glance
-    /// (Glance's image_conversion import plugin; needs method glanceDirect).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conversion: Option<ConversionBy>,
-    /// PEM certificates to trust for an https mirror, in addition to the system's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 65536))]
-    pub ca_bundle: Option<String>,
-    /// How long to wait for the mirror to accept a connection for a release (default 15s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('10m')")
-        .message("connectTimeout must be between 1s and 10m"))]
-    pub connect_timeout: Option<String>,
-    /// How long a release's download may go without receiving a byte before it fails
-    /// (default 5m).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('1h')")
-        .message("idleTimeout must be between 1s and 1h"))]
-    pub idle_timeout: Option<String>,
-    /// Redirects to follow for a release's file, 0 to 5 (default 5).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(max = 5))]
-    pub max_redirects: Option<u8>,
+    /// How each release's file is fetched, unpacked, checked and converted: the same options
+    /// (decompress, method, convertTo, conversion, caBundle, connectTimeout, idleTimeout,
+    /// maxRedirects) as an Image's spec.source, from one definition.
+    #[serde(flatten)]
+    pub source: SourceOptions,
 }
 
 /// One release listed by hand.
@@ -380,14 +347,7 @@ impl ImageSeriesSpec {
             disk_format: Some(image.disk_format),
             members: image.members.clone(),
             source: source.map(|source| ImageSource {
-                decompress: image.decompress,
-                method: image.method,
-                convert_to: image.convert_to,
-                conversion: image.conversion,
-                ca_bundle: image.ca_bundle.clone(),
-                connect_timeout: image.connect_timeout.clone(),
-                idle_timeout: image.idle_timeout.clone(),
-                max_redirects: image.max_redirects,
+                options: image.source.clone(),
                 ..source
             }),
             ..ImageSpec::default()

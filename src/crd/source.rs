@@ -38,6 +38,23 @@ pub struct ImageSource {
     /// the transfer with reason HashMismatch, and no image turns active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<SourceHash>,
+    /// A Secret in this namespace with credentials for the source: key authorization (the
+    /// whole Authorization header value, e.g. "Bearer ..."), or keys username and password
+    /// (basic auth); an optional key ca.crt adds a PEM CA bundle to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SourceSecretRef>,
+    /// How the file is unpacked, checked, converted and fetched (decompress, method,
+    /// convertTo, conversion, caBundle, timeouts, maxRedirects): the options an ImageSeries
+    /// gives each of its releases too.
+    #[serde(flatten)]
+    pub options: SourceOptions,
+}
+
+/// How a source's file is fetched, unpacked and converted: the part of a source an Image and
+/// an ImageSeries' releases share (one definition, so a new option reaches both).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceOptions {
     /// How to unpack the file on the way: auto (default: by its first bytes), none, gzip,
     /// xz, bzip2 or zstd. A corrupt or truncated archive fails with reason CorruptArchive and
     /// no image turns active.
@@ -48,11 +65,6 @@ pub struct ImageSource {
     /// such as format conversion run) or webDownload (Glance fetches the URL itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<TransferMethod>,
-    /// A Secret in this namespace with credentials for the source: key authorization (the
-    /// whole Authorization header value, e.g. "Bearer ..."), or keys username and password
-    /// (basic auth); an optional key ca.crt adds a PEM CA bundle to trust.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_ref: Option<SourceSecretRef>,
     /// PEM certificates to trust for an https source, in addition to the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 65536))]

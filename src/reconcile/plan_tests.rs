@@ -438,8 +438,11 @@ fn every_method_and_compression_starts_a_transfer_into_a_queued_image() {
             let wanted = desired(|s| {
                 s.source = Some(ImageSource {
                     url: "https://x/i.qcow2.gz".into(),
-                    decompress,
-                    method,
+                    options: crate::crd::SourceOptions {
+                        decompress,
+                        method,
+                        ..Default::default()
+                    },
                     ..ImageSource::default()
                 })
             });

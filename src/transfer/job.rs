@@ -190,7 +190,7 @@ impl<G: GlanceApi + 'static> Job<G> {
         if let Some(conversion) = &self.request.conversion
             && conversion.by == ConversionBy::Glint
         {
-            let route = match self.request.source.method.unwrap_or_default() {
+            let route = match self.request.source.options.method.unwrap_or_default() {
                 TransferMethod::GlanceDirect => Route::Stage,
                 _ => Route::Upload,
             };
@@ -198,7 +198,7 @@ impl<G: GlanceApi + 'static> Job<G> {
                 .convert_then_send(&url, conversion, route, started)
                 .await;
         }
-        match self.request.source.method.unwrap_or_default() {
+        match self.request.source.options.method.unwrap_or_default() {
             TransferMethod::WebDownload if url.scheme() == "file" => Err(Failure::new(
                 Reason::SourceNotAllowed,
                 format!("Glance cannot fetch {url} itself: use method upload for a local file"),
@@ -231,7 +231,7 @@ impl<G: GlanceApi + 'static> Job<G> {
     async fn stream(&self, url: &url::Url, route: Route, started: Instant) -> Result<(), Failure> {
         let (download, announced) = self.open(url).await?;
         let options = PipelineOptions {
-            decompression: self.request.source.decompress.unwrap_or_default(),
+            decompression: self.request.source.options.decompress.unwrap_or_default(),
             hash: self.request.source.hash.clone(),
             announced_len: announced,
         };

@@ -163,7 +163,7 @@ impl<G: GlanceApi + 'static> Job<G> {
     ) -> Result<u64, Failure> {
         let (download, announced) = self.open(url).await?;
         let options = PipelineOptions {
-            decompression: self.request.source.decompress.unwrap_or_default(),
+            decompression: self.request.source.options.decompress.unwrap_or_default(),
             hash: self.request.source.hash.clone(),
             announced_len: announced,
         };

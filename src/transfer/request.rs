@@ -77,7 +77,7 @@ impl TransferRequest {
     /// The CA bundle to trust: spec.source.caBundle and the Secret's ca.crt together.
     pub fn ca_bundle(&self) -> Option<Vec<u8>> {
         let mut pem = Vec::new();
-        if let Some(bundle) = &self.source.ca_bundle {
+        if let Some(bundle) = &self.source.options.ca_bundle {
             pem.extend_from_slice(bundle.as_bytes());
             pem.push(b'\n');
         }
@@ -92,15 +92,17 @@ impl TransferRequest {
         let defaults = super::source_http::SourceClientOptions::default();
         let duration = |text: &Option<String>| text.as_deref().and_then(crate::crd::parse_duration);
         super::source_http::SourceClientOptions {
-            connect_timeout: duration(&self.source.connect_timeout)
+            connect_timeout: duration(&self.source.options.connect_timeout)
                 .map_or(defaults.connect_timeout, |d| {
                     d.clamp(Duration::from_secs(1), Duration::from_secs(600))
                 }),
-            idle_timeout: duration(&self.source.idle_timeout).map_or(defaults.idle_timeout, |d| {
-                d.clamp(Duration::from_secs(1), Duration::from_secs(3600))
-            }),
+            idle_timeout: duration(&self.source.options.idle_timeout)
+                .map_or(defaults.idle_timeout, |d| {
+                    d.clamp(Duration::from_secs(1), Duration::from_secs(3600))
+                }),
             max_redirects: self
                 .source
+                .options
                 .max_redirects
                 .map_or(defaults.max_redirects, |max| {
                     usize::from(max).min(super::source_http::MAX_REDIRECTS)
@@ -124,12 +126,12 @@ impl Conversion {
     /// None without convertTo, or when the source already is in that format.
     pub fn of(spec: &ImageSpec) -> Option<Self> {
         let source = spec.source.as_ref()?;
-        let to = source.convert_to?.disk_format();
+        let to = source.options.convert_to?.disk_format();
         let from: DiskFormat = spec.disk_format?.into();
         (from != to).then(|| Self {
             from,
             to,
-            by: source.conversion.unwrap_or_default().resolved(),
+            by: source.options.conversion.unwrap_or_default().resolved(),
         })
     }
 }
