@@ -271,6 +271,16 @@ fn bad_series_manifests_are_refused_with_what_to_fix() {
             "conversion says who converts: set convertTo too",
         ),
         (
+            "a property that would mark every version current",
+            "  image: {diskFormat: raw, properties: {glint.dev/latest: 'true'}}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n",
+            "must not set glint.dev/ keys",
+        ),
+        (
+            "a Glance key as a property",
+            "  image: {diskFormat: raw, properties: {os_hash_value: x}}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n",
+            "must not set Glance's own keys",
+        ),
+        (
             "webDownload, which cannot be checked",
             "  image: {diskFormat: raw, method: webDownload}\n  versions: [{version: '1', url: 'http://x/1.img'}]\n",
             "not webDownload",

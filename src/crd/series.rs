@@ -119,6 +119,7 @@ pub struct SeriesImage {
     /// Tags on every version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 128))]
+    #[x_kube(validation = Rule::new("self.all(t, size(t) > 0 && size(t) <= 255)").message("each tag is 1 to 255 characters"))]
     pub tags: Vec<String>,
     /// Whether the versions are protected from deletion in Glance; glint unprotects a version
     /// itself before it deletes it.
@@ -131,9 +132,16 @@ pub struct SeriesImage {
     #[serde(default, rename = "minRamMB", skip_serializing_if = "Option::is_none")]
     pub min_ram_mb: Option<u32>,
     /// Free-form string properties of every version (glint adds glint.dev/series,
-    /// glint.dev/version and, on the current one, glint.dev/latest).
+    /// glint.dev/version, glint.dev/release-digest and, on the current one,
+    /// glint.dev/latest). Glance's own keys and glint.dev/ keys are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 120))]
+    #[x_kube(validation = Rule::new(super::spec::reserved_keys_rule()).message(
+        "image.properties must not set Glance's own keys (os_glance_*, os_hash_*, stores, direct_url, id, name, status, visibility, protected, os_hidden, checksum, owner, size, min_disk, min_ram, container_format, disk_format, tags, ...): use the dedicated image fields"
+    ))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('glint.dev/'))").message(
+        "image.properties must not set glint.dev/ keys: glint marks each version itself (glint.dev/series, glint.dev/version, glint.dev/latest)"
+    ))]
     pub properties: BTreeMap<String, String>,
     /// Which other properties glint may remove, as in an Image.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -247,7 +247,7 @@ fn unmanaged_fields_message() -> String {
     )
 }
 
-fn reserved_keys_rule() -> String {
+pub(super) fn reserved_keys_rule() -> String {
     let keys = RESERVED_PROPERTY_KEYS
         .iter()
         .map(|key| format!("'{key}'"))
