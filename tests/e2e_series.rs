@@ -229,6 +229,35 @@ async fn glint_run_follows_a_mirror_without_edits_and_deleting_the_series_takes_
         &format!("jsonpath={{.status.current}}={}", version(4)),
     );
     k.wait("imageseries/cirros", "condition=Ready");
+
+    step(
+        "v5's file is corrupt on the mirror (its listed digest is right): retried once the mirror replaces the file",
+    );
+    layout.publish(mirror.dir(), 5, &data(5), true);
+    let file = mirror
+        .dir()
+        .join(version(5))
+        .join(format!("cirros-{}-x86_64-disk.img", version(5)));
+    std::fs::write(&file, common::pseudo_random_bytes(200_000, 99)).expect("corrupt the file");
+    refresh(&k, 6);
+    wait_for_words(
+        &k,
+        &format!(
+            "{{.status.versions[?(@.version==\"{}\")].problem}}",
+            version(5)
+        ),
+        "HashMismatch",
+    );
+    assert_eq!(field(&k, "{.status.current}"), version(4));
+    // Glance's updated_at and Last-Modified count whole seconds: the fix comes later than both.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&file, data(5)).expect("the mirror fixes the file");
+    refresh(&k, 7);
+    k.wait(
+        "imageseries/cirros",
+        &format!("jsonpath={{.status.current}}={}", version(5)),
+    );
+    k.wait("imageseries/cirros", "condition=Ready");
     assert_eq!(glint.metric("glint_series_versions"), Some(2.0));
     assert!(
         glint

@@ -4,59 +4,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::harness::client_for;
 use common::keystone::password_auth;
-use common::mirror::Mirror;
+use common::mirror::{Mirror, SeriesCli};
 use glint::glance::{Image, ImageStatus};
-
-struct Run {
-    dir: PathBuf,
-}
-
-impl Run {
-    fn new(bed: &common::Testbed) -> Self {
-        let dir = std::env::temp_dir().join(common::unique("glint-series"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::write(
-            dir.join("clouds.yaml"),
-            password_auth(bed, &bed.demo_password),
-        )
-        .expect("clouds.yaml");
-        Self { dir }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_glint"));
-        command
-            .args(args)
-            .env("OS_CLIENT_CONFIG_FILE", self.dir.join("clouds.yaml"))
-            .env("OS_CLOUD", "bed");
-        command
-    }
-
-    /// Runs glint; returns (exit code, stdout + stderr).
-    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
-        let output = self.command(args).output().expect("run glint");
-        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stderr));
-        (output.status.code(), text)
-    }
-
-    fn manifest(&self, name: &str, body: &str) -> String {
-        let path = self.dir.join(format!("{name}.yaml"));
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n{body}"
-            ),
-        )
-        .expect("manifest");
-        path.display().to_string()
-    }
-}
 
 fn currents(found: &[(String, Image)]) -> Vec<&str> {
     found
@@ -104,7 +57,7 @@ fn summary(found: &[(String, Image)]) -> Vec<(String, String, bool)> {
 async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_never_displaces_the_current()
  {
     let bed = require_testbed!();
-    let run = Run::new(&bed);
+    let run = SeriesCli::with_bed(&bed);
     let mirror = Mirror::start(&run.dir.join("mirror"));
     let name = common::unique("tiny");
     let key = format!("default/{name}");
@@ -228,7 +181,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
 #[test]
 fn bad_series_manifests_are_refused_with_what_to_fix() {
     let bed = require_testbed!();
-    let run = Run::new(&bed);
+    let run = SeriesCli::with_bed(&bed);
     let rows = [
         (
             "keep 0",
@@ -297,8 +250,8 @@ fn bad_series_manifests_are_refused_with_what_to_fix() {
 #[test]
 fn a_series_rotates_on_the_embedded_cloud_from_a_local_checksums_file() {
     // No cloud configured: glint starts its embedded cloud, as the README's first command does.
-    let dir = std::env::temp_dir().join(common::unique("glint-series-local"));
-    let mirror = dir.join("mirror");
+    let cli = SeriesCli::embedded();
+    let mirror = cli.dir.join("mirror");
     std::fs::create_dir_all(&mirror).expect("mirror");
     let publish = |file: &str, seed: u64| {
         let data = common::pseudo_random_bytes(100_000, seed);
@@ -313,32 +266,11 @@ fn a_series_rotates_on_the_embedded_cloud_from_a_local_checksums_file() {
         text.push_str(&format!("{digest}  {file}\n"));
         std::fs::write(sums, text).expect("SHA256SUMS");
     };
-    let manifest = dir.join("series.yaml");
-    std::fs::write(
-        &manifest,
-        "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {name: local}\nspec:\n  cloudCredentialsRef: {secretName: unused, cloudName: unused}\n  image: {diskFormat: raw}\n  checksums: {url: 'file:mirror/SHA256SUMS', pattern: 'local-(?P<version>[0-9.]+)\\.img'}\n  keep: 1\n",
-    )
-    .expect("manifest");
-    let data_dir = dir.join("cloud");
-    let apply = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_glint"))
-            .args(["apply", "--data-dir"])
-            .arg(&data_dir)
-            .arg("-f")
-            .arg(&manifest)
-            .env_remove("OS_CLOUD")
-            .env_remove("OS_CLIENT_CONFIG_FILE")
-            .env("HOME", &dir)
-            .output()
-            .expect("glint apply");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        text
-    };
+    let manifest = cli.manifest(
+        "local",
+        "  image: {diskFormat: raw}\n  checksums: {url: 'file:mirror/SHA256SUMS', pattern: 'local-(?P<version>[0-9.]+)\\.img'}\n  keep: 1\n",
+    );
+    let apply = || applied(&cli, &manifest);
     publish("local-1.img", 31);
     assert!(apply().contains("series default/local: current 1"));
     publish("local-2.img", 32);
@@ -351,7 +283,13 @@ fn a_series_rotates_on_the_embedded_cloud_from_a_local_checksums_file() {
         second.contains("1              deleted"),
         "keep 1 deletes v1: {second}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `glint apply -f MANIFEST`, which must succeed; its output.
+fn applied(cli: &SeriesCli, manifest: &str) -> String {
+    let (code, out) = cli.run(&["apply", "-f", manifest]);
+    assert_eq!(code, Some(0), "{out}");
+    out
 }
 
 // Two workers: the test's own server answers while glint runs as a blocking child process.
@@ -374,33 +312,16 @@ async fn a_name_that_never_changes_on_a_server_without_last_modified_stalls_inst
         }
     })
     .await;
-    let dir = std::env::temp_dir().join(common::unique("glint-series-unversioned"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let manifest = dir.join("series.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: noble}}\nspec:\n  cloudCredentialsRef: {{secretName: unused, cloudName: unused}}\n  image: {{diskFormat: raw}}\n  checksums: {{url: '{}', pattern: 'noble-server-cloudimg-amd64\\.img'}}\n",
+    let cli = SeriesCli::embedded();
+    let manifest = cli.manifest(
+        "noble",
+        &format!(
+            "  image: {{diskFormat: raw}}\n  checksums: {{url: '{}', pattern: 'noble-server-cloudimg-amd64\\.img'}}\n",
             server.url("/noble/current/SHA256SUMS")
         ),
-    )
-    .expect("manifest");
-    let output = Command::new(env!("CARGO_BIN_EXE_glint"))
-        .args(["apply", "--data-dir"])
-        .arg(dir.join("cloud"))
-        .arg("-f")
-        .arg(&manifest)
-        .env_remove("OS_CLOUD")
-        .env_remove("OS_CLIENT_CONFIG_FILE")
-        .env("HOME", &dir)
-        .output()
-        .expect("glint apply");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let (code, text) = cli.run(&["apply", "-f", &manifest]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("ReleaseVersionUnknown"), "{text}");
     assert!(
         text.contains("Last-Modified"),
@@ -410,46 +331,25 @@ async fn a_name_that_never_changes_on_a_server_without_last_modified_stalls_inst
         server.requests().iter().any(|r| r.method == "HEAD"),
         "glint asked the server when the file changed"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn release_folders_are_followed_on_the_embedded_cloud_from_a_local_mirror() {
     // CirrOS' layout in a local folder (file: URLs read folders as plain lists), applied to
     // the embedded cloud: no test bed needed.
-    let dir = std::env::temp_dir().join(common::unique("glint-series-folders"));
-    let mirror = dir.join("mirror");
+    let cli = SeriesCli::embedded();
+    let mirror = cli.dir.join("mirror");
     let layout = common::layouts::Layout::CirrosFolders;
-    let manifest = dir.join("series.yaml");
     std::fs::create_dir_all(&mirror).expect("mirror");
     let base = format!("file://{}/", mirror.display());
-    std::fs::write(
-        &manifest,
-        format!(
-            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: cirros}}\nspec:\n  cloudCredentialsRef: {{secretName: unused, cloudName: unused}}\n  image: {{diskFormat: raw}}\n  keep: 2\n{}",
+    let manifest = cli.manifest(
+        "cirros",
+        &format!(
+            "  image: {{diskFormat: raw}}\n  keep: 2\n{}",
             layout.checksums_spec(&base)
         ),
-    )
-    .expect("manifest");
-    let apply = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_glint"))
-            .args(["apply", "--data-dir"])
-            .arg(dir.join("cloud"))
-            .arg("-f")
-            .arg(&manifest)
-            .env_remove("OS_CLOUD")
-            .env_remove("OS_CLIENT_CONFIG_FILE")
-            .env("HOME", &dir)
-            .output()
-            .expect("glint apply");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        text
-    };
+    );
+    let apply = || applied(&cli, &manifest);
     for n in 1..=3 {
         layout.publish(
             &mirror,
@@ -470,5 +370,4 @@ fn release_folders_are_followed_on_the_embedded_cloud_from_a_local_mirror() {
         !out.contains("0.6.9 "),
         "0.6.9, beyond keep 2, is gone: {out}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

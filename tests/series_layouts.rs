@@ -10,26 +10,11 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::harness::client_for;
 use common::keystone::password_auth;
 use common::layouts::Layout;
-use common::mirror::{Mirror, WebServer};
+use common::mirror::{Mirror, SeriesCli, WebServer};
 use glint::glance::Image;
-
-fn run_glint(dir: &std::path::Path, manifest: &std::path::Path) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_glint"))
-        .args(["apply", "-f"])
-        .arg(manifest)
-        .env("OS_CLIENT_CONFIG_FILE", dir.join("clouds.yaml"))
-        .env("OS_CLOUD", "bed")
-        .output()
-        .expect("run glint");
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
-    (output.status.code(), text)
-}
 
 /// One timeline line (shown with --nocapture, quoted in the closing note).
 fn timeline(layout: Layout, web: WebServer, step: &str, found: &[(String, Image)]) {
@@ -126,26 +111,18 @@ fn version_of(layout: Layout, n: u32) -> String {
 }
 
 async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
-    let dir = std::env::temp_dir().join(common::unique("glint-layout"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(
-        dir.join("clouds.yaml"),
-        password_auth(bed, &bed.demo_password),
-    )
-    .expect("clouds.yaml");
-    let root = dir.join("mirror");
-    let mirror = Mirror::start_with(&root, web);
+    let cli = SeriesCli::with_bed(bed);
+    let mirror = Mirror::start_with(&cli.dir.join("mirror"), web);
     let name = common::unique("layout");
     let key = format!("default/{name}");
-    let manifest = dir.join("series.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n  image: {{diskFormat: raw}}\n  keep: 2\n{}",
+    let manifest = cli.manifest(
+        &name,
+        &format!(
+            "  image: {{diskFormat: raw}}\n  keep: 2\n{}",
             layout.checksums_spec(&mirror.url(""))
         ),
-    )
-    .expect("manifest");
+    );
+    let apply = || cli.run(&["apply", "-f", &manifest]);
     let glance = client_for(&password_auth(bed, &bed.demo_password));
     // v2 is large enough to be caught mid-upload by a SIGKILL.
     let data = |n: u32| {
@@ -164,9 +141,9 @@ async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
     for n in [1, 2] {
         digests.push(layout.publish(mirror.dir(), n, &data(n), true));
         if n == 2 {
-            kill_mid_rotation(layout, web, &dir, &manifest, &glance, &key).await;
+            kill_mid_rotation(layout, web, &cli, &manifest, &glance, &key).await;
         }
-        let (code, out) = run_glint(&dir, &manifest);
+        let (code, out) = apply();
         assert_eq!(code, Some(0), "{layout:?}/{web:?} v{n}: {out}");
         let found = common::mirror::series_versions(&glance, &key).await;
         timeline(layout, web, &format!("v{n} published"), &found);
@@ -184,7 +161,7 @@ async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
     // v3 corrupt (a wrong digest listed): it fails and says so, v2 stays current, and v1
     // stays too: keep counts the two newest imported versions, not what the mirror lists.
     layout.publish(mirror.dir(), 3, &data(3), false);
-    let (code, out) = run_glint(&dir, &manifest);
+    let (code, out) = apply();
     assert_eq!(code, Some(1), "{layout:?}/{web:?} v3 corrupt: {out}");
     assert!(out.contains("HashMismatch"), "{layout:?}/{web:?}: {out}");
     let found = common::mirror::series_versions(&glance, &key).await;
@@ -199,7 +176,7 @@ async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
     // The mirror fixes v3's digest: glint replaces the quarantined image, v3 becomes current,
     // v2 is retired and v1, beyond keep, goes.
     let fixed = layout.publish(mirror.dir(), 3, &data(3), true);
-    let (code, out) = run_glint(&dir, &manifest);
+    let (code, out) = apply();
     assert_eq!(code, Some(0), "{layout:?}/{web:?} v3 fixed: {out}");
     let found = common::mirror::series_versions(&glance, &key).await;
     timeline(layout, web, "v3 fixed on the mirror", &found);
@@ -236,7 +213,6 @@ async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
         (1, 1),
         "{layout:?}/{web:?}: the stable name and the latest mark were never on two images"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `glint apply` killed with SIGKILL while v2's data flows into Glance: v1 stays the one
@@ -244,16 +220,13 @@ async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
 async fn kill_mid_rotation(
     layout: Layout,
     web: WebServer,
-    dir: &std::path::Path,
-    manifest: &std::path::Path,
+    cli: &SeriesCli,
+    manifest: &str,
     glance: &glint::glance::GlanceClient,
     key: &str,
 ) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_glint"))
-        .args(["apply", "-f"])
-        .arg(manifest)
-        .env("OS_CLIENT_CONFIG_FILE", dir.join("clouds.yaml"))
-        .env("OS_CLOUD", "bed")
+    let mut child = cli
+        .command(&["apply", "-f", manifest])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -331,29 +304,21 @@ layout_test!(
 #[tokio::test]
 async fn qcow2_releases_land_as_raw_when_the_series_converts() {
     let bed = require_testbed!();
-    let dir = std::env::temp_dir().join(common::unique("glint-layout-convert"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(
-        dir.join("clouds.yaml"),
-        password_auth(&bed, &bed.demo_password),
-    )
-    .expect("clouds.yaml");
+    let cli = SeriesCli::with_bed(&bed);
     // CirrOS' disk.img files are qcow2, as every distribution's cloud image is.
     let layout = Layout::CirrosFolders;
-    let mirror = Mirror::start_with(&dir.join("mirror"), WebServer::Nginx);
+    let mirror = Mirror::start_with(&cli.dir.join("mirror"), WebServer::Nginx);
     let (raw, qcow2) = common::disks::disk_in("qcow2", 8 * 1024 * 1024, 41);
     layout.publish(mirror.dir(), 1, &qcow2, true);
     let name = common::unique("converted");
-    let manifest = dir.join("series.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n  image: {{diskFormat: qcow2, convertTo: raw}}\n{}",
+    let manifest = cli.manifest(
+        &name,
+        &format!(
+            "  image: {{diskFormat: qcow2, convertTo: raw}}\n{}",
             layout.checksums_spec(&mirror.url(""))
         ),
-    )
-    .expect("manifest");
-    let (code, out) = run_glint(&dir, &manifest);
+    );
+    let (code, out) = cli.run(&["apply", "-f", &manifest]);
     assert_eq!(code, Some(0), "{out}");
     let glance = client_for(&password_auth(&bed, &bed.demo_password));
     let found = common::mirror::series_versions(&glance, &format!("default/{name}")).await;
@@ -372,5 +337,4 @@ async fn qcow2_releases_land_as_raw_when_the_series_converts() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(image.os_hash_value.as_deref(), Some(sha512.as_str()));
-    let _ = std::fs::remove_dir_all(&dir);
 }

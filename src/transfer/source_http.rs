@@ -323,11 +323,11 @@ pub async fn last_modified(
         .and_then(http_date))
 }
 
-/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), read tolerantly.
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, and the two obsolete forms RFC 9110 says
+/// to accept), read by the parser hyper already links for its own Date headers.
 pub fn http_date(text: &str) -> Option<jiff::Timestamp> {
-    jiff::fmt::rfc2822::parse(text.trim())
-        .ok()
-        .map(|zoned| zoned.timestamp())
+    let at = httpdate::parse_http_date(text.trim()).ok()?;
+    jiff::Timestamp::try_from(at).ok()
 }
 
 /// The policy's words inside a failed request, if a refusal is what failed it.

@@ -162,3 +162,93 @@ pub async fn series_versions(
     found.sort_by(|a, b| glint::series::version::compare(&a.0, &b.0));
     found
 }
+
+/// Where `glint apply` / `glint plan` of a [`SeriesCli`] run.
+enum Cloud {
+    /// The test bed's Keystone-backed Glance, as the demo user.
+    Bed,
+    /// No cloud configured: glint's embedded cloud, in the run's folder.
+    Embedded,
+}
+
+/// Runs the real glint binary on series manifests written to a folder of the run's own.
+pub struct SeriesCli {
+    pub dir: PathBuf,
+    cloud: Cloud,
+}
+
+impl SeriesCli {
+    pub fn with_bed(bed: &super::Testbed) -> Self {
+        let cli = Self::in_new_folder(Cloud::Bed);
+        std::fs::write(
+            cli.dir.join("clouds.yaml"),
+            super::keystone::password_auth(bed, &bed.demo_password),
+        )
+        .expect("clouds.yaml");
+        cli
+    }
+
+    /// On the embedded cloud, as the README's first command runs: no test bed needed.
+    pub fn embedded() -> Self {
+        Self::in_new_folder(Cloud::Embedded)
+    }
+
+    fn in_new_folder(cloud: Cloud) -> Self {
+        let dir = std::env::temp_dir().join(super::unique("glint-series"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self { dir, cloud }
+    }
+
+    /// `glint SUBCOMMAND ARGS...` against this run's cloud.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = super::kubectl::glint_command();
+        match self.cloud {
+            Cloud::Bed => {
+                command
+                    .args(args)
+                    .env("OS_CLIENT_CONFIG_FILE", self.dir.join("clouds.yaml"))
+                    .env("OS_CLOUD", "bed");
+            }
+            Cloud::Embedded => {
+                let (subcommand, rest) = args.split_first().expect("a subcommand");
+                command
+                    .arg(subcommand)
+                    .arg("--data-dir")
+                    .arg(self.dir.join("cloud"))
+                    .args(rest)
+                    .env_remove("OS_CLOUD")
+                    .env_remove("OS_CLIENT_CONFIG_FILE")
+                    .env("HOME", &self.dir);
+            }
+        }
+        command
+    }
+
+    /// Runs glint; returns (exit code, stdout + stderr).
+    pub fn run(&self, args: &[&str]) -> (Option<i32>, String) {
+        let output = self.command(args).output().expect("run glint");
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        (output.status.code(), text)
+    }
+
+    /// Writes an ImageSeries manifest named `name` whose spec continues with `body`; returns
+    /// its path.
+    pub fn manifest(&self, name: &str, body: &str) -> String {
+        let path = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n{body}"
+            ),
+        )
+        .expect("manifest");
+        path.display().to_string()
+    }
+}
+
+impl Drop for SeriesCli {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
