@@ -17,6 +17,8 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use super::index::{self, Listed};
 use super::{Release, ReleasesError, checksums, version};
 use crate::crd::{ChecksumsSource, ImageSource, SourceHash};
@@ -269,12 +271,16 @@ impl Reader {
         Ok(())
     }
 
-    async fn text(&mut self, url: &url::Url) -> Result<String, FetchError> {
-        self.count(url).map_err(|err| FetchError {
-            message: err.to_string(),
-            missing: false,
-        })?;
-        source_http::fetch_text(self.policy.clone(), url.as_str(), DOCUMENT_LIMIT).await
+    // Boxed: one copy of the fetch's code, however many places await it (inlined into each
+    // await point, it cost the release binary tens of KiB).
+    fn text<'a>(&'a mut self, url: &'a url::Url) -> BoxFuture<'a, Result<String, FetchError>> {
+        Box::pin(async move {
+            self.count(url).map_err(|err| FetchError {
+                message: err.to_string(),
+                missing: false,
+            })?;
+            source_http::fetch_text(self.policy.clone(), url.as_str(), DOCUMENT_LIMIT).await
+        })
     }
 
     async fn index(&mut self, folder: &url::Url) -> Result<Vec<Listed>, ReleasesError> {
@@ -299,7 +305,16 @@ fn join_folder(base: &url::Url, name: &str) -> Result<url::Url, ReleasesError> {
 
 /// The releases the mirror publishes now, as spec.checksums describes its layout; enough
 /// folders are read for `keep` releases.
-pub async fn published(
+pub fn published(
+    source: &ChecksumsSource,
+    policy: Arc<SourcePolicy>,
+    keep: usize,
+) -> BoxFuture<'_, Result<Published, ReleasesError>> {
+    // Boxed: the controller and the CLI share one copy of the check's code.
+    Box::pin(discover(source, policy, keep))
+}
+
+async fn discover(
     source: &ChecksumsSource,
     policy: Arc<SourcePolicy>,
     keep: usize,

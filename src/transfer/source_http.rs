@@ -292,7 +292,15 @@ async fn send(
 /// When the file at `url` last changed, as the server says (`Last-Modified` of a HEAD
 /// answer; a local file's modification time). `None` when the server does not say, or says
 /// something that is not an HTTP date.
-pub async fn last_modified(
+pub fn last_modified(
+    policy: Arc<SourcePolicy>,
+    url: &str,
+) -> futures::future::BoxFuture<'_, Result<Option<jiff::Timestamp>, FetchError>> {
+    // Boxed: one copy of the request's code for every place that asks.
+    Box::pin(head_last_modified(policy, url))
+}
+
+async fn head_last_modified(
     policy: Arc<SourcePolicy>,
     url: &str,
 ) -> Result<Option<jiff::Timestamp>, FetchError> {
