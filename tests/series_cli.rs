@@ -21,23 +21,7 @@ fn currents(found: &[(String, Image)]) -> Vec<&str> {
 
 /// One line of the rotation's timeline (shown with --nocapture): version, id, name, current.
 fn timeline(step: &str, found: &[(String, Image)]) {
-    let states: Vec<String> = found
-        .iter()
-        .map(|(version, image)| {
-            let current = if image.properties.contains_key("glint.dev/latest") {
-                " CURRENT"
-            } else {
-                ""
-            };
-            format!(
-                "{version} {} {:?} {}{current}",
-                image.id,
-                image.name.as_deref().unwrap_or(""),
-                image.status
-            )
-        })
-        .collect();
-    eprintln!("{step}: {}", states.join(" | "));
+    eprintln!("{step}: {}", common::mirror::timeline(found));
 }
 
 fn summary(found: &[(String, Image)]) -> Vec<(String, String, bool)> {

@@ -18,23 +18,10 @@ use glint::glance::Image;
 
 /// One timeline line (shown with --nocapture, quoted in the closing note).
 fn timeline(layout: Layout, web: WebServer, step: &str, found: &[(String, Image)]) {
-    let states: Vec<String> = found
-        .iter()
-        .map(|(version, image)| {
-            let current = if image.properties.contains_key("glint.dev/latest") {
-                " CURRENT"
-            } else {
-                ""
-            };
-            format!(
-                "{version} {} {:?} {}{current}",
-                &image.id[..8],
-                image.name.as_deref().unwrap_or(""),
-                image.status
-            )
-        })
-        .collect();
-    eprintln!("{layout:?}/{web:?} {step}: {}", states.join(" | "));
+    eprintln!(
+        "{layout:?}/{web:?} {step}: {}",
+        common::mirror::timeline(found)
+    );
 }
 
 fn current(found: &[(String, Image)]) -> Vec<&(String, Image)> {

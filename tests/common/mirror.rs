@@ -252,3 +252,25 @@ impl Drop for SeriesCli {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A series' versions in Glance as one timeline line: version, id, name, status, and which is
+/// current (shown with --nocapture; the issues' closing notes quote them).
+pub fn timeline(found: &[(String, glint::glance::Image)]) -> String {
+    found
+        .iter()
+        .map(|(version, image)| {
+            let current = if image.properties.contains_key("glint.dev/latest") {
+                " CURRENT"
+            } else {
+                ""
+            };
+            format!(
+                "{version} {} {:?} {}{current}",
+                image.id.get(..8).unwrap_or(&image.id),
+                image.name.as_deref().unwrap_or(""),
+                image.status
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
