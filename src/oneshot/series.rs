@@ -66,7 +66,7 @@ pub async fn releases(
     let Some(source) = &spec.checksums else {
         return Ok(series::listed(spec));
     };
-    series::observe::published(source, policy.clone(), spec.keep())
+    series::discover::published(source, policy.clone(), spec.keep())
         .await
         .map(|published| published.releases)
         .map_err(|err| OneShotError::Blocked {

@@ -349,6 +349,7 @@ fn how_to_retry(reason: Reason) -> String {
 }
 
 /// The releases this pass works with, and how the check (if one was due) went.
+#[derive(Default)]
 struct Checked {
     releases: Vec<SeriesRelease>,
     last_check: Option<Time>,
@@ -383,8 +384,7 @@ async fn check(
             last_check,
             next_check: None,
             problem: None,
-            skipped: Vec::new(),
-            fetched: false,
+            ..Checked::default()
         };
     };
     let next = match previous
@@ -400,8 +400,7 @@ async fn check(
                 last_check: previous.last_check.clone(),
                 next_check: None,
                 problem: Some((Reason::InvalidSchedule, err.to_string())),
-                skipped: Vec::new(),
-                fetched: false,
+                ..Checked::default()
             };
         }
     };
@@ -412,11 +411,10 @@ async fn check(
             last_check: previous.last_check.clone(),
             next_check: next,
             problem: None,
-            skipped: Vec::new(),
-            fetched: false,
+            ..Checked::default()
         };
     }
-    let fetched = series::observe::published(
+    let fetched = series::discover::published(
         source,
         ctx.settings.source_policy.clone(),
         series.spec.keep(),
@@ -438,8 +436,7 @@ async fn check(
             last_check: previous.last_check.clone(),
             next_check: next_after(now),
             problem: Some(problem),
-            skipped: Vec::new(),
-            fetched: false,
+            ..Checked::default()
         },
     }
 }

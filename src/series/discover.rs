@@ -125,6 +125,11 @@ impl Layout {
             url_template: source.url_template.clone(),
         })
     }
+
+    /// Whether the check reads more than one checksums file (so one missing is not fatal).
+    fn is_multi(&self) -> bool {
+        self.folders.is_some() || matches!(self.file, FileRule::Matching(_))
+    }
 }
 
 /// One file a checksums file vouches for, before its version is settled.
@@ -223,8 +228,13 @@ pub fn merge_aliases(found: Vec<Found>) -> Vec<Found> {
         )
     };
     let mut kept: Vec<Found> = Vec::new();
+    // By digest: a large checksums file with a broad pattern stays linear.
+    let mut by_digest: std::collections::BTreeMap<String, usize> = Default::default();
     for item in found {
-        match kept.iter_mut().find(|k| k.hash.value == item.hash.value) {
+        match by_digest
+            .get(&item.hash.value)
+            .and_then(|&at| kept.get_mut(at))
+        {
             Some(same) => {
                 let better = rank(&item) > rank(same)
                     || (rank(&item) == rank(same)
@@ -237,7 +247,10 @@ pub fn merge_aliases(found: Vec<Found>) -> Vec<Found> {
                     *same = item;
                 }
             }
-            None => kept.push(item),
+            None => {
+                by_digest.insert(item.hash.value.clone(), kept.len());
+                kept.push(item);
+            }
         }
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -431,13 +444,6 @@ async fn discover(
         });
     }
     Ok(published)
-}
-
-impl Layout {
-    /// Whether the check reads more than one checksums file (so one missing is not fatal).
-    fn is_multi(&self) -> bool {
-        self.folders.is_some() || matches!(self.file, FileRule::Matching(_))
-    }
 }
 
 /// A few names of an index, for a message.

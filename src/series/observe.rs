@@ -4,25 +4,12 @@
 
 use futures::TryStreamExt;
 
-use super::ReleasesError;
-use super::discover::Published;
 use super::plan::{
     Held, LATEST_PROPERTY, RELEASE_DIGEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY,
 };
-use crate::crd::ChecksumsSource;
 use crate::crd::OWNER_PROPERTY;
 use crate::glance::{GlanceApi, GlanceError, Image, ImageStatus, ListQuery};
 use crate::transfer::QUARANTINE_PROPERTY;
-
-/// What the mirror publishes now, as spec.checksums describes its layout, fetched under the
-/// source policy; enough release folders are read for `keep` releases.
-pub async fn published(
-    source: &ChecksumsSource,
-    policy: std::sync::Arc<crate::transfer::SourcePolicy>,
-    keep: usize,
-) -> Result<Published, ReleasesError> {
-    super::discover::published(source, policy, keep).await
-}
 
 /// UUID namespace of versions' uids (a fixed random UUID, never to change).
 const VERSION_NAMESPACE: uuid::Uuid =
