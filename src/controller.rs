@@ -96,8 +96,6 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         reporter(),
         Settings {
             default_resync: config.default_resync,
-            // Running transfers requeue their Image every few seconds, so the end of one is
-            // seen without a trigger of its own.
             transfer_parallelism: config.transfer_parallelism,
             source_policy: Arc::new(config.source_policy.clone()),
         },
@@ -223,8 +221,12 @@ async fn run_kind_controller<K, R>(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_or_deletion::<K>, PredicateConfig::default());
+    // A transfer into one of its images ends: look at once (ImageSeries' versions).
+    let transfer_ends =
+        reconcile::wakeups::objects_of::<K>(ctx.wakeups.subscribe(), namespace.map(String::from));
     Controller::for_stream(triggers, reader)
         .with_config(ControllerConfig::default().concurrency(config.concurrency.clamp(1, 4)))
+        .reconcile_on(transfer_ends)
         .graceful_shutdown_on(shutdown_signal())
         .run(reconcile, error_policy, ctx)
         .for_each(|outcome| async move {
@@ -376,14 +378,16 @@ async fn run_controller(
     let by_secret = controller.store();
     tokio::spawn(forget_deleted_images(
         controller.store(),
-        namespace,
+        namespace.clone(),
         ctx.clone(),
         config.default_resync,
     ));
+    let transfer_ends = reconcile::wakeups::objects_of::<Image>(ctx.wakeups.subscribe(), namespace);
     controller
         .watches_stream(secret_changes, move |secret| {
             images_using(&by_secret, &secret)
         })
+        .reconcile_on(transfer_ends)
         .graceful_shutdown_on(shutdown_signal())
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|outcome| async move {

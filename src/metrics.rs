@@ -159,6 +159,8 @@ pub struct TransferMetrics {
     pub queued: Gauge,
     duration: Histogram,
     ended: Family<TransferEndLabels, Counter>,
+    /// Transfer ends that woke the object waiting on them.
+    pub wakeups: Counter,
 }
 
 /// How a transfer ended: `result` succeeded or failed, and for a failure its condition reason
@@ -177,6 +179,7 @@ impl Default for TransferMetrics {
             queued: Gauge::default(),
             duration: transfer_histogram(),
             ended: Family::default(),
+            wakeups: Counter::default(),
         }
     }
 }
@@ -293,6 +296,11 @@ impl Metrics {
             "transfers",
             "Transfers ended, by result (succeeded, failed) and, for failures, reason",
             transfers.ended.clone(),
+        );
+        registry.register(
+            "transfer_wakeups",
+            "Transfer ends that reconciled their object at once (not on its next timer)",
+            transfers.wakeups.clone(),
         );
         registry.register(
             "images",

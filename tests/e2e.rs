@@ -207,6 +207,14 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
     for name in ["cirros", "debian-12", "ubuntu-latest"] {
         common::gitops::assert_gitops_view(name, &k.image(name), "Healthy", "Current");
     }
+    // Each upload's end reconciled its Image at once rather than on its progress timer.
+    let ended = controller.metric("glint_transfers_total").unwrap_or(0.0);
+    assert!(ended >= 3.0, "the examples with a source were uploaded");
+    assert_eq!(
+        controller.metric("glint_transfer_wakeups_total"),
+        Some(ended),
+        "every transfer's end woke its Image"
+    );
 
     step("check Glance after apply: data, fields, members, deactivation, import");
     let full = demo

@@ -259,6 +259,15 @@ async fn glint_run_follows_a_mirror_without_edits_and_deleting_the_series_takes_
     );
     k.wait("imageseries/cirros", "condition=Ready");
     assert_eq!(glint.metric("glint_series_versions"), Some(2.0));
+    // The versions' uploads ended into a reconcile of the series, not onto its timer.
+    let (woke, ended) = (
+        glint.metric("glint_transfer_wakeups_total").unwrap_or(0.0),
+        glint.metric("glint_transfers_total").unwrap_or(0.0),
+    );
+    assert!(
+        woke >= 1.0 && woke <= ended,
+        "{woke} wakeups for {ended} transfers"
+    );
     assert!(
         glint
             .metric("glint_series_last_check_timestamp_seconds")

@@ -163,15 +163,27 @@ fn cli_policy() -> Arc<SourcePolicy> {
     })
 }
 
-fn cli_transfers(api: &Arc<GlanceClient>) -> Result<TransferManager<GlanceClient>, String> {
+/// The CLI's transfers, and word of each one's end, so that `glint apply` looks again the
+/// moment the data is in rather than at its next poll.
+pub struct CliTransfers {
+    manager: TransferManager<GlanceClient>,
+    /// One permit per end: an end that comes before anyone waits is not lost.
+    ended: Arc<tokio::sync::Notify>,
+}
+
+fn cli_transfers(api: &Arc<GlanceClient>) -> Result<CliTransfers, String> {
     crate::transfer::convert::ScratchSpace::from_env()?;
-    TransferManager::new(api.clone(), TRANSFERS, cli_policy(), Default::default())
-        .map_err(|err| err.to_string())
+    let ended = Arc::new(tokio::sync::Notify::new());
+    let notify = ended.clone();
+    let manager = TransferManager::new(api.clone(), TRANSFERS, cli_policy(), Default::default())
+        .map_err(|err| err.to_string())?
+        .on_end(Arc::new(move |_: &str| notify.notify_one()));
+    Ok(CliTransfers { manager, ended })
 }
 
 async fn apply_one(
     api: &GlanceClient,
-    transfers: &TransferManager<GlanceClient>,
+    transfers: &CliTransfers,
     document: &Document,
     progress: &mut dyn FnMut(&Document, Option<&TransferStatus>),
 ) -> Result<AppliedImage, OneShotError> {
@@ -191,7 +203,7 @@ async fn apply_one(
 /// cannot go on: `glint apply` for an Image, and for each version of an ImageSeries.
 async fn settle(
     api: &GlanceClient,
-    transfers: &TransferManager<GlanceClient>,
+    transfers: &CliTransfers,
     uid: &str,
     spec: &ImageSpec,
     desired: &Desired,
@@ -203,7 +215,14 @@ async fn settle(
     loop {
         // Source credentials come from Secrets, which the CLI has none of.
         let subject = subject_of(spec, uid, &known_id);
-        let result = pass::sync(api, transfers, subject, desired, &SourceAccess::default()).await?;
+        let result = pass::sync(
+            api,
+            &transfers.manager,
+            subject,
+            desired,
+            &SourceAccess::default(),
+        )
+        .await?;
         changed |= !result.effects.is_empty();
         if let Some(image) = &result.image {
             known_id = image.id.clone();
@@ -221,10 +240,16 @@ async fn settle(
                 return Err(OneShotError::Blocked { reason, message });
             }
             Progress::Working { .. } => {
-                if transfers.state(&known_id) == TransferState::Running {
-                    progress(transfers.progress(&known_id).as_ref());
+                let manager = &transfers.manager;
+                if manager.state(&known_id) == TransferState::Running {
+                    progress(manager.progress(&known_id).as_ref());
                 }
-                tokio::time::sleep(wait).await;
+                // The poll shows progress (and sees work that is not a transfer of glint's,
+                // such as Glance's import); a transfer's end cuts it short.
+                tokio::select! {
+                    () = transfers.ended.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
                 wait = (wait * 2).min(POLL);
             }
         }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::manifests::SeriesDocument;
-use super::{OneShotError, identity, settle};
+use super::{CliTransfers, OneShotError, identity, settle};
 use crate::glance::{GlanceClient, Image};
 use crate::reason::Reason;
 use crate::reconcile::act;
@@ -24,7 +24,7 @@ use crate::reconcile::pass::PassError;
 use crate::reconcile::plan::Desired;
 use crate::series::plan::{Held, Removal, Role, SeriesPlan, VersionPlan};
 use crate::series::{self, Release};
-use crate::transfer::{QUARANTINE_PROPERTY, SourcePolicy, TransferManager};
+use crate::transfer::{QUARANTINE_PROPERTY, SourcePolicy};
 
 /// One version after apply, for the table.
 pub struct VersionLine {
@@ -101,7 +101,7 @@ fn rotation(document: &SeriesDocument, releases: &[Release], held: &[(Held, Imag
 /// Applies every series, one after the other.
 pub async fn apply_all(
     api: &GlanceClient,
-    transfers: &TransferManager<GlanceClient>,
+    transfers: &CliTransfers,
     policy: &Arc<SourcePolicy>,
     documents: Vec<SeriesDocument>,
 ) -> Vec<SeriesApplied> {
@@ -115,7 +115,7 @@ pub async fn apply_all(
 
 async fn apply_one(
     api: &GlanceClient,
-    transfers: &TransferManager<GlanceClient>,
+    transfers: &CliTransfers,
     policy: &Arc<SourcePolicy>,
     document: &SeriesDocument,
 ) -> Result<SeriesResult, OneShotError> {
@@ -202,7 +202,7 @@ async fn apply_one(
 /// Runs one version's Image pass until its image matches its role or cannot go on.
 async fn bring(
     api: &GlanceClient,
-    transfers: &TransferManager<GlanceClient>,
+    transfers: &CliTransfers,
     series_key: &str,
     version: &VersionPlan,
 ) -> Result<Image, OneShotError> {

@@ -20,7 +20,7 @@ use crate::auth::{AuthOptions, Authenticator, CloudsFile};
 use crate::crd::Image;
 use crate::glance::{GlanceClient, ListingCache};
 use crate::metrics::TransferMetrics;
-use crate::transfer::{SourcePolicy, TransferManager};
+use crate::transfer::{EndHook, SourcePolicy, TransferManager};
 
 /// How long one listing of a project's images answers lookups. Resyncs are spread over the
 /// window the start spreads them over (`reconcile::STARTUP_SPREAD`, 20 s) and stay spread, so
@@ -70,6 +70,8 @@ pub struct HandleSettings {
     pub transfer_parallelism: usize,
     pub source_policy: Arc<SourcePolicy>,
     pub metrics: TransferMetrics,
+    /// Told when a transfer ends, so its object is reconciled at once.
+    pub on_end: Option<EndHook>,
 }
 
 /// Which kind of object uses a handle: each kind's sweep forgets only its own deleted users.
@@ -202,7 +204,11 @@ impl CloudRegistry {
                 self.settings.transfer_parallelism,
                 self.settings.source_policy.clone(),
                 self.settings.metrics.clone(),
-            )?,
+            )
+            .map(|manager| match &self.settings.on_end {
+                Some(hook) => manager.on_end(hook.clone()),
+                None => manager,
+            })?,
             client,
             secret_version: Mutex::new(version),
         });
@@ -303,6 +309,7 @@ mod tests {
             transfer_parallelism: 1,
             source_policy: Arc::new(SourcePolicy::default()),
             metrics: TransferMetrics::default(),
+            on_end: None,
         })
     }
 

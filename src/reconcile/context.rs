@@ -10,6 +10,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::clouds::{CloudRegistry, HandleSettings};
+use super::wakeups::Wakeups;
 use crate::crd::Image;
 use crate::metrics::Metrics;
 use crate::transfer::SourcePolicy;
@@ -52,6 +53,8 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub clouds: CloudRegistry,
+    /// Which object waits on which transfer: a transfer's end reconciles it at once.
+    pub wakeups: Arc<Wakeups>,
     failures: Mutex<HashMap<String, u32>>,
     /// Ids of images this process created, by object uid, until the object's status shows
     /// them: a pass that runs before the watch delivers that status must not create again.
@@ -74,6 +77,9 @@ impl Context {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let wakeups = Arc::new(Wakeups::default());
+        let ended = wakeups.clone();
+        let woke = metrics.transfers.wakeups.clone();
         Self {
             recorder: Recorder::new(client.clone(), reporter.clone()),
             client,
@@ -82,7 +88,13 @@ impl Context {
                 transfer_parallelism: settings.transfer_parallelism,
                 source_policy: settings.source_policy.clone(),
                 metrics: metrics.transfers.clone(),
+                on_end: Some(Arc::new(move |image_id: &str| {
+                    if ended.transfer_ended(image_id) {
+                        woke.inc();
+                    }
+                })),
             }),
+            wakeups,
             settings,
             metrics,
             failures: Mutex::default(),

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action as Requeue;
@@ -22,13 +21,15 @@ use super::clouds::UserKind;
 use super::observe::Subject;
 use super::pass;
 use super::plan::{Desired, Progress};
+use super::series_check::{check, until_next_check};
 use super::status::{Outcome, kstatus_conditions};
+use super::wakeups::Waiter;
 use super::{
-    Context, PROGRESS_REQUEUE, ReconcileError, add_finalizer, apply_status, events,
-    failure_outcome, has_finalizer, remove_finalizer,
+    CREATED_REQUEUE, Context, PROGRESS_REQUEUE, ReconcileError, add_finalizer, apply_status,
+    events, failure_outcome, has_finalizer, remove_finalizer,
 };
-use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesRelease, SeriesVersionStatus};
-use crate::glance::Image;
+use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesVersionStatus};
+use crate::glance::{GlanceApi, Image, PatchOp};
 use crate::reason::Reason;
 use crate::series::plan::{Held, Removal, Role, VersionPlan};
 use crate::series::{self, Release, observe::version_uid};
@@ -74,6 +75,7 @@ pub async fn reconcile_series(
         }
         remove_finalizer(series.as_ref(), &ctx).await?;
         ctx.clouds.forget(&uid);
+        ctx.wakeups.forget_waiter(&Waiter::of(series.as_ref()));
         ctx.metrics.series.forget(&namespace, &series.name_any());
         return Ok(Requeue::await_change());
     }
@@ -116,39 +118,42 @@ pub async fn reconcile_series(
         .map(|(held, image)| (held.version.clone(), image.clone()))
         .collect();
 
-    // Deletions first: a version that goes gives up the stable name before the new current
-    // version takes it, and a replaced image is gone before its new one is created.
+    // A version that goes gives up the stable name before the new current version takes it.
+    // A replaced image is deleted now, before its new one is created; a version beyond keep
+    // only has to step aside (a rename) and is deleted once status names the new current one:
+    // Glance takes about a second to delete a 1 GiB image, which users would otherwise wait
+    // for after the new release's data is in.
     let mut name_still_held = false;
+    let mut after_status = Vec::new();
     for (gone, why) in &plan.delete {
         images.remove(&gone.version);
         handle.transfers.cancel(&gone.id);
-        match act::delete(api, &gone.id, gone.protected).await {
-            Ok(()) => {
-                let note = match why {
-                    Removal::BeyondKeep => format!(
-                        "deleted version {} (Glance image {}): beyond the newest {} imported versions",
-                        gone.version,
-                        gone.id,
-                        series.spec.keep()
-                    ),
-                    Removal::Replaced => format!(
-                        "deleted Glance image {} of version {}, which had failed, to try the release again",
-                        gone.id, gone.version
-                    ),
-                };
-                events::publish_about(&object, &ctx, EventType::Normal, Reason::Deleted, note)
-                    .await;
-            }
-            Err(err) => {
+        if *why == Removal::Replaced {
+            if let Err(problem) = delete_version(api, &ctx, &series, gone, *why).await {
                 name_still_held |= gone.latest;
+                problems.insert(gone.version.clone(), problem);
+            }
+            continue;
+        }
+        if gone.latest {
+            let aside = [
+                PatchOp::SetName(series::plan::versioned_name(&stable, &gone.version)),
+                PatchOp::RemoveProperty(series::plan::LATEST_PROPERTY.to_string()),
+            ];
+            if let Err(err) = api.update_image(&gone.id, &aside).await {
+                name_still_held = true;
                 problems.insert(
                     gone.version.clone(),
-                    format!("{}: could not delete it: {err}", err.reason()),
+                    format!(
+                        "{}: could not rename it to give up the name: {err}",
+                        err.reason()
+                    ),
                 );
+                continue;
             }
         }
+        after_status.push((gone, *why));
     }
-
     let mut ordered: Vec<&VersionPlan> = plan.versions.iter().collect();
     ordered.sort_by_key(|version| match version.role {
         Role::Retired => 0,
@@ -168,6 +173,8 @@ pub async fn reconcile_series(
         missing_may_appear: true,
         ..SourceAccess::default()
     };
+    let waiter = Waiter::of(series.as_ref());
+    let mut created = false;
     for version in ordered {
         if version.role == Role::Current && name_still_held {
             // The old version could not give the stable name up: never two images with it.
@@ -177,6 +184,10 @@ pub async fn reconcile_series(
         let name = version.spec.name.clone().unwrap_or_default();
         let desired = Desired::from_spec(&version.spec, &name, &version_uid);
         let known = standing(&version.version);
+        // Before the pass: a transfer it starts may end before the pass returns.
+        if let Some(id) = &known {
+            ctx.wakeups.wait_for(id, waiter.clone());
+        }
         let subject = Subject {
             uid: &version_uid,
             spec: &version.spec,
@@ -203,6 +214,16 @@ pub async fn reconcile_series(
                             note,
                         )
                         .await;
+                    }
+                }
+                created |= result
+                    .effects
+                    .iter()
+                    .any(|effect| matches!(effect, Effect::Created { .. }));
+                if let Some(image) = &result.image {
+                    match result.progress {
+                        Progress::Working { .. } => ctx.wakeups.wait_for(&image.id, waiter.clone()),
+                        _ => ctx.wakeups.forget(&image.id),
                     }
                 }
                 match result.progress {
@@ -278,11 +299,49 @@ pub async fn reconcile_series(
             .map(|at| at.0.as_millisecond() as f64 / 1000.0),
     );
     write_status(&series, &ctx, &previous, status).await?;
+    for (gone, why) in after_status {
+        // A failure shows on the next pass, which finds the version still there.
+        if let Err(problem) = delete_version(api, &ctx, &series, gone, why).await {
+            tracing::warn!(version = %gone.version, %problem, "could not delete a version beyond keep");
+        }
+    }
     Ok(match (&outcome, &checked.problem) {
         (Outcome::Progressing { .. }, Some(_)) => Requeue::requeue(ctx.backoff(&uid)),
+        // A create was the whole pass of that version: come back at once for its data.
+        (Outcome::Progressing { .. }, None) if created => Requeue::requeue(CREATED_REQUEUE),
         (Outcome::Progressing { .. }, None) => Requeue::requeue(PROGRESS_REQUEUE),
         _ => Requeue::requeue(until_next_check(&checked, &ctx, now)),
     })
+}
+
+/// Deletes a version's image and says so in an Event; the problem in words when it cannot.
+async fn delete_version(
+    api: &impl GlanceApi,
+    ctx: &Context,
+    series: &ImageSeries,
+    gone: &Held,
+    why: Removal,
+) -> Result<(), String> {
+    match act::delete(api, &gone.id, gone.protected).await {
+        Ok(()) => {
+            let note = match why {
+                Removal::BeyondKeep => format!(
+                    "deleted version {} (Glance image {}): beyond the newest {} imported versions",
+                    gone.version,
+                    gone.id,
+                    series.spec.keep()
+                ),
+                Removal::Replaced => format!(
+                    "deleted Glance image {} of version {}, which had failed, to try the release again",
+                    gone.id, gone.version
+                ),
+            };
+            let object = series.object_ref(&());
+            events::publish_about(&object, ctx, EventType::Normal, Reason::Deleted, note).await;
+            Ok(())
+        }
+        Err(err) => Err(format!("{}: could not delete it: {err}", err.reason())),
+    }
 }
 
 /// The annotation that asks glint to try failed (quarantined) versions again: any new value
@@ -345,99 +404,6 @@ fn how_to_retry(reason: Reason) -> String {
             "; glint tries it again when the mirror lists other bytes for it, or when you set the annotation {RETRY_ANNOTATION} to a new value"
         ),
         _ => String::new(),
-    }
-}
-
-/// The releases this pass works with, and how the check (if one was due) went.
-#[derive(Default)]
-struct Checked {
-    releases: Vec<SeriesRelease>,
-    last_check: Option<Time>,
-    /// When the next check is due (none for listed releases, which only an edit changes).
-    next_check: Option<jiff::Timestamp>,
-    problem: Option<(Reason, String)>,
-    /// What the check stepped over on the mirror (folders not complete yet), for status.
-    skipped: Vec<String>,
-    /// Whether this pass read the mirror (a check was due and answered).
-    fetched: bool,
-}
-
-/// Reads the releases again when a check is due (a listed series always is: it costs nothing),
-/// else keeps the ones status holds. A failed check keeps them too.
-async fn check(
-    series: &ImageSeries,
-    ctx: &Context,
-    previous: &ImageSeriesStatus,
-    now: jiff::Timestamp,
-) -> Checked {
-    let refresh = series.annotations().get(super::REFRESH_ANNOTATION);
-    let edited = series.meta().generation != previous.observed_generation
-        || refresh != previous.last_handled_reconcile_at.as_ref();
-    let Some(source) = &series.spec.checksums else {
-        // Listed releases are read from the spec: a "check" is an edit.
-        let last_check = match &previous.last_check {
-            Some(at) if !edited => Some(at.clone()),
-            _ => Some(Time(now)),
-        };
-        return Checked {
-            releases: series.spec.versions.clone(),
-            last_check,
-            next_check: None,
-            problem: None,
-            ..Checked::default()
-        };
-    };
-    let next = match previous
-        .last_check
-        .as_ref()
-        .map(|at| series::next_check(&series.spec, at.0))
-    {
-        None => None,
-        Some(Ok(next)) => next,
-        Some(Err(err)) => {
-            return Checked {
-                releases: previous.releases.clone(),
-                last_check: previous.last_check.clone(),
-                next_check: None,
-                problem: Some((Reason::InvalidSchedule, err.to_string())),
-                ..Checked::default()
-            };
-        }
-    };
-    let due = previous.last_check.is_none() || next.is_some_and(|next| now >= next);
-    if !(due || edited) {
-        return Checked {
-            releases: previous.releases.clone(),
-            last_check: previous.last_check.clone(),
-            next_check: next,
-            problem: None,
-            ..Checked::default()
-        };
-    }
-    let fetched = series::discover::published(
-        source,
-        ctx.settings.source_policy.clone(),
-        series.spec.keep(),
-    )
-    .await
-    .map_err(|err| (err.reason(), err.to_string()));
-    let next_after = |at: jiff::Timestamp| series::next_check(&series.spec, at).ok().flatten();
-    match fetched {
-        Ok(found) => Checked {
-            releases: found.releases.iter().map(SeriesRelease::from).collect(),
-            last_check: Some(Time(now)),
-            next_check: next_after(now),
-            problem: None,
-            skipped: found.skipped,
-            fetched: true,
-        },
-        Err(problem) => Checked {
-            releases: previous.releases.clone(),
-            last_check: previous.last_check.clone(),
-            next_check: next_after(now),
-            problem: Some(problem),
-            ..Checked::default()
-        },
     }
 }
 
@@ -531,18 +497,6 @@ fn version_lines(
             }
         })
         .collect()
-}
-
-/// How long until the next check (listed releases: the resync period, in case Glance drifts).
-fn until_next_check(checked: &Checked, ctx: &Context, now: jiff::Timestamp) -> Duration {
-    checked
-        .next_check
-        .and_then(|next| Duration::try_from(next.duration_since(now)).ok())
-        .unwrap_or_else(|| super::resync_after(ctx))
-        .clamp(
-            Duration::from_secs(1),
-            super::resync_after(ctx).max(Duration::from_secs(1)),
-        )
 }
 
 /// Status for a reconcile that could not reach the cloud: Stalled or retrying, as for an Image.

@@ -10,7 +10,8 @@ use super::pipeline::{self, PipelineError, PipelineOptions, Sent};
 use super::source_http::{self, check_literal, refusal_in};
 use super::verify::{self, Stored};
 use super::{
-    Entries, QUARANTINE_NOTE_LIMIT, QUARANTINE_PROPERTY, SourcePolicy, TransferRequest, lock,
+    EndHook, Entries, QUARANTINE_NOTE_LIMIT, QUARANTINE_PROPERTY, SourcePolicy, TransferRequest,
+    lock,
 };
 use crate::crd::{ConversionBy, TransferMethod, TransferPhase};
 use crate::glance::{GlanceApi, GlanceError, ImageStatus, ImportMethod};
@@ -40,6 +41,7 @@ pub(super) struct Job<G> {
     pub entries: Entries,
     pub slots: Arc<Semaphore>,
     pub metrics: TransferMetrics,
+    pub on_end: Option<EndHook>,
     pub image_id: String,
     pub request: TransferRequest,
     pub attempts: u32,
@@ -131,10 +133,20 @@ impl<G: GlanceApi + 'static> Job<G> {
             elapsed,
             outcome.as_ref().err().map(|failure| failure.reason),
         );
+        if self.record(outcome, elapsed)
+            && let Some(hook) = &self.on_end
+        {
+            hook(&self.image_id);
+        }
+    }
+
+    /// Writes the outcome where [`Transfers::state`](super::Transfers::state) reads it;
+    /// false when the transfer was cancelled meanwhile (nobody waits on it any more).
+    fn record(&self, outcome: Result<(), Failure>, elapsed: Duration) -> bool {
         let mut entries = lock(&self.entries);
         self.metrics.active.dec();
         let Some(entry) = entries.get_mut(&self.image_id) else {
-            return;
+            return false;
         };
         entry.status.elapsed_seconds = Some(elapsed.as_secs());
         match outcome {
@@ -160,6 +172,7 @@ impl<G: GlanceApi + 'static> Job<G> {
                 entry.not_before = Some(Instant::now() + backoff);
             }
         }
+        true
     }
 
     async fn transfer(&self, started: Instant) -> Result<(), Failure> {

@@ -67,6 +67,10 @@ pub enum TransferState {
     },
 }
 
+/// Told the image id when one of a manager's transfers ends, done or failed, once
+/// [`Transfers::state`] shows it: what lets a driver look again at once instead of on a timer.
+pub type EndHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// What the reconciler needs from the transfer machinery.
 pub trait Transfers: Send + Sync {
     /// The state the plan reads.
@@ -133,6 +137,7 @@ pub struct TransferManager<G> {
     entries: Entries,
     slots: Arc<Semaphore>,
     metrics: TransferMetrics,
+    on_end: Option<EndHook>,
 }
 
 impl<G: GlanceApi + 'static> TransferManager<G> {
@@ -153,7 +158,14 @@ impl<G: GlanceApi + 'static> TransferManager<G> {
             entries: Arc::default(),
             slots: Arc::new(Semaphore::new(parallel.max(1))),
             metrics,
+            on_end: None,
         })
+    }
+
+    /// Calls `hook` each time a transfer of this manager ends.
+    pub fn on_end(mut self, hook: EndHook) -> Self {
+        self.on_end = Some(hook);
+        self
     }
 }
 
@@ -199,6 +211,7 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
             entries: self.entries.clone(),
             slots: self.slots.clone(),
             metrics: self.metrics.clone(),
+            on_end: self.on_end.clone(),
             image_id: image_id.to_string(),
             request: request.clone(),
             attempts,
