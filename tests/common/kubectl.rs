@@ -184,9 +184,20 @@ impl Drop for GlintProcess {
 impl GlintProcess {
     /// `glint run` for `namespace`, logging to `log`, with `extra` flags.
     pub fn start(kubeconfig: &str, namespace: &str, log: &Path, extra: &[&str]) -> Self {
+        Self::start_with(glint_command(), kubeconfig, namespace, log, extra)
+    }
+
+    /// [`Self::start`] with another glint build (benchmarks compare builds).
+    pub fn start_with(
+        mut glint: Command,
+        kubeconfig: &str,
+        namespace: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> Self {
         let metrics_port = free_port();
         let metrics = format!("127.0.0.1:{metrics_port}");
-        let child = glint_command()
+        let child = glint
             .args([
                 "run",
                 "--namespace",
