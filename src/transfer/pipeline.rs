@@ -42,6 +42,8 @@ const CHUNK: usize = 512 * 1024;
 const RAW_QUEUE: usize = 8;
 /// Chunks waiting for the upload.
 const OUT_QUEUE: usize = 2;
+/// Downloaded chunks smaller than this are joined with those already there (see [`gather`]).
+const SMALL_CHUNK: usize = 64 * 1024;
 
 /// What the pipeline is told about the source.
 #[derive(Debug, Clone, Default)]
@@ -181,16 +183,28 @@ pub fn start<E: std::fmt::Display + Send + 'static>(
     let stopping = stopped.clone();
     tokio::spawn(async move {
         let mut download = std::pin::pin!(download);
+        // What the last gather read past its chunk: the next item, or the end (`Some(None)`).
+        let mut pending = None;
         loop {
-            let chunk = tokio::select! {
-                chunk = download.next() => chunk,
-                _ = &mut stop_rx => {
-                    stopping.store(true, Ordering::SeqCst);
-                    return;
-                }
+            let chunk = match pending.take() {
+                Some(item) => item,
+                None => tokio::select! {
+                    chunk = download.next() => chunk,
+                    _ = &mut stop_rx => {
+                        stopping.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                },
             };
             let Some(chunk) = chunk else { return };
-            let chunk = chunk.map_err(|err| err.to_string());
+            let chunk = match chunk {
+                Ok(small) if small.len() < SMALL_CHUNK => {
+                    let (joined, next) = gather(small, download.as_mut());
+                    pending = next;
+                    Ok(joined)
+                }
+                other => other.map_err(|err| err.to_string()),
+            };
             let failed = chunk.is_err();
             if raw_tx.send(chunk).await.is_err() || failed {
                 return;
@@ -225,6 +239,43 @@ pub fn start<E: std::fmt::Display + Send + 'static>(
         data: Box::pin(data),
         done: done_rx,
     }
+}
+
+/// Joins `first` with the chunks the download already has ready, up to [`CHUNK`]: a source
+/// that writes a few KiB at a time (measured: 4 KiB writes) otherwise costs a channel send and
+/// a wake-up of the blocking thread per few KiB, and the queue, counted in chunks, holds only
+/// a few dozen KiB. Returns the joined chunk and the item read past it, if any (`Some(None)`:
+/// the download ended).
+#[allow(clippy::type_complexity)]
+fn gather<E>(
+    first: Bytes,
+    mut download: std::pin::Pin<&mut impl Stream<Item = Result<Bytes, E>>>,
+) -> (Bytes, Option<Option<Result<Bytes, E>>>) {
+    use futures::FutureExt;
+    let mut joined: Option<bytes::BytesMut> = None;
+    let mut past = None;
+    while joined.as_ref().map_or(first.len(), bytes::BytesMut::len) < CHUNK {
+        match download.next().now_or_never() {
+            None => break,
+            Some(Some(Ok(more)))
+                if joined.as_ref().map_or(first.len(), bytes::BytesMut::len) + more.len()
+                    <= CHUNK =>
+            {
+                joined
+                    .get_or_insert_with(|| {
+                        let mut buffer = bytes::BytesMut::with_capacity(CHUNK);
+                        buffer.extend_from_slice(&first);
+                        buffer
+                    })
+                    .extend_from_slice(&more);
+            }
+            Some(other) => {
+                past = Some(other);
+                break;
+            }
+        }
+    }
+    (joined.map_or(first, bytes::BytesMut::freeze), past)
 }
 
 fn lock(raw: &Mutex<Raw>) -> std::sync::MutexGuard<'_, Raw> {
@@ -500,6 +551,57 @@ mod tests {
             passed_addresses, addresses,
             "each 400 KiB chunk is the downloaded buffer itself"
         );
+    }
+
+    #[test]
+    fn small_chunks_already_downloaded_are_gathered_up_to_a_chunk_and_nothing_is_lost() {
+        let data = pseudo_random(CHUNK + 3 * 4096);
+        let pieces = |data: &[u8]| -> Vec<Result<Bytes, String>> {
+            data.chunks(4096)
+                .map(|part| Ok(Bytes::copy_from_slice(part)))
+                .collect()
+        };
+        // Written 4 KiB at a time: one chunk of CHUNK, then the rest, then the end.
+        let mut download = std::pin::pin!(futures::stream::iter(pieces(&data)));
+        let first = download.as_mut().now_or_never_next().unwrap();
+        let (joined, past) = gather(first, download.as_mut());
+        assert_eq!(
+            (joined.len(), past.is_none()),
+            (CHUNK, true),
+            "full: no more is read"
+        );
+        let next = download.as_mut().now_or_never_next().unwrap();
+        let (rest, past) = gather(next, download.as_mut());
+        assert_eq!([joined, rest].concat(), data);
+        assert!(matches!(past, Some(None)), "the end is kept");
+
+        // An error right behind small chunks is kept for the pipeline, not swallowed.
+        let mut failing = pieces(&data[..8192]);
+        failing.push(Err("connection reset".to_string()));
+        let mut download = std::pin::pin!(futures::stream::iter(failing));
+        let first = download.as_mut().now_or_never_next().unwrap();
+        let (joined, past) = gather(first, download.as_mut());
+        assert_eq!(joined.len(), 8192);
+        assert!(matches!(past, Some(Some(Err(error))) if error == "connection reset"));
+
+        // A source that has nothing more yet: what is there goes at once.
+        let mut waiting = std::pin::pin!(
+            futures::stream::iter(pieces(&data[..4096])).chain(futures::stream::pending())
+        );
+        let first = waiting.as_mut().now_or_never_next().unwrap();
+        let (joined, past) = gather(first, waiting.as_mut());
+        assert_eq!((joined.len(), past.is_none()), (4096, true));
+    }
+
+    trait NextNow {
+        fn now_or_never_next(self) -> Option<Bytes>;
+    }
+
+    impl<S: Stream<Item = Result<Bytes, String>>> NextNow for std::pin::Pin<&mut S> {
+        fn now_or_never_next(mut self) -> Option<Bytes> {
+            use futures::FutureExt;
+            self.next().now_or_never()??.ok()
+        }
     }
 
     #[tokio::test]
