@@ -108,8 +108,7 @@ impl Drop for SourceServer {
                 let _ = TcpStream::connect(self.addr);
             }
             Inner::Process { child, scratch } => {
-                let _ = child.kill();
-                let _ = child.wait();
+                super::common::harness::stop_process(child);
                 if !scratch.as_os_str().is_empty() {
                     let _ = std::fs::remove_dir_all(&*scratch);
                 }

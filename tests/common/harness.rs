@@ -236,3 +236,20 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Stops a server process the way its own service manager would: SIGTERM, then SIGKILL if it
+/// is still there after 5 s. SIGKILL alone leaves nginx's workers running, orphaned, with the
+/// port open.
+pub fn stop_process(child: &mut std::process::Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -127,8 +127,7 @@ impl Mirror {
 
 impl Drop for Mirror {
     fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        super::harness::stop_process(&mut self.server);
     }
 }
 
