@@ -568,7 +568,7 @@ impl Bench {
                     let measured = match driver {
                         Driver::Controller => self.glint_run(&name, &url, size).await?,
                         Driver::Cli => self.cli_run(&name, &url, size).await?,
-                        Driver::Series => self.series_run(file, size).await?,
+                        Driver::Series => self.series_run(size).await?,
                     };
                     let rss = match driver {
                         // The CLI's own peak, read by the run.

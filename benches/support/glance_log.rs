@@ -81,28 +81,19 @@ impl Glance {
 
     /// The ids of the project's images named `name`.
     pub async fn ids_named(&self, name: &str) -> Result<Vec<String>> {
-        let page = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/v2/images?name={name}&limit=200"),
-                None,
-            )
-            .await?
-            .unwrap_or_default();
-        Ok(ids(&page))
+        self.ids_where(&format!("name={name}")).await
     }
 
     /// Every image this benchmark left in Glance (the project's, with [`TAG`]).
     pub async fn leftovers(&self) -> Result<Vec<String>> {
-        let page = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/v2/images?tag={TAG}&limit=200"),
-                None,
-            )
-            .await?
-            .unwrap_or_default();
-        Ok(ids(&page))
+        self.ids_where(&format!("tag={TAG}")).await
+    }
+
+    /// The ids of the images a list `filter` finds (one page of up to 200).
+    async fn ids_where(&self, filter: &str) -> Result<Vec<String>> {
+        let path = format!("/v2/images?{filter}&limit=200");
+        let page = self.call(reqwest::Method::GET, &path, None).await?;
+        Ok(ids(&page.unwrap_or_default()))
     }
 }
 

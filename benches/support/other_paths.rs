@@ -3,7 +3,7 @@
 //! its status names the release current).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,7 @@ impl Bench {
 
     /// Publishes a new release of `size` bytes in the series' mirror and asks for a check:
     /// request -> the release current and Ready, and when Glance had its data.
-    pub async fn series_run(&mut self, _baseline_file: &Path, size: u64) -> Result<Measured> {
+    pub async fn series_run(&mut self, size: u64) -> Result<Measured> {
         if self.series.is_none() {
             self.series = Some(self.start_series().await?);
         }
