@@ -252,55 +252,30 @@ fn gather<E>(
     mut download: std::pin::Pin<&mut impl Stream<Item = Result<Bytes, E>>>,
 ) -> (Bytes, Option<Option<Result<Bytes, E>>>) {
     use futures::FutureExt;
-    let mut joined = Joining::new(first);
+    let mut joined: Option<bytes::BytesMut> = None;
     let mut past = None;
-    while joined.len() < CHUNK {
+    while joined.as_ref().map_or(first.len(), bytes::BytesMut::len) < CHUNK {
         match download.next().now_or_never() {
             None => break,
-            Some(Some(Ok(more))) if joined.len() + more.len() <= CHUNK => joined.push(&more),
+            Some(Some(Ok(more)))
+                if joined.as_ref().map_or(first.len(), bytes::BytesMut::len) + more.len()
+                    <= CHUNK =>
+            {
+                joined
+                    .get_or_insert_with(|| {
+                        let mut buffer = bytes::BytesMut::with_capacity(CHUNK);
+                        buffer.extend_from_slice(&first);
+                        buffer
+                    })
+                    .extend_from_slice(&more);
+            }
             Some(other) => {
                 past = Some(other);
                 break;
             }
         }
     }
-    (joined.finish(), past)
-}
-
-/// A chunk and the ones joined to it, copied into one buffer only once a second one joins.
-struct Joining {
-    first: Bytes,
-    joined: Option<bytes::BytesMut>,
-}
-
-impl Joining {
-    fn new(first: Bytes) -> Self {
-        Self {
-            first,
-            joined: None,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.joined
-            .as_ref()
-            .map_or(self.first.len(), bytes::BytesMut::len)
-    }
-
-    fn push(&mut self, more: &Bytes) {
-        let first = &self.first;
-        self.joined
-            .get_or_insert_with(|| {
-                let mut buffer = bytes::BytesMut::with_capacity(CHUNK);
-                buffer.extend_from_slice(first);
-                buffer
-            })
-            .extend_from_slice(more);
-    }
-
-    fn finish(self) -> Bytes {
-        self.joined.map_or(self.first, bytes::BytesMut::freeze)
-    }
+    (joined.map_or(first, bytes::BytesMut::freeze), past)
 }
 
 fn lock(raw: &Mutex<Raw>) -> std::sync::MutexGuard<'_, Raw> {
@@ -457,15 +432,15 @@ impl Sink<'_> {
 fn pass_plain(raw: &Mutex<Raw>, first: Bytes, sink: &mut Sink<'_>) -> Result<(), PipelineError> {
     let mut next = Some(first).filter(|chunk| !chunk.is_empty());
     loop {
-        let Some(chunk) = next.take().or_else(|| lock(raw).next()) else {
+        let Some(mut chunk) = next.take().or_else(|| lock(raw).next()) else {
             return match lock(raw).error.clone() {
                 Some(error) => Err(PipelineError::Download(error)),
                 None => Ok(()),
             };
         };
-        let mut joined = Joining::new(chunk);
+        let mut joined: Option<bytes::BytesMut> = None;
         loop {
-            let held = joined.len();
+            let held = joined.as_ref().map_or(chunk.len(), bytes::BytesMut::len);
             if held >= CHUNK || lock(raw).chunks.is_empty() {
                 break;
             }
@@ -476,9 +451,17 @@ fn pass_plain(raw: &Mutex<Raw>, first: Bytes, sink: &mut Sink<'_>) -> Result<(),
                 next = Some(more);
                 break;
             }
-            joined.push(&more);
+            joined
+                .get_or_insert_with(|| {
+                    let mut buffer = bytes::BytesMut::with_capacity(CHUNK);
+                    buffer.extend_from_slice(&chunk);
+                    buffer
+                })
+                .extend_from_slice(&more);
         }
-        let mut chunk = joined.finish();
+        if let Some(buffer) = joined {
+            chunk = buffer.freeze();
+        }
         while chunk.len() > CHUNK {
             sink.emit(chunk.split_to(CHUNK))?;
         }
