@@ -4,6 +4,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::keystone::password_auth;
 
@@ -243,6 +244,63 @@ async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes
     for id in [id, bare_id] {
         cli.ok(&["image", "delete", &id]);
     }
+}
+
+/// While apply's own transfer runs, its progress comes from the transfer and its end wakes the
+/// apply: Glance, busy taking the data, is not asked about the image once a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_does_not_poll_glance_while_its_own_upload_runs() {
+    use common::fault_proxy::{FaultProxy, Route};
+    let bed = require_testbed!();
+    let proxy = FaultProxy::start(&bed.keystone_glance_url).await;
+    let cli = Cli::new(&bed);
+    let clouds = format!(
+        "{}    image_endpoint_override: {}\n",
+        password_auth(&bed, &bed.demo_password),
+        proxy.url()
+    );
+    std::fs::write(cli.dir.join("clouds.yaml"), clouds).expect("clouds.yaml");
+    // 40 chunks of 64 KiB, one every 100 ms: the upload runs for about 4 seconds.
+    let data = common::pseudo_random_bytes(40 * 65_536, 22);
+    let (port, _server) = common::serve_slowly(data.clone(), Duration::from_millis(100)).await;
+    let name = common::unique("unpolled");
+    let manifest = cli.dir.join("image.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n  diskFormat: raw\n  source: {{url: \"http://127.0.0.1:{port}/image.raw\"}}\n"
+        ),
+    )
+    .expect("manifest");
+    let path = manifest.to_str().expect("utf-8 path").to_string();
+    let (code, out, err) =
+        tokio::task::block_in_place(|| cli.run_for_code(&["apply", "-f", &path]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let row = out
+        .lines()
+        .find(|line| line.starts_with(&format!("default/{name} ")))
+        .unwrap_or_else(|| panic!("no row for the image: {out}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        columns.get(2..4),
+        Some(&["active", &data.len().to_string()][..]),
+        "{row}"
+    );
+
+    // The first look (nothing there yet), the transfer's check of Glance's answer, the pass
+    // after the end and the final read: a poll a second would add four more.
+    let looks = proxy.seen(&Route::new("GET", "/v2/images/*"));
+    assert!(
+        (1..=4).contains(&looks),
+        "apply read the image {looks} times for a 4-second upload: {}",
+        proxy.summary()
+    );
+    let id = row
+        .split_whitespace()
+        .nth(1)
+        .expect("id column")
+        .to_string();
+    cli.ok(&["image", "delete", &id]);
 }
 
 #[test]

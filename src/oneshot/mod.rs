@@ -239,19 +239,42 @@ async fn settle(
             Progress::Blocked { reason, message } => {
                 return Err(OneShotError::Blocked { reason, message });
             }
+            Progress::Working { .. }
+                if transfers.manager.state(&known_id) == TransferState::Running =>
+            {
+                // Glance has nothing new to say about an image whose data is still on its way
+                // from this process, and every look costs the Glance that is busy taking it:
+                // the progress comes from the transfer, and its end brings the next pass.
+                await_transfer_end(transfers, &known_id, progress).await;
+                wait = FIRST_POLL;
+            }
             Progress::Working { .. } => {
-                let manager = &transfers.manager;
-                if manager.state(&known_id) == TransferState::Running {
-                    progress(manager.progress(&known_id).as_ref());
-                }
-                // The poll shows progress (and sees work that is not a transfer of glint's,
-                // such as Glance's import); a transfer's end cuts it short.
+                // Work that is not a transfer of glint's (such as Glance's import): polled,
+                // soon at first; a transfer's end cuts the wait short.
                 tokio::select! {
                     () = transfers.ended.notified() => {}
                     () = tokio::time::sleep(wait) => {}
                 }
                 wait = (wait * 2).min(POLL);
             }
+        }
+    }
+}
+
+/// Shows the progress of the transfer into `id` once a second until it is no longer running.
+async fn await_transfer_end(
+    transfers: &CliTransfers,
+    id: &str,
+    progress: &mut dyn FnMut(Option<&TransferStatus>),
+) {
+    let manager = &transfers.manager;
+    while manager.state(id) == TransferState::Running {
+        progress(manager.progress(id).as_ref());
+        // The end's permit outlives a wait that started late; another transfer's end only
+        // brings the state check forward.
+        tokio::select! {
+            () = transfers.ended.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
         }
     }
 }
