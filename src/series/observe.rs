@@ -32,10 +32,9 @@ pub async fn held(
     series_key: &str,
     series_uid: &str,
 ) -> Result<Vec<(Held, Image)>, GlanceError> {
-    let mut found = Vec::new();
     // Glance leaves hidden images out unless asked for them alone: retired and pending
-    // versions are hidden, so both listings are read.
-    for hidden in [false, true] {
+    // versions are hidden, so both listings are read, at once (a pass waits for both).
+    let listing = |hidden: bool| {
         let query = ListQuery {
             properties: [
                 (SERIES_PROPERTY.to_string(), series_key.to_string()),
@@ -44,14 +43,19 @@ pub async fn held(
             .into(),
             ..ListQuery::default()
         };
-        let images: Vec<Image> = api.list_images(&query).try_collect().await?;
-        found.extend(images.into_iter().filter_map(|image| {
+        async move { api.list_images(&query).try_collect::<Vec<Image>>().await }
+    };
+    let (shown, hidden) = futures::try_join!(listing(false), listing(true))?;
+    let found = shown
+        .into_iter()
+        .chain(hidden)
+        .filter_map(|image| {
             let version = image.properties.get(VERSION_PROPERTY)?.clone();
             let ours = image.properties.get(OWNER_PROPERTY).map(String::as_str)
                 == Some(version_uid(series_uid, &version).as_str());
             ours.then(|| (held_of(&image, version), image))
-        }));
-    }
+        })
+        .collect();
     Ok(found)
 }
 

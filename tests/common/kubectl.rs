@@ -213,7 +213,11 @@ impl GlintProcess {
             ])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
-            .env("GLINT_LOG", "info")
+            // GLINT_TEST_LOG turns a run's log up (debug) when a test or bench is looked into.
+            .env(
+                "GLINT_LOG",
+                std::env::var("GLINT_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
+            )
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
