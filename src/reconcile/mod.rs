@@ -87,8 +87,8 @@ pub const MAX_RESYNC: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const STARTUP_SPREAD: Duration = Duration::from_secs(20);
 /// How soon to look again while work is under way (transfers report progress this often).
 const PROGRESS_REQUEUE: Duration = Duration::from_secs(5);
-/// How soon to come back after a pass that created an image: at once, since its data goes
-/// next (a 200 ms pause here was a fifth of a 16 MiB image's apply -> Ready).
+/// How soon to come back after a pass that created an image and stopped there: at once, since
+/// what follows goes next (a 200 ms pause here was a fifth of a 16 MiB image's apply -> Ready).
 const CREATED_REQUEUE: Duration = Duration::ZERO;
 
 /// Reconciles one Image. Never panics: a panic inside becomes the object's condition.
@@ -431,17 +431,11 @@ fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Re
                 message: message.clone(),
             },
             // A create was the whole pass: come back at once for the rest.
-            Requeue::requeue(
-                if result
-                    .effects
-                    .iter()
-                    .any(|e| matches!(e, act::Effect::Created { .. }))
-                {
-                    CREATED_REQUEUE
-                } else {
-                    PROGRESS_REQUEUE
-                },
-            ),
+            Requeue::requeue(if result.created_and_stopped() {
+                CREATED_REQUEUE
+            } else {
+                PROGRESS_REQUEUE
+            }),
         ),
         Progress::Blocked { reason, message } => (
             Outcome::Stalled {

@@ -57,6 +57,18 @@ pub struct PassResult {
     pub actions: Vec<Action>,
 }
 
+impl PassResult {
+    /// Whether this pass created an image and left what follows (its import, its settling)
+    /// to the next pass. A create whose transfer started in the same pass is not one: that
+    /// transfer's end brings the next pass.
+    pub fn created_and_stopped(&self) -> bool {
+        self.effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Created { .. }))
+            && !self.actions.contains(&Action::StartTransfer)
+    }
+}
+
 /// A pass that could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
@@ -262,4 +274,43 @@ pub async fn remove(
         }
     }
     Ok(effects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(effects: Vec<Effect>, actions: Vec<Action>) -> PassResult {
+        PassResult {
+            image: None,
+            progress: Progress::InSync,
+            effects,
+            vanished: None,
+            imported: false,
+            actions,
+        }
+    }
+
+    #[test]
+    fn only_a_create_that_left_the_rest_to_the_next_pass_asks_for_one_at_once() {
+        let created = || vec![Effect::Created { id: "i".into() }];
+        let cases = [
+            (created(), vec![Action::Create], true),
+            (
+                created(),
+                vec![Action::Create, Action::StartTransfer],
+                false,
+            ),
+            (vec![], vec![Action::StartTransfer], false),
+            (vec![Effect::Adopted { id: "i".into() }], vec![], false),
+        ];
+        for (effects, actions, expected) in cases {
+            let row = format!("{effects:?} {actions:?}");
+            assert_eq!(
+                result(effects, actions).created_and_stopped(),
+                expected,
+                "{row}"
+            );
+        }
+    }
 }

@@ -216,10 +216,7 @@ pub async fn reconcile_series(
                         .await;
                     }
                 }
-                created |= result
-                    .effects
-                    .iter()
-                    .any(|effect| matches!(effect, Effect::Created { .. }));
+                created |= result.created_and_stopped();
                 if let Some(image) = &result.image {
                     match result.progress {
                         Progress::Working { .. } => ctx.wakeups.wait_for(&image.id, waiter.clone()),
@@ -307,7 +304,7 @@ pub async fn reconcile_series(
     }
     Ok(match (&outcome, &checked.problem) {
         (Outcome::Progressing { .. }, Some(_)) => Requeue::requeue(ctx.backoff(&uid)),
-        // A create was the whole pass of that version: come back at once for its data.
+        // A create was the whole pass of that version: come back at once for the rest.
         (Outcome::Progressing { .. }, None) if created => Requeue::requeue(CREATED_REQUEUE),
         (Outcome::Progressing { .. }, None) => Requeue::requeue(PROGRESS_REQUEUE),
         _ => Requeue::requeue(until_next_check(&checked, &ctx, now)),
