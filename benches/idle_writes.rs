@@ -115,8 +115,8 @@ fn versions(kubeconfig: &str, namespace: &str) -> Result<String, String> {
 fn run() -> Result<bool, String> {
     let bed =
         common::testbed().ok_or("the test bed is not running: use scripts/bench idle-writes")?;
-    let cluster =
-        common::cluster::cluster().ok_or("no apiserver: set KUBEBUILDER_ASSETS or KUBECONFIG")?;
+    let cluster = common::cluster::try_cluster()
+        .ok_or("no apiserver: set KUBEBUILDER_ASSETS or KUBECONFIG")?;
     let count: usize = std::env::var("GLINT_BENCH_IMAGES")
         .ok()
         .and_then(|v| v.parse().ok())

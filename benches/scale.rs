@@ -1684,8 +1684,8 @@ async fn run() -> Result<bool> {
         None => default_concurrency(&options.binary)
             .ok_or("cannot read the binary's --concurrency default: pass --concurrency")?,
     };
-    let cluster =
-        common::cluster::cluster().ok_or("no apiserver: set KUBEBUILDER_ASSETS or KUBECONFIG")?;
+    let cluster = common::cluster::try_cluster()
+        .ok_or("no apiserver: set KUBEBUILDER_ASSETS or KUBECONFIG")?;
     let kubeconfig = cluster.kubeconfig.display().to_string();
     let namespace: String = common::unique("scale").chars().take(40).collect();
     let cluster_kubectl = Kubectl {

@@ -771,7 +771,7 @@ async fn run() -> Result<bool> {
     let zst = compressed(&mixed_raw, "zstd", "zst")?;
     let gz = compressed(&mixed_raw, "gzip", "gz")?;
 
-    let cluster = common::cluster::cluster()
+    let cluster = common::cluster::try_cluster()
         .ok_or("no apiserver: set KUBEBUILDER_ASSETS or KUBECONFIG (scripts/bench does)")?;
     let kubeconfig = cluster.kubeconfig.display().to_string();
     let namespace: String = common::unique("bench-transfer").chars().take(40).collect();

@@ -59,6 +59,7 @@ impl Drop for Cli {
 }
 
 #[test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 fn the_image_commands_create_upload_list_show_download_and_delete() {
     let bed = require_testbed!();
     let cli = Cli::new(&bed);
@@ -123,6 +124,7 @@ fn the_image_commands_create_upload_list_show_download_and_delete() {
 }
 
 #[test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 fn a_bad_cloud_name_or_disk_format_is_explained() {
     let bed = require_testbed!();
     let cli = Cli::new(&bed);
@@ -145,6 +147,7 @@ fn a_bad_cloud_name_or_disk_format_is_explained() {
 /// whether anything will, apply converges (data uploaded and verified), and both are
 /// idempotent; an edit shows as `before -> after`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes_nothing() {
     use md5::Digest;
     let bed = require_testbed!();
@@ -249,6 +252,7 @@ async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes
 /// While apply's own transfer runs, its progress comes from the transfer and its end wakes the
 /// apply: Glance, busy taking the data, is not asked about the image once a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn apply_does_not_poll_glance_while_its_own_upload_runs() {
     use common::fault_proxy::{FaultProxy, Route};
     let bed = require_testbed!();
@@ -304,6 +308,7 @@ async fn apply_does_not_poll_glance_while_its_own_upload_runs() {
 }
 
 #[test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 fn plan_names_the_file_and_document_of_a_bad_manifest_and_exits_1() {
     let bed = require_testbed!();
     let cli = Cli::new(&bed);

@@ -37,6 +37,7 @@ async fn served(
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn qcow2_vmdk_vhd_and_vhdx_sources_are_converted_by_glint_and_stored_as_raw() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -98,6 +99,7 @@ async fn qcow2_vmdk_vhd_and_vhdx_sources_are_converted_by_glint_and_stored_as_ra
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn glances_own_conversion_is_used_when_asked_and_said_in_status() {
     let bed = require_testbed!();
     let h = Harness::with_clouds_yaml(bed.clone(), &production_auth(&bed), |ctx| ctx);
@@ -127,6 +129,7 @@ async fn glances_own_conversion_is_used_when_asked_and_said_in_status() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn asking_glance_to_convert_on_a_cloud_that_does_not_leaves_the_image_deactivated() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -153,6 +156,7 @@ async fn asking_glance_to_convert_on_a_cloud_that_does_not_leaves_the_image_deac
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn bad_sources_fail_with_their_own_reason_and_nothing_turns_active() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -214,6 +218,7 @@ async fn bad_sources_fail_with_their_own_reason_and_nothing_turns_active() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_conversion_bigger_than_the_scratch_limit_stops_before_upload_and_leaves_no_files() {
     let bed = require_testbed!();
     let (_raw, qcow2) = disk_in("qcow2", 40);

@@ -58,11 +58,10 @@ fn example(name: &str, url: &str, sha512: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() {
     let bed = require_testbed!();
-    let Some(cluster) = common::cluster::cluster() else {
-        return;
-    };
+    let cluster = common::cluster::cluster();
     let namespace = common::unique("e2e")
         .chars()
         .take(50)
@@ -472,6 +471,7 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_controller_killed_mid_decompression_converges_after_a_restart_with_one_image() {
     use common::sources::{Reply, SourceServer};
     use std::io::Write;
@@ -479,9 +479,7 @@ async fn a_controller_killed_mid_decompression_converges_after_a_restart_with_on
     use std::time::{Duration, Instant};
 
     let bed = require_testbed!();
-    let Some(cluster) = common::cluster::cluster() else {
-        return;
-    };
+    let cluster = common::cluster::cluster();
     let namespace = common::unique("e2e-kill")
         .chars()
         .take(50)

@@ -84,6 +84,7 @@ async fn delete_and_check_no_leaks(h: &Harness, api: &GlanceClient, names: &[Str
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn transient_503s_on_create_show_progressing_with_glances_reason_then_one_image_is_ready() {
     let bed = require_testbed!();
     let (h, proxy, api) = through_proxy(bed).await;
@@ -125,6 +126,7 @@ async fn transient_503s_on_create_show_progressing_with_glances_reason_then_one_
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_create_that_glance_carried_out_but_whose_answer_was_lost_is_adopted_not_repeated() {
     let bed = require_testbed!();
     let (h, proxy, api) = through_proxy(bed).await;
@@ -179,6 +181,7 @@ fn at_generation(generation: i64) -> impl Fn(Option<&glint::crd::Image>) -> bool
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn edits_converge_through_dropped_connections_slow_answers_and_a_lost_patch_answer() {
     let bed = require_testbed!();
     let (h, proxy, api) = through_proxy(bed).await;
@@ -238,6 +241,7 @@ async fn edits_converge_through_dropped_connections_slow_answers_and_a_lost_patc
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_final_error_stalls_with_glances_reason_without_retrying_until_the_spec_changes() {
     let bed = require_testbed!();
     let (h, proxy, api) = through_proxy(bed).await;
@@ -292,6 +296,7 @@ fn delete_one() -> Route {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_delete_refused_after_glance_carried_it_out_lets_the_object_go() {
     let bed = require_testbed!();
     let (h, proxy, api) = through_proxy(bed).await;
@@ -320,6 +325,7 @@ async fn a_delete_refused_after_glance_carried_it_out_lets_the_object_go() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_delete_glance_refused_while_the_image_is_still_there_blocks_deletion_with_its_reason() {
     let bed = require_testbed!();
     let (h, proxy, api) = through_proxy(bed).await;
@@ -363,6 +369,7 @@ fn jitter_of(action: &Action, failures: u32) -> Option<u64> {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn backoff_grows_with_each_consecutive_failure_with_jitter_and_restarts_after_a_success() {
     let bed = require_testbed!();
     let (h, proxy, api) = through_proxy(bed).await;
@@ -430,6 +437,7 @@ async fn backoff_grows_with_each_consecutive_failure_with_jitter_and_restarts_af
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn ten_images_converge_through_a_glance_restart_with_no_duplicate_and_no_leak() {
     let bed = require_testbed!();
     let (h, proxy, api) = through_proxy(bed).await;
@@ -501,6 +509,7 @@ async fn ten_images_converge_through_a_glance_restart_with_no_duplicate_and_no_l
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_glance_that_is_down_when_glint_first_reaches_it_is_waited_for_not_called_incompatible() {
     let bed = require_testbed!();
     let (h, proxy, api) = through_proxy(bed).await;

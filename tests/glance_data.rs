@@ -23,7 +23,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn uploaded_data_downloads_identically_with_glance_hashes() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
         .create_image(&raw_image("roundtrip"))
@@ -67,7 +67,7 @@ async fn uploaded_data_downloads_identically_with_glance_hashes() {
 
 #[tokio::test]
 async fn an_upload_of_unknown_length_is_streamed_chunked() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
         .create_image(&raw_image("chunked"))
@@ -84,7 +84,7 @@ async fn an_upload_of_unknown_length_is_streamed_chunked() {
 
 #[tokio::test]
 async fn data_that_does_not_match_its_disk_format_is_refused_with_415() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
         .create_image(&NewImage {
@@ -107,7 +107,7 @@ async fn data_that_does_not_match_its_disk_format_is_refused_with_415() {
 
 #[tokio::test]
 async fn a_deactivated_image_refuses_downloads_to_non_admins_until_reactivated() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let project = common::unique_project();
     let admin = bed.admin_of(&project);
     let member = bed.member_of(&project);
@@ -156,7 +156,7 @@ async fn a_deactivated_image_refuses_downloads_to_non_admins_until_reactivated()
 
 #[tokio::test]
 async fn glance_reports_its_import_methods_and_stores() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let info = api.import_info().await.expect("import info");
     for method in ["glance-direct", "web-download"] {
@@ -173,7 +173,7 @@ async fn glance_reports_its_import_methods_and_stores() {
 
 #[tokio::test]
 async fn a_glance_direct_import_stages_then_activates_the_image() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
         .create_image(&raw_image("direct"))
@@ -215,7 +215,7 @@ async fn a_glance_direct_import_stages_then_activates_the_image() {
 
 #[tokio::test]
 async fn a_web_download_import_fetches_a_loopback_file_and_a_missing_one_explains_itself() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let data = common::pseudo_random_bytes(200 * 1024, 5);
     let _server = common::serve_file(bed.webdl_port, data.clone()).await;

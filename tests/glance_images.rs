@@ -11,7 +11,7 @@ use glint::glance::{
 
 #[tokio::test]
 async fn an_image_created_with_every_field_reads_back_the_same() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let project = common::unique_project();
     let api = bed.admin_of(&project);
     let id = common::unique_uuid();
@@ -65,7 +65,7 @@ async fn an_image_created_with_every_field_reads_back_the_same() {
 
 #[tokio::test]
 async fn a_reused_id_is_a_conflict_even_after_the_image_is_deleted() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let id = common::unique_uuid();
     let new = NewImage {
@@ -91,7 +91,7 @@ async fn a_reused_id_is_a_conflict_even_after_the_image_is_deleted() {
 
 #[tokio::test]
 async fn a_protected_image_refuses_deletion_until_unprotected() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
         .create_image(&NewImage {
@@ -125,7 +125,7 @@ async fn a_protected_image_refuses_deletion_until_unprotected() {
 
 #[tokio::test]
 async fn a_missing_image_is_a_clean_404_with_a_request_id() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let err = api
         .get_image("00000000-0000-4000-8000-000000000000")
@@ -147,7 +147,7 @@ async fn a_missing_image_is_a_clean_404_with_a_request_id() {
 
 #[tokio::test]
 async fn patches_change_every_mutable_field_atomically() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
         .create_image(&NewImage {
@@ -236,7 +236,7 @@ async fn patches_change_every_mutable_field_atomically() {
 
 #[tokio::test]
 async fn a_patch_sent_as_plain_json_is_refused_with_415() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
         .create_image(&NewImage {
@@ -262,7 +262,7 @@ async fn a_patch_sent_as_plain_json_is_refused_with_415() {
 
 #[tokio::test]
 async fn tags_are_added_and_removed_one_at_a_time() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
         .create_image(&NewImage {
@@ -291,7 +291,7 @@ async fn tags_are_added_and_removed_one_at_a_time() {
 
 #[tokio::test]
 async fn a_tag_with_a_slash_can_only_be_set_through_the_whole_tag_list() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
         .create_image(&NewImage {

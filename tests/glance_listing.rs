@@ -13,7 +13,7 @@ use glint::glance::{
 
 #[tokio::test]
 async fn listing_follows_pages_lazily_through_the_empty_last_page() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let tag = common::unique("page");
     let mut ids = Vec::new();
@@ -73,7 +73,7 @@ async fn listing_follows_pages_lazily_through_the_empty_last_page() {
 
 #[tokio::test]
 async fn list_filters_select_by_name_tags_visibility_status_owner_property_size_and_time() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let project = common::unique_project();
     let api = bed.admin_of(&project);
     let base = common::unique("filter");
@@ -266,7 +266,7 @@ async fn list_filters_select_by_name_tags_visibility_status_owner_property_size_
 #[tokio::test]
 async fn one_listing_answers_many_lookups_and_writes_are_never_read_back_stale() {
     use glint::glance::ListingCache;
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let project = common::unique_project();
     let api = bed.admin_of(&project);
     let mut ids = Vec::new();
@@ -339,7 +339,7 @@ async fn one_listing_answers_many_lookups_and_writes_are_never_read_back_stale()
 async fn a_created_or_patched_image_is_read_back_from_the_answer_without_a_get() {
     use common::fault_proxy::{FaultProxy, Route};
     use glint::glance::ListingCache;
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let project = common::unique_project();
     let proxy = FaultProxy::start(&bed.glance_url).await;
     let cache = ListingCache::new(
@@ -401,7 +401,7 @@ async fn a_created_or_patched_image_is_read_back_from_the_answer_without_a_get()
 /// (`glintbox`) beyond Glance's defaults, the way deployments configure their own.
 #[tokio::test]
 async fn images_in_formats_glint_does_not_know_are_listed_shown_and_round_trip() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let tag = common::unique("odd");
     let known = api

@@ -8,7 +8,7 @@ use glint::glance::{GlanceApi, ListQuery, MemberStatus, NewImage, PatchOp, Visib
 
 #[tokio::test]
 async fn sharing_follows_glance_member_rules_from_add_to_remove() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let owner_project = common::unique_project();
     let member_project = common::unique_project();
     let owner = bed.member_of(&owner_project);

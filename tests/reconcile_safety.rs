@@ -20,6 +20,7 @@ fn stalled_reason(image: Option<&glint::crd::Image>) -> Option<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_panic_in_one_reconcile_stalls_only_that_object_with_an_internal_error() {
     let bed = require_testbed!();
     let doomed = common::unique("boom");
@@ -65,6 +66,7 @@ async fn a_panic_in_one_reconcile_stalls_only_that_object_with_an_internal_error
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_image_whose_credentials_never_resolved_is_deleted_at_once() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -90,6 +92,7 @@ async fn an_image_whose_credentials_never_resolved_is_deleted_at_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_blocked_deletion_says_why_and_ends_when_the_secret_is_back() {
     let bed = require_testbed!();
     let h = Harness::new(bed.clone());
@@ -121,6 +124,7 @@ async fn a_blocked_deletion_says_why_and_ends_when_the_secret_is_back() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn detach_set_during_a_blocked_deletion_releases_the_object_and_keeps_the_image() {
     let bed = require_testbed!();
     let h = Harness::new(bed.clone());
@@ -152,6 +156,7 @@ async fn detach_set_during_a_blocked_deletion_releases_the_object_and_keeps_the_
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn sources_on_refused_addresses_stall_with_the_rule_that_refused_them() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -201,6 +206,7 @@ async fn sources_on_refused_addresses_stall_with_the_rule_that_refused_them() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn concurrent_first_reconciles_share_one_cloud_handle_that_follows_its_secret() {
     let bed = require_testbed!();
     let h = Harness::new(bed.clone());
@@ -256,6 +262,7 @@ async fn concurrent_first_reconciles_share_one_cloud_handle_that_follows_its_sec
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_edit_or_a_refresh_request_reads_glance_directly() {
     let bed = require_testbed!();
     for trigger in ["edit", "annotation"] {
@@ -304,6 +311,7 @@ async fn an_edit_or_a_refresh_request_reads_glance_directly() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_absurd_resync_period_that_slipped_past_admission_is_clamped_not_a_crash() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -329,6 +337,7 @@ async fn an_absurd_resync_period_that_slipped_past_admission_is_clamped_not_a_cr
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_image_deactivated_for_bad_data_stays_deactivated_after_a_restart() {
     let bed = require_testbed!();
     let h = Harness::new(bed.clone());

@@ -12,6 +12,7 @@ use glint::reconcile::observe::{OWNER_PROPERTY, derived_id};
 use serde_json::json;
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_image_is_created_with_every_field_reported_ready_and_then_costs_no_writes() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -68,6 +69,7 @@ async fn an_image_is_created_with_every_field_reported_ready_and_then_costs_no_w
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_create_whose_response_was_lost_is_adopted_not_repeated() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -91,6 +93,7 @@ async fn a_create_whose_response_was_lost_is_adopted_not_repeated() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_landed_create_whose_mark_was_removed_is_still_adopted_and_remarked() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -133,6 +136,7 @@ async fn a_landed_create_whose_mark_was_removed_is_still_adopted_and_remarked() 
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_image_deleted_outside_glint_is_recreated_under_a_fresh_id_with_an_event() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -164,6 +168,7 @@ async fn an_image_deleted_outside_glint_is_recreated_under_a_fresh_id_with_an_ev
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn spec_edits_reach_glance_in_one_pass() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -223,6 +228,7 @@ async fn spec_edits_reach_glance_in_one_pass() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn source_data_is_uploaded_then_deactivation_follows_the_spec() {
     let bed = require_testbed!();
     let h = Harness::new(bed.clone());
@@ -283,6 +289,7 @@ async fn source_data_is_uploaded_then_deactivation_follows_the_spec() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_with_the_wrong_hash_stalls_and_never_completes_the_image() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -312,6 +319,7 @@ async fn a_source_with_the_wrong_hash_stalls_and_never_completes_the_image() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn detach_leaves_the_image_and_delete_removes_it() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -340,6 +348,7 @@ async fn detach_leaves_the_image_and_delete_removes_it() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_imported_image_is_tracked_by_filter_and_never_touched() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -390,6 +399,7 @@ async fn an_imported_image_is_tracked_by_filter_and_never_touched() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn missing_or_wrong_credentials_stall_with_what_to_fix_until_fixed() {
     let bed = require_testbed!();
     let h = Harness::with_password(bed.clone(), "wrong-password-1234");
@@ -424,6 +434,7 @@ async fn missing_or_wrong_credentials_stall_with_what_to_fix_until_fixed() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn changes_made_in_glance_behind_glints_back_are_corrected_and_foreign_properties_kept() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -480,6 +491,7 @@ async fn changes_made_in_glance_behind_glints_back_are_corrected_and_foreign_pro
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_new_image_is_ready_after_one_pass_and_three_writes() {
     let bed = require_testbed!();
     let h = Harness::new(bed);

@@ -26,6 +26,7 @@ impl Write for Captured {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn no_secret_reaches_logs_errors_or_debug_output() {
     let bed = require_testbed!();
     let captured = Captured::default();

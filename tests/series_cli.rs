@@ -38,6 +38,7 @@ fn summary(found: &[(String, Image)]) -> Vec<(String, String, bool)> {
 }
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_never_displaces_the_current()
  {
     let bed = require_testbed!();
@@ -163,6 +164,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
 }
 
 #[test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 fn bad_series_manifests_are_refused_with_what_to_fix() {
     let bed = require_testbed!();
     let run = SeriesCli::with_bed(&bed);

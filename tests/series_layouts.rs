@@ -254,6 +254,7 @@ fn versions_of(found: &[(String, Image)]) -> Vec<String> {
 macro_rules! layout_test {
     ($name:ident, $layout:expr) => {
         #[tokio::test]
+        #[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
         async fn $name() {
             let bed = require_testbed!();
             for web in [WebServer::Nginx, WebServer::Python] {
@@ -289,6 +290,7 @@ layout_test!(
 );
 
 #[tokio::test]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn qcow2_releases_land_as_raw_when_the_series_converts() {
     let bed = require_testbed!();
     let cli = SeriesCli::with_bed(&bed);

@@ -195,26 +195,31 @@ async fn unpacked_into_glance(format: &str, decompress: Option<&str>, algorithm:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_gzip_source_becomes_an_active_image_of_the_uncompressed_bytes() {
     unpacked_into_glance("gzip", Some("gzip"), "md5", 11).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_xz_source_becomes_an_active_image_of_the_uncompressed_bytes() {
     unpacked_into_glance("xz", Some("xz"), "sha1", 12).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_bzip2_source_becomes_an_active_image_of_the_uncompressed_bytes() {
     unpacked_into_glance("bzip2", Some("bzip2"), "sha256", 13).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_zstd_source_becomes_an_active_image_of_the_uncompressed_bytes() {
     unpacked_into_glance("zstd", Some("zstd"), "sha512", 14).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn auto_detection_unpacks_every_format_by_its_magic_bytes_and_passes_plain_data_through() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -270,6 +275,7 @@ async fn broken_archive_stalls(format: &str, packed: Vec<u8>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_corrupt_gzip_stalls_with_corrupt_archive_and_the_image_stays_queued() {
     let mut packed = pack("gzip", &image_data(31));
     // Past the first MiB of unpacked data, so Glance has received some before the damage.
@@ -281,6 +287,7 @@ async fn a_corrupt_gzip_stalls_with_corrupt_archive_and_the_image_stays_queued()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_truncated_xz_stalls_with_corrupt_archive_and_the_image_stays_queued() {
     let mut packed = pack("xz", &image_data(32));
     packed.truncate(packed.len() * 4 / 5);
@@ -323,6 +330,7 @@ async fn retried_as_source_unavailable(h: &Harness, name: &str, server: &SourceS
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_that_sends_less_than_its_content_length_is_retried_and_never_activates_the_image()
 {
     let bed = require_testbed!();
@@ -345,6 +353,7 @@ async fn a_source_that_sends_less_than_its_content_length_is_retried_and_never_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_answering_404_stalls_as_source_unavailable_and_is_not_asked_again() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -378,6 +387,7 @@ async fn a_source_answering_404_stalls_as_source_unavailable_and_is_not_asked_ag
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_answering_500_is_retried_as_source_unavailable() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -397,6 +407,7 @@ async fn a_source_answering_500_is_retried_as_source_unavailable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_that_stalls_past_the_idle_timeout_fails_as_source_unavailable() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -483,21 +494,25 @@ async fn hash_mismatch_stalls(algorithm: &str, seed: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_wrong_md5_stalls_with_hash_mismatch_and_the_image_stays_queued() {
     hash_mismatch_stalls("md5", 51).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_wrong_sha1_stalls_with_hash_mismatch_and_the_image_stays_queued() {
     hash_mismatch_stalls("sha1", 52).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_wrong_sha256_stalls_with_hash_mismatch_and_the_image_stays_queued() {
     hash_mismatch_stalls("sha256", 53).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_wrong_sha512_stalls_with_hash_mismatch_and_the_image_stays_queued() {
     hash_mismatch_stalls("sha512", 54).await;
 }
@@ -508,6 +523,7 @@ async fn a_wrong_sha512_stalls_with_hash_mismatch_and_the_image_stays_queued() {
 /// All web-download cases in one test: only one server at a time can hold the port Glance's
 /// web-download may fetch from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn web_download_makes_glance_fetch_the_file_and_a_failed_import_stalls_with_glances_words() {
     let bed = require_testbed!();
     let port = bed.webdl_port;
@@ -611,6 +627,7 @@ async fn web_download_makes_glance_fetch_the_file_and_a_failed_import_stalls_wit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn glance_direct_stages_the_unpacked_data_and_glances_import_makes_it_active() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -684,6 +701,7 @@ fn assert_refused_with_401(object: &Image, url: &str, secret: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn the_authorization_header_from_the_source_secret_is_sent_and_a_wrong_one_stalls_on_401() {
     let bed = require_testbed!();
     let h = Harness::new(bed);
@@ -733,6 +751,7 @@ async fn the_authorization_header_from_the_source_secret_is_sent_and_a_wrong_one
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn basic_credentials_from_the_source_secret_are_sent_and_wrong_or_missing_ones_stall_on_401()
 {
     let bed = require_testbed!();
@@ -851,6 +870,7 @@ async fn cancelled_mid_transfer(prefix: &str, reply: Reply) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn deleting_an_image_mid_transfer_stops_a_slow_download_and_removes_the_glance_image() {
     // 8 MiB at 640 KiB/s: about 13 s, far longer than the test takes.
     let data = common::pseudo_random_bytes(8 << 20, 91);
@@ -862,6 +882,7 @@ async fn deleting_an_image_mid_transfer_stops_a_slow_download_and_removes_the_gl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn deleting_an_image_whose_source_went_silent_hangs_up_on_the_source_at_once() {
     // 1.25 MiB, then silence for far longer than the test (the idle timeout is 5 minutes).
     let data = common::pseudo_random_bytes(4 << 20, 92);

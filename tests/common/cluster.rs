@@ -1,6 +1,6 @@
 //! A real Kubernetes apiserver for the end-to-end suite: taken from `KUBECONFIG`, or started
 //! from the binaries in `KUBEBUILDER_ASSETS` (etcd + kube-apiserver, the envtest convention)
-//! on free loopback ports. Without either the suite skips and says how to provide one.
+//! on free loopback ports. Without either, an end-to-end test fails and says how to provide one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,22 +33,25 @@ impl Drop for TempDir {
 const HOW: &str = "set KUBEBUILDER_ASSETS to a folder with etcd and kube-apiserver (the envtest convention), \
 or KUBECONFIG to a cluster the tests may create namespaces in";
 
-/// A cluster, or `None` after printing why the suite is skipped.
-pub fn cluster() -> Option<Cluster> {
+/// The apiserver the end-to-end tests run against. They are ignored by a plain `cargo test`;
+/// one that runs without an apiserver fails and says how to give it one.
+pub fn cluster() -> Cluster {
+    try_cluster()
+        .unwrap_or_else(|| panic!("the end-to-end tests need a Kubernetes apiserver: {HOW}"))
+}
+
+/// The apiserver `KUBEBUILDER_ASSETS` or `KUBECONFIG` names, if either is set (the benches
+/// say what is missing themselves).
+pub fn try_cluster() -> Option<Cluster> {
     if let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS") {
         return Some(start(Path::new(&assets)));
     }
-    if let Some(kubeconfig) = std::env::var_os("KUBECONFIG") {
-        return Some(Cluster {
-            kubeconfig: PathBuf::from(kubeconfig),
-            children: Vec::new(),
-            _dir: None,
-        });
-    }
-    crate::common::record_skip(&format!(
-        "no Kubernetes apiserver for the end-to-end suite: {HOW}"
-    ));
-    None
+    let kubeconfig = std::env::var_os("KUBECONFIG")?;
+    Some(Cluster {
+        kubeconfig: PathBuf::from(kubeconfig),
+        children: Vec::new(),
+        _dir: None,
+    })
 }
 
 fn free_port() -> u16 {

@@ -1,7 +1,7 @@
 //! Shared pieces of the tests that run against the real test bed (`scripts/testbed up`).
 //!
-//! Without the bed's environment the tests skip with a message, except under CI (`CI=true`),
-//! where a missing bed is a failure: CI must never pass by testing nothing.
+//! Tests that need the bed carry `#[ignore]` (a plain `cargo test` lists them as ignored) and
+//! fail, saying how to start it, when run without it: nothing passes by testing nothing.
 #![allow(dead_code)]
 
 pub mod cluster;
@@ -51,25 +51,16 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-/// The running test bed, or `None` (with a message) when there is none outside CI.
+/// The running test bed, or `None` when `GLINT_TEST_GLANCE_URL` is not set.
 ///
 /// With `GLINT_TEST_CLOUD=embedded` the Glance under test is `glint cloud` instead, started in
 /// this process: the contract tests (tests/glance_*.rs) then prove the embedded cloud answers
 /// as the real Glance does. Only the Glance fields are meaningful in that mode.
 pub fn testbed() -> Option<Testbed> {
-    if std::env::var("GLINT_TEST_CLOUD").as_deref() == Ok("embedded") {
+    if on_embedded_cloud() {
         return Some(embedded_bed());
     }
-    let Some(glance_url) = var("GLINT_TEST_GLANCE_URL") else {
-        let how = "start it with `scripts/testbed up` and `eval \"$(scripts/testbed env)\"`, or run `scripts/test`";
-        if var("CI").is_some() {
-            panic!("CI needs the real Glance test bed and GLINT_TEST_GLANCE_URL is not set: {how}");
-        }
-        record_skip(&format!(
-            "no Glance test bed (GLINT_TEST_GLANCE_URL unset); {how}"
-        ));
-        return None;
-    };
+    let glance_url = var("GLINT_TEST_GLANCE_URL")?;
     let need = |name: &str| {
         var(name).unwrap_or_else(|| panic!("test bed env is incomplete: {name} is not set"))
     };
@@ -158,30 +149,31 @@ fn embedded_bed() -> Testbed {
     }
 }
 
-/// Says why a test returns early, and notes it in `$GLINT_SKIP_LOG` (set by scripts/test), so
-/// the summary counts it as skipped rather than passed.
-pub fn record_skip(why: &str) {
-    eprintln!("SKIPPED: {why}");
-    if let Some(path) = std::env::var_os("GLINT_SKIP_LOG") {
-        use std::io::Write;
-        if let Ok(mut file) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(file, "{why}");
-        }
-    }
-}
+/// What to do when a test that needs the real services runs without them.
+pub const NO_TESTBED: &str = "this test needs the real services (Glance, Keystone, PostgreSQL): \
+run `scripts/test`, or start them with `scripts/testbed up` and `eval \"$(scripts/testbed env)\"`";
 
-/// `let bed = require_testbed!();` returns from the test when there is no bed (outside CI).
+/// `let bed = require_testbed!();` in a test that needs the real services. Such tests carry
+/// `#[ignore]`, so a plain `cargo test` reports them as ignored; run on purpose (scripts/test
+/// runs `--include-ignored`) without the services, one fails and says how to start them.
 #[macro_export]
 macro_rules! require_testbed {
     () => {
-        match common::testbed() {
-            Some(bed) => bed,
-            None => return,
-        }
+        common::testbed().unwrap_or_else(|| panic!("{}", common::NO_TESTBED))
+    };
+}
+
+/// The Glance the contract tests (tests/glance_*.rs) speak to: the test bed's when one runs,
+/// else `glint cloud` in this process, so that a plain `cargo test` runs them too (as proof
+/// that the embedded cloud answers as they expect Glance to).
+pub fn glance_under_test() -> Testbed {
+    testbed().unwrap_or_else(embedded_bed)
+}
+
+#[macro_export]
+macro_rules! glance_under_test {
+    () => {
+        common::glance_under_test()
     };
 }
 

@@ -1,34 +1,29 @@
-//! Command-line tools some tests drive: where to find them, and what happens when they are
-//! missing (a recorded skip on a developer's machine, a failure under CI).
+//! Command-line tools some tests drive, and where to find them.
 
 use std::process::Command;
 
-/// `$VARIABLE` if set, else `name` when it runs from PATH (`name ARG` succeeds).
-fn find(variable: &str, name: &str, probe: &str, what_for: &str) -> Option<String> {
+/// `$VARIABLE` if set, else `name` when it runs from PATH (`name ARG` succeeds). The tests that
+/// need a tool are ignored by a plain `cargo test`; one that runs without its tool fails.
+fn find(variable: &str, name: &str, probe: &str, what_for: &str) -> String {
     if let Ok(path) = std::env::var(variable) {
-        return Some(path);
+        return path;
     }
     let on_path = Command::new(name).arg(probe).output();
     if on_path.is_ok_and(|out| out.status.success()) {
-        return Some(name.to_string());
+        return name.to_string();
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI needs {name}: scripts/test provides it as {variable}"
+    panic!(
+        "{what_for} need {name}: set {variable} or put {name} on PATH (scripts/test provides it)"
     );
-    super::record_skip(&format!(
-        "no {name} for {what_for} (set {variable} or put {name} on PATH)"
-    ));
-    None
 }
 
 /// helm: `$GLINT_TEST_HELM` (scripts/test sets it), else the one on PATH.
-pub fn helm() -> Option<String> {
+pub fn helm() -> String {
     find("GLINT_TEST_HELM", "helm", "version", "the chart tests")
 }
 
 /// promtool: `$GLINT_TEST_PROMTOOL` (scripts/test sets it), else the one on PATH.
-pub fn promtool() -> Option<String> {
+pub fn promtool() -> String {
     find(
         "GLINT_TEST_PROMTOOL",
         "promtool",
