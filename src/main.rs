@@ -111,7 +111,7 @@ struct RunArgs {
     #[arg(long = "namespace", env = "GLINT_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
     /// Images reconciled at the same time. Match it to what Glance serves in parallel (its API
-    /// workers): more only wait in Glance's queue. The README's "Benchmarks" helps choose it.
+    /// workers): more only wait in Glance's queue. docs/development.md's "Benchmarks" helps choose it.
     #[arg(long, default_value_t = 8, env = "GLINT_CONCURRENCY")]
     concurrency: u16,
     /// How often a Ready image is compared with Glance (e.g. 10m, 1h), unless its spec says.

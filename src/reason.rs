@@ -1,6 +1,6 @@
 //! Every word glint writes as a Condition reason or an Event reason, in one place.
 //!
-//! Users match on these words (`kubectl wait`, alerts, the `glint_images` gauge, the README's
+//! Users match on these words (`kubectl wait`, alerts, the `glint_images` gauge, docs/operations.md's
 //! troubleshooting table), so they are part of glint's interface: a word never changes once
 //! shipped. Code passes [`Reason`] around and turns it into a string only where it leaves
 //! glint (a Condition, an Event, a metrics label, the CLI's report), so a typo cannot become
@@ -15,7 +15,7 @@ use std::fmt;
 pub enum ReasonKind {
     /// Normal work, or a healthy state: nothing for the user to do.
     Progress,
-    /// Something is wrong, or waits for the user; the README's troubleshooting table says
+    /// Something is wrong, or waits for the user; docs/operations.md's troubleshooting table says
     /// what to do about it.
     Problem,
     /// Only used as the reason of an Event that records something glint did.
@@ -293,12 +293,12 @@ mod tests {
         assert_eq!(Reason::WaitingForImport.to_string(), "WaitingForImport");
     }
 
-    /// The reason words in backticks in the first cell of each row of the README's table
-    /// under "### When something is wrong".
+    /// The reason words in backticks in the first cell of each row of the table under
+    /// "## When something is wrong" in docs/operations.md.
     fn troubleshooting_words(readme: &str) -> BTreeSet<&str> {
         readme
             .lines()
-            .skip_while(|line| line.trim() != "### When something is wrong")
+            .skip_while(|line| line.trim() != "## When something is wrong")
             .skip(1)
             .take_while(|line| !line.starts_with('#'))
             .filter_map(|line| line.strip_prefix('|')?.split('|').next())
@@ -321,21 +321,21 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_troubleshooting_table_explains_every_problem_and_names_only_reasons() {
-        let (unknown, undocumented) = table_mismatches(include_str!("../README.md"));
+    fn the_troubleshooting_table_explains_every_problem_and_names_only_reasons() {
+        let (unknown, undocumented) = table_mismatches(include_str!("../docs/operations.md"));
         assert!(
             unknown.is_empty(),
-            "the README's troubleshooting table names words that are no Reason: {unknown:?}"
+            "docs/operations.md's troubleshooting table names words that are no Reason: {unknown:?}"
         );
         assert!(
             undocumented.is_empty(),
-            "these problem reasons have no row in the README's table under \"### When something is wrong\": {undocumented:?}"
+            "these problem reasons have no row in docs/operations.md's table under \"## When something is wrong\": {undocumented:?}"
         );
     }
 
     #[test]
     fn the_table_check_notices_a_missing_row_and_an_unknown_word() {
-        let readme = "### When something is wrong\n\n| reason | what to do |\n|---|---|\n| `HashMismatch`, `NoSuchWord` | fix it |\n\n### Next\n| `Quarantined` | not in the table |\n";
+        let readme = "## When something is wrong\n\n| reason | what to do |\n|---|---|\n| `HashMismatch`, `NoSuchWord` | fix it |\n\n### Next\n| `Quarantined` | not in the table |\n";
         let (unknown, undocumented) = table_mismatches(readme);
         assert_eq!(unknown, ["NoSuchWord"]);
         assert!(undocumented.contains(&"Quarantined"));

@@ -4,7 +4,7 @@
 --   Degraded     Stalled is True: glint waits for a change to the spec, the Secret or the cloud
 --   Healthy      Ready is True for the object's current generation
 --   Progressing  anything else: no status yet, an edit glint has not seen, work under way
--- Argo CD runs it with `obj` set to the object; the README's "GitOps" section says how to install it.
+-- Argo CD runs it with `obj` set to the object; docs/operations.md's "GitOps" section says how to install it.
 local hs = {}
 
 local function condition(conditions, kind)

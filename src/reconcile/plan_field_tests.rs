@@ -1,7 +1,7 @@
 //! The guard for adding a spec field: every field of the Image CRD's spec must either change
 //! what the plan does (shown by a change to that field alone), or say where else it is
 //! handled; and each must be classed as managed-only or not. A new field fails here until
-//! someone decides both (see the README's "Adding a spec field").
+//! someone decides both (see docs/development.md, "Adding a spec field").
 
 use super::*;
 use serde_json::{Value, json};
@@ -140,7 +140,7 @@ fn every_spec_field_is_either_planned_or_says_what_handles_it() {
     assert_eq!(
         fields, listed,
         "a spec field was added or removed: list it in handling() with a change the plan must \
-         act on, or with what handles it (README: Adding a spec field)"
+         act on, or with what handles it (docs/development.md: Adding a spec field)"
     );
     for (name, handled) in handling() {
         let (base, change, image) = match handled {
