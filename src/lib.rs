@@ -35,6 +35,8 @@
 //!   the client, the CRD's checks and the embedded cloud share; it depends on nothing.
 //! - [`reason`]: the catalogue of every Condition and Event reason word glint writes; the
 //!   others pass [`reason::Reason`] and turn it into a word only at their edges.
+//! - [`marks`]: every `glint.dev/` property, annotation and finalizer glint writes, spelt
+//!   once; it depends on nothing.
 // deny, not forbid: audited exceptions, each with its SAFETY reasons: the digest thread's
 // priority (transfer::hash), GnuTLS's digests (transfer::gnutls), qemu-img's rlimits (convert).
 #![deny(unsafe_code)]
@@ -47,6 +49,7 @@ pub mod crd;
 pub mod glance;
 mod http;
 pub mod leader;
+pub mod marks;
 pub mod metrics;
 pub mod oneshot;
 pub mod reason;

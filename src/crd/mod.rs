@@ -62,9 +62,7 @@ pub use spec::{
 };
 pub use status_fields::{GlanceConversion, GlanceView, ImageStatus, TransferPhase, TransferStatus};
 
-/// The property that ties a Glance image to the Kubernetes object that manages it: the
-/// object's uid. The Image pass finds a lost create by it, and a series its versions.
-pub const OWNER_PROPERTY: &str = "glint.dev/uid";
+pub use crate::marks::OWNER_PROPERTY;
 
 /// The CRD glint installs and expects: the derived one, with unsigned integer formats
 /// (`uint32`, `uint64`, ...), which the apiserver warns about as unrecognized, turned into

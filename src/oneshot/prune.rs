@@ -15,8 +15,7 @@ use crate::crd::OWNER_PROPERTY;
 use crate::glance::{GlanceApi, GlanceError, Image, ListQuery};
 use crate::reconcile::act::{self, ActError};
 
-/// Property naming the manifest (`namespace/name`) an image was applied from.
-pub const APPLIED_AS_PROPERTY: &str = "glint.dev/applied-as";
+pub use crate::marks::APPLIED_AS_PROPERTY;
 
 /// An image apply created from a manifest that is no longer among those given.
 #[derive(Debug, Clone)]

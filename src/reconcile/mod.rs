@@ -67,13 +67,9 @@ use plan::{Desired, Progress};
 use secrecy::SecretString;
 use status::{Outcome, StatusInput};
 
-/// The finalizer that keeps an Image until its Glance image is dealt with.
-pub const FINALIZER: &str = "glint.dev/cleanup";
+pub use crate::marks::{FINALIZER, REFRESH_ANNOTATION};
 /// The field manager of glint's status patches.
 pub const FIELD_MANAGER: &str = "glint";
-/// Set this annotation to any new value (for example the current time) to make glint read
-/// the image from Glance right away, bypassing the shared listing.
-pub const REFRESH_ANNOTATION: &str = "glint.dev/reconcile-requested-at";
 
 /// How often a Ready object is compared with Glance when neither the spec nor the controller
 /// flags say otherwise.

@@ -24,9 +24,7 @@ use crate::reason::Reason;
 use crate::reconcile::observe::{OWNER_PROPERTY, Observation};
 use crate::transfer::{Conversion, QUARANTINE_PROPERTY, TransferState};
 
-/// The property in which glint records the keys it set on the image (a JSON list of strings),
-/// so that a key dropped from the spec can be removed and no other key ever is.
-pub const PROPERTIES_RECORD: &str = "glint.dev/properties";
+pub use crate::marks::PROPERTIES_RECORD;
 
 /// The image as the spec describes it, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]

@@ -341,10 +341,7 @@ async fn delete_version(
     }
 }
 
-/// The annotation that asks glint to try failed (quarantined) versions again: any new value
-/// does, for example `kubectl annotate imageseries NAME glint.dev/retry="$(date +%s)"
-/// --overwrite`.
-pub const RETRY_ANNOTATION: &str = "glint.dev/retry";
+pub use crate::marks::RETRY_ANNOTATION;
 
 /// The retry annotation's value, when it asks for a retry glint has not made yet.
 fn retry_request(series: &ImageSeries, previous: &ImageSeriesStatus) -> Option<String> {

@@ -24,15 +24,9 @@ use std::collections::BTreeSet;
 use super::{Release, version};
 use crate::crd::{ImageSeriesSpec, ImageSpec, Retirement, SourceHash};
 
-/// The property naming the series a version belongs to (`namespace/name`).
-pub const SERIES_PROPERTY: &str = "glint.dev/series";
-/// The property holding a version's version.
-pub const VERSION_PROPERTY: &str = "glint.dev/version";
-/// The property only the current version carries.
-pub const LATEST_PROPERTY: &str = "glint.dev/latest";
-/// The digest the mirror listed for the bytes a version's image was made from
-/// (`ALGORITHM:HEX`): how glint tells a rebuilt release from the build it holds.
-pub const RELEASE_DIGEST_PROPERTY: &str = "glint.dev/release-digest";
+pub use crate::marks::{
+    LATEST_PROPERTY, RELEASE_DIGEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY,
+};
 
 /// How many hex digits of its digest a rebuilt version carries (`0.6.3+1a2b3c4d`).
 const BUILD_SUFFIX_DIGITS: usize = 8;

@@ -42,11 +42,7 @@ pub use hash::{Digest, DigestError};
 pub use request::{Conversion, SourceAccess, TransferRequest};
 pub use source_policy::{Cidr, SourcePolicy};
 
-/// The property glint sets on an image it deactivated because its data failed a check (the
-/// reason and what failed), before it deactivates it. It outlives the transfer's state in
-/// memory, so no later pass (after a restart, or a second `glint apply`) reactivates the
-/// wrong bytes: the plan leaves a marked image alone until the Image is recreated.
-pub const QUARANTINE_PROPERTY: &str = "glint.dev/quarantined";
+pub use crate::marks::QUARANTINE_PROPERTY;
 
 /// Glance property values glint writes are kept this short: Glance 33 takes longer ones, but
 /// older deployments and other tools cap values at 255 characters.
