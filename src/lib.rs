@@ -40,6 +40,9 @@
 // deny, not forbid: audited exceptions, each with its SAFETY reasons: the digest thread's
 // priority (transfer::hash), GnuTLS's digests (transfer::gnutls), qemu-img's rlimits (convert).
 #![deny(unsafe_code)]
+// A panic in a reconcile is a failed object, in the CLI a lost apply: outside tests nothing
+// unwraps or expects (clippy.toml allows both in #[cfg(test)] code). A rule, not a habit.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod auth;
 pub mod cli;

@@ -1,5 +1,8 @@
 //! The `glint` binary: parses the command line and hands over to the library.
 
+// As in the library: start-up failures are reported and exit, never unwrapped.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
