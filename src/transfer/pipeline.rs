@@ -252,22 +252,15 @@ fn gather<E>(
     mut download: std::pin::Pin<&mut impl Stream<Item = Result<Bytes, E>>>,
 ) -> (Bytes, Option<Option<Result<Bytes, E>>>) {
     use futures::FutureExt;
-    let mut joined: Option<bytes::BytesMut> = None;
+    let mut joined = None;
+    let mut held = first.len();
     let mut past = None;
-    while joined.as_ref().map_or(first.len(), bytes::BytesMut::len) < CHUNK {
+    while held < CHUNK {
         match download.next().now_or_never() {
             None => break,
-            Some(Some(Ok(more)))
-                if joined.as_ref().map_or(first.len(), bytes::BytesMut::len) + more.len()
-                    <= CHUNK =>
-            {
-                joined
-                    .get_or_insert_with(|| {
-                        let mut buffer = bytes::BytesMut::with_capacity(CHUNK);
-                        buffer.extend_from_slice(&first);
-                        buffer
-                    })
-                    .extend_from_slice(&more);
+            Some(Some(Ok(more))) if held + more.len() <= CHUNK => {
+                held += more.len();
+                join(&mut joined, &first, &more);
             }
             Some(other) => {
                 past = Some(other);
@@ -276,6 +269,18 @@ fn gather<E>(
         }
     }
     (joined.map_or(first, bytes::BytesMut::freeze), past)
+}
+
+/// Appends `more` to the chunk being joined, which starts as a copy of `first`: a chunk that
+/// needs no joining is never copied.
+fn join(joined: &mut Option<bytes::BytesMut>, first: &[u8], more: &[u8]) {
+    joined
+        .get_or_insert_with(|| {
+            let mut buffer = bytes::BytesMut::with_capacity(CHUNK);
+            buffer.extend_from_slice(first);
+            buffer
+        })
+        .extend_from_slice(more);
 }
 
 fn lock(raw: &Mutex<Raw>) -> std::sync::MutexGuard<'_, Raw> {
@@ -451,13 +456,7 @@ fn pass_plain(raw: &Mutex<Raw>, first: Bytes, sink: &mut Sink<'_>) -> Result<(),
                 next = Some(more);
                 break;
             }
-            joined
-                .get_or_insert_with(|| {
-                    let mut buffer = bytes::BytesMut::with_capacity(CHUNK);
-                    buffer.extend_from_slice(&chunk);
-                    buffer
-                })
-                .extend_from_slice(&more);
+            join(&mut joined, &chunk, &more);
         }
         if let Some(buffer) = joined {
             chunk = buffer.freeze();
