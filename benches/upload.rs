@@ -13,8 +13,8 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use glint::auth::{Authenticator, TrustedIdentity};
-use glint::cli::file_stream;
-use glint::glance::{ContainerFormat, DiskFormat, GlanceApi, GlanceClient, ImageStatus, NewImage};
+use glint::glance::{ContainerFormat, DiskFormat, GlanceApi, GlanceClient, GlanceStatus, NewImage};
+use glint::image_command::file_stream;
 
 const BENCH_PROJECT: &str = "0000000000000000000000000000beef";
 
@@ -145,7 +145,7 @@ async fn run() -> Result<bool, String> {
             }
             let seconds = started.elapsed().as_secs_f64();
             let image = api.get_image(&id).await.map_err(|err| err.to_string())?;
-            if image.status != ImageStatus::Active || image.size != Some(size) {
+            if image.status != GlanceStatus::Active || image.size != Some(size) {
                 return Err(format!(
                     "upload did not land: {} {:?}",
                     image.status, image.size

@@ -1,38 +1,49 @@
 //! glint manages OpenStack Glance images from Kubernetes.
 //!
-//! Data flows one way; each arrow is a module boundary and the folders follow it:
+//! Data flows one way; each arrow is a module boundary and the folders follow it
+//! (`scripts/look --check` fails on an arrow against it):
 //!
 //! ```text
-//!            clouds.yaml (a Secret, or the openstack CLI's files)
-//!                  │
-//!                 auth ───────────────────────────────► Keystone (token, catalog)
-//!                  │ Authenticator
-//!  crd ──► reconcile/ ──────────────────────────────► glance ──► Glance v2 API
-//! (Image    mod: finalizer dispatch, panic guard      (GlanceApi; ListingCache:
-//!  types)   clouds: one handle per Secret + cloud      one listing per resync)
-//!           pass: observe ─► plan ─► act ──────────┐
-//!                            (pure)                └─► transfer ──► source URL
-//!           status (pure builder) ─► one status        (own tasks; SourcePolicy;
-//!           patch, only on change; events              hash check; upload)
+//!   clouds.yaml (a Secret, or the openstack CLI's files)
+//!         │
+//!        auth ──────────────────────────────────────────────────► Keystone
+//!         │ Authenticator
+//!  crd ──►│  controller/ (glint run)        apply/ (glint plan|apply -f)
+//! (kinds) │  one driver per kind:           manifests, settle, report
+//!         │  image, series, shared_image        │
+//!         │  status/finalizer writes, Events    │
+//!         │          │                          │
+//!         │          └──────────► pass/ ◄───────┘   series/ (the rotation, pure;
+//!         │                observe ─► plan ─► act    checksums files, mirrors)
+//!         │                (no kube)  (pure)   │
+//!         │                status (pure)       ├──► transfer ──► source URL
+//!         ▼                                    ▼    (own tasks, hash, upload)
+//!       glance ◄───────────────────────────────┘
+//!  (GlanceApi, GlanceImage) ─────────────────────────────► Glance v2 API
+//!                                                          (or glance_server: glint cloud)
 //! ```
 //!
-//! - [`crd`]: the `Image` resource, its admission rules and the generated CRD.
-//! - [`reconcile`]: the pipeline. [`reconcile::pass`] is observe -> plan -> act without
-//!   Kubernetes, for the controller and the one-shot CLI; [`reconcile::plan`] and
-//!   [`reconcile::status`] are pure.
+//! - [`crd`]: the three kinds (`Image`, `ImageSeries`, `SharedImage`), their admission rules
+//!   and the generated CRDs.
+//! - [`pass`]: one image's observe -> plan -> act without Kubernetes, for both drivers;
+//!   [`pass::plan`] and [`pass::status`] are pure (no client, no clock).
+//! - [`controller`]: `glint run`, the Kubernetes side: the wiring ([`controller::run`]), one
+//!   driver per kind, status and finalizer writes, Events.
+//! - [`apply`]: `glint plan -f` / `glint apply -f`, the same pass driven from manifest files
+//!   instead of the watch; it starts [`glance_server`] when no cloud is configured.
+//! - [`series`]: ImageSeries' domain: checksums files, mirrors' folders, version order and
+//!   the rotation plan (pure); both drivers run it, each version through the pass.
 //! - [`glance`], [`auth`]: the only code that speaks HTTP to OpenStack; reqwest stays inside
-//!   them and the shared `http` helpers.
+//!   them and the shared `http` helpers. Glance's records are `GlanceImage` and
+//!   `GlanceStatus`, never to be confused with the CRD's `Image` and `ImageStatus`.
 //! - [`transfer`]: copies source data into Glance in background tasks, fetching only what
 //!   the source policy allows.
-//! - [`controller`]: `glint run` wiring; [`leader`]: the leader Lease; [`metrics`]: /metrics
-//!   and health; [`cli`]: `glint image ...`; [`oneshot`]: `glint plan -f` / `glint apply -f`,
-//!   the same pass driven from manifest files instead of the watch.
-//! - [`series`]: ImageSeries, one image across releases: checksums files, version order and
-//!   the rotation plan (pure); `oneshot` drives it, each version through the Image pass.
-//! - [`cloud`]: `glint cloud`, an embedded Glance v2 service (the other side of the arrow
-//!   into Glance), which plan and apply start when no cloud is configured.
+//! - [`glance_server`]: `glint cloud`, an embedded Glance v2 server (the other side of the
+//!   arrow into Glance).
+//! - [`image_command`]: `glint image ...`; [`leader`]: the leader Lease; [`metrics`]:
+//!   /metrics and health.
 //! - [`vocabulary`]: Glance's words (statuses, visibilities, formats, its own keys), which
-//!   the client, the CRD's checks and the embedded cloud share; it depends on nothing.
+//!   the client, the CRD's checks and the embedded server share; it depends on nothing.
 //! - [`reason`]: the catalogue of every Condition and Event reason word glint writes; the
 //!   others pass [`reason::Reason`] and turn it into a word only at their edges.
 //! - [`marks`]: every `glint.dev/` property, annotation and finalizer glint writes, spelt
@@ -44,19 +55,19 @@
 // unwraps or expects (clippy.toml allows both in #[cfg(test)] code). A rule, not a habit.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod apply;
 pub mod auth;
-pub mod cli;
-pub mod cloud;
 pub mod controller;
 pub mod crd;
 pub mod glance;
+pub mod glance_server;
 mod http;
+pub mod image_command;
 pub mod leader;
 pub mod marks;
 pub mod metrics;
-pub mod oneshot;
+pub mod pass;
 pub mod reason;
-pub mod reconcile;
 pub mod series;
 pub mod transfer;
 pub mod vocabulary;

@@ -6,10 +6,10 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use glint::cli::{self, ImageCommand};
-use glint::controller::{self, RunConfig};
+use glint::controller::{self, MAX_RESYNC, MIN_RESYNC, RunConfig};
+use glint::crd::parse_duration;
+use glint::image_command::{self, ImageCommand};
 use glint::leader::LeaseConfig;
-use glint::reconcile::{MAX_RESYNC, MIN_RESYNC, parse_duration};
 use glint::transfer::{Cidr, SourcePolicy, source_policy::parse_cidrs};
 
 #[derive(Debug, Parser)]
@@ -65,8 +65,8 @@ enum Command {
         #[command(flatten)]
         files: ManifestFiles,
         /// pretty (for people) or json (for machines).
-        #[arg(long, short = 'o', value_enum, default_value_t = glint::oneshot::Output::Pretty)]
-        output: glint::oneshot::Output,
+        #[arg(long, short = 'o', value_enum, default_value_t = glint::apply::Output::Pretty)]
+        output: glint::apply::Output,
         /// Also list images an earlier apply created whose manifests are gone.
         #[arg(long)]
         prune: bool,
@@ -310,7 +310,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             output,
             prune,
         } => {
-            let code = glint::oneshot::plan_command(
+            let code = glint::apply::plan_command(
                 cli.os_cloud.as_deref(),
                 cli.data_dir.as_deref(),
                 &files.paths,
@@ -321,7 +321,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             return std::process::ExitCode::from(code);
         }
         Command::Apply { files, prune } => {
-            let code = glint::oneshot::apply_command(
+            let code = glint::apply::apply_command(
                 cli.os_cloud.as_deref(),
                 cli.data_dir.as_deref(),
                 &files.paths,
@@ -331,10 +331,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             return std::process::ExitCode::from(code);
         }
         Command::Image(command) => {
-            match glint::oneshot::target::connect(cli.os_cloud.as_deref(), cli.data_dir.as_deref())
+            match glint::apply::target::connect(cli.os_cloud.as_deref(), cli.data_dir.as_deref())
                 .await
             {
-                Ok(target) => cli::run(&target.api, command).await,
+                Ok(target) => image_command::run(&target.api, command).await,
                 Err(err) => {
                     eprintln!("glint: {err}");
                     return std::process::ExitCode::FAILURE;
@@ -344,8 +344,8 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Cloud(args) => {
             let data_dir = cli
                 .data_dir
-                .unwrap_or_else(glint::oneshot::target::default_data_dir);
-            let options = glint::cloud::CloudOptions {
+                .unwrap_or_else(glint::apply::target::default_data_dir);
+            let options = glint::glance_server::CloudOptions {
                 listen: args.listen,
                 data_dir: data_dir.clone(),
                 token: args.token,
@@ -353,12 +353,12 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                     allow_loopback: args.listen.ip().is_loopback(),
                     ..SourcePolicy::default()
                 },
-                formats: glint::cloud::image::Formats::with_extra(
+                formats: glint::glance_server::image::Formats::with_extra(
                     &args.extra_disk_formats,
                     &args.extra_container_formats,
                 ),
             };
-            match glint::cloud::start(options).await {
+            match glint::glance_server::start(options).await {
                 Ok(running) => {
                     eprintln!(
                         "glint cloud: Glance v2 API on {} with data in {} (Ctrl-C or SIGTERM stops)",

@@ -1,7 +1,7 @@
 //! Glance's words: image statuses, visibilities, disk and container formats, member
 //! statuses, and which keys of an image document are Glance's own. The client
 //! ([`crate::glance`]), the CRD's checks ([`crate::crd`]) and the embedded cloud
-//! ([`crate::cloud`]) all take them from here, so a new word is one edit. Nothing here
+//! ([`crate::glance_server`]) all take them from here, so a new word is one edit. Nothing here
 //! imports the rest of the crate.
 
 use serde::{Deserialize, Serialize};
@@ -134,7 +134,7 @@ container_formats!(glance_enum!(
 
 glance_enum!(
     /// Glance's image lifecycle states.
-    ImageStatus {
+    GlanceStatus {
         Queued = "queued",
         Saving = "saving",
         Uploading = "uploading",

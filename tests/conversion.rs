@@ -7,7 +7,7 @@ mod common;
 use common::disks::qemu_img;
 use common::harness::*;
 use common::keystone::production_auth;
-use glint::glance::{DiskFormat, ImageStatus};
+use glint::glance::{DiskFormat, GlanceStatus};
 use serde_json::json;
 use sha2::Digest;
 
@@ -87,7 +87,7 @@ async fn qcow2_vmdk_vhd_and_vhdx_sources_are_converted_by_glint_and_stored_as_ra
             whole.as_millis()
         );
         let image = h.glance_image_of(&done).await;
-        assert_eq!(image.status, ImageStatus::Active, "{glance_format}");
+        assert_eq!(image.status, GlanceStatus::Active, "{glance_format}");
         assert_eq!(image.disk_format, Some(DiskFormat::Raw), "{glance_format}");
         assert_eq!(image.size, Some(VIRTUAL_SIZE), "{glance_format}");
         assert_eq!(
@@ -150,7 +150,7 @@ async fn asking_glance_to_convert_on_a_cloud_that_does_not_leaves_the_image_deac
     let image = h.glance_image_of(&done).await;
     assert_ne!(
         image.status,
-        ImageStatus::Active,
+        GlanceStatus::Active,
         "the unconverted image is not usable"
     );
 }
@@ -211,7 +211,7 @@ async fn bad_sources_fail_with_their_own_reason_and_nothing_turns_active() {
         let image = h.glance_image_of(&done).await;
         assert_eq!(
             image.status,
-            ImageStatus::Queued,
+            GlanceStatus::Queued,
             "{what}: no data reached Glance"
         );
     }
@@ -260,7 +260,7 @@ async fn a_conversion_bigger_than_the_scratch_limit_stops_before_upload_and_leav
         let image = h.glance_image_of(&done).await;
         assert_eq!(
             image.status,
-            ImageStatus::Queued,
+            GlanceStatus::Queued,
             "{what}: nothing uploaded"
         );
         let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();

@@ -11,7 +11,7 @@ use common::harness::free_port;
 use common::kubectl::{GlintProcess, Kubectl};
 
 use base64::Engine;
-use glint::glance::{GlanceApi, GlanceClient, ImageStatus, NewImage, Visibility};
+use glint::glance::{GlanceApi, GlanceClient, GlanceStatus, NewImage, Visibility};
 use sha2::{Digest, Sha512};
 
 fn step(text: &str) {
@@ -222,7 +222,7 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
         .expect("full");
     assert_eq!(
         (full.name.as_deref(), full.status),
-        (Some("Debian 12 (bookworm)"), ImageStatus::Active)
+        (Some("Debian 12 (bookworm)"), GlanceStatus::Active)
     );
     assert_eq!(full.size, Some(data.len() as u64));
     assert_eq!(full.tags, ["debian", "lts"]);
@@ -241,7 +241,7 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
             .await
             .expect("retired")
             .status,
-        ImageStatus::Deactivated
+        GlanceStatus::Deactivated
     );
     assert_eq!(k.status_id("ubuntu-latest"), ubuntu.id);
     let printed = k.ok(&["get", "images"]);
@@ -554,7 +554,7 @@ async fn a_controller_killed_mid_decompression_converges_after_a_restart_with_on
     let half = demo.get_image(&id).await.expect("the image");
     assert_ne!(
         half.status,
-        ImageStatus::Active,
+        GlanceStatus::Active,
         "half an archive never makes an active image"
     );
 
@@ -568,7 +568,7 @@ async fn a_controller_killed_mid_decompression_converges_after_a_restart_with_on
         "one image carries the object's uid"
     );
     let image = demo.get_image(&id).await.expect("image");
-    assert_eq!(image.status, ImageStatus::Active);
+    assert_eq!(image.status, GlanceStatus::Active);
     assert_eq!(image.size, Some(data.len() as u64));
     let md5: String = md5::Md5::digest(&data)
         .iter()

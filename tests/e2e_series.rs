@@ -12,13 +12,13 @@ use common::keystone::password_auth;
 use common::kubectl::{GlintProcess, Kubectl};
 use common::layouts::Layout;
 use common::mirror::{Mirror, WebServer};
-use glint::glance::Image;
+use glint::glance::GlanceImage;
 
 fn step(text: &str) {
     eprintln!("e2e series step: {text}");
 }
 
-async fn versions(glance: &glint::glance::GlanceClient, key: &str) -> Vec<Image> {
+async fn versions(glance: &glint::glance::GlanceClient, key: &str) -> Vec<GlanceImage> {
     common::mirror::series_versions(glance, key)
         .await
         .into_iter()
@@ -26,7 +26,7 @@ async fn versions(glance: &glint::glance::GlanceClient, key: &str) -> Vec<Image>
         .collect()
 }
 
-fn names(found: &[Image]) -> Vec<(String, bool, bool)> {
+fn names(found: &[GlanceImage]) -> Vec<(String, bool, bool)> {
     found
         .iter()
         .map(|image| {
@@ -39,7 +39,7 @@ fn names(found: &[Image]) -> Vec<(String, bool, bool)> {
         .collect()
 }
 
-fn kept_versions(found: &[Image]) -> Vec<&str> {
+fn kept_versions(found: &[GlanceImage]) -> Vec<&str> {
     found
         .iter()
         .map(|image| image.properties["glint.dev/version"].as_str())

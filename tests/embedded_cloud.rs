@@ -153,8 +153,8 @@ fn the_embedded_cloud_keeps_images_across_restarts_and_an_interrupted_upload_is_
     // A crash mid-upload, as the store finds it: a record left `saving` and a partial file.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let interrupted_id = runtime.block_on(async {
-        let store = glint::cloud::store::Store::open(&data_dir).expect("open");
-        let mut image = glint::cloud::image::ImageRecord::create(
+        let store = glint::glance_server::store::Store::open(&data_dir).expect("open");
+        let mut image = glint::glance_server::image::ImageRecord::create(
             &serde_json::json!({"name": "half", "disk_format": "raw"}),
             "local",
             "2026-01-01T00:00:00Z",
@@ -192,7 +192,7 @@ fn the_embedded_cloud_keeps_images_across_restarts_and_an_interrupted_upload_is_
 
 /// `glint cloud` in this process on a scratch folder, with a client; cleaned up when dropped.
 struct TestCloud {
-    running: glint::cloud::RunningCloud,
+    running: glint::glance_server::RunningCloud,
     data_dir: PathBuf,
     http: reqwest::Client,
 }
@@ -200,7 +200,7 @@ struct TestCloud {
 impl TestCloud {
     async fn start(token: Option<&str>) -> Self {
         let data_dir = std::env::temp_dir().join(common::unique("glint-cloud-http"));
-        let running = glint::cloud::start(glint::cloud::CloudOptions {
+        let running = glint::glance_server::start(glint::glance_server::CloudOptions {
             listen: ([127, 0, 0, 1], 0).into(),
             data_dir: data_dir.clone(),
             token: token.map(str::to_string),

@@ -19,7 +19,7 @@ use common::harness::*;
 use futures::TryStreamExt;
 use futures::future::join_all;
 use glint::glance::{GlanceApi, GlanceClient, ListQuery};
-use glint::reconcile::observe::{OWNER_PROPERTY, derived_id};
+use glint::pass::observe::{OWNER_PROPERTY, derived_id};
 use kube::runtime::controller::Action;
 use serde_json::json;
 
@@ -364,7 +364,7 @@ async fn a_delete_glance_refused_while_the_image_is_still_there_blocks_deletion_
 /// Which jitter `0..=1000` produced this requeue after the `failures`-th failure, if any.
 fn jitter_of(action: &Action, failures: u32) -> Option<u64> {
     (0..=1000).find(|random| {
-        *action == Action::requeue(glint::reconcile::backoff_delay(failures, *random))
+        *action == Action::requeue(glint::controller::backoff_delay(failures, *random))
     })
 }
 
@@ -383,10 +383,10 @@ async fn backoff_grows_with_each_consecutive_failure_with_jitter_and_restarts_af
         let image = Arc::new(h.object(name).expect("object"));
         let ctx = h.ctx.clone();
         async move {
-            let err = glint::reconcile::reconcile(image.clone(), ctx.clone())
+            let err = glint::controller::reconcile(image.clone(), ctx.clone())
                 .await
                 .expect_err("503");
-            glint::reconcile::error_policy(image, &err, ctx)
+            glint::controller::error_policy(image, &err, ctx)
         }
     };
     // waits[failures - 1] holds each object's wait after that many failures.
@@ -398,7 +398,7 @@ async fn backoff_grows_with_each_consecutive_failure_with_jitter_and_restarts_af
             let jitter = jitter_of(&action, failures).unwrap_or_else(|| {
                 panic!("{name}: failure {failures} gave {action:?}, not the {failures}-th backoff")
             });
-            let wait = glint::reconcile::backoff_delay(failures, jitter);
+            let wait = glint::controller::backoff_delay(failures, jitter);
             assert!(wait >= previous, "{name}: {wait:?} after {previous:?}");
             previous = wait;
             waits[failures as usize - 1].insert(wait);
@@ -484,7 +484,7 @@ async fn ten_images_converge_through_a_glance_restart_with_no_duplicate_and_no_l
         tags: vec![run.clone()],
         ..ListQuery::default()
     };
-    let images: Vec<glint::glance::Image> =
+    let images: Vec<glint::glance::GlanceImage> =
         api.list_images(&query).try_collect().await.expect("list");
     assert_eq!(images.len(), 10, "ten objects, ten images");
     for (name, object) in all.iter().zip(&done) {

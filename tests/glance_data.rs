@@ -4,7 +4,7 @@
 mod common;
 
 use futures::TryStreamExt;
-use glint::glance::{ContainerFormat, DiskFormat, GlanceApi, ImageStatus, ImportMethod, NewImage};
+use glint::glance::{ContainerFormat, DiskFormat, GlanceApi, GlanceStatus, ImportMethod, NewImage};
 use md5::Md5;
 use sha2::{Digest, Sha512};
 
@@ -35,7 +35,7 @@ async fn uploaded_data_downloads_identically_with_glance_hashes() {
         .expect("upload");
 
     let active = api.get_image(&image.id).await.expect("get");
-    assert_eq!(active.status, ImageStatus::Active);
+    assert_eq!(active.status, GlanceStatus::Active);
     assert_eq!(active.size, Some(data.len() as u64));
     assert_eq!(
         active.checksum.as_deref(),
@@ -132,7 +132,7 @@ async fn a_deactivated_image_refuses_downloads_to_non_admins_until_reactivated()
         .expect("deactivate is idempotent");
     assert_eq!(
         admin.get_image(&image.id).await.expect("get").status,
-        ImageStatus::Deactivated
+        GlanceStatus::Deactivated
     );
     let refused = member
         .download(&image.id)
@@ -185,12 +185,12 @@ async fn a_glance_direct_import_stages_then_activates_the_image() {
         .expect("stage");
     assert_eq!(
         api.get_image(&image.id).await.expect("get").status,
-        ImageStatus::Uploading
+        GlanceStatus::Uploading
     );
     api.import(&image.id, &ImportMethod::GlanceDirect)
         .await
         .expect("import");
-    let active = common::wait_for_status(&api, &image.id, ImageStatus::Active).await;
+    let active = common::wait_for_status(&api, &image.id, GlanceStatus::Active).await;
     assert_eq!(active.size, Some(data.len() as u64));
     // Glance turns the image active a moment before its task records the end.
     let mut tasks = api.image_tasks(&image.id).await.expect("tasks");
@@ -225,7 +225,7 @@ async fn a_web_download_import_fetches_a_loopback_file_and_a_missing_one_explain
     api.import(&image.id, &ImportMethod::WebDownload { uri })
         .await
         .expect("import");
-    let active = common::wait_for_status(&api, &image.id, ImageStatus::Active).await;
+    let active = common::wait_for_status(&api, &image.id, GlanceStatus::Active).await;
     assert_eq!(
         active.checksum.as_deref(),
         Some(hex(&Md5::digest(&data)).as_str())
@@ -254,7 +254,7 @@ async fn a_web_download_import_fetches_a_loopback_file_and_a_missing_one_explain
     assert!(!failure.is_empty(), "the task says why the import failed");
     assert_eq!(
         api.get_image(&broken.id).await.expect("get").status,
-        ImageStatus::Queued,
+        GlanceStatus::Queued,
         "a failed web-download returns the image to queued"
     );
     for id in [image.id, broken.id] {

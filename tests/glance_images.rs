@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use glint::glance::{
-    ContainerFormat, DiskFormat, GlanceApi, ImageStatus, NewImage, PatchOp, Visibility,
+    ContainerFormat, DiskFormat, GlanceApi, GlanceStatus, NewImage, PatchOp, Visibility,
 };
 
 #[tokio::test]
@@ -39,7 +39,7 @@ async fn an_image_created_with_every_field_reads_back_the_same() {
     assert_eq!(created, fetched);
     assert_eq!(fetched.id, id);
     assert_eq!(fetched.name.as_deref(), Some(name.as_str()));
-    assert_eq!(fetched.status, ImageStatus::Queued);
+    assert_eq!(fetched.status, GlanceStatus::Queued);
     assert_eq!(fetched.visibility, Visibility::Community);
     let mut tags = fetched.tags.clone();
     tags.sort();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use futures::TryStreamExt;
 use glint::glance::{
-    ContainerFormat, DiskFormat, GlanceApi, ImageStatus, ListQuery, NameFilter, NewImage, PatchOp,
+    ContainerFormat, DiskFormat, GlanceApi, GlanceStatus, ListQuery, NameFilter, NewImage, PatchOp,
     SortDirection, TimeComparison, Visibility,
 };
 
@@ -164,7 +164,7 @@ async fn list_filters_select_by_name_tags_visibility_status_owner_property_size_
     );
     assert_eq!(
         ids(ListQuery {
-            status: Some(ImageStatus::Active),
+            status: Some(GlanceStatus::Active),
             ..tagged()
         })
         .await,

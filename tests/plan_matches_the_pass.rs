@@ -1,7 +1,7 @@
-//! `glint plan`, `glint apply` and `glint run` share one pass (`reconcile::pass`): plan runs
+//! `glint plan`, `glint apply` and `glint run` share one pass (`crate::pass`): plan runs
 //! its first half and prints it; apply and the controller run all of it. Each scenario sets up
-//! the real Glance, asks the CLI's plan (`oneshot::plan_all`), then runs one `pass::sync` with
-//! the inputs apply gives it and checks the pass took exactly the actions plan printed. A read
+//! the real Glance, asks the CLI's plan (`apply::plan_all`), then runs one `pass::sync` with
+//! the inputs apply gives it and checks the pass took exactly the steps plan printed. A read
 //! or a rule added to one side only (as members once were read for imported images by plan
 //! alone) shows up here as a difference.
 
@@ -10,11 +10,11 @@ mod common;
 use std::sync::Arc;
 
 use common::fault_proxy::{FaultProxy, Route};
+use glint::apply::{self, Document};
 use glint::glance::{GlanceApi, GlanceClient, NewImage, PatchOp, Visibility};
-use glint::oneshot::{self, Document};
-use glint::reconcile::observe::derived_id;
-use glint::reconcile::pass::{self, PassResult};
-use glint::reconcile::plan::{Action, Progress};
+use glint::pass::observe::derived_id;
+use glint::pass::plan::{Progress, Step};
+use glint::pass::{self, PassResult};
 use glint::transfer::{SourcePolicy, TransferManager, Transfers};
 use serde_json::{Value, json};
 
@@ -31,13 +31,13 @@ fn document(name: &str, mut spec: Value) -> Document {
     });
     // JSON is YAML.
     std::fs::write(&path, manifest.to_string()).expect("write manifest");
-    let mut read = oneshot::manifests::read(&[path]).expect("a valid manifest");
+    let mut read = apply::manifests::read(&[path]).expect("a valid manifest");
     let _ = std::fs::remove_dir_all(&dir);
     read.images.pop().expect("one Image")
 }
 
 struct Pair {
-    planned: Vec<Action>,
+    planned: Vec<Step>,
     planned_progress: Progress,
     passed: PassResult,
 }
@@ -58,16 +58,16 @@ async fn plan_then_pass_noting(
     document: &Document,
     mut between: impl FnMut(),
 ) -> Pair {
-    let mut plans = oneshot::plan_all(api.as_ref(), vec![document.clone()]).await;
+    let mut plans = apply::plan_all(api.as_ref(), vec![document.clone()]).await;
     let plan = plans
         .pop()
         .expect("one plan")
         .outcome
         .unwrap_or_else(|err| panic!("plan failed: {err}"));
     between();
-    let (uid, desired) = oneshot::pass_inputs(document);
+    let (uid, desired) = apply::pass_inputs(document);
     let first_id = derived_id(&uid, 0);
-    let subject = oneshot::subject_of(&document.image.spec, &uid, &first_id);
+    let subject = apply::subject_of(&document.image.spec, &uid, &first_id);
     let passed = pass::sync(
         api.as_ref(),
         transfers,
@@ -78,7 +78,7 @@ async fn plan_then_pass_noting(
     .await
     .unwrap_or_else(|err| panic!("pass failed: {err}"));
     Pair {
-        planned: plan.actions,
+        planned: plan.steps,
         planned_progress: plan.progress,
         passed,
     }
@@ -114,9 +114,9 @@ async fn a_new_image_with_a_source_is_planned_as_the_create_and_upload_one_pass_
     );
 
     let pair = plan_then_pass(&api, &transfers, &document).await;
-    assert_eq!(pair.planned, [Action::Create, Action::StartTransfer]);
+    assert_eq!(pair.planned, [Step::Create, Step::StartTransfer]);
     assert_eq!(
-        pair.passed.actions, pair.planned,
+        pair.passed.steps, pair.planned,
         "the pass did what plan printed"
     );
     remove(&api, &transfers, &pair.passed.image.expect("created").id).await;
@@ -138,11 +138,11 @@ async fn an_image_changed_outside_glint_is_planned_as_the_patch_and_member_chang
     );
     // Create, then add the member: two passes bring the image in line.
     let created = plan_then_pass(&api, &transfers, &document).await;
-    assert_eq!(created.passed.actions, created.planned);
+    assert_eq!(created.passed.steps, created.planned);
     let id = created.passed.image.as_ref().expect("created").id.clone();
     let shared = plan_then_pass(&api, &transfers, &document).await;
-    assert_eq!(shared.passed.actions, shared.planned);
-    assert_eq!(shared.planned, [Action::AddMember(kept.clone())]);
+    assert_eq!(shared.passed.steps, shared.planned);
+    assert_eq!(shared.planned, [Step::AddMember(kept.clone())]);
 
     // Someone else edits the image: other tags, a member glint did not add, the kept one gone.
     api.update_image(&id, &[PatchOp::SetTags(vec!["tin".into()])])
@@ -157,16 +157,14 @@ async fn an_image_changed_outside_glint_is_planned_as_the_patch_and_member_chang
 
     let drifted = plan_then_pass(&api, &transfers, &document).await;
     assert!(
-        drifted.planned.contains(&Action::AddMember(kept.clone()))
-            && drifted
-                .planned
-                .contains(&Action::RemoveMember(stray.clone()))
+        drifted.planned.contains(&Step::AddMember(kept.clone()))
+            && drifted.planned.contains(&Step::RemoveMember(stray.clone()))
             && drifted.planned.len() == 3,
         "a tag patch and both member changes: {:?}",
         drifted.planned
     );
     assert_eq!(
-        drifted.passed.actions, drifted.planned,
+        drifted.passed.steps, drifted.planned,
         "the pass did what plan printed"
     );
     assert_eq!(
@@ -177,7 +175,7 @@ async fn an_image_changed_outside_glint_is_planned_as_the_patch_and_member_chang
 
     let settled = plan_then_pass(&api, &transfers, &document).await;
     assert_eq!(settled.planned, []);
-    assert_eq!(settled.passed.actions, settled.planned);
+    assert_eq!(settled.passed.steps, settled.planned);
     assert_eq!(settled.planned_progress, Progress::InSync);
     remove(&api, &transfers, &id).await;
 }
@@ -234,7 +232,7 @@ async fn an_imported_shared_image_is_planned_as_nothing_to_do_with_the_reads_the
         "the pass reads the same"
     );
     assert_eq!(pair.planned, []);
-    assert_eq!(pair.passed.actions, pair.planned);
+    assert_eq!(pair.passed.steps, pair.planned);
     assert_eq!(
         (pair.planned_progress, pair.passed.progress),
         (Progress::InSync, Progress::InSync)

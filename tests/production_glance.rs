@@ -8,9 +8,9 @@ mod common;
 
 use common::harness::*;
 use common::keystone::{production_admin_auth, production_auth};
-use glint::glance::{DiskFormat, GlanceApi, GlanceClient, ImageStatus, PatchOp};
-use glint::reconcile::REFRESH_ANNOTATION;
-use glint::reconcile::plan::PROPERTIES_RECORD;
+use glint::controller::REFRESH_ANNOTATION;
+use glint::glance::{DiskFormat, GlanceApi, GlanceClient, GlanceStatus, PatchOp};
+use glint::pass::plan::PROPERTIES_RECORD;
 use serde_json::json;
 use sha2::Digest;
 
@@ -100,7 +100,7 @@ async fn an_image_glance_converts_to_raw_is_ready_with_the_stored_format_and_nev
     let id = status_id(&done);
     let glance = production_glance(&bed);
     let before = glance.get_image(&id).await.expect("image");
-    assert_eq!(before.status, ImageStatus::Active);
+    assert_eq!(before.status, GlanceStatus::Active);
     for round in 0..3 {
         resync(&h, &name, round).await;
     }
@@ -133,7 +133,7 @@ async fn a_corrupt_source_is_refused_before_glance_converts_anything() {
         .expect("image");
     assert_eq!(
         image.status,
-        ImageStatus::Queued,
+        GlanceStatus::Queued,
         "the wrong data never reached the import"
     );
 }
@@ -178,7 +178,8 @@ async fn properties_glint_did_not_set_survive_resyncs_and_edits_while_its_own_ar
         .expect("an edit outside glint");
     resync(&h, &name, 0).await;
     let resynced = glance.get_image(&id).await.expect("image");
-    let property = |image: &glint::glance::Image, key: &str| image.properties.get(key).cloned();
+    let property =
+        |image: &glint::glance::GlanceImage, key: &str| image.properties.get(key).cloned();
     assert_eq!(property(&resynced, "os_distro").as_deref(), Some("cirros"));
     assert_eq!(
         property(&resynced, "added_by_hand").as_deref(),

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::harness::*;
-use glint::glance::{GlanceApi, ImageStatus};
-use glint::reconcile::REFRESH_ANNOTATION;
+use glint::controller::REFRESH_ANNOTATION;
+use glint::glance::{GlanceApi, GlanceStatus};
 use serde_json::json;
 
 fn stalled_reason(image: Option<&glint::crd::Image>) -> Option<String> {
@@ -198,7 +198,7 @@ async fn sources_on_refused_addresses_stall_with_the_rule_that_refused_them() {
         let image = api.get_image(&status_id(&stalled)).await.expect("image");
         assert_eq!(
             image.status,
-            glint::glance::ImageStatus::Queued,
+            glint::glance::GlanceStatus::Queued,
             "no byte was stored"
         );
         api.delete(&image.id).await.expect("clean up");
@@ -317,9 +317,9 @@ async fn an_absurd_resync_period_that_slipped_past_admission_is_clamped_not_a_cr
     let h = Harness::new(bed);
     // The double applies no CEL, like an apiserver holding objects from before the rule.
     let cases = [
-        ("100000000000000000000s", glint::reconcile::DEFAULT_RESYNC),
-        ("1s", glint::reconcile::MIN_RESYNC),
-        ("9000h", glint::reconcile::MAX_RESYNC),
+        ("100000000000000000000s", glint::controller::DEFAULT_RESYNC),
+        ("1s", glint::controller::MIN_RESYNC),
+        ("9000h", glint::controller::MAX_RESYNC),
     ];
     let api = h.glance();
     for (period, expected) in cases {
@@ -357,7 +357,7 @@ async fn an_image_deactivated_for_bad_data_stays_deactivated_after_a_restart() {
         .expect("object");
     let id = status_id(&failed);
     let status_in_glance = || async { h.glance().get_image(&id).await.expect("image").status };
-    assert_eq!(status_in_glance().await, ImageStatus::Deactivated);
+    assert_eq!(status_in_glance().await, GlanceStatus::Deactivated);
 
     // A new controller process remembers no failed transfer: the mark on the image speaks.
     let restarted = h.restarted();
@@ -378,7 +378,7 @@ async fn an_image_deactivated_for_bad_data_stays_deactivated_after_a_restart() {
     }
     assert_eq!(
         status_in_glance().await,
-        ImageStatus::Deactivated,
+        GlanceStatus::Deactivated,
         "the wrong bytes were never reactivated"
     );
 }

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::harness::*;
-use glint::glance::{GlanceApi, ImageStatus, NewImage};
-use glint::reconcile::observe::{OWNER_PROPERTY, derived_id};
+use glint::glance::{GlanceApi, GlanceStatus, NewImage};
+use glint::pass::observe::{OWNER_PROPERTY, derived_id};
 use serde_json::json;
 
 #[tokio::test]
@@ -51,7 +51,7 @@ async fn an_image_is_created_with_every_field_reported_ready_and_then_costs_no_w
     let status = done.status.as_ref().expect("status");
     assert_eq!(
         status.glance.as_ref().and_then(|g| g.status.clone()),
-        Some(ImageStatus::Queued),
+        Some(GlanceStatus::Queued),
         "no source: no data"
     );
     assert_eq!(status.observed_generation, Some(1));
@@ -244,7 +244,7 @@ async fn source_data_is_uploaded_then_deactivation_follows_the_spec() {
         .settle(&name, |o| {
             ready(o)
                 && o.and_then(|o| o.status.as_ref()?.glance.as_ref()?.status.clone())
-                    == Some(ImageStatus::Active)
+                    == Some(GlanceStatus::Active)
         })
         .await
         .expect("object");
@@ -264,7 +264,7 @@ async fn source_data_is_uploaded_then_deactivation_follows_the_spec() {
         .edit_spec(NS, &name, |spec| spec["deactivated"] = json!(true));
     h.settle(&name, |o| {
         o.and_then(|o| o.status.as_ref()?.glance.as_ref()?.status.clone())
-            == Some(ImageStatus::Deactivated)
+            == Some(GlanceStatus::Deactivated)
     })
     .await;
     h.double
@@ -272,7 +272,7 @@ async fn source_data_is_uploaded_then_deactivation_follows_the_spec() {
     h.settle(&name, |o| {
         ready(o)
             && o.and_then(|o| o.status.as_ref()?.glance.as_ref()?.status.clone())
-                == Some(ImageStatus::Active)
+                == Some(GlanceStatus::Active)
     })
     .await;
     let reasons = h.double.event_reasons();
@@ -284,7 +284,7 @@ async fn source_data_is_uploaded_then_deactivation_follows_the_spec() {
     }
     assert_eq!(
         h.glance().get_image(&id).await.expect("image").status,
-        ImageStatus::Active
+        GlanceStatus::Active
     );
 }
 
@@ -313,7 +313,7 @@ async fn a_source_with_the_wrong_hash_stalls_and_never_completes_the_image() {
     let glance = h.glance_image_of(&done).await;
     assert_eq!(
         glance.status,
-        ImageStatus::Queued,
+        GlanceStatus::Queued,
         "Glance never got the last chunk"
     );
 }
@@ -514,7 +514,7 @@ async fn a_new_image_is_ready_after_one_pass_and_three_writes() {
         format!("{requeue:?}"),
         format!(
             "{:?}",
-            kube::runtime::controller::Action::requeue(glint::reconcile::DEFAULT_RESYNC)
+            kube::runtime::controller::Action::requeue(glint::controller::DEFAULT_RESYNC)
         ),
         "nothing left to do until the resync"
     );

@@ -9,9 +9,9 @@ use std::process::Stdio;
 use common::harness::client_for;
 use common::keystone::password_auth;
 use common::mirror::{Mirror, SeriesCli};
-use glint::glance::{Image, ImageStatus};
+use glint::glance::{GlanceImage, GlanceStatus};
 
-fn currents(found: &[(String, Image)]) -> Vec<&str> {
+fn currents(found: &[(String, GlanceImage)]) -> Vec<&str> {
     found
         .iter()
         .filter(|(_, image)| image.properties.contains_key("glint.dev/latest"))
@@ -20,11 +20,11 @@ fn currents(found: &[(String, Image)]) -> Vec<&str> {
 }
 
 /// One line of the rotation's timeline (shown with --nocapture): version, id, name, current.
-fn timeline(step: &str, found: &[(String, Image)]) {
+fn timeline(step: &str, found: &[(String, GlanceImage)]) {
     eprintln!("{step}: {}", common::mirror::timeline(found));
 }
 
-fn summary(found: &[(String, Image)]) -> Vec<(String, String, bool)> {
+fn summary(found: &[(String, GlanceImage)]) -> Vec<(String, String, bool)> {
     found
         .iter()
         .map(|(version, image)| {
@@ -134,7 +134,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
         // Killed while the data flows into Glance.
         if found
             .iter()
-            .any(|(v, image)| v == "1.3" && image.status == ImageStatus::Saving)
+            .any(|(v, image)| v == "1.3" && image.status == GlanceStatus::Saving)
         {
             seen_upload = true;
             break;
@@ -160,7 +160,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
     assert_eq!(code, Some(1), "v3 still fails, and says so: {out}");
     let current = &found[2].1;
     assert_eq!(current.name.as_deref(), Some(name.as_str()));
-    assert_eq!(current.status, ImageStatus::Active);
+    assert_eq!(current.status, GlanceStatus::Active);
 }
 
 #[test]

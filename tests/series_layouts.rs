@@ -14,17 +14,17 @@ use common::harness::client_for;
 use common::keystone::password_auth;
 use common::layouts::Layout;
 use common::mirror::{Mirror, SeriesCli, WebServer};
-use glint::glance::Image;
+use glint::glance::GlanceImage;
 
 /// One timeline line (shown with --nocapture, quoted in the closing note).
-fn timeline(layout: Layout, web: WebServer, step: &str, found: &[(String, Image)]) {
+fn timeline(layout: Layout, web: WebServer, step: &str, found: &[(String, GlanceImage)]) {
     eprintln!(
         "{layout:?}/{web:?} {step}: {}",
         common::mirror::timeline(found)
     );
 }
 
-fn current(found: &[(String, Image)]) -> Vec<&(String, Image)> {
+fn current(found: &[(String, GlanceImage)]) -> Vec<&(String, GlanceImage)> {
     found
         .iter()
         .filter(|(_, image)| image.properties.contains_key("glint.dev/latest"))
@@ -52,7 +52,7 @@ impl NameWatch {
         let task = tokio::spawn(async move {
             let (mut named, mut latest) = (0, 0);
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut seen: Vec<Image> = Vec::new();
+                let mut seen: Vec<GlanceImage> = Vec::new();
                 for hidden in ["false", "true"] {
                     let query = ListQuery {
                         properties: [
@@ -247,7 +247,7 @@ async fn kill_mid_rotation(
     assert_eq!(seen.len(), found.len(), "one image per version: {seen:?}");
 }
 
-fn versions_of(found: &[(String, Image)]) -> Vec<String> {
+fn versions_of(found: &[(String, GlanceImage)]) -> Vec<String> {
     found.iter().map(|(version, _)| version.clone()).collect()
 }
 

@@ -16,7 +16,7 @@ use base64::Engine;
 use common::harness::*;
 use common::sources::{Reply, SourceServer};
 use glint::crd::{Image, TransferPhase, TransferStatus};
-use glint::glance::{GlanceApi, GlanceClient, ImageStatus};
+use glint::glance::{GlanceApi, GlanceClient, GlanceStatus};
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -105,8 +105,8 @@ fn is_stalled(object: &Image) -> bool {
 }
 
 /// Glance holds exactly `data`: active, its size, md5 and sha512.
-fn assert_holds(image: &glint::glance::Image, data: &[u8], what: &str) {
-    assert_eq!(image.status, ImageStatus::Active, "{what}");
+fn assert_holds(image: &glint::glance::GlanceImage, data: &[u8], what: &str) {
+    assert_eq!(image.status, GlanceStatus::Active, "{what}");
     assert_eq!(image.size, Some(data.len() as u64), "{what}: size");
     assert_eq!(
         image.checksum.as_deref(),
@@ -128,10 +128,10 @@ async fn assert_stays_queued(api: &GlanceClient, id: &str, what: &str) {
         let image = api.get_image(id).await.expect("get image");
         assert_ne!(
             image.status,
-            ImageStatus::Active,
+            GlanceStatus::Active,
             "{what}: bad data turned the image active"
         );
-        if image.status == ImageStatus::Queued {
+        if image.status == GlanceStatus::Queued {
             assert_eq!(image.checksum, None, "{what}: no data was kept");
             return;
         }
@@ -619,7 +619,7 @@ async fn web_download_makes_glance_fetch_the_file_and_a_failed_import_stalls_wit
     let id = status_id(&stalled);
     assert_eq!(
         api.get_image(&id).await.expect("image").status,
-        ImageStatus::Deactivated,
+        GlanceStatus::Deactivated,
         "the wrong bytes cannot be booted"
     );
     ids.push(id);

@@ -34,7 +34,7 @@ mod series;
 mod shared;
 mod source;
 mod spec;
-// The plan tests check every spec field is classed (reconcile::plan_field_tests).
+// The plan tests check every spec field is classed (pass::plan_field_tests).
 #[cfg(test)]
 pub(crate) use spec::MANAGED_ONLY_FIELDS;
 mod status_fields;

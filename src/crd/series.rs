@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::ownership::PropertyOwnership;
 use super::source::{ImageSource, SourceHash, SourceOptions};
 use super::spec::{CloudCredentialsRef, ContainerFormat, DiskFormat, ImageSpec, Visibility};
-use crate::vocabulary::ImageStatus as GlanceLifecycle;
+use crate::vocabulary::GlanceStatus;
 
 /// How many versions a series keeps when spec.keep is not set.
 pub const DEFAULT_KEEP: u32 = 3;
@@ -300,7 +300,7 @@ pub struct SeriesVersionStatus {
     pub id: Option<String>,
     /// Its Glance status (queued, active, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<GlanceLifecycle>,
+    pub status: Option<GlanceStatus>,
     /// current, retired (older than the current version, or no longer listed by the mirror)
     /// or pending (newer than the current version, on its way or failed).
     pub role: String,

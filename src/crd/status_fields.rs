@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::{ContainerFormat, DiskFormat, ImageStatus as GlanceLifecycle, Visibility};
+use crate::vocabulary::{ContainerFormat, DiskFormat, GlanceStatus, Visibility};
 
 /// The observed state of an Image.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
@@ -54,7 +54,7 @@ pub struct GlanceView {
     /// queued, saving, uploading, importing, active, deactivated, killed, deleted or
     /// pending_delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<GlanceLifecycle>,
+    pub status: Option<GlanceStatus>,
     /// The image's name in Glance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

@@ -12,7 +12,7 @@ use url::Url;
 use super::error::clean_message;
 use super::patch::{PATCH_MEDIA_TYPE, patch_body};
 use super::{
-    ByteStream, Download, GlanceApi, GlanceError, Image, ImportInfo, ImportMethod, ListQuery,
+    ByteStream, Download, GlanceApi, GlanceError, GlanceImage, ImportInfo, ImportMethod, ListQuery,
     Member, MemberStatus, NewImage, Page, PatchOp, StoreInfo, Task,
 };
 use crate::auth::Authenticator;
@@ -368,7 +368,7 @@ impl GlanceApi for GlanceClient {
     async fn list_page(&self, query: &ListQuery, marker: Option<&str>) -> Result<Page> {
         #[derive(Deserialize)]
         struct ListBody {
-            images: Vec<Image>,
+            images: Vec<GlanceImage>,
             #[serde(default)]
             next: Option<String>,
         }
@@ -391,13 +391,13 @@ impl GlanceApi for GlanceClient {
         })
     }
 
-    async fn get_image(&self, id: &str) -> Result<Image> {
+    async fn get_image(&self, id: &str) -> Result<GlanceImage> {
         let url = self.url(&["images", id]).await?;
         self.send_json("get image", Method::GET, url, Body::None)
             .await
     }
 
-    async fn create_image(&self, image: &NewImage) -> Result<Image> {
+    async fn create_image(&self, image: &NewImage) -> Result<GlanceImage> {
         let url = self.url(&["images"]).await?;
         let body = serde_json::to_value(image).map_err(|err| GlanceError::Decode {
             operation: "create image",
@@ -408,7 +408,7 @@ impl GlanceApi for GlanceClient {
             .await
     }
 
-    async fn update_image(&self, id: &str, ops: &[PatchOp]) -> Result<Image> {
+    async fn update_image(&self, id: &str, ops: &[PatchOp]) -> Result<GlanceImage> {
         let url = self.url(&["images", id]).await?;
         self.send_json(
             "update image",

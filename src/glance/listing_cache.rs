@@ -21,7 +21,7 @@ use futures::TryStreamExt;
 use tokio::sync::Mutex;
 
 use super::{
-    ByteStream, Download, GlanceApi, GlanceError, Image, ImportInfo, ImportMethod, ListQuery,
+    ByteStream, Download, GlanceApi, GlanceError, GlanceImage, ImportInfo, ImportMethod, ListQuery,
     MAX_PAGE_SIZE, Member, MemberStatus, NewImage, Page, PatchOp, SortDirection, StoreInfo, Task,
 };
 
@@ -30,7 +30,7 @@ type Result<T> = std::result::Result<T, GlanceError>;
 #[derive(Default)]
 struct Snapshot {
     taken: Option<Instant>,
-    images: HashMap<String, Image>,
+    images: HashMap<String, GlanceImage>,
 }
 
 /// A [`GlanceApi`] that answers `get_image` from a recent listing of one project's images.
@@ -97,7 +97,7 @@ impl<G: GlanceApi> ListingCache<G> {
             page_size: Some(MAX_PAGE_SIZE),
             ..ListQuery::default()
         };
-        let images: Vec<Image> = self.inner.list_images(&query).try_collect().await?;
+        let images: Vec<GlanceImage> = self.inner.list_images(&query).try_collect().await?;
         self.listings.fetch_add(1, Ordering::Relaxed);
         snapshot.images = images
             .into_iter()
@@ -113,7 +113,7 @@ impl<G: GlanceApi> ListingCache<G> {
 
     /// Keeps Glance's answer to a write that returns the image, or forgets the image when
     /// the write failed (its outcome is unknown).
-    async fn remember(&self, id: &str, outcome: Result<Image>) -> Result<Image> {
+    async fn remember(&self, id: &str, outcome: Result<GlanceImage>) -> Result<GlanceImage> {
         let owner = self.owner();
         let mut snapshot = self.snapshot.lock().await;
         match &outcome {
@@ -140,7 +140,7 @@ impl<G: GlanceApi> ListingCache<G> {
 }
 
 impl<G: GlanceApi> GlanceApi for ListingCache<G> {
-    async fn get_image(&self, id: &str) -> Result<Image> {
+    async fn get_image(&self, id: &str) -> Result<GlanceImage> {
         if let Some(owner) = self.owner() {
             // Holding the lock while listing makes the other reconciles of a resync wait for
             // this one listing instead of each taking their own.
@@ -156,7 +156,7 @@ impl<G: GlanceApi> GlanceApi for ListingCache<G> {
         self.inner.get_image(id).await
     }
 
-    async fn get_image_fresh(&self, id: &str) -> Result<Image> {
+    async fn get_image_fresh(&self, id: &str) -> Result<GlanceImage> {
         let outcome = self.inner.get_image(id).await;
         let mut snapshot = self.snapshot.lock().await;
         match &outcome {
@@ -175,13 +175,13 @@ impl<G: GlanceApi> GlanceApi for ListingCache<G> {
         self.inner.list_page(query, marker).await
     }
 
-    async fn create_image(&self, image: &NewImage) -> Result<Image> {
+    async fn create_image(&self, image: &NewImage) -> Result<GlanceImage> {
         let id = image.id.clone().unwrap_or_default();
         let outcome = self.inner.create_image(image).await;
         self.remember(&id, outcome).await
     }
 
-    async fn update_image(&self, id: &str, ops: &[PatchOp]) -> Result<Image> {
+    async fn update_image(&self, id: &str, ops: &[PatchOp]) -> Result<GlanceImage> {
         let outcome = self.inner.update_image(id, ops).await;
         self.remember(id, outcome).await
     }

@@ -25,20 +25,20 @@ pub use listing_cache::ListingCache;
 pub use patch::{PATCH_MEDIA_TYPE, PatchOp, patch_body};
 pub use query::{ListQuery, MAX_PAGE_SIZE, NameFilter, SortDirection, TimeComparison};
 pub use types::{
-    BASE_KEYS, ContainerFormat, DiskFormat, Image, ImageStatus, ImportInfo, ImportMethod, Member,
-    MemberStatus, NewImage, StoreInfo, Task, Visibility,
+    BASE_KEYS, ContainerFormat, DiskFormat, GlanceImage, GlanceStatus, ImportInfo, ImportMethod,
+    Member, MemberStatus, NewImage, StoreInfo, Task, Visibility,
 };
 
 /// Image data in flight: chunks read lazily, never the whole image in memory.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// Images of a listing, fetched page by page as the stream is polled.
-pub type ImageStream<'a> = Pin<Box<dyn Stream<Item = Result<Image>> + Send + 'a>>;
+pub type ImageStream<'a> = Pin<Box<dyn Stream<Item = Result<GlanceImage>> + Send + 'a>>;
 
 /// One page of a listing and the marker of the next page, if Glance announced one.
 #[derive(Debug, Clone)]
 pub struct Page {
-    pub images: Vec<Image>,
+    pub images: Vec<GlanceImage>,
     pub next_marker: Option<String>,
 }
 
@@ -71,19 +71,22 @@ pub trait GlanceApi: Send + Sync {
         marker: Option<&str>,
     ) -> impl Future<Output = Result<Page>> + Send;
 
-    fn get_image(&self, id: &str) -> impl Future<Output = Result<Image>> + Send;
+    fn get_image(&self, id: &str) -> impl Future<Output = Result<GlanceImage>> + Send;
 
     /// The image as Glance has it right now, bypassing any cache: for reconciles where the
     /// user is looking (after an edit, or when a refresh was requested).
-    fn get_image_fresh(&self, id: &str) -> impl Future<Output = Result<Image>> + Send {
+    fn get_image_fresh(&self, id: &str) -> impl Future<Output = Result<GlanceImage>> + Send {
         self.get_image(id)
     }
 
-    fn create_image(&self, image: &NewImage) -> impl Future<Output = Result<Image>> + Send;
+    fn create_image(&self, image: &NewImage) -> impl Future<Output = Result<GlanceImage>> + Send;
 
     /// Applies the operations atomically and returns the image after them.
-    fn update_image(&self, id: &str, ops: &[PatchOp])
-    -> impl Future<Output = Result<Image>> + Send;
+    fn update_image(
+        &self,
+        id: &str,
+        ops: &[PatchOp],
+    ) -> impl Future<Output = Result<GlanceImage>> + Send;
 
     /// `PUT /file`: streams `data` into a queued image. `size`, when known, is sent as
     /// Content-Length.
@@ -184,7 +187,7 @@ pub trait GlanceApi: Send + Sync {
                 Ok(image)
                     if matches!(
                         image.status,
-                        ImageStatus::Deleted | ImageStatus::PendingDelete
+                        GlanceStatus::Deleted | GlanceStatus::PendingDelete
                     ) =>
                 {
                     Ok(false)
@@ -196,7 +199,10 @@ pub trait GlanceApi: Send + Sync {
 
     /// The image with this id, else the one image with this name; `None` when neither exists,
     /// an error when the name is ambiguous.
-    fn find_image(&self, name_or_id: &str) -> impl Future<Output = Result<Option<Image>>> + Send {
+    fn find_image(
+        &self,
+        name_or_id: &str,
+    ) -> impl Future<Output = Result<Option<GlanceImage>>> + Send {
         async move {
             if looks_like_uuid(name_or_id) {
                 match self.get_image(name_or_id).await {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::types::{ImageStatus, MemberStatus, Visibility};
+use super::types::{GlanceStatus, MemberStatus, Visibility};
 
 /// Comparison for `created_at` / `updated_at` filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub struct ListQuery {
     /// Every tag must be present (Glance ANDs repeated `tag`).
     pub tags: Vec<String>,
     pub visibility: Option<Visibility>,
-    pub status: Option<ImageStatus>,
+    pub status: Option<GlanceStatus>,
     pub owner: Option<String>,
     pub member_status: Option<MemberStatus>,
     /// Custom property filters (`key=value`).
@@ -182,7 +182,7 @@ mod tests {
             (
                 ListQuery {
                     visibility: Some(Visibility::Shared),
-                    status: Some(ImageStatus::Active),
+                    status: Some(GlanceStatus::Active),
                     owner: Some("p1".into()),
                     member_status: Some(MemberStatus::Accepted),
                     ..Default::default()

@@ -6,16 +6,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::vocabulary::{
-    BASE_KEYS, ContainerFormat, DiskFormat, ImageStatus, MemberStatus, Visibility,
+    BASE_KEYS, ContainerFormat, DiskFormat, GlanceStatus, MemberStatus, Visibility,
 };
 
 /// An image as Glance reports it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(from = "RawImage")]
-pub struct Image {
+pub struct GlanceImage {
     pub id: String,
     pub name: Option<String>,
-    pub status: ImageStatus,
+    pub status: GlanceStatus,
     pub visibility: Visibility,
     pub protected: bool,
     pub hidden: bool,
@@ -44,7 +44,7 @@ struct RawImage {
     id: String,
     #[serde(default)]
     name: Option<String>,
-    status: ImageStatus,
+    status: GlanceStatus,
     visibility: Visibility,
     #[serde(default)]
     protected: bool,
@@ -82,7 +82,7 @@ struct RawImage {
     rest: BTreeMap<String, Value>,
 }
 
-impl From<RawImage> for Image {
+impl From<RawImage> for GlanceImage {
     fn from(raw: RawImage) -> Self {
         let properties = raw
             .rest
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn an_image_document_splits_into_fields_and_string_properties() {
-        let image: Image = serde_json::from_value(json!({
+        let image: GlanceImage = serde_json::from_value(json!({
             "id": "1b4b1d5e-0000-4000-8000-000000000001", "name": "cirros", "status": "active",
             "visibility": "shared", "protected": false, "os_hidden": true,
             "checksum": "abc", "os_hash_algo": "sha512", "os_hash_value": "def",
@@ -250,7 +250,7 @@ mod tests {
             "locations": [], "os_distro": "cirros", "glint.dev/owner": "uid-1"
         }))
         .unwrap();
-        assert_eq!(image.status, ImageStatus::Active);
+        assert_eq!(image.status, GlanceStatus::Active);
         assert!(image.hidden);
         assert_eq!(image.virtual_size, None);
         assert_eq!(image.disk_format, Some(DiskFormat::Raw));
@@ -293,12 +293,12 @@ mod tests {
 
     #[test]
     fn an_image_with_words_glint_does_not_know_decodes_and_keeps_them() {
-        let image: Image = serde_json::from_value(json!({
+        let image: GlanceImage = serde_json::from_value(json!({
             "id": "i-1", "status": "resurrecting", "visibility": "galactic",
             "disk_format": "luks", "container_format": "tarball"
         }))
         .unwrap();
-        assert_eq!(image.status, ImageStatus::Other("resurrecting".into()));
+        assert_eq!(image.status, GlanceStatus::Other("resurrecting".into()));
         assert_eq!(image.visibility, Visibility::Other("galactic".into()));
         assert_eq!(image.disk_format, Some(DiskFormat::Other("luks".into())));
         assert_eq!(

@@ -8,7 +8,7 @@ use super::plan::{
     Held, LATEST_PROPERTY, RELEASE_DIGEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY,
 };
 use crate::crd::OWNER_PROPERTY;
-use crate::glance::{GlanceApi, GlanceError, Image, ImageStatus, ListQuery};
+use crate::glance::{GlanceApi, GlanceError, GlanceImage, GlanceStatus, ListQuery};
 use crate::transfer::QUARANTINE_PROPERTY;
 
 /// UUID namespace of versions' uids (a fixed random UUID, never to change).
@@ -31,7 +31,7 @@ pub async fn held(
     api: &impl GlanceApi,
     series_key: &str,
     series_uid: &str,
-) -> Result<Vec<(Held, Image)>, GlanceError> {
+) -> Result<Vec<(Held, GlanceImage)>, GlanceError> {
     // Glance leaves hidden images out unless asked for them alone: retired and pending
     // versions are hidden, so both listings are read, at once (a pass waits for both).
     let listing = |hidden: bool| {
@@ -43,7 +43,11 @@ pub async fn held(
             .into(),
             ..ListQuery::default()
         };
-        async move { api.list_images(&query).try_collect::<Vec<Image>>().await }
+        async move {
+            api.list_images(&query)
+                .try_collect::<Vec<GlanceImage>>()
+                .await
+        }
     };
     let (shown, hidden) = futures::try_join!(listing(false), listing(true))?;
     let found = shown
@@ -59,10 +63,10 @@ pub async fn held(
     Ok(found)
 }
 
-fn held_of(image: &Image, version: String) -> Held {
+fn held_of(image: &GlanceImage, version: String) -> Held {
     let quarantined = image.properties.contains_key(QUARANTINE_PROPERTY);
     Held {
-        usable: image.status == ImageStatus::Active && !quarantined,
+        usable: image.status == GlanceStatus::Active && !quarantined,
         quarantined,
         latest: image.properties.get(LATEST_PROPERTY).map(String::as_str) == Some("true"),
         protected: image.protected,
@@ -85,7 +89,7 @@ mod tests {
 
     #[test]
     fn only_an_active_unquarantined_image_is_fit_to_be_current() {
-        let image = |status: &str, extra: serde_json::Value| -> Image {
+        let image = |status: &str, extra: serde_json::Value| -> GlanceImage {
             let mut doc = serde_json::json!({"id": "i", "status": status, "visibility": "private"});
             if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
                 doc.extend(extra.clone());

@@ -14,7 +14,7 @@ use super::{
     lock,
 };
 use crate::crd::{ConversionBy, TransferMethod, TransferPhase};
-use crate::glance::{GlanceApi, GlanceError, ImageStatus, ImportMethod};
+use crate::glance::{GlanceApi, GlanceError, GlanceStatus, ImportMethod};
 use crate::metrics::TransferMetrics;
 use crate::reason::Reason;
 
@@ -558,7 +558,7 @@ impl<G: GlanceApi + 'static> Job<G> {
     }
 
     /// Follows an import until the image is active, or Glance's task says it failed.
-    async fn wait_for_import(&self) -> Result<crate::glance::Image, Failure> {
+    async fn wait_for_import(&self) -> Result<crate::glance::GlanceImage, Failure> {
         let deadline = Instant::now() + IMPORT_DEADLINE;
         loop {
             let image = self
@@ -577,7 +577,7 @@ impl<G: GlanceApi + 'static> Job<G> {
             let task_done = tasks
                 .first()
                 .is_none_or(|task| !matches!(task.status.as_str(), "pending" | "processing"));
-            if image.status == ImageStatus::Active && task_done {
+            if image.status == GlanceStatus::Active && task_done {
                 return Ok(image);
             }
             if let Some(failed) = tasks.first().filter(|task| task.status == "failure") {

@@ -12,7 +12,7 @@ use super::job::{Failure, Job, Route};
 use super::pipeline::{self, PipelineError, PipelineOptions};
 use super::request::Conversion;
 use crate::crd::{ConversionBy, Decompression, GlanceConversion};
-use crate::glance::{DiskFormat, GlanceApi, Image};
+use crate::glance::{DiskFormat, GlanceApi, GlanceImage};
 use crate::reason::Reason;
 
 impl Failure {
@@ -44,7 +44,7 @@ impl<G: GlanceApi + 'static> Job<G> {
 
     /// Glance's import did not store convertTo: the image holds the unconverted data, which
     /// the user said the cloud cannot use, so it is deactivated and marked like bad data.
-    pub(super) async fn conversion_not_done(&self, image: &Image) -> Failure {
+    pub(super) async fn conversion_not_done(&self, image: &GlanceImage) -> Failure {
         let stored = image
             .disk_format
             .as_ref()

@@ -20,52 +20,38 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use ipnet::IpNet;
+
 /// An address range such as `10.96.0.0/12` or `fe80::/10`; a bare address is a range of one.
+/// The arithmetic is ipnet's; this adds the bare-address form and errors that say what to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
     const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Self {
-        Self {
-            network: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+        Self(IpNet::new_assert(
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
             prefix,
-        }
+        ))
     }
 
     const fn v6(segments: [u16; 8], prefix: u8) -> Self {
         let [a, b, c, d, e, f, g, h] = segments;
-        Self {
-            network: IpAddr::V6(Ipv6Addr::new(a, b, c, d, e, f, g, h)),
+        Self(IpNet::new_assert(
+            IpAddr::V6(Ipv6Addr::new(a, b, c, d, e, f, g, h)),
             prefix,
-        }
+        ))
     }
 
     /// Whether `address` lies in the range (IPv4 ranges never hold IPv6 addresses).
     pub fn contains(&self, address: IpAddr) -> bool {
-        match (self.network, address) {
-            (IpAddr::V4(network), IpAddr::V4(address)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(network) & mask == u32::from(address) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(address)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(network) & mask == u128::from(address) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&address)
     }
 }
 
 impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        write!(f, "{}/{}", self.0.addr(), self.0.prefix_len())
     }
 }
 
@@ -83,14 +69,14 @@ impl FromStr for Cidr {
             .map_err(|_| format!("{text:?} is not an address range like 10.0.0.0/8 or fd00::/8"))?;
         let bits = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            None => bits,
-            Some(prefix) => prefix
-                .parse::<u8>()
-                .ok()
-                .filter(|prefix| *prefix <= bits)
-                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {bits}"))?,
+            None => Ok(bits),
+            Some(prefix) => prefix.parse::<u8>().map_err(|_| ()),
         };
-        Ok(Self { network, prefix })
+        prefix
+            .ok()
+            .and_then(|prefix| IpNet::new(network, prefix).ok())
+            .map(Self)
+            .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {bits}"))
     }
 }
 

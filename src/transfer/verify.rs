@@ -10,7 +10,7 @@
 
 use super::pipeline::Sent;
 use crate::crd::GlanceConversion;
-use crate::glance::{DiskFormat, Image};
+use crate::glance::{DiskFormat, GlanceImage};
 
 /// What Glance holds, compared with what glint sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub(super) enum Stored {
 pub(super) fn judge(
     sent: &Sent,
     declared: Option<&DiskFormat>,
-    image: &Image,
+    image: &GlanceImage,
     imported: bool,
 ) -> Stored {
     if imported && let Some(conversion) = conversion(declared, Some(sent.bytes_out), image) {
@@ -61,7 +61,7 @@ pub(super) fn judge(
 pub(super) fn conversion(
     declared: Option<&DiskFormat>,
     sent_bytes: Option<u64>,
-    image: &Image,
+    image: &GlanceImage,
 ) -> Option<GlanceConversion> {
     let stored_format = image.disk_format.as_ref();
     let format_changed = declared.is_some() && stored_format.is_some() && stored_format != declared;
@@ -109,8 +109,8 @@ mod tests {
         }
     }
 
-    fn stored(change: impl FnOnce(&mut Image)) -> Image {
-        let mut image: Image = serde_json::from_value(serde_json::json!({
+    fn stored(change: impl FnOnce(&mut GlanceImage)) -> GlanceImage {
+        let mut image: GlanceImage = serde_json::from_value(serde_json::json!({
             "id": "i", "status": "active", "visibility": "private", "disk_format": "qcow2",
             "size": 100, "checksum": "m", "os_hash_algo": "sha512", "os_hash_value": "s",
         }))
@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn stored_data_is_judged_by_route_format_size_and_digests() {
         let qcow2 = Some(DiskFormat::Qcow2);
-        let rows: Vec<(&str, Image, bool, Stored)> = vec![
+        let rows: Vec<(&str, GlanceImage, bool, Stored)> = vec![
             (
                 "an upload stored as sent",
                 stored(|_| {}),

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use futures::TryStreamExt;
+use glint::controller::{Context, Settings, reconcile};
 use glint::crd::Image;
 use glint::glance::{GlanceApi, GlanceClient, ListQuery};
-use glint::reconcile::observe::OWNER_PROPERTY;
-use glint::reconcile::{Context, Settings, reconcile};
+use glint::pass::observe::OWNER_PROPERTY;
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 
@@ -139,7 +139,7 @@ impl Harness {
     }
 
     /// The Glance image an object's status names, as the demo project sees it.
-    pub async fn glance_image_of(&self, object: &Image) -> glint::glance::Image {
+    pub async fn glance_image_of(&self, object: &Image) -> glint::glance::GlanceImage {
         self.glance()
             .get_image(&status_id(object))
             .await

@@ -135,7 +135,7 @@ impl Drop for Mirror {
 pub async fn series_versions(
     glance: &glint::glance::GlanceClient,
     key: &str,
-) -> Vec<(String, glint::glance::Image)> {
+) -> Vec<(String, glint::glance::GlanceImage)> {
     use futures::TryStreamExt;
     use glint::glance::{GlanceApi, ListQuery};
     let mut found = Vec::new();
@@ -148,7 +148,7 @@ pub async fn series_versions(
             .into(),
             ..ListQuery::default()
         };
-        let images: Vec<glint::glance::Image> = glance
+        let images: Vec<glint::glance::GlanceImage> = glance
             .list_images(&query)
             .try_collect()
             .await
@@ -254,7 +254,7 @@ impl Drop for SeriesCli {
 
 /// A series' versions in Glance as one timeline line: version, id, name, status, and which is
 /// current (shown with --nocapture; the issues' closing notes quote them).
-pub fn timeline(found: &[(String, glint::glance::Image)]) -> String {
+pub fn timeline(found: &[(String, glint::glance::GlanceImage)]) -> String {
     found
         .iter()
         .map(|(version, image)| {

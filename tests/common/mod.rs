@@ -103,7 +103,7 @@ fn embedded_bed() -> Testbed {
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("runtime");
             runtime.block_on(async move {
-                let running = glint::cloud::start(glint::cloud::CloudOptions {
+                let running = glint::glance_server::start(glint::glance_server::CloudOptions {
                     listen: ([127, 0, 0, 1], 0).into(),
                     data_dir,
                     token: None,
@@ -113,7 +113,7 @@ fn embedded_bed() -> Testbed {
                     },
                     // The formats scripts/testbed adds to its Glance, so both clouds are
                     // configured alike.
-                    formats: glint::cloud::image::Formats::with_extra(
+                    formats: glint::glance_server::image::Formats::with_extra(
                         &["glintfmt".to_string()],
                         &["glintbox".to_string()],
                     ),
@@ -260,8 +260,8 @@ pub fn stream_of(data: &[u8]) -> ByteStream {
 pub async fn wait_for_status(
     api: &GlanceClient,
     id: &str,
-    wanted: glint::glance::ImageStatus,
-) -> glint::glance::Image {
+    wanted: glint::glance::GlanceStatus,
+) -> glint::glance::GlanceImage {
     use glint::glance::GlanceApi;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

@@ -1,0 +1,419 @@
+//! `glint plan -f` and `glint apply -f`: Image manifests from files, made true in a cloud chosen
+//! the way the openstack CLI chooses one (`--os-cloud`, `OS_CLOUD`, clouds.yaml).
+//!
+//! Both run the controller's own pass ([`crate::pass`]): observe,
+//! plan, act and the transfer engine, with no Kubernetes. An Image's identity is its
+//! `namespace/name`: [`identity`] turns it into the uid the controller would take from the
+//! object, so the derived id and the ownership mark make a second apply find the same image,
+//! and an apply killed after a create adopts the image instead of making another.
+//! The manifest's `cloudCredentialsRef` is for the controller; here the cloud comes from the
+//! command line.
+
+pub mod manifests;
+mod progress;
+pub mod prune;
+mod report;
+pub mod series;
+pub mod target;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::crd::{ImageSpec, TransferStatus};
+use crate::glance::{GlanceApi, GlanceClient, GlanceError, GlanceImage};
+use crate::pass::observe::{ObserveError, Subject, derived_id};
+use crate::pass::plan::{self, Desired, Progress};
+use crate::pass::{self, PassError};
+use crate::reason::Reason;
+use crate::transfer::{
+    NoTransfers, SourceAccess, SourcePolicy, TransferManager, TransferState, Transfers,
+};
+pub use manifests::{Document, ManifestError, SeriesDocument};
+pub use report::Output;
+
+/// UUID namespace of the uids that stand in for objects' uids (a fixed random UUID).
+const IDENTITY_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x3f8e_51c2_7a09_4b6d_b1e4_95d2_0c7a_f318);
+
+/// Transfers an apply runs at once.
+const TRANSFERS: usize = 4;
+
+/// How often apply looks at an image whose data is still on its way: soon at first (a small
+/// image is done in a moment), then backing off to once a second.
+const FIRST_POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_secs(1);
+
+/// The stand-in for an object's uid: the same `namespace/name` always gives the same one.
+pub fn identity(key: &str) -> String {
+    uuid::Uuid::new_v5(&IDENTITY_NAMESPACE, key.as_bytes()).to_string()
+}
+
+/// Why plan or apply failed for one image.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    #[error("{reason}: {message}")]
+    Blocked { reason: Reason, message: String },
+    #[error("cannot start transfers: {0}")]
+    Transfers(String),
+}
+
+/// What plan found for one document.
+pub struct PlannedDocument {
+    pub document: Document,
+    pub outcome: Result<PlannedImage, ApplyError>,
+}
+
+/// The image as Glance has it, and the steps that would make it match the manifest.
+pub struct PlannedImage {
+    pub current: Option<GlanceImage>,
+    pub steps: Vec<plan::Step>,
+    pub progress: Progress,
+}
+
+/// What the pass is given for a document: the uid standing in for the object's, and the
+/// image the manifest declares (marked with its key, which `--prune` recognises later).
+pub fn pass_inputs(document: &Document) -> (String, Desired) {
+    let uid = identity(&document.key());
+    let mut desired = Desired::from_spec(&document.image.spec, &document.name(), &uid);
+    desired
+        .properties
+        .insert(prune::APPLIED_AS_PROPERTY.to_string(), document.key());
+    (uid, desired)
+}
+
+/// The CLI always reads Glance fresh: it has no listing to share and runs once.
+pub fn subject_of<'a>(spec: &'a ImageSpec, uid: &'a str, known_id: &'a str) -> Subject<'a> {
+    Subject {
+        uid,
+        spec,
+        known_id: Some(known_id),
+        fresh: true,
+    }
+}
+
+/// Plans every document against `api` without changing anything.
+pub async fn plan_all(api: &impl GlanceApi, documents: Vec<Document>) -> Vec<PlannedDocument> {
+    let mut planned = Vec::with_capacity(documents.len());
+    for document in documents {
+        let outcome = plan_one(api, &document).await;
+        planned.push(PlannedDocument { document, outcome });
+    }
+    planned
+}
+
+async fn plan_one(api: &impl GlanceApi, document: &Document) -> Result<PlannedImage, ApplyError> {
+    let (uid, desired) = pass_inputs(document);
+    let first_id = derived_id(&uid, 0);
+    // No transfer has run in this process; what Glance holds says the rest.
+    let planned = pass::plan(
+        api,
+        &NoTransfers,
+        subject_of(&document.image.spec, &uid, &first_id),
+        &desired,
+    )
+    .await?;
+    Ok(PlannedImage {
+        current: planned.image().cloned(),
+        steps: planned.pass_actions(&desired),
+        progress: planned.plan.progress,
+    })
+}
+
+/// What apply did for one document.
+pub struct AppliedDocument {
+    pub document: Document,
+    pub outcome: Result<AppliedImage, ApplyError>,
+}
+
+pub struct AppliedImage {
+    pub image: Option<GlanceImage>,
+    /// Whether apply changed anything in Glance.
+    pub changed: bool,
+}
+
+/// Applies every document, one after the other, each until Glance matches it (its data
+/// uploaded) or it cannot go on. `progress` hears about running transfers.
+pub async fn apply_all(
+    api: Arc<GlanceClient>,
+    documents: Vec<Document>,
+    progress: &mut dyn FnMut(&Document, Option<&TransferStatus>),
+) -> Result<Vec<AppliedDocument>, ApplyError> {
+    let transfers = cli_transfers(&api).map_err(ApplyError::Transfers)?;
+    let mut applied = Vec::with_capacity(documents.len());
+    for document in documents {
+        let outcome = apply_one(api.as_ref(), &transfers, &document, progress).await;
+        applied.push(AppliedDocument { document, outcome });
+    }
+    Ok(applied)
+}
+
+/// The CLI runs on the user's own machine: loopback sources and local files are theirs.
+fn cli_policy() -> Arc<SourcePolicy> {
+    Arc::new(SourcePolicy {
+        allow_loopback: true,
+        allow_files: true,
+        // A bad value is reported by cli_transfers, before anything is transferred.
+        scratch: crate::transfer::convert::ScratchSpace::from_env().unwrap_or_default(),
+        ..SourcePolicy::default()
+    })
+}
+
+/// The CLI's transfers, and word of each one's end, so that `glint apply` looks again the
+/// moment the data is in rather than at its next poll.
+pub struct CliTransfers {
+    manager: TransferManager<GlanceClient>,
+    /// One permit per end: an end that comes before anyone waits is not lost.
+    ended: Arc<tokio::sync::Notify>,
+}
+
+fn cli_transfers(api: &Arc<GlanceClient>) -> Result<CliTransfers, String> {
+    crate::transfer::convert::ScratchSpace::from_env()?;
+    let ended = Arc::new(tokio::sync::Notify::new());
+    let notify = ended.clone();
+    let manager = TransferManager::new(api.clone(), TRANSFERS, cli_policy(), Default::default())
+        .map_err(|err| err.to_string())?
+        .on_end(Arc::new(move |_: &str| notify.notify_one()));
+    Ok(CliTransfers { manager, ended })
+}
+
+async fn apply_one(
+    api: &GlanceClient,
+    transfers: &CliTransfers,
+    document: &Document,
+    progress: &mut dyn FnMut(&Document, Option<&TransferStatus>),
+) -> Result<AppliedImage, ApplyError> {
+    let (uid, desired) = pass_inputs(document);
+    settle(
+        api,
+        transfers,
+        &uid,
+        &document.image.spec,
+        &desired,
+        &mut |status| progress(document, status),
+    )
+    .await
+}
+
+/// Runs the pass for one object until Glance matches `desired` (its data uploaded) or it
+/// cannot go on: `glint apply` for an Image, and for each version of an ImageSeries.
+async fn settle(
+    api: &GlanceClient,
+    transfers: &CliTransfers,
+    uid: &str,
+    spec: &ImageSpec,
+    desired: &Desired,
+    progress: &mut dyn FnMut(Option<&TransferStatus>),
+) -> Result<AppliedImage, ApplyError> {
+    let mut known_id = derived_id(uid, 0);
+    let mut changed = false;
+    let mut wait = FIRST_POLL;
+    loop {
+        // Source credentials come from Secrets, which the CLI has none of.
+        let subject = subject_of(spec, uid, &known_id);
+        let result = pass::sync(
+            api,
+            &transfers.manager,
+            subject,
+            desired,
+            &SourceAccess::default(),
+        )
+        .await?;
+        changed |= !result.effects.is_empty();
+        if let Some(image) = &result.image {
+            known_id = image.id.clone();
+        }
+        match result.progress {
+            Progress::InSync => {
+                // A transfer's end is in the pass after it; read the image as it now is.
+                let image = match result.image {
+                    Some(image) if changed => Some(fresh(api, &image.id).await?),
+                    other => other,
+                };
+                return Ok(AppliedImage { image, changed });
+            }
+            Progress::Blocked { reason, message } => {
+                return Err(ApplyError::Blocked { reason, message });
+            }
+            Progress::Working { .. }
+                if transfers.manager.state(&known_id) == TransferState::Running =>
+            {
+                // Glance has nothing new to say about an image whose data is still on its way
+                // from this process, and every look costs the Glance that is busy taking it:
+                // the progress comes from the transfer, and its end brings the next pass.
+                await_transfer_end(transfers, &known_id, progress).await;
+                wait = FIRST_POLL;
+            }
+            Progress::Working { .. } => {
+                // Work that is not a transfer of glint's (such as Glance's import): polled,
+                // soon at first; a transfer's end cuts the wait short.
+                tokio::select! {
+                    () = transfers.ended.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(POLL);
+            }
+        }
+    }
+}
+
+/// Shows the progress of the transfer into `id` once a second until it is no longer running.
+async fn await_transfer_end(
+    transfers: &CliTransfers,
+    id: &str,
+    progress: &mut dyn FnMut(Option<&TransferStatus>),
+) {
+    let manager = &transfers.manager;
+    while manager.state(id) == TransferState::Running {
+        progress(manager.progress(id).as_ref());
+        // The end's permit outlives a wait that started late; another transfer's end only
+        // brings the state check forward.
+        tokio::select! {
+            () = transfers.ended.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+async fn fresh(api: &GlanceClient, id: &str) -> Result<GlanceImage, ApplyError> {
+    api.get_image_fresh(id)
+        .await
+        .map_err(|source: GlanceError| ApplyError::Observe(ObserveError::Glance(source)))
+}
+
+/// Exit codes of `glint plan`: nothing to change, an error, changes to make.
+pub const EXIT_NO_CHANGES: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_CHANGES: u8 = 2;
+
+/// The manifests and the chosen cloud, or `None` once the reason is printed.
+async fn prepare(
+    cloud: Option<&str>,
+    data_dir: Option<&Path>,
+    paths: &[PathBuf],
+) -> Option<(manifests::Manifests, target::Target)> {
+    let manifests = manifests::read(paths)
+        .map_err(|err| eprintln!("glint: {err}"))
+        .ok()?;
+    for other in &manifests.skipped {
+        eprintln!("glint: skipping {other} (not an Image or ImageSeries)");
+    }
+    let target = target::connect(cloud, data_dir)
+        .await
+        .map_err(|err| eprintln!("glint: {err}"))
+        .ok()?;
+    Some((manifests, target))
+}
+
+/// The images `--prune` would delete (none without it), or `None` once the error is printed.
+async fn orphans_if(
+    prune: bool,
+    api: &GlanceClient,
+    documents: &[Document],
+) -> Option<Vec<prune::Orphan>> {
+    if !prune {
+        return Some(Vec::new());
+    }
+    prune::orphans(api, documents)
+        .await
+        .map_err(|err| eprintln!("glint: cannot list images to prune: {err}"))
+        .ok()
+}
+
+/// `glint plan -f PATH...`: prints what apply would do; the exit code says whether it would.
+/// With `prune`, images an earlier apply created whose manifests are gone count too.
+pub async fn plan_command(
+    cloud: Option<&str>,
+    data_dir: Option<&Path>,
+    paths: &[PathBuf],
+    output: Output,
+    prune: bool,
+) -> u8 {
+    let Some((manifests, target)) = prepare(cloud, data_dir, paths).await else {
+        return EXIT_ERROR;
+    };
+    let Some(orphans) = orphans_if(prune, &target.api, &manifests.images).await else {
+        return EXIT_ERROR;
+    };
+    let planned = plan_all(&target.api, manifests.images).await;
+    let (image_changes, image_errors) = if planned.is_empty() && orphans.is_empty() {
+        (0, 0)
+    } else {
+        report::print_plan(&planned, &orphans, output)
+    };
+    let (series_changes, series_errors) =
+        series::print_plan(&target.api, &cli_policy(), &manifests.series).await;
+    match (image_changes + series_changes, image_errors + series_errors) {
+        (_, errors) if errors > 0 => EXIT_ERROR,
+        (0, _) => EXIT_NO_CHANGES,
+        _ => EXIT_CHANGES,
+    }
+}
+
+/// `glint apply -f PATH...`: makes the cloud match the manifests, then prints a table.
+pub async fn apply_command(
+    cloud: Option<&str>,
+    data_dir: Option<&Path>,
+    paths: &[PathBuf],
+    prune: bool,
+) -> u8 {
+    let Some((manifests, target)) = prepare(cloud, data_dir, paths).await else {
+        return EXIT_ERROR;
+    };
+    let documents = manifests.images;
+    // The embedded cloud, if that is the target, serves until this function returns.
+    let target::Target {
+        api,
+        embedded: _embedded,
+    } = target;
+    let api = Arc::new(api);
+    let mut display = progress::TransferDisplay::new();
+    let mut progress = |document: &Document, status: Option<&crate::crd::TransferStatus>| {
+        if let Some(status) = status {
+            display.update(&document.key(), status);
+        }
+    };
+    // Orphans are found before anything is created, so a failed apply prunes nothing new.
+    let Some(orphans) = orphans_if(prune, api.as_ref(), &documents).await else {
+        return EXIT_ERROR;
+    };
+    let applied = apply_all(api.clone(), documents, &mut progress).await;
+    display.finish();
+    let applied = match applied {
+        Ok(applied) => applied,
+        Err(err) => {
+            eprintln!("glint: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let mut pruned = Vec::with_capacity(orphans.len());
+    for orphan in orphans {
+        let outcome = prune::delete(api.as_ref(), &orphan).await;
+        pruned.push((orphan, outcome));
+    }
+    let (_, image_errors) = if applied.is_empty() && pruned.is_empty() {
+        (0, 0)
+    } else {
+        report::print_applied(&applied, &pruned)
+    };
+    let series_errors = match cli_transfers(&api) {
+        Ok(transfers) => {
+            let applied =
+                series::apply_all(api.as_ref(), &transfers, &cli_policy(), manifests.series).await;
+            series::print_applied(&applied)
+        }
+        Err(err) => {
+            eprintln!("glint: cannot start transfers: {err}");
+            1
+        }
+    };
+    if image_errors + series_errors > 0 {
+        EXIT_ERROR
+    } else {
+        EXIT_NO_CHANGES
+    }
+}

@@ -1,0 +1,541 @@
+//! The Image driver: what the controller calls for each Image. It dispatches on the
+//! finalizer, runs one [`pass`](crate::pass) (observe -> plan -> act, no Kubernetes inside),
+//! then writes what happened: one status patch when the status changed, and Events.
+//!
+//! Contracts that keep users safe:
+//! - A panic in one reconcile becomes that object's `Stalled` condition (`InternalError`)
+//!   and a Warning Event; the process and every other object carry on.
+//! - The finalizer is added only once the object's credentials have resolved, right before
+//!   its first Glance call. An object without it never reached Glance, so Kubernetes
+//!   deletes it at once. With it, deletion waits for Glance, or says why it cannot
+//!   (`DeletionBlocked`) and how to release the object (fix the Secret, or
+//!   `spec.onDelete: detach`).
+//! - A reconcile caused by an edit, or by the [`REFRESH_ANNOTATION`], reads the image from
+//!   Glance directly; periodic resyncs share one listing per project.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use tracing::Instrument;
+
+use super::objects::{add_finalizer, has_finalizer, remove_finalizer, write_status};
+use super::{
+    CREATED_REQUEUE, Context, MAX_RESYNC, MIN_RESYNC, PROGRESS_REQUEUE, REFRESH_ANNOTATION,
+    ReconcileError, STARTUP_SPREAD, events, failure_outcome, wakeups,
+};
+use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus, parse_duration};
+use crate::metrics::results;
+use crate::pass::observe::Subject;
+use crate::pass::plan::{Desired, Progress};
+use crate::pass::status::{self, Outcome, StatusInput};
+use crate::pass::{self, PassResult, act};
+use crate::reason::Reason;
+use crate::transfer::SourceAccess;
+use secrecy::SecretString;
+
+/// Reconciles one Image. Never panics: a panic inside becomes the object's condition.
+pub async fn reconcile(image: Arc<Image>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let span = tracing::info_span!("reconcile", image = %events::object_name(&image));
+    async move {
+        let started = std::time::Instant::now();
+        // The payload is neither Sync nor needed past its words: keep only those.
+        let caught = AssertUnwindSafe(dispatch(&image, &ctx))
+            .catch_unwind()
+            .await
+            .map_err(|panic| panic_message(panic.as_ref()));
+        let outcome = match caught {
+            Ok(outcome) => outcome,
+            Err(message) => {
+                let requeue = contain_panic(&image, &ctx, &message).await;
+                ctx.metrics.reconciled(results::PANIC, started.elapsed());
+                return Ok(requeue);
+            }
+        };
+        let result = match &outcome {
+            Ok(_) => {
+                ctx.succeeded(&image.uid().unwrap_or_default());
+                results::OK
+            }
+            Err(_) => results::ERROR,
+        };
+        ctx.metrics.reconciled(result, started.elapsed());
+        outcome
+    }
+    .instrument(span)
+    .await
+}
+
+async fn dispatch(image: &Image, ctx: &Context) -> Result<Action, ReconcileError> {
+    let uid = image
+        .uid()
+        .ok_or(ReconcileError::Incomplete("metadata.uid"))?;
+    if let Some(hook) = &ctx.before_pass {
+        hook(image);
+    }
+    if image.meta().deletion_timestamp.is_some() {
+        return finalize(image, ctx, &uid).await;
+    }
+    apply(image, ctx, &uid).await
+}
+
+/// What a panic carried, in words: panics raised with a message carry a `&str` or `String`.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+async fn contain_panic(image: &Image, ctx: &Context, what: &str) -> Action {
+    let message = format!(
+        "glint hit an internal error while reconciling this object and stopped working on it: {what}. This is a bug; please report it. Any change to the object retries."
+    );
+    tracing::error!(%message, "reconcile panicked");
+    let outcome = Outcome::Stalled {
+        reason: Reason::InternalError,
+        message: message.clone(),
+    };
+    if let Err(err) = report(image, ctx, None, None, outcome).await {
+        tracing::warn!(%err, "could not record the internal error in status");
+    }
+    events::publish_warning(image, ctx, Reason::InternalError, message).await;
+    Action::await_change()
+}
+
+/// Whether this reconcile must read Glance directly: the spec changed since status was
+/// written, or a refresh was requested with [`REFRESH_ANNOTATION`].
+pub fn wants_fresh_read(image: &Image) -> bool {
+    let status = image.status.as_ref();
+    let edited = image.meta().generation != status.and_then(|s| s.observed_generation);
+    let requested = image.annotations().get(REFRESH_ANNOTATION)
+        != status.and_then(|s| s.last_handled_reconcile_at.as_ref());
+    edited || requested
+}
+
+fn subject_of<'a>(
+    image: &'a Image,
+    uid: &'a str,
+    known_id: Option<&'a str>,
+    fresh: bool,
+) -> Subject<'a> {
+    Subject {
+        uid,
+        spec: &image.spec,
+        known_id,
+        fresh,
+    }
+}
+
+fn status_id(image: &Image) -> Option<&str> {
+    image
+        .status
+        .as_ref()
+        .and_then(|status| status.id.as_deref())
+}
+
+/// Whether the object's own status says it matched its current spec when last looked at.
+fn in_sync_as_recorded(image: &Image) -> bool {
+    let Some(status) = image.status.as_ref() else {
+        return false;
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::READY && c.status == "True");
+    ready
+        && status.observed_generation == image.meta().generation
+        && image.annotations().get(REFRESH_ANNOTATION) == status.last_handled_reconcile_at.as_ref()
+}
+
+async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Action, ReconcileError> {
+    // After a start, every object arrives at once. Those whose status says they were in sync
+    // wait their turn, spread over a short window, so that new and edited objects are
+    // reconciled first instead of queueing behind thousands of routine checks.
+    if ctx.first_sight(uid) && in_sync_as_recorded(image) {
+        let window = STARTUP_SPREAD.min(resync_period(image, ctx));
+        return Ok(Action::requeue(window.mul_f64(ctx.spread(uid))));
+    }
+    let handle = match ctx.clouds.resolve(&ctx.client, image).await {
+        Ok(handle) => handle,
+        Err(err) => return report_failure(image, ctx, err).await,
+    };
+    // Only now, with credentials that work, can a create be sent: from here on deletion
+    // must wait for Glance. Observed (unmanaged) images are never deleted and need none.
+    if image.spec.policy() == ManagementPolicy::Managed && !has_finalizer(image) {
+        add_finalizer(image, ctx).await?;
+    }
+    let desired = Desired::from_spec(&image.spec, &image.name_any(), uid);
+    let access = match source_access(image, ctx).await {
+        Ok(access) => access,
+        Err(err) => return report_failure(image, ctx, err).await,
+    };
+    let remembered = ctx.created_id(uid, status_id(image));
+    let known_id = remembered.as_deref().or(status_id(image));
+    let subject = subject_of(image, uid, known_id, wants_fresh_read(image));
+    // Before the pass: a transfer it starts may end before the pass returns.
+    let waiter = wakeups::Waiter::of(image);
+    if let Some(id) = known_id {
+        ctx.wakeups.wait_for(id, waiter.clone());
+    }
+    let result = match pass::sync(
+        handle.client.as_ref(),
+        &handle.transfers,
+        subject,
+        &desired,
+        &access,
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(err) => return report_failure(image, ctx, err.into()).await,
+    };
+    for effect in &result.effects {
+        if let act::Effect::Created { id } | act::Effect::Adopted { id } = effect {
+            ctx.remember_created(uid, id);
+        }
+    }
+    let (transfer, failure_reason) = match result.image.as_ref() {
+        Some(glance) => {
+            use crate::transfer::{TransferState, Transfers};
+            let reason = match handle.transfers.state(&glance.id) {
+                TransferState::Failed { reason, .. } => Some(reason),
+                _ => None,
+            };
+            (handle.transfers.progress(&glance.id), reason)
+        }
+        None => (None, None),
+    };
+    let (outcome, requeue) = outcome_of(image, ctx, &result);
+    keep_waiting(ctx, waiter, known_id, &result);
+    // Events and the status write are independent requests: sent together, a new Image's
+    // pass waits for one apiserver round trip after its create instead of two.
+    let events = async {
+        events::publish_effects(image, ctx, &result).await;
+        events::publish_transfer_end(image, ctx, transfer.as_ref(), failure_reason).await;
+    };
+    let ((), written) = tokio::join!(
+        events,
+        report(image, ctx, result.image.as_ref(), transfer.clone(), outcome)
+    );
+    written?;
+    Ok(requeue)
+}
+
+/// While the object's work goes on, the end of a transfer into its image wakes it; after
+/// that, nothing does.
+fn keep_waiting(
+    ctx: &Context,
+    waiter: wakeups::Waiter,
+    known_id: Option<&str>,
+    result: &PassResult,
+) {
+    let current = result.image.as_ref().map(|glance| glance.id.as_str());
+    if let Some(id) = known_id.filter(|known| Some(*known) != current) {
+        ctx.wakeups.forget(id);
+    }
+    if let Some(id) = current {
+        match result.progress {
+            Progress::Working { .. } => ctx.wakeups.wait_for(id, waiter),
+            Progress::InSync | Progress::Blocked { .. } => ctx.wakeups.forget(id),
+        }
+    }
+}
+
+/// The source's credentials from spec.source.secretRef, read only while data may still have
+/// to flow (no image yet, or one still queued).
+async fn source_access(image: &Image, ctx: &Context) -> Result<SourceAccess, ReconcileError> {
+    let Some(reference) = image
+        .spec
+        .source
+        .as_ref()
+        .and_then(|source| source.secret_ref.as_ref())
+    else {
+        return Ok(SourceAccess::default());
+    };
+    let has_data = image
+        .status
+        .as_ref()
+        .and_then(|status| status.glance.as_ref()?.status.as_ref())
+        .is_some_and(|status| {
+            matches!(
+                status,
+                crate::glance::GlanceStatus::Active | crate::glance::GlanceStatus::Deactivated
+            )
+        });
+    if has_data {
+        return Ok(SourceAccess::default());
+    }
+    let namespace = image.namespace().unwrap_or_default();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(ctx.client.clone(), &namespace);
+    let secret = secrets.get_opt(&reference.name).await?.ok_or_else(|| {
+        ReconcileError::SourceSecretNotFound {
+            namespace: namespace.clone(),
+            name: reference.name.clone(),
+        }
+    })?;
+    let data = secret.data.unwrap_or_default();
+    let text = |key: &str| {
+        data.get(key)
+            .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_string())
+    };
+    let access = SourceAccess {
+        authorization: text("authorization").map(SecretString::from),
+        basic: text("username").zip(text("password").map(SecretString::from)),
+        ca_bundle: data.get("ca.crt").map(|bytes| bytes.0.clone()),
+        missing_may_appear: false,
+    };
+    if access == SourceAccess::default() {
+        return Err(ReconcileError::SourceSecretInvalid {
+            namespace,
+            name: reference.name.clone(),
+        });
+    }
+    Ok(access)
+}
+
+/// Status and an Event for a failed reconcile; transient errors go back to the controller
+/// for a retry with backoff, the others wait for a change.
+async fn report_failure(
+    image: &Image,
+    ctx: &Context,
+    err: ReconcileError,
+) -> Result<Action, ReconcileError> {
+    report(image, ctx, None, None, failure_outcome(&err)).await?;
+    events::publish_warning(image, ctx, err.reason(), err.to_string()).await;
+    if err.is_transient() {
+        Err(err)
+    } else {
+        // Nothing changes until the spec or the Secret does; both are watched.
+        Ok(Action::await_change())
+    }
+}
+
+fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Action) {
+    match &result.progress {
+        Progress::InSync => {
+            let reason = if result.imported {
+                Reason::Observed
+            } else {
+                Reason::Synced
+            };
+            let message = match &result.image {
+                Some(glance) => format!(
+                    "Glance image {} is {} and matches the spec{}",
+                    glance.id,
+                    glance.status,
+                    stored_format_note(image, glance)
+                ),
+                None => "the image matches the spec".to_string(),
+            };
+            (
+                Outcome::Ready { reason, message },
+                Action::requeue(resync_period(image, ctx)),
+            )
+        }
+        Progress::Working { reason, message } => (
+            Outcome::Progressing {
+                reason: *reason,
+                message: message.clone(),
+            },
+            // A create was the whole pass: come back at once for the rest.
+            Action::requeue(if result.created_and_stopped() {
+                CREATED_REQUEUE
+            } else {
+                PROGRESS_REQUEUE
+            }),
+        ),
+        Progress::Blocked { reason, message } => (
+            Outcome::Stalled {
+                reason: *reason,
+                message: message.clone(),
+            },
+            // Edits and Secret changes retrigger at once; the resync notices changes made in
+            // Glance (an image back in a known status).
+            Action::requeue(resync_period(image, ctx)),
+        ),
+    }
+}
+
+/// Glance stores some images in another format than the spec declares (its import converted
+/// them): Ready says so, since that is what servers boot.
+fn stored_format_note(image: &Image, glance: &crate::glance::GlanceImage) -> String {
+    let declared = image.spec.disk_format.map(crate::glance::DiskFormat::from);
+    let converter = match crate::transfer::Conversion::of(&image.spec) {
+        Some(conversion) if conversion.by == crate::crd::ConversionBy::Glint => "glint",
+        _ => "Glance",
+    };
+    match (&declared, &glance.disk_format) {
+        (Some(declared), Some(stored)) if declared != stored => {
+            format!(" (stored as {stored}: {converter} converted the {declared} data)")
+        }
+        _ => String::new(),
+    }
+}
+
+fn resync_period(image: &Image, ctx: &Context) -> Duration {
+    image
+        .spec
+        .resync_period
+        .as_deref()
+        .and_then(parse_duration)
+        .unwrap_or(ctx.settings.default_resync)
+        .clamp(MIN_RESYNC, MAX_RESYNC)
+}
+
+/// Deleting: remove the Glance image unless the spec says to leave it, then let the object
+/// go. When that cannot be done, say why and how to release the object.
+async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Action, ReconcileError> {
+    if !has_finalizer(image) {
+        ctx.clouds.forget(uid);
+        ctx.forget_object(uid);
+        ctx.wakeups.forget_waiter(&wakeups::Waiter::of(image));
+        return Ok(Action::await_change());
+    }
+    let managed = image.spec.policy() == ManagementPolicy::Managed;
+    if !managed || image.spec.on_delete() == OnDelete::Detach {
+        if managed && let Some(id) = image.status.as_ref().and_then(|s| s.id.as_deref()) {
+            let note = format!("left Glance image {id} in place (spec.onDelete: detach)");
+            events::publish(
+                image,
+                ctx,
+                kube::runtime::events::EventType::Normal,
+                Reason::Detached,
+                note,
+            )
+            .await;
+        }
+        return release(image, ctx, uid).await;
+    }
+    let handle = match ctx.clouds.resolve(&ctx.client, image).await {
+        Ok(handle) => handle,
+        Err(err) if err.is_transient() => return report_failure(image, ctx, err).await,
+        Err(err) => return block_deletion(image, ctx, &err).await,
+    };
+    match pass::remove(
+        handle.client.as_ref(),
+        &handle.transfers,
+        subject_of(image, uid, status_id(image), true),
+        false,
+    )
+    .await
+    {
+        Ok(effects) => {
+            events::publish_all(image, ctx, &effects).await;
+            release(image, ctx, uid).await
+        }
+        Err(err) if err.is_transient() => report_failure(image, ctx, err.into()).await,
+        Err(err) => block_deletion(image, ctx, &err.into()).await,
+    }
+}
+
+async fn block_deletion(
+    image: &Image,
+    ctx: &Context,
+    err: &ReconcileError,
+) -> Result<Action, ReconcileError> {
+    let which = match image.status.as_ref().and_then(|s| s.id.as_deref()) {
+        Some(id) => format!("Glance image {id}"),
+        None => "the Glance image this object may have created".to_string(),
+    };
+    let message = format!(
+        "cannot delete {which}: {err} ({}). Fix that, or set spec.onDelete: detach to leave the image in Glance and let this object go",
+        err.reason()
+    );
+    let outcome = Outcome::Stalled {
+        reason: Reason::DeletionBlocked,
+        message: message.clone(),
+    };
+    report(image, ctx, None, None, outcome).await?;
+    events::publish_warning(image, ctx, Reason::DeletionBlocked, message).await;
+    Ok(Action::await_change())
+}
+
+/// Removes glint's finalizer: Kubernetes then deletes the object.
+async fn release(image: &Image, ctx: &Context, uid: &str) -> Result<Action, ReconcileError> {
+    remove_finalizer(image, ctx).await?;
+    ctx.clouds.forget(uid);
+    ctx.forget_object(uid);
+    ctx.wakeups.forget_waiter(&wakeups::Waiter::of(image));
+    Ok(Action::await_change())
+}
+
+/// Builds the Image's status from what the pass saw and writes it when it changed.
+async fn report(
+    image: &Image,
+    ctx: &Context,
+    glance: Option<&crate::glance::GlanceImage>,
+    transfer: Option<TransferStatus>,
+    outcome: Outcome,
+) -> Result<(), ReconcileError> {
+    let new = status::build(StatusInput {
+        generation: image.meta().generation,
+        previous: image.status.as_ref(),
+        id: glance.map(|img| img.id.clone()),
+        image: glance,
+        transfer,
+        outcome,
+        handled_request: image.annotations().get(REFRESH_ANNOTATION).cloned(),
+        now: Time(jiff::Timestamp::now()),
+    });
+    write_status(image, ctx, &new).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_kubernetes_notation_are_understood() {
+        let table = [
+            ("90s", Some(90_000)),
+            ("10m", Some(600_000)),
+            ("1h30m", Some(5_400_000)),
+            ("500ms", Some(500)),
+            ("1.5h", Some(5_400_000)),
+            ("168h", Some(604_800_000)),
+            ("", None),
+            ("10", None),
+            ("5d", None),
+            ("0s", None),
+            ("-5m", None),
+            ("1 hour", None),
+        ];
+        for (text, millis) in table {
+            assert_eq!(
+                parse_duration(text).map(|d| d.as_millis() as u64),
+                millis,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_without_panicking() {
+        for text in [
+            "100000000000000000000s",
+            "99999999999999999999h",
+            "18446744073709551616ms",
+            "9223372036854775807h",
+            "1e309s",
+        ] {
+            assert_eq!(parse_duration(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_panic_message_is_recovered_from_its_payload() {
+        let text: Box<dyn std::any::Any + Send> = Box::new("index out of bounds");
+        let owned: Box<dyn std::any::Any + Send> = Box::new(String::from("overflow at 3"));
+        let other: Box<dyn std::any::Any + Send> = Box::new(42_u8);
+        assert_eq!(panic_message(text.as_ref()), "index out of bounds");
+        assert_eq!(panic_message(owned.as_ref()), "overflow at 3");
+        assert_eq!(panic_message(other.as_ref()), "a panic without a message");
+    }
+}
