@@ -49,7 +49,7 @@
 //! - [`marks`]: every `glint.dev/` property, annotation and finalizer glint writes, spelt
 //!   once; it depends on nothing.
 // deny, not forbid: audited exceptions, each with its SAFETY reasons: the digest thread's
-// priority (transfer::hash), GnuTLS's digests (transfer::gnutls), qemu-img's rlimits (convert).
+// priority (transfer::hash), GnuTLS's digests (transfer/gnutls.rs), qemu-img's rlimits (convert).
 #![deny(unsafe_code)]
 // A panic in a reconcile is a failed object, in the CLI a lost apply: outside tests nothing
 // unwraps or expects (clippy.toml allows both in #[cfg(test)] code). A rule, not a habit.

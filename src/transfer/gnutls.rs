@@ -1,5 +1,5 @@
 //! The four calls glint makes into GnuTLS, the system's TLS library, for digests: the whole
-//! unsafe surface of [`super::hash`].
+//! unsafe surface of [`super::hash`]. Built with the default `gnutls` feature.
 //!
 //! Why GnuTLS: qemu-img links it, so the container image carries it anyway, and its SHA-2
 //! code is the same CRYPTOGAMS assembly as OpenSSL's. Measured on this project's 2-core

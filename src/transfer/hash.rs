@@ -2,12 +2,13 @@
 //! downloaded) and Glance's sha512 (over the bytes sent), incrementally; the embedded cloud
 //! computes Glance's md5 and sha512 of what it stores.
 //!
-//! They come from GnuTLS ([`super::gnutls`]): its SHA-2 assembly is half as fast again as the
-//! pure-Rust crates and ring here, and a transfer hashes every byte, so this is most of
-//! glint's CPU in an upload. The library is in the container image for qemu-img already, which
-//! left OpenSSL's libcrypto (4.7 MB) with no reason to be there.
+//! They come from GnuTLS (`gnutls.rs`, the default `gnutls` feature): its SHA-2 assembly is
+//! half as fast again as the pure-Rust crates and ring here, and a transfer hashes every byte,
+//! so this is most of glint's CPU in an upload. The library is in the container image for
+//! qemu-img already, which left OpenSSL's libcrypto (4.7 MB) with no reason to be there.
+//! Without the feature, `rust_digests.rs` computes the same digests with the RustCrypto crates.
 
-use super::gnutls::{Algorithm, Hash};
+use super::digest_backend::{Algorithm, Hash};
 use crate::crd::HashAlgorithm;
 
 /// A digest that could not be computed: GnuTLS refuses only when it is out of memory or

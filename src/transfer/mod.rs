@@ -17,7 +17,13 @@
 
 pub mod convert;
 pub mod decompress;
-mod gnutls;
+// The digests' backend: GnuTLS by default, the RustCrypto crates where it is absent.
+#[cfg(feature = "gnutls")]
+#[path = "gnutls.rs"]
+mod digest_backend;
+#[cfg(not(feature = "gnutls"))]
+#[path = "rust_digests.rs"]
+mod digest_backend;
 mod hash;
 mod job;
 mod job_convert;
