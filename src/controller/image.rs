@@ -110,7 +110,7 @@ async fn contain_panic(image: &Image, ctx: &Context, what: &str) -> Action {
 
 /// Whether this reconcile must read Glance directly: the spec changed since status was
 /// written, or a refresh was requested with [`REFRESH_ANNOTATION`].
-pub fn wants_fresh_read(image: &Image) -> bool {
+fn wants_fresh_read(image: &Image) -> bool {
     let status = image.status.as_ref();
     let edited = image.meta().generation != status.and_then(|s| s.observed_generation);
     let requested = image.annotations().get(REFRESH_ANNOTATION)

@@ -35,7 +35,7 @@ use crate::pass::status::Outcome;
 pub use clouds::{CloudHandle, CloudKey, CloudRegistry, UserKind};
 pub use context::{Context, MAX_BACKOFF, PassHook, Settings, backoff_delay};
 pub use error::ReconcileError;
-pub use image::{reconcile, wants_fresh_read};
+pub use image::reconcile;
 pub use run::{RunConfig, RunError, run, shutdown_signal};
 pub use series::{RETRY_ANNOTATION, reconcile_series};
 pub use shared_image::reconcile_shared;

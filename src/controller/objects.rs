@@ -3,13 +3,11 @@
 //! (one server-side-apply patch as glint's field manager, only when it changed).
 
 use kube::api::{Patch, PatchParams};
+use kube::core::object::HasStatus;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Context, FIELD_MANAGER, FINALIZER, ReconcileError};
-use crate::crd::{
-    Image, ImageSeries, ImageSeriesStatus, ImageStatus, SharedImage, SharedImageStatus,
-};
 use crate::pass::status::needs_write;
 
 /// The kinds glint patches: namespaced resources of its own group.
@@ -68,41 +66,18 @@ pub(super) async fn remove_finalizer<K: Namespaced>(
     Ok(())
 }
 
-/// A kind glint writes the status of.
-pub(super) trait WithStatus: Namespaced {
-    type Status: PartialEq + serde::Serialize;
-    fn status(&self) -> Option<&Self::Status>;
-}
-
-impl WithStatus for Image {
-    type Status = ImageStatus;
-    fn status(&self) -> Option<&ImageStatus> {
-        self.status.as_ref()
-    }
-}
-
-impl WithStatus for ImageSeries {
-    type Status = ImageSeriesStatus;
-    fn status(&self) -> Option<&ImageSeriesStatus> {
-        self.status.as_ref()
-    }
-}
-
-impl WithStatus for SharedImage {
-    type Status = SharedImageStatus;
-    fn status(&self) -> Option<&SharedImageStatus> {
-        self.status.as_ref()
-    }
-}
-
 /// Writes `status` on `object`, the same way for every kind: nothing when the object already
 /// has it (an idle resync writes nothing), else one server-side-apply patch as glint's field
-/// manager.
-pub(super) async fn write_status<K: WithStatus>(
+/// manager. kube's derive gives every kind with a status `HasStatus`.
+pub(super) async fn write_status<K>(
     object: &K,
     ctx: &Context,
     status: &K::Status,
-) -> Result<(), ReconcileError> {
+) -> Result<(), ReconcileError>
+where
+    K: Namespaced + HasStatus,
+    K::Status: PartialEq + serde::Serialize,
+{
     if !needs_write(object.status(), status) {
         return Ok(());
     }

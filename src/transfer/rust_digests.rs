@@ -17,7 +17,7 @@ pub enum Algorithm {
 /// An incremental digest.
 pub enum Hash {
     Md5(md5::Md5),
-    Sha1(Box<sha1_smol::Sha1>),
+    Sha1(sha1_smol::Sha1),
     Sha256(sha2::Sha256),
     Sha512(sha2::Sha512),
 }
@@ -27,7 +27,7 @@ impl Hash {
     pub fn new(algorithm: Algorithm) -> Result<Self, String> {
         Ok(match algorithm {
             Algorithm::Md5 => Self::Md5(md5::Md5::new()),
-            Algorithm::Sha1 => Self::Sha1(Box::default()),
+            Algorithm::Sha1 => Self::Sha1(sha1_smol::Sha1::new()),
             Algorithm::Sha256 => Self::Sha256(sha2::Sha256::new()),
             Algorithm::Sha512 => Self::Sha512(sha2::Sha512::new()),
         })

@@ -51,7 +51,7 @@ impl Cidr {
 
 impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.0.addr(), self.0.prefix_len())
+        self.0.fmt(f)
     }
 }
 
@@ -69,11 +69,10 @@ impl FromStr for Cidr {
             .map_err(|_| format!("{text:?} is not an address range like 10.0.0.0/8 or fd00::/8"))?;
         let bits = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            None => Ok(bits),
-            Some(prefix) => prefix.parse::<u8>().map_err(|_| ()),
+            None => Some(bits),
+            Some(prefix) => prefix.parse::<u8>().ok(),
         };
         prefix
-            .ok()
             .and_then(|prefix| IpNet::new(network, prefix).ok())
             .map(Self)
             .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {bits}"))
