@@ -4,23 +4,23 @@
 //! (`scripts/look --check` fails on an arrow against it):
 //!
 //! ```text
-//!   clouds.yaml (a Secret, or the openstack CLI's files)
-//!         │
-//!        auth ──────────────────────────────────────────────────► Keystone
-//!         │ Authenticator
-//!  crd ──►│  controller/ (glint run)        apply/ (glint plan|apply -f)
-//! (kinds) │  one driver per kind:           manifests, settle, report
-//!         │  image, series, shared_image        │
-//!         │  status/finalizer writes, Events    │
-//!         │          │                          │
-//!         │          └──────────► pass/ ◄───────┘   series/ (the rotation, pure;
-//!         │                observe ─► plan ─► act    checksums files, mirrors)
-//!         │                (no kube)  (pure)   │
-//!         │                status (pure)       ├──► transfer ──► source URL
-//!         ▼                                    ▼    (own tasks, hash, upload)
-//!       glance ◄───────────────────────────────┘
-//!  (GlanceApi, GlanceImage) ─────────────────────────────► Glance v2 API
-//!                                                          (or glance_server: glint cloud)
+//!             crd (the three kinds: types, admission rules, generated CRDs)
+//!              │
+//!      ┌───────┴─────────────────────┐
+//!      ▼                             ▼
+//!  controller/ (glint run)        apply/ (glint plan|apply -f)
+//!  one driver per kind;           manifests, settle, report
+//!  status, finalizer, Events           │
+//!      │                               │
+//!      └────────────► pass/ ◄──────────┘     series/: the rotation (pure),
+//!            observe ─► plan ─► act          checksums files, mirrors' folders
+//!            status (pure; no kube)│
+//!                     │            └──► transfer ──► source URL
+//!                     ▼                 (own tasks: download, hash, upload)
+//!                   glance ◄────────────────┘
+//!           (GlanceApi, GlanceImage) ──► Glance v2 API (or glance_server: glint cloud)
+//!                     │
+//!                   auth ──► Keystone (clouds.yaml: a Secret or the openstack CLI's files)
 //! ```
 //!
 //! - [`crd`]: the three kinds (`Image`, `ImageSeries`, `SharedImage`), their admission rules
