@@ -1,12 +1,10 @@
-//! The `glint image` commands, run as the real binary against the Keystone-backed Glance with a
-//! clouds.yaml, as a user would.
+//! The `glint image` and `plan`/`apply` commands, run as the real binary with a clouds.yaml, as a
+//! user would: against the Keystone-backed Glance on the bed, else the embedded cloud (auth none).
 
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
-
-use common::keystone::password_auth;
 
 struct Cli {
     dir: std::path::PathBuf,
@@ -16,11 +14,7 @@ impl Cli {
     fn new(bed: &common::Testbed) -> Self {
         let dir = std::env::temp_dir().join(common::unique("glint-cli"));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::write(
-            dir.join("clouds.yaml"),
-            password_auth(bed, &bed.demo_password),
-        )
-        .expect("clouds.yaml");
+        std::fs::write(dir.join("clouds.yaml"), bed.demo_cloud()).expect("clouds.yaml");
         Self { dir }
     }
 
@@ -59,9 +53,8 @@ impl Drop for Cli {
 }
 
 #[test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 fn the_image_commands_create_upload_list_show_download_and_delete() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let cli = Cli::new(&bed);
     let name = common::unique("cli");
     let data = common::pseudo_random_bytes(300_000, 9);
@@ -124,9 +117,8 @@ fn the_image_commands_create_upload_list_show_download_and_delete() {
 }
 
 #[test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 fn a_bad_cloud_name_or_disk_format_is_explained() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let cli = Cli::new(&bed);
     let (success, _, stderr) = cli.run(&["--os-cloud", "nope", "image", "list"]);
     assert!(!success);
@@ -147,10 +139,9 @@ fn a_bad_cloud_name_or_disk_format_is_explained() {
 /// whether anything will, apply converges (data uploaded and verified), and both are
 /// idempotent; an edit shows as `before -> after`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes_nothing() {
     use md5::Digest;
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let cli = Cli::new(&bed);
     let data = common::pseudo_random_bytes(700_000, 21);
     let port = common::harness::free_port();
@@ -252,15 +243,14 @@ async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes
 /// While apply's own transfer runs, its progress comes from the transfer and its end wakes the
 /// apply: Glance, busy taking the data, is not asked about the image once a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn apply_does_not_poll_glance_while_its_own_upload_runs() {
     use common::fault_proxy::{FaultProxy, Route};
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let proxy = FaultProxy::start(&bed.keystone_glance_url).await;
     let cli = Cli::new(&bed);
     let clouds = format!(
         "{}    image_endpoint_override: {}\n",
-        password_auth(&bed, &bed.demo_password),
+        bed.demo_cloud(),
         proxy.url()
     );
     std::fs::write(cli.dir.join("clouds.yaml"), clouds).expect("clouds.yaml");
@@ -308,9 +298,8 @@ async fn apply_does_not_poll_glance_while_its_own_upload_runs() {
 }
 
 #[test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 fn plan_names_the_file_and_document_of_a_bad_manifest_and_exits_1() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let cli = Cli::new(&bed);
     let file = cli.dir.join("bad.yaml");
     std::fs::write(

@@ -143,8 +143,7 @@ async fn the_controller_runs_the_examples_end_to_end_against_a_real_apiserver() 
     step(
         "a Secret with clouds.yaml for the bed's Keystone, and a loopback file server as the source",
     );
-    let clouds =
-        common::keystone::password_auth(&bed, &bed.demo_password).replace("  bed:", "  mycloud:");
+    let clouds = bed.demo_cloud().replace("  bed:", "  mycloud:");
     let encoded = base64::engine::general_purpose::STANDARD.encode(clouds);
     k.apply(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: openstack}}\ndata:\n  clouds.yaml: {encoded}\n"));
     // Glance checks that the data matches diskFormat: the qcow2 examples get a real qcow2 file.
@@ -493,8 +492,7 @@ async fn a_controller_killed_mid_decompression_converges_after_a_restart_with_on
     let log = std::env::temp_dir().join(format!("{namespace}-glint.log"));
     eprintln!("glint's log: {}", log.display());
     k.install_crd_and_namespace();
-    let clouds =
-        common::keystone::password_auth(&bed, &bed.demo_password).replace("  bed:", "  mycloud:");
+    let clouds = bed.demo_cloud().replace("  bed:", "  mycloud:");
     let encoded = base64::engine::general_purpose::STANDARD.encode(clouds);
     k.apply(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: openstack}}\ndata:\n  clouds.yaml: {encoded}\n"));
 

@@ -187,7 +187,7 @@ async fn a_standby_takes_over_within_seconds_when_the_leader_is_killed() {
         namespace: ns.clone(),
     };
     k.install_crd_and_namespace();
-    let clouds = common::keystone::password_auth(&bed, &bed.demo_password);
+    let clouds = bed.demo_cloud();
     k.ok(&[
         "create",
         "secret",

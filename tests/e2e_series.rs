@@ -8,7 +8,6 @@
 mod common;
 
 use common::harness::client_for;
-use common::keystone::password_auth;
 use common::kubectl::{GlintProcess, Kubectl};
 use common::layouts::Layout;
 use common::mirror::{Mirror, WebServer};
@@ -85,7 +84,7 @@ async fn glint_run_follows_a_mirror_without_edits_and_deleting_the_series_takes_
     let cluster = common::cluster::cluster();
     let k = Kubectl::in_fresh_namespace(&cluster, "series");
     let namespace = k.namespace.clone();
-    let clouds = password_auth(&bed, &bed.demo_password);
+    let clouds = bed.demo_cloud();
     k.install_with_cloud_secret(&clouds);
     k.wait("crd/imageseries.glint.dev", "condition=Established");
     let glance = client_for(&clouds);

@@ -6,12 +6,11 @@
 mod common;
 
 use common::harness::client_for;
-use common::keystone::password_auth;
 use common::kubectl::{GlintProcess, Kubectl};
 use glint::glance::{GlanceApi, MemberStatus, NewImage, Visibility};
 
 fn admin_auth(bed: &common::Testbed) -> String {
-    password_auth(bed, &bed.demo_password)
+    bed.demo_cloud()
         .replace(
             &format!("username: {}", bed.demo_user),
             &format!("username: {}", bed.admin_user),
@@ -34,7 +33,7 @@ async fn a_consumer_accepts_then_rejects_an_image_shared_with_it_using_its_own_c
     let k = Kubectl::in_fresh_namespace(&cluster, "shared");
     let namespace = k.namespace.clone();
     // The consumer's namespace holds the consumer's (demo project's) credentials.
-    k.install_with_cloud_secret(&password_auth(&bed, &bed.demo_password));
+    k.install_with_cloud_secret(&bed.demo_cloud());
     k.wait("crd/sharedimages.glint.dev", "condition=Established");
     let log = std::env::temp_dir().join(format!("{namespace}-glint.log"));
     eprintln!("glint's log: {}", log.display());

@@ -1,4 +1,5 @@
-//! glint's real reconcile against the real Keystone + Glance, with a fault-injecting proxy
+//! glint's real reconcile against the bed's Keystone + Glance (the embedded cloud when no bed
+//! runs), with a fault-injecting proxy
 //! (tests/common/fault_proxy.rs) between glint and Glance: 5xx answers, dropped connections,
 //! slow answers, creates whose answer is lost after Glance acted, and a Glance restart.
 //! Whatever breaks, each object must end with exactly one image in Glance, and none once the
@@ -43,7 +44,7 @@ async fn through_proxy(bed: Testbed) -> (Harness, FaultProxy, GlanceClient) {
     let proxy = FaultProxy::start(&bed.keystone_glance_url).await;
     let yaml = format!(
         "{}    image_endpoint_override: {}\n",
-        common::keystone::password_auth(&bed, &bed.demo_password),
+        bed.demo_cloud(),
         proxy.url()
     );
     let h = Harness::with_clouds_yaml(bed, &yaml, |ctx| ctx);
@@ -84,9 +85,8 @@ async fn delete_and_check_no_leaks(h: &Harness, api: &GlanceClient, names: &[Str
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn transient_503s_on_create_show_progressing_with_glances_reason_then_one_image_is_ready() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let (h, proxy, api) = through_proxy(bed).await;
     let name = common::unique("flaky-create");
     h.apply(&name, json!({}));
@@ -126,9 +126,8 @@ async fn transient_503s_on_create_show_progressing_with_glances_reason_then_one_
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_create_that_glance_carried_out_but_whose_answer_was_lost_is_adopted_not_repeated() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let (h, proxy, api) = through_proxy(bed).await;
     let name = common::unique("lost-answer");
     h.apply(&name, json!({"tags": ["kept"]}));
@@ -181,9 +180,8 @@ fn at_generation(generation: i64) -> impl Fn(Option<&glint::crd::Image>) -> bool
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn edits_converge_through_dropped_connections_slow_answers_and_a_lost_patch_answer() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let (h, proxy, api) = through_proxy(bed).await;
     let name = common::unique("flaky-edit");
     h.apply(
@@ -241,9 +239,8 @@ async fn edits_converge_through_dropped_connections_slow_answers_and_a_lost_patc
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_final_error_stalls_with_glances_reason_without_retrying_until_the_spec_changes() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let (h, proxy, api) = through_proxy(bed).await;
     let cases = [(400, "GlanceBadRequest"), (403, "GlanceForbidden")];
     let mut names = Vec::new();
@@ -296,9 +293,8 @@ fn delete_one() -> Route {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_delete_refused_after_glance_carried_it_out_lets_the_object_go() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let (h, proxy, api) = through_proxy(bed).await;
     let name = common::unique("overlapping-delete");
     h.apply(&name, json!({}));
@@ -325,9 +321,8 @@ async fn a_delete_refused_after_glance_carried_it_out_lets_the_object_go() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_delete_glance_refused_while_the_image_is_still_there_blocks_deletion_with_its_reason() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let (h, proxy, api) = through_proxy(bed).await;
     let name = common::unique("refused-delete");
     h.apply(&name, json!({}));
@@ -369,9 +364,8 @@ fn jitter_of(action: &Action, failures: u32) -> Option<u64> {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn backoff_grows_with_each_consecutive_failure_with_jitter_and_restarts_after_a_success() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let (h, proxy, api) = through_proxy(bed).await;
     let names: Vec<String> = (0..3).map(|_| common::unique("backoff")).collect();
     for name in &names {
@@ -437,9 +431,8 @@ async fn backoff_grows_with_each_consecutive_failure_with_jitter_and_restarts_af
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn ten_images_converge_through_a_glance_restart_with_no_duplicate_and_no_leak() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let (h, proxy, api) = through_proxy(bed).await;
     // Every image of this run carries its tag, so one listing finds them all.
     let run = common::unique("restart");
@@ -509,9 +502,8 @@ async fn ten_images_converge_through_a_glance_restart_with_no_duplicate_and_no_l
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_glance_that_is_down_when_glint_first_reaches_it_is_waited_for_not_called_incompatible() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let (h, proxy, api) = through_proxy(bed).await;
     let name = common::unique("discover");
     h.apply(&name, json!({}));

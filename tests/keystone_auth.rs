@@ -33,10 +33,7 @@ async fn list_once(api: &GlanceClient) {
 #[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_password_login_reaches_glance_through_the_catalog_and_caches_its_token() {
     let bed = require_testbed!();
-    let auth = authenticator(
-        &password_auth(&bed, &bed.demo_password),
-        AuthOptions::default(),
-    );
+    let auth = authenticator(&bed.demo_cloud(), AuthOptions::default());
     let api = GlanceClient::new(auth.clone());
     for _ in 0..3 {
         list_once(&api).await;
@@ -74,7 +71,7 @@ async fn a_token_near_expiry_is_renewed_before_use() {
         renew_margin: Duration::from_secs(7200),
         ..AuthOptions::default()
     };
-    let auth = authenticator(&password_auth(&bed, &bed.demo_password), options);
+    let auth = authenticator(&bed.demo_cloud(), options);
     let api = GlanceClient::new(auth.clone());
     list_once(&api).await;
     list_once(&api).await;
@@ -89,10 +86,7 @@ async fn a_token_near_expiry_is_renewed_before_use() {
 #[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_revoked_token_is_reissued_once_and_the_call_succeeds() {
     let bed = require_testbed!();
-    let auth = authenticator(
-        &password_auth(&bed, &bed.demo_password),
-        AuthOptions::default(),
-    );
+    let auth = authenticator(&bed.demo_cloud(), AuthOptions::default());
     let api = GlanceClient::new(auth.clone());
     // A token Glance has never seen: Glance caches a validated token for 5 minutes, as
     // deployments do, so only an unseen one is checked with Keystone (and refused) at once.

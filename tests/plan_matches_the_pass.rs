@@ -1,7 +1,8 @@
 //! `glint plan`, `glint apply` and `glint run` share one pass (`crate::pass`): plan runs
 //! its first half and prints it; apply and the controller run all of it. Each scenario sets up
-//! the real Glance, asks the CLI's plan (`apply::plan_all`), then runs one `pass::sync` with
-//! the inputs apply gives it and checks the pass took exactly the steps plan printed. A read
+//! the Glance under test (the bed's, else the embedded cloud), asks the CLI's plan
+//! (`apply::plan_all`), then runs one `pass::sync` with the inputs apply gives it and checks
+//! the pass took exactly the steps plan printed. A read
 //! or a rule added to one side only (as members once were read for imported images by plan
 //! alone) shows up here as a difference.
 
@@ -100,9 +101,8 @@ fn transfers_for(api: &Arc<GlanceClient>) -> TransferManager<GlanceClient> {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_new_image_with_a_source_is_planned_as_the_create_and_upload_one_pass_makes() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let api = Arc::new(bed.admin_of(&common::unique_project()));
     let transfers = transfers_for(&api);
     let port = common::harness::free_port();
@@ -123,10 +123,9 @@ async fn a_new_image_with_a_source_is_planned_as_the_create_and_upload_one_pass_
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_image_changed_outside_glint_is_planned_as_the_patch_and_member_changes_one_pass_makes()
 {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let project = common::unique_project();
     let api = Arc::new(bed.admin_of(&project));
     let transfers = transfers_for(&api);
@@ -181,9 +180,8 @@ async fn an_image_changed_outside_glint_is_planned_as_the_patch_and_member_chang
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_imported_shared_image_is_planned_as_nothing_to_do_with_the_reads_the_pass_makes() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let project = common::unique_project();
     // Through a proxy that counts calls (it injects nothing here).
     let proxy = FaultProxy::start(&bed.glance_url).await;

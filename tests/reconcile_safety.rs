@@ -1,5 +1,5 @@
 //! What no manifest may do to the controller, run through glint's real reconcile against the
-//! real Keystone + Glance (Kubernetes is the API double): a panic stays with its object,
+//! bed's Keystone + Glance, or the embedded cloud without a bed (Kubernetes is the API double): a panic stays with its object,
 //! deletion ends or says why, sources obey the address policy, cloud handles are built once
 //! and follow their Secret, edits read Glance directly, and bad data stays deactivated.
 
@@ -20,12 +20,11 @@ fn stalled_reason(image: Option<&glint::crd::Image>) -> Option<String> {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_panic_in_one_reconcile_stalls_only_that_object_with_an_internal_error() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let doomed = common::unique("boom");
     let marked = doomed.clone();
-    let yaml = common::keystone::password_auth(&bed, &bed.demo_password);
+    let yaml = bed.demo_cloud();
     let h = Harness::with_clouds_yaml(bed, &yaml, move |ctx| {
         ctx.with_pass_hook(Arc::new(move |image| {
             if image.metadata.name.as_deref() == Some(marked.as_str()) {
@@ -66,9 +65,8 @@ async fn a_panic_in_one_reconcile_stalls_only_that_object_with_an_internal_error
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_image_whose_credentials_never_resolved_is_deleted_at_once() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let no_secret = common::unique("nosecret");
     h.apply(
@@ -92,9 +90,8 @@ async fn an_image_whose_credentials_never_resolved_is_deleted_at_once() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_blocked_deletion_says_why_and_ends_when_the_secret_is_back() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed.clone());
     let name = common::unique("blocked");
     h.apply(&name, json!({}));
@@ -117,23 +114,21 @@ async fn a_blocked_deletion_says_why_and_ends_when_the_secret_is_back() {
     let writes = h.double.writes();
     h.reconcile_once(&name).await.expect("reconcile");
     assert!(h.double.writes() <= writes + 1, "at most the Warning event");
-    h.put_secret("cloud", &bed.demo_password);
+    h.put_demo_secret("cloud");
     h.settle(&name, |object| object.is_none()).await;
     let gone = h.glance().get_image(&id).await.expect_err("deleted");
     assert!(gone.is_not_found(), "{gone}");
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn detach_set_during_a_blocked_deletion_releases_the_object_and_keeps_the_image() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed.clone());
     let name = common::unique("detachlate");
     h.apply(&name, json!({}));
     let id = status_id(&h.settle(&name, ready).await.expect("object"));
     // The Secret now names other clouds only.
-    let other = common::keystone::password_auth(&bed, &bed.demo_password)
-        .replace("\n  bed:\n", "\n  elsewhere:\n");
+    let other = bed.demo_cloud().replace("\n  bed:\n", "\n  elsewhere:\n");
     h.put_clouds_yaml("cloud", &other);
     h.double.mark_deleted(NS, &name);
     let blocked = h
@@ -156,9 +151,8 @@ async fn detach_set_during_a_blocked_deletion_releases_the_object_and_keeps_the_
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn sources_on_refused_addresses_stall_with_the_rule_that_refused_them() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     // 127.0.0.2 stands for an address the operator denied (--source-deny-cidrs 127.0.0.2/32).
     let (target, _target_server) = common::serve_slowly(vec![7; 1024], Duration::ZERO).await;
@@ -206,9 +200,8 @@ async fn sources_on_refused_addresses_stall_with_the_rule_that_refused_them() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn concurrent_first_reconciles_share_one_cloud_handle_that_follows_its_secret() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed.clone());
     let names: Vec<String> = (0..6).map(|_| common::unique("shared")).collect();
     let (port, _server) = common::serve_slowly(
@@ -236,7 +229,7 @@ async fn concurrent_first_reconciles_share_one_cloud_handle_that_follows_its_sec
             .is_some_and(|t| t.bytes_done > 0)
     })
     .await;
-    h.put_secret("cloud", &bed.demo_password);
+    h.put_demo_secret("cloud");
     h.reconcile_once(uploading).await.expect("reconcile");
     assert_eq!(h.ctx.clouds.credentials_rotated(), 1);
     assert_eq!(h.ctx.clouds.handles_built(), 1, "swapped in place");
@@ -262,9 +255,8 @@ async fn concurrent_first_reconciles_share_one_cloud_handle_that_follows_its_sec
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_edit_or_a_refresh_request_reads_glance_directly() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     for trigger in ["edit", "annotation"] {
         // A harness each: its listing cache starts empty, so the first resync lists afresh.
         let h = Harness::new(bed.clone());
@@ -311,9 +303,8 @@ async fn an_edit_or_a_refresh_request_reads_glance_directly() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_absurd_resync_period_that_slipped_past_admission_is_clamped_not_a_crash() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     // The double applies no CEL, like an apiserver holding objects from before the rule.
     let cases = [
@@ -337,9 +328,8 @@ async fn an_absurd_resync_period_that_slipped_past_admission_is_clamped_not_a_cr
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_image_deactivated_for_bad_data_stays_deactivated_after_a_restart() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed.clone());
     let _server = common::serve_file(bed.webdl_port, common::pseudo_random_bytes(300_000, 9)).await;
     let name = common::unique("quarantine");

@@ -1,5 +1,6 @@
-//! The controller's reconcile, run for real against Keystone and Glance, with a stateful
-//! double in place of the Kubernetes apiserver (tests/common/kube_double.rs): the scenarios a
+//! The controller's reconcile, run for real against a Glance (the bed's behind Keystone, or
+//! the embedded cloud in this process when no bed runs: `common::glance_under_test`), with a
+//! stateful double in place of the Kubernetes apiserver (tests/common/kube_double.rs): the scenarios a
 //! user meets, from create to delete, and the ones that must never lose or duplicate an image.
 
 mod common;
@@ -12,9 +13,8 @@ use glint::pass::observe::{OWNER_PROPERTY, derived_id};
 use serde_json::json;
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_image_is_created_with_every_field_reported_ready_and_then_costs_no_writes() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let name = common::unique("full");
     h.apply(&name, json!({
@@ -69,9 +69,8 @@ async fn an_image_is_created_with_every_field_reported_ready_and_then_costs_no_w
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_create_whose_response_was_lost_is_adopted_not_repeated() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let name = common::unique("lost");
     h.apply(&name, json!({}));
@@ -93,9 +92,8 @@ async fn a_create_whose_response_was_lost_is_adopted_not_repeated() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_landed_create_whose_mark_was_removed_is_still_adopted_and_remarked() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let name = common::unique("unmarked");
     h.apply(&name, json!({}));
@@ -136,9 +134,8 @@ async fn a_landed_create_whose_mark_was_removed_is_still_adopted_and_remarked() 
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_image_deleted_outside_glint_is_recreated_under_a_fresh_id_with_an_event() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let name = common::unique("vanish");
     h.apply(&name, json!({}));
@@ -168,9 +165,8 @@ async fn an_image_deleted_outside_glint_is_recreated_under_a_fresh_id_with_an_ev
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn spec_edits_reach_glance_in_one_pass() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let name = common::unique("edit");
     h.apply(
@@ -228,9 +224,8 @@ async fn spec_edits_reach_glance_in_one_pass() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn source_data_is_uploaded_then_deactivation_follows_the_spec() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed.clone());
     let data = common::pseudo_random_bytes(700_000, 21);
     let port = free_port();
@@ -289,9 +284,8 @@ async fn source_data_is_uploaded_then_deactivation_follows_the_spec() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_with_the_wrong_hash_stalls_and_never_completes_the_image() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let port = free_port();
     let _server = common::serve_file(port, common::pseudo_random_bytes(300_000, 4)).await;
@@ -319,9 +313,8 @@ async fn a_source_with_the_wrong_hash_stalls_and_never_completes_the_image() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn detach_leaves_the_image_and_delete_removes_it() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let kept = common::unique("detach");
     let removed = common::unique("delete");
@@ -348,9 +341,8 @@ async fn detach_leaves_the_image_and_delete_removes_it() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_imported_image_is_tracked_by_filter_and_never_touched() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let api = h.glance();
     let tag = common::unique("import");
@@ -399,7 +391,7 @@ async fn an_imported_image_is_tracked_by_filter_and_never_touched() {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
+#[ignore = "needs the real services (a Keystone to refuse the password): scripts/test runs it"]
 async fn missing_or_wrong_credentials_stall_with_what_to_fix_until_fixed() {
     let bed = require_testbed!();
     let h = Harness::with_password(bed.clone(), "wrong-password-1234");
@@ -429,14 +421,13 @@ async fn missing_or_wrong_credentials_stall_with_what_to_fix_until_fixed() {
     );
     h.settle(&missing, stalled_with("SecretNotFound")).await;
     // Fixing the Secret is all it takes.
-    h.put_secret("cloud", &bed.demo_password);
+    h.put_demo_secret("cloud");
     h.settle(&name, ready).await;
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn changes_made_in_glance_behind_glints_back_are_corrected_and_foreign_properties_kept() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let name = common::unique("drift");
     h.apply(
@@ -491,9 +482,8 @@ async fn changes_made_in_glance_behind_glints_back_are_corrected_and_foreign_pro
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_new_image_is_ready_after_one_pass_and_three_writes() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let name = common::unique("onepass");
     h.apply(

@@ -43,7 +43,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
     let wrong = "wrong-pw-for-the-log-test-5512";
     let mut shown = String::new();
     for yaml in [
-        password_auth(&bed, &bed.demo_password),
+        bed.demo_cloud(),
         password_auth(&bed, wrong),
         cloud_yaml(
             &bed,

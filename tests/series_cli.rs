@@ -1,5 +1,5 @@
 //! `glint apply -f` of an ImageSeries, run as the real binary against the Keystone-backed
-//! Glance, with releases published by Python's own http.server (an ordinary web server) as a
+//! Glance (the embedded cloud when no bed runs), with releases published by Python's own http.server (an ordinary web server) as a
 //! distribution publishes them: image files beside a SHA256SUMS.
 
 mod common;
@@ -7,7 +7,6 @@ mod common;
 use std::process::Stdio;
 
 use common::harness::client_for;
-use common::keystone::password_auth;
 use common::mirror::{Mirror, SeriesCli};
 use glint::glance::{GlanceImage, GlanceStatus};
 
@@ -38,10 +37,9 @@ fn summary(found: &[(String, GlanceImage)]) -> Vec<(String, String, bool)> {
 }
 
 #[tokio::test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_never_displaces_the_current()
  {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let run = SeriesCli::with_bed(&bed);
     let mirror = Mirror::start(&run.dir.join("mirror"));
     let name = common::unique("tiny");
@@ -54,7 +52,7 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
         ),
     );
     let apply = || run.run(&["apply", "-f", &manifest]);
-    let glance = client_for(&password_auth(&bed, &bed.demo_password));
+    let glance = client_for(&bed.demo_cloud());
 
     // v1 published: it becomes the current version under the stable name.
     mirror.publish(
@@ -164,9 +162,8 @@ async fn a_series_rotates_releases_keeps_n_and_a_corrupt_or_interrupted_one_neve
 }
 
 #[test]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 fn bad_series_manifests_are_refused_with_what_to_fix() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let run = SeriesCli::with_bed(&bed);
     let rows = [
         (

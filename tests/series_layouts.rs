@@ -11,7 +11,6 @@
 mod common;
 
 use common::harness::client_for;
-use common::keystone::password_auth;
 use common::layouts::Layout;
 use common::mirror::{Mirror, SeriesCli, WebServer};
 use glint::glance::GlanceImage;
@@ -110,7 +109,7 @@ async fn follow(layout: Layout, web: WebServer, bed: &common::Testbed) {
         ),
     );
     let apply = || cli.run(&["apply", "-f", &manifest]);
-    let glance = client_for(&password_auth(bed, &bed.demo_password));
+    let glance = client_for(&bed.demo_cloud());
     // v2 is large enough to be caught mid-upload by a SIGKILL.
     let data = |n: u32| {
         let size = if n == 2 {
@@ -309,7 +308,7 @@ async fn qcow2_releases_land_as_raw_when_the_series_converts() {
     );
     let (code, out) = cli.run(&["apply", "-f", &manifest]);
     assert_eq!(code, Some(0), "{out}");
-    let glance = client_for(&password_auth(&bed, &bed.demo_password));
+    let glance = client_for(&bed.demo_cloud());
     let found = common::mirror::series_versions(&glance, &format!("default/{name}")).await;
     let image = &current(&found)[0].1;
     assert_eq!(

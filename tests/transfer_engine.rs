@@ -1,4 +1,5 @@
-//! The transfer engine through glint's real reconcile against the real Keystone + Glance (B):
+//! The transfer engine through glint's real reconcile against the bed's Keystone + Glance (B),
+//! or the embedded cloud when no bed runs:
 //! every decoder and auto-detection end in an active image holding the unpacked bytes; corrupt
 //! archives, short and stalled downloads, error statuses and wrong hashes fail with their own
 //! reason and never turn an image active; webDownload and glanceDirect reach Glance by their
@@ -163,7 +164,7 @@ fn apply_source(h: &Harness, prefix: &str, source: Value) -> String {
 /// `format` served packed, unpacked as `decompress` says (None: the default, auto), with the
 /// packed file's `algorithm` hash in the spec: Glance ends up with the unpacked bytes.
 async fn unpacked_into_glance(format: &str, decompress: Option<&str>, algorithm: &str, seed: u64) {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let data = image_data(seed);
     let packed = pack(format, &data);
@@ -195,33 +196,28 @@ async fn unpacked_into_glance(format: &str, decompress: Option<&str>, algorithm:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_gzip_source_becomes_an_active_image_of_the_uncompressed_bytes() {
     unpacked_into_glance("gzip", Some("gzip"), "md5", 11).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn an_xz_source_becomes_an_active_image_of_the_uncompressed_bytes() {
     unpacked_into_glance("xz", Some("xz"), "sha1", 12).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_bzip2_source_becomes_an_active_image_of_the_uncompressed_bytes() {
     unpacked_into_glance("bzip2", Some("bzip2"), "sha256", 13).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_zstd_source_becomes_an_active_image_of_the_uncompressed_bytes() {
     unpacked_into_glance("zstd", Some("zstd"), "sha512", 14).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn auto_detection_unpacks_every_format_by_its_magic_bytes_and_passes_plain_data_through() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let api = h.glance();
     let mut cases = Vec::new();
@@ -249,7 +245,7 @@ async fn auto_detection_unpacks_every_format_by_its_magic_bytes_and_passes_plain
 /// A broken archive stalls with CorruptArchive, its message leading with the cause, and the
 /// image stays queued although Glance had received data.
 async fn broken_archive_stalls(format: &str, packed: Vec<u8>) {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let server = SourceServer::serving(Reply::ok(packed)).await;
     let name = apply_source(&h, format, json!({"url": server.url("/image.raw")}));
@@ -275,7 +271,6 @@ async fn broken_archive_stalls(format: &str, packed: Vec<u8>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_corrupt_gzip_stalls_with_corrupt_archive_and_the_image_stays_queued() {
     let mut packed = pack("gzip", &image_data(31));
     // Past the first MiB of unpacked data, so Glance has received some before the damage.
@@ -287,7 +282,6 @@ async fn a_corrupt_gzip_stalls_with_corrupt_archive_and_the_image_stays_queued()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_truncated_xz_stalls_with_corrupt_archive_and_the_image_stays_queued() {
     let mut packed = pack("xz", &image_data(32));
     packed.truncate(packed.len() * 4 / 5);
@@ -330,10 +324,9 @@ async fn retried_as_source_unavailable(h: &Harness, name: &str, server: &SourceS
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_that_sends_less_than_its_content_length_is_retried_and_never_activates_the_image()
 {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let data = image_data(41);
     let server =
@@ -353,9 +346,8 @@ async fn a_source_that_sends_less_than_its_content_length_is_retried_and_never_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_answering_404_stalls_as_source_unavailable_and_is_not_asked_again() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let server = SourceServer::serving(Reply::status(404)).await;
     let url = server.url("/gone.raw");
@@ -387,9 +379,8 @@ async fn a_source_answering_404_stalls_as_source_unavailable_and_is_not_asked_ag
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_answering_500_is_retried_as_source_unavailable() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let server = SourceServer::serving(Reply::status(500)).await;
     let url = server.url("/flaky.raw");
@@ -407,9 +398,8 @@ async fn a_source_answering_500_is_retried_as_source_unavailable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_source_that_stalls_past_the_idle_timeout_fails_as_source_unavailable() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let data = image_data(43);
     // Headers and 4 KiB, then silence far longer than the Image's idle timeout.
@@ -459,7 +449,7 @@ async fn a_source_that_stalls_past_the_idle_timeout_fails_as_source_unavailable(
 /// A wrong `algorithm` hash stalls with HashMismatch naming the algorithm, the expected and the
 /// actual value; the image stays queued.
 async fn hash_mismatch_stalls(algorithm: &str, seed: u64) {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let data = image_data(seed);
     let server = SourceServer::serving(Reply::ok(data.clone())).await;
@@ -494,25 +484,21 @@ async fn hash_mismatch_stalls(algorithm: &str, seed: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_wrong_md5_stalls_with_hash_mismatch_and_the_image_stays_queued() {
     hash_mismatch_stalls("md5", 51).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_wrong_sha1_stalls_with_hash_mismatch_and_the_image_stays_queued() {
     hash_mismatch_stalls("sha1", 52).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_wrong_sha256_stalls_with_hash_mismatch_and_the_image_stays_queued() {
     hash_mismatch_stalls("sha256", 53).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_wrong_sha512_stalls_with_hash_mismatch_and_the_image_stays_queued() {
     hash_mismatch_stalls("sha512", 54).await;
 }
@@ -523,9 +509,8 @@ async fn a_wrong_sha512_stalls_with_hash_mismatch_and_the_image_stays_queued() {
 /// All web-download cases in one test: only one server at a time can hold the port Glance's
 /// web-download may fetch from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn web_download_makes_glance_fetch_the_file_and_a_failed_import_stalls_with_glances_words() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let port = bed.webdl_port;
     let h = Harness::new(bed);
     let api = h.glance();
@@ -627,9 +612,8 @@ async fn web_download_makes_glance_fetch_the_file_and_a_failed_import_stalls_wit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn glance_direct_stages_the_unpacked_data_and_glances_import_makes_it_active() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let data = image_data(71);
     let server = SourceServer::serving(Reply::ok(pack("gzip", &data))).await;
@@ -701,9 +685,8 @@ fn assert_refused_with_401(object: &Image, url: &str, secret: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn the_authorization_header_from_the_source_secret_is_sent_and_a_wrong_one_stalls_on_401() {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let token = "Bearer glint-test-7f3a9c";
     let data = image_data(81);
@@ -751,10 +734,9 @@ async fn the_authorization_header_from_the_source_secret_is_sent_and_a_wrong_one
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn basic_credentials_from_the_source_secret_are_sent_and_wrong_or_missing_ones_stall_on_401()
 {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let (user, password) = ("mirror-reader", "pa55:w0rd");
     let expected = format!(
@@ -820,7 +802,7 @@ async fn basic_credentials_from_the_source_secret_are_sent_and_wrong_or_missing_
 /// image is gone, no transfer is counted as running, and the source sees glint hang up soon
 /// after and gets no new request.
 async fn cancelled_mid_transfer(prefix: &str, reply: Reply) {
-    let bed = require_testbed!();
+    let bed = glance_under_test!();
     let h = Harness::new(bed);
     let full = reply.body.len() as u64;
     let server = SourceServer::serving(reply).await;
@@ -870,7 +852,6 @@ async fn cancelled_mid_transfer(prefix: &str, reply: Reply) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn deleting_an_image_mid_transfer_stops_a_slow_download_and_removes_the_glance_image() {
     // 8 MiB at 640 KiB/s: about 13 s, far longer than the test takes.
     let data = common::pseudo_random_bytes(8 << 20, 91);
@@ -882,7 +863,6 @@ async fn deleting_an_image_mid_transfer_stops_a_slow_download_and_removes_the_gl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn deleting_an_image_whose_source_went_silent_hangs_up_on_the_source_at_once() {
     // 1.25 MiB, then silence for far longer than the test (the idle timeout is 5 minutes).
     let data = common::pseudo_random_bytes(4 << 20, 92);

@@ -1,5 +1,6 @@
-//! The reconcile harness: glint's real reconcile against real Keystone + Glance, with the
-//! stateful Kubernetes API double in place of an apiserver. Shared by the scenario suites.
+//! The reconcile harness: glint's real reconcile against a real Glance (the bed's, behind
+//! Keystone, or the embedded cloud in this process when no bed runs), with the stateful
+//! Kubernetes API double in place of an apiserver. Shared by the scenario suites.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +26,14 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// The demo user's reconcile: Keystone's password on the bed, auth none on the embedded
+    /// cloud ([`Testbed::demo_cloud`]).
     pub fn new(bed: Testbed) -> Self {
-        Self::with_password(bed.clone(), &bed.demo_password)
+        let yaml = bed.demo_cloud();
+        Self::with_clouds_yaml(bed, &yaml, |ctx| ctx)
     }
 
+    /// The demo user with this Keystone password (the bed's only: a wrong one is the point).
     pub fn with_password(bed: Testbed, password: &str) -> Self {
         let yaml = crate::common::keystone::password_auth(&bed, password);
         Self::with_clouds_yaml(bed, &yaml, |ctx| ctx)
@@ -54,7 +59,7 @@ impl Harness {
         let double = KubeDouble::default();
         let ctx = Arc::new(context_with(&double, settings));
         let harness = Self { bed, double, ctx };
-        let yaml = crate::common::keystone::password_auth(&harness.bed, &harness.bed.demo_password);
+        let yaml = harness.bed.demo_cloud();
         harness.put_clouds_yaml("cloud", &yaml);
         harness
     }
@@ -69,10 +74,9 @@ impl Harness {
         }
     }
 
-    /// Secret `name` with a password clouds.yaml for the bed's Keystone.
-    pub fn put_secret(&self, name: &str, password: &str) {
-        let yaml = crate::common::keystone::password_auth(&self.bed, password);
-        self.put_clouds_yaml(name, &yaml);
+    /// Secret `name` with the demo user's clouds.yaml ([`Testbed::demo_cloud`]).
+    pub fn put_demo_secret(&self, name: &str) {
+        self.put_clouds_yaml(name, &self.bed.demo_cloud());
     }
 
     /// Secret `name` with this clouds.yaml (created, or replaced with a new resourceVersion).
@@ -132,10 +136,7 @@ impl Harness {
     }
 
     pub fn glance(&self) -> GlanceClient {
-        client_for(&crate::common::keystone::password_auth(
-            &self.bed,
-            &self.bed.demo_password,
-        ))
+        client_for(&self.bed.demo_cloud())
     }
 
     /// The Glance image an object's status names, as the demo project sees it.

@@ -179,11 +179,7 @@ pub struct SeriesCli {
 impl SeriesCli {
     pub fn with_bed(bed: &super::Testbed) -> Self {
         let cli = Self::in_new_folder(Cloud::Bed);
-        std::fs::write(
-            cli.dir.join("clouds.yaml"),
-            super::keystone::password_auth(bed, &bed.demo_password),
-        )
-        .expect("clouds.yaml");
+        std::fs::write(cli.dir.join("clouds.yaml"), bed.demo_cloud()).expect("clouds.yaml");
         cli
     }
 

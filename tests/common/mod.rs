@@ -45,6 +45,8 @@ pub struct Testbed {
     /// and add properties, property protections), behind the same Keystone.
     pub prod_region: String,
     pub prod_glance_url: String,
+    /// `glint cloud` in this process (see [`testbed`]): no Keystone, one Glance for both roles.
+    pub embedded: bool,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -84,6 +86,7 @@ pub fn testbed() -> Option<Testbed> {
         venv: need("GLINT_TEST_VENV"),
         prod_region: need("GLINT_TEST_PROD_REGION"),
         prod_glance_url: need("GLINT_TEST_PROD_GLANCE_URL"),
+        embedded: false,
     })
 }
 
@@ -132,7 +135,8 @@ fn embedded_bed() -> Testbed {
         glance_url: endpoint.clone(),
         webdl_port: harness::free_port(),
         keystone_url: none(),
-        keystone_glance_url: none(),
+        // The Glance glint's reconcile reaches (Keystone's on the bed) is the same one here.
+        keystone_glance_url: endpoint.clone(),
         region: none(),
         admin_user: none(),
         admin_password: none(),
@@ -146,6 +150,7 @@ fn embedded_bed() -> Testbed {
         venv: none(),
         prod_region: none(),
         prod_glance_url: none(),
+        embedded: true,
     }
 }
 
@@ -163,9 +168,10 @@ macro_rules! require_testbed {
     };
 }
 
-/// The Glance the contract tests (tests/glance_*.rs) speak to: the test bed's when one runs,
-/// else `glint cloud` in this process, so that a plain `cargo test` runs them too (as proof
-/// that the embedded cloud answers as they expect Glance to).
+/// The Glance the contract tests (tests/glance_*.rs) and the reconcile and transfer scenarios
+/// speak to: the test bed's when one runs, else `glint cloud` in this process, so that a plain
+/// `cargo test` runs them too (as proof that the embedded cloud answers as they expect Glance
+/// to, and so that a change to the reconcile can fail a run with nothing installed).
 pub fn glance_under_test() -> Testbed {
     testbed().unwrap_or_else(embedded_bed)
 }
@@ -178,6 +184,19 @@ macro_rules! glance_under_test {
 }
 
 impl Testbed {
+    /// clouds.yaml text whose cloud `bed` is the demo user as glint's reconcile meets it: the
+    /// Keystone password on the bed; on the embedded cloud, `auth_type: none` at its endpoint.
+    pub fn demo_cloud(&self) -> String {
+        if self.embedded {
+            format!(
+                "clouds:\n  bed:\n    auth_type: none\n    auth:\n      endpoint: {}\n",
+                self.keystone_glance_url
+            )
+        } else {
+            keystone::password_auth(self, &self.demo_password)
+        }
+    }
+
     /// A client acting as an administrator of `project` on the trusted-header Glance.
     pub fn admin_of(&self, project: &str) -> GlanceClient {
         self.client(project, &["admin"])
