@@ -1,7 +1,7 @@
 //! The `glint` binary: parses the command line and hands over to the library.
 
-// As in the library: start-up failures are reported and exit, never unwrapped.
-#![deny(clippy::unwrap_used, clippy::expect_used)]
+// As in the library (Cargo.toml's [lints]): start-up failures are reported and exit, never
+// unwrapped.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;

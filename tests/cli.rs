@@ -1,5 +1,7 @@
 //! The `glint image` and `plan`/`apply` commands, run as the real binary with a clouds.yaml, as a
 //! user would: against the Keystone-backed Glance on the bed, else the embedded cloud (auth none).
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

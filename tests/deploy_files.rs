@@ -1,6 +1,8 @@
 //! What deploy/ ships, checked with the tools users run it with: the Helm chart (lint, render
 //! per values combination, schema refusals, package), and the alerts and dashboard (promtool).
 //! Installing the chart into a real apiserver is e2e_cluster's job.
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

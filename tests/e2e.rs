@@ -2,6 +2,8 @@
 //! tests/common/cluster.rs) and the real Keystone + Glance test bed, driven with kubectl the
 //! way a user would: CRD from crds/, manifests from deploy/examples/cluster/, edits, deactivation,
 //! sharing, a controller killed and restarted mid-way, delete and detach, admission refusals.
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

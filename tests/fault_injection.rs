@@ -7,6 +7,8 @@
 //!
 //! The proxy counts what reached Glance, so "never repeated a create" is checked by count, and
 //! the checks themselves read Glance directly, never through the proxy.
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -5,6 +5,8 @@
 //! the pass took exactly the steps plan printed. A read
 //! or a rule added to one side only (as members once were read for imported images by plan
 //! alone) shows up here as a difference.
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

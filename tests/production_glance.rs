@@ -3,6 +3,8 @@
 //! non-admin (inject_image_metadata) and reserves `locked_*` properties for admins (property
 //! protections). The controller's reconcile runs for real against it and Keystone, with the
 //! Kubernetes double in place of an apiserver.
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

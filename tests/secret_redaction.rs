@@ -1,6 +1,8 @@
 //! Proof that no secret (password, token, application credential secret) reaches a log line
 //! at TRACE level, an error message or Debug output, through successful and failed logins.
 //! Its own test binary because it installs the process-wide tracing subscriber.
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -7,6 +7,8 @@
 //! keep 2, and no spec edit between: glint finds every release itself. After every apply that
 //! succeeds, the image carrying the stable name holds exactly the bytes the mirror lists for
 //! its newest release: a stale image is never reported current.
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

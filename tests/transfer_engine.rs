@@ -7,6 +7,8 @@
 //!
 //! Sources are served by `common::sources::SourceServer` on 127.0.0.1, which the harness's
 //! source policy allows.
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

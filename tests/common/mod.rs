@@ -3,6 +3,8 @@
 //! Tests that need the bed carry `#[ignore]` (a plain `cargo test` lists them as ignored) and
 //! fail, saying how to start it, when run without it: nothing passes by testing nothing.
 #![allow(dead_code)]
+// Test helpers fail loudly: expect() here is an assertion (Cargo.toml denies it elsewhere).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cluster;
 pub mod disks;
