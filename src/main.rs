@@ -91,8 +91,17 @@ struct CloudArgs {
     #[arg(long, default_value = "127.0.0.1:9292", env = "GLINT_CLOUD_LISTEN")]
     listen: std::net::SocketAddr,
     /// Require this token in X-Auth-Token on every call but the version document.
-    #[arg(long, env = "GLINT_CLOUD_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "GLINT_CLOUD_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "keystone"
+    )]
     token: Option<String>,
+    /// Identify every caller by its Keystone token, validated with the Keystone at this URL
+    /// (its auth_url, with or without /v3): projects, members and admin count as in Glance.
+    #[arg(long, env = "GLINT_CLOUD_KEYSTONE", value_name = "AUTH_URL")]
+    keystone: Option<String>,
     /// Disk formats to accept besides Glance's defaults (comma-separated).
     #[arg(long, value_delimiter = ',')]
     extra_disk_formats: Vec<String>,
@@ -348,7 +357,11 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             let options = glint::glance_server::CloudOptions {
                 listen: args.listen,
                 data_dir: data_dir.clone(),
-                token: args.token,
+                access: match (args.token, args.keystone) {
+                    (_, Some(auth_url)) => glint::glance_server::Access::Keystone(auth_url),
+                    (Some(token), None) => glint::glance_server::Access::Token(token),
+                    (None, None) => glint::glance_server::Access::Open,
+                },
                 policy: SourcePolicy {
                     allow_loopback: args.listen.ip().is_loopback(),
                     ..SourcePolicy::default()

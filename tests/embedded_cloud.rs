@@ -10,6 +10,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use glint::glance_server::Access;
+
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples");
 
 /// A user with no clouds.yaml anywhere glint looks: a scratch HOME and working folder.
@@ -200,12 +202,12 @@ struct TestCloud {
 }
 
 impl TestCloud {
-    async fn start(token: Option<&str>) -> Self {
+    async fn start(access: glint::glance_server::Access) -> Self {
         let data_dir = std::env::temp_dir().join(common::unique("glint-cloud-http"));
         let running = glint::glance_server::start(glint::glance_server::CloudOptions {
             listen: ([127, 0, 0, 1], 0).into(),
             data_dir: data_dir.clone(),
-            token: token.map(str::to_string),
+            access,
             policy: Default::default(),
             formats: Default::default(),
         })
@@ -241,8 +243,41 @@ impl Drop for TestCloud {
 }
 
 #[tokio::test]
+async fn a_keystone_cloud_that_cannot_reach_its_keystone_answers_503_instead_of_guessing_who_calls()
+{
+    // Nothing listens on this port: Keystone is down.
+    let port = common::harness::free_port();
+    let cloud = TestCloud::start(Access::Keystone(format!("http://127.0.0.1:{port}/v3"))).await;
+    let response = cloud
+        .http
+        .get(cloud.url("/v2/images"))
+        .header("x-auth-token", "a-token-nobody-can-check")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = response.json().await.expect("Glance's error shape");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cannot validate tokens") && message.contains(&port.to_string()),
+        "{body}"
+    );
+    let response = cloud
+        .http
+        .get(cloud.url("/v2/images"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::UNAUTHORIZED,
+        "no token: refused before Keystone is asked"
+    );
+}
+
+#[tokio::test]
 async fn a_token_cloud_refuses_calls_without_it_but_serves_its_version_document() {
-    let cloud = TestCloud::start(Some("s3cret")).await;
+    let cloud = TestCloud::start(Access::Token("s3cret".into())).await;
     let (http, url) = (&cloud.http, |path: &str| cloud.url(path));
     let versions = http.get(url("/")).send().await.expect("versions");
     assert_eq!(versions.status().as_u16(), 300);
@@ -278,7 +313,7 @@ async fn a_token_cloud_refuses_calls_without_it_but_serves_its_version_document(
 
 #[tokio::test]
 async fn the_compute_image_proxy_shows_images_with_novas_names() {
-    let cloud = TestCloud::start(None).await;
+    let cloud = TestCloud::start(Access::Open).await;
     let (http, url) = (&cloud.http, |path: &str| cloud.url(path));
     let created = json_of(
         http.post(url("/v2/images"))
@@ -365,7 +400,7 @@ fn prune_deletes_only_images_an_earlier_apply_made_from_manifests_now_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn glint_reaches_a_token_cloud_with_auth_type_token_and_no_keystone() {
-    let cloud = TestCloud::start(Some("s3cret")).await;
+    let cloud = TestCloud::start(Access::Token("s3cret".into())).await;
     let user = NewUser::new();
     let clouds = user.home.join("clouds.yaml");
     let yaml = |token: &str| {
@@ -405,7 +440,7 @@ async fn glint_reaches_a_token_cloud_with_auth_type_token_and_no_keystone() {
 
 #[tokio::test]
 async fn the_task_api_lists_imports_to_their_owner_only() {
-    let cloud = TestCloud::start(None).await;
+    let cloud = TestCloud::start(Access::Open).await;
     let (http, url) = (&cloud.http, |path: &str| cloud.url(path));
     let as_project = |request: reqwest::RequestBuilder, project: &str| {
         request

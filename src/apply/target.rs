@@ -50,7 +50,7 @@ pub async fn connect(cloud: Option<&str>, data_dir: Option<&Path>) -> Result<Tar
     let running = glance_server::start(CloudOptions {
         listen: ([127, 0, 0, 1], 0).into(),
         data_dir: data_dir.clone(),
-        token: None,
+        access: glance_server::Access::Open,
         policy: SourcePolicy {
             allow_loopback: true,
             ..SourcePolicy::default()

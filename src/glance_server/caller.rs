@@ -3,7 +3,9 @@
 //! With auth `none` a request carries no identity and acts as the cloud's administrator, which
 //! is what a single user on their own machine expects. A request with Glance's trusted
 //! identity headers (`X-Identity-Status: Confirmed`, `X-Project-Id`, `X-Roles`) acts as that
-//! project, so the same contract tests can run against the real Glance and this one.
+//! project, so the same contract tests can run against the real Glance and this one. With a
+//! Keystone ([`super::keystone`]) only the validated token says who is asking: those headers
+//! are then ignored, as keystonemiddleware overwrites them in front of Glance.
 
 use http::HeaderMap;
 
@@ -36,6 +38,15 @@ impl Caller {
         Self {
             project: text("x-project-id").filter(|project| !project.is_empty()),
             admin: roles.split(',').any(|role| role.trim() == "admin"),
+        }
+    }
+
+    /// The caller a validated token stands for: its project, an administrator when one of its
+    /// roles is `admin` (Glance's default policy).
+    pub fn identified(project: Option<String>, roles: &[String]) -> Self {
+        Self {
+            project: project.filter(|project| !project.is_empty()),
+            admin: roles.iter().any(|role| role == "admin"),
         }
     }
 

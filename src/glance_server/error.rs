@@ -22,6 +22,10 @@ pub enum CloudError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     RequestTooLarge(String),
+    /// The Keystone that identifies callers cannot be asked now (down, slow, or an answer
+    /// that is not a token document): 503, as keystonemiddleware answers, worth retrying.
+    #[error("{0}")]
+    IdentityUnavailable(String),
     /// The database or the data folder failed: the request may succeed when retried.
     #[error("storage failed: {0}")]
     Storage(String),
@@ -38,13 +42,14 @@ impl CloudError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::IdentityUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// Whether the same request may succeed later without a change.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Storage(_))
+        matches!(self, Self::Storage(_) | Self::IdentityUnavailable(_))
     }
 
     /// A short reason, as glint's conditions name their causes.
@@ -58,6 +63,7 @@ impl CloudError {
             Self::Conflict(_) => "Conflict",
             Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Self::RequestTooLarge(_) => "RequestTooLarge",
+            Self::IdentityUnavailable(_) => "KeystoneUnavailable",
             Self::Storage(_) => "StorageFailed",
         }
     }
@@ -85,6 +91,7 @@ mod tests {
     #[test]
     fn only_storage_failures_are_worth_retrying_unchanged() {
         assert!(CloudError::storage("disk full").is_transient());
+        assert!(CloudError::IdentityUnavailable("Keystone down".into()).is_transient());
         assert!(!CloudError::Conflict("taken".into()).is_transient());
         assert!(!CloudError::NotFound("gone".into()).is_transient());
     }

@@ -9,7 +9,8 @@
 //! carries `x-openstack-request-id`.
 //!
 //! Auth is `none` on loopback by default; `--token` makes every call but the version document
-//! need that token in `X-Auth-Token`. web-download fetches through the same
+//! need that token in `X-Auth-Token`; `--keystone` identifies every caller by its Keystone
+//! token ([`keystone`]), so projects and roles count as they do in Glance. web-download fetches through the same
 //! [`SourcePolicy`](crate::transfer::SourcePolicy) as glint's own transfers.
 
 mod access;
@@ -19,6 +20,7 @@ mod compute;
 mod data;
 mod error;
 pub mod image;
+mod keystone;
 mod listing;
 pub mod routes;
 mod schemas;
@@ -46,19 +48,38 @@ pub const LOCAL_PROJECT: &str = "local";
 pub struct CloudOptions {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// When set, every call but the version document must carry it in `X-Auth-Token`.
-    pub token: Option<String>,
+    /// Who may call, and as whom.
+    pub access: Access,
     /// What web-download may fetch.
     pub policy: SourcePolicy,
     /// Disk and container formats accepted.
     pub formats: image::Formats,
 }
 
+/// Who may call the cloud, and as whom.
+#[derive(Debug, Clone, Default)]
+pub enum Access {
+    /// Anyone, as the administrator (or as the project its trusted identity headers name).
+    #[default]
+    Open,
+    /// Callers that send this token in `X-Auth-Token` (every call but the version document).
+    Token(String),
+    /// Callers whose `X-Auth-Token` the Keystone at this URL accepts, as its project and roles.
+    Keystone(String),
+}
+
+/// How requests are let in, ready to serve.
+enum Gate {
+    Open,
+    Token(String),
+    Keystone(keystone::KeystoneTokens),
+}
+
 /// State shared by every request.
 pub struct Cloud {
     store: Store,
     owner: String,
-    token: Option<String>,
+    gate: Gate,
     address: SocketAddr,
     policy: Arc<SourcePolicy>,
     formats: image::Formats,
@@ -102,13 +123,18 @@ pub async fn start(options: CloudOptions) -> Result<RunningCloud, CloudError> {
         CloudError::storage(format!("cannot listen on {}: {err}", options.listen))
     })?;
     let address = listener.local_addr().map_err(CloudError::storage)?;
+    let gate = match options.access {
+        Access::Open => Gate::Open,
+        Access::Token(token) => Gate::Token(token),
+        Access::Keystone(auth_url) => Gate::Keystone(keystone::KeystoneTokens::new(&auth_url)?),
+    };
     let store = tokio::task::spawn_blocking(move || Store::open(&options.data_dir))
         .await
         .map_err(CloudError::storage)??;
     let cloud = Arc::new(Cloud {
         store,
         owner: LOCAL_PROJECT.to_string(),
-        token: options.token,
+        gate,
         address,
         policy: Arc::new(options.policy),
         formats: options.formats,

@@ -12,7 +12,7 @@ use super::access::{change_image, change_visible, visible};
 use super::answer::{Answer, Body, accepted, json_response, no_content, ok, read_json};
 use super::caller::Caller;
 use super::image::{ImageRecord, MemberRecord};
-use super::{Cloud, CloudError, data, listing, schemas};
+use super::{Cloud, CloudError, Gate, data, listing, schemas};
 use crate::vocabulary::{GlanceStatus, Visibility};
 
 pub const PATCH_MEDIA_TYPE: &str = "application/openstack-images-v2.1-json-patch";
@@ -25,8 +25,8 @@ pub async fn handle(
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let answer = match authorize(&cloud, &request, &path) {
-        Ok(()) => route(&cloud, request).await,
+    let answer = match identify(&cloud, &request, &path).await {
+        Ok(caller) => route(&cloud, request, &caller).await,
         Err(err) => Err(err),
     };
     let mut response = answer.unwrap_or_else(|err| {
@@ -43,29 +43,32 @@ pub async fn handle(
     Ok(response)
 }
 
-fn authorize(cloud: &Cloud, request: &Request<Incoming>, path: &str) -> Result<(), CloudError> {
-    let Some(token) = &cloud.token else {
-        return Ok(());
-    };
-    if matches!(path, "/" | "/versions") {
-        return Ok(());
-    }
+/// Who is asking, or why they may not ask at all. The version document is open to everyone,
+/// as in Glance.
+async fn identify(
+    cloud: &Cloud,
+    request: &Request<Incoming>,
+    path: &str,
+) -> Result<Caller, CloudError> {
     let given = request
         .headers()
         .get("x-auth-token")
         .and_then(|value| value.to_str().ok());
-    if given == Some(token.as_str()) {
-        Ok(())
-    } else {
-        Err(CloudError::Unauthorized(
+    let open_path = matches!(path, "/" | "/versions");
+    match &cloud.gate {
+        Gate::Open => Ok(Caller::from_headers(request.headers())),
+        Gate::Token(token) if open_path || given == Some(token.as_str()) => {
+            Ok(Caller::from_headers(request.headers()))
+        }
+        Gate::Token(_) => Err(CloudError::Unauthorized(
             "This cloud needs the token it was started with, in X-Auth-Token.".into(),
-        ))
+        )),
+        Gate::Keystone(_) if open_path => Ok(Caller::identified(None, &[])),
+        Gate::Keystone(keystone) => keystone.caller(given).await,
     }
 }
 
-async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>) -> Answer {
-    let caller = Caller::from_headers(request.headers());
-    let caller = &caller;
+async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>, caller: &Caller) -> Answer {
     // Links point where the client reached the cloud (not 0.0.0.0 when it listens on all).
     let origin = match request
         .headers()

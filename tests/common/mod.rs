@@ -111,7 +111,7 @@ fn embedded_bed() -> Testbed {
                 let running = glint::glance_server::start(glint::glance_server::CloudOptions {
                     listen: ([127, 0, 0, 1], 0).into(),
                     data_dir,
-                    token: None,
+                    access: glint::glance_server::Access::Open,
                     policy: glint::transfer::SourcePolicy {
                         allow_loopback: true,
                         ..Default::default()
