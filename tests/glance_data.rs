@@ -83,7 +83,7 @@ async fn an_upload_of_unknown_length_is_streamed_chunked() {
 }
 
 #[tokio::test]
-async fn data_that_does_not_match_its_disk_format_is_refused_with_415() {
+async fn data_that_does_not_match_its_disk_format_is_refused_with_415_except_by_glance_2024_1() {
     let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());
     let image = api
@@ -94,12 +94,21 @@ async fn data_that_does_not_match_its_disk_format_is_refused_with_415() {
         .await
         .expect("create");
     let data = common::pseudo_random_bytes(64 * 1024, 3);
-    let refused = api
+    let upload = api
         .upload(&image.id, common::stream_of(&data), Some(data.len() as u64))
-        .await
-        .expect_err("random bytes are not qcow2");
-    assert_eq!(refused.status(), Some(415), "{refused}");
-    assert!(!refused.is_transient());
+        .await;
+    if bed.release == "2024.1" {
+        // Glance 28.0.1 has no format check on upload (Glance 30 and 33 refuse here): it
+        // stores random bytes as qcow2, so on such clouds only the client's own check (glint's
+        // FormatMismatch when it converts) stands between a wrong format and an active image.
+        upload.expect("Glance 28.0.1 stores the data unchecked");
+        let stored = api.get_image(&image.id).await.expect("get");
+        assert_eq!(stored.status, glint::glance::GlanceStatus::Active);
+    } else {
+        let refused = upload.expect_err("random bytes are not qcow2");
+        assert_eq!(refused.status(), Some(415), "{refused}");
+        assert!(!refused.is_transient());
+    }
     api.delete(&image.id)
         .await
         .expect("a broken image can still be deleted");

@@ -121,8 +121,16 @@ async fn calls_without_a_token_keystone_accepts_are_refused_but_the_version_docu
         "{body}"
     );
     let (status, versions) = cloud.call(Method::GET, "/versions", None, None).await;
-    assert_eq!(status, StatusCode::MULTIPLE_CHOICES, "as Glance answers: {versions}");
-    assert!(versions["versions"].as_array().is_some_and(|v| !v.is_empty()));
+    assert_eq!(
+        status,
+        StatusCode::MULTIPLE_CHOICES,
+        "as Glance answers: {versions}"
+    );
+    assert!(
+        versions["versions"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+    );
     let (demo, _) = tokens(&bed).await;
     let (status, _) = cloud
         .call(Method::GET, "/v2/images", Some(&demo), None)

@@ -49,6 +49,9 @@ pub struct Testbed {
     pub prod_glance_url: String,
     /// `glint cloud` in this process (see [`testbed`]): no Keystone, one Glance for both roles.
     pub embedded: bool,
+    /// The OpenStack release the bed's Glance comes from (`scripts/testbed`'s
+    /// GLINT_TESTBED_GLANCE: 2026.2, 2025.1 or 2024.1); "embedded" for `glint cloud`.
+    pub release: String,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -89,6 +92,7 @@ pub fn testbed() -> Option<Testbed> {
         prod_region: need("GLINT_TEST_PROD_REGION"),
         prod_glance_url: need("GLINT_TEST_PROD_GLANCE_URL"),
         embedded: false,
+        release: var("GLINT_TEST_GLANCE_RELEASE").unwrap_or_else(|| "2026.2".to_string()),
     })
 }
 
@@ -153,6 +157,7 @@ fn embedded_bed() -> Testbed {
         prod_region: none(),
         prod_glance_url: none(),
         embedded: true,
+        release: "embedded".to_string(),
     }
 }
 
