@@ -183,7 +183,8 @@ async fn glance_reports_its_import_methods_and_stores() {
 #[tokio::test]
 async fn a_glance_direct_import_stages_then_activates_the_image() {
     let bed = glance_under_test!();
-    let api = bed.admin_of(&common::unique_project());
+    let project = common::unique_project();
+    let api = bed.admin_of(&project);
     let image = api
         .create_image(&raw_image("direct"))
         .await
@@ -219,6 +220,25 @@ async fn a_glance_direct_import_stages_then_activates_the_image() {
             .any(|task| task.task_type == "api_image_import" && task.status == "success"),
         "{tasks:?}"
     );
+    // The task says who asked: the import call's request id and user (tempest reads both).
+    let (status, raw) = bed
+        .raw_call(
+            &project,
+            "admin",
+            reqwest::Method::GET,
+            &format!("/v2/images/{}/tasks", image.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{raw}");
+    let task = &raw["tasks"][0];
+    assert!(
+        task["request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("req-")),
+        "{task}"
+    );
+    assert_eq!(task["user_id"], format!("user-of-{project}"), "{task}");
     api.delete(&image.id).await.expect("delete");
 }
 
@@ -261,10 +281,20 @@ async fn a_web_download_import_fetches_a_loopback_file_and_a_missing_one_explain
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert!(!failure.is_empty(), "the task says why the import failed");
+    let returned = api.get_image(&broken.id).await.expect("get");
     assert_eq!(
-        api.get_image(&broken.id).await.expect("get").status,
+        returned.status,
         GlanceStatus::Queued,
         "a failed web-download returns the image to queued"
+    );
+    // ... and names the store it failed to import to, which is what clients (tempest) poll.
+    assert!(
+        returned
+            .properties
+            .get("os_glance_failed_import")
+            .is_some_and(|stores| !stores.is_empty()),
+        "{:?}",
+        returned.properties
     );
     for id in [image.id, broken.id] {
         api.delete(&id).await.expect("delete");

@@ -261,6 +261,121 @@ async fn a_patch_sent_as_plain_json_is_refused_with_415() {
 }
 
 #[tokio::test]
+async fn the_older_v2_0_patch_dialect_is_taken_as_well() {
+    let bed = glance_under_test!();
+    let project = common::unique_project();
+    let api = bed.admin_of(&project);
+    let image = api
+        .create_image(&NewImage {
+            name: Some(common::unique("dialect")),
+            ..NewImage::default()
+        })
+        .await
+        .expect("create");
+    // tempest and older clients send {"replace": "/name", ...} under the v2.0 media type.
+    let ops = serde_json::json!([
+        {"replace": "/name", "value": "renamed"},
+        {"add": "/glint_dialect", "value": "v2.0"}
+    ]);
+    let (status, patched) = bed
+        .raw_call(
+            &project,
+            "admin",
+            reqwest::Method::PATCH,
+            &format!("/v2/images/{}", image.id),
+            Some(("application/openstack-images-v2.0-json-patch", ops)),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["name"], "renamed");
+    assert_eq!(patched["glint_dialect"], "v2.0");
+    api.delete(&image.id).await.expect("delete");
+}
+
+#[tokio::test]
+async fn an_admin_gives_an_image_to_another_project_and_a_member_may_not() {
+    let bed = glance_under_test!();
+    let (mine, theirs, third) = (
+        common::unique_project(),
+        common::unique_project(),
+        common::unique_project(),
+    );
+    let create = |owner: &str| {
+        Some((
+            "application/json",
+            serde_json::json!({"name": common::unique("owner"), "owner": owner}),
+        ))
+    };
+    let (status, refused) = bed
+        .raw_call(
+            &mine,
+            "member,reader",
+            reqwest::Method::POST,
+            "/v2/images",
+            create(&theirs),
+        )
+        .await;
+    assert_eq!(
+        status, 403,
+        "a member creates for its own project only: {refused}"
+    );
+    let (status, given) = bed
+        .raw_call(
+            &mine,
+            "admin",
+            reqwest::Method::POST,
+            "/v2/images",
+            create(&theirs),
+        )
+        .await;
+    assert_eq!(status, 201, "{given}");
+    assert_eq!(given["owner"], theirs.as_str());
+    let id = given["id"].as_str().expect("id").to_string();
+    let to_third = serde_json::json!([{"op": "replace", "path": "/owner", "value": third}]);
+    let patch = |ops: &serde_json::Value| {
+        Some(("application/openstack-images-v2.1-json-patch", ops.clone()))
+    };
+    let path = format!("/v2/images/{id}");
+    let (status, _) = bed
+        .raw_call(
+            &theirs,
+            "member,reader",
+            reqwest::Method::PATCH,
+            &path,
+            patch(&to_third),
+        )
+        .await;
+    assert_eq!(status, 403, "the owning member may not give it away");
+    let (status, moved) = bed
+        .raw_call(
+            &mine,
+            "admin",
+            reqwest::Method::PATCH,
+            &path,
+            patch(&to_third),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["owner"], third.as_str());
+    bed.admin_of(&third).delete(&id).await.expect("delete");
+}
+
+#[tokio::test]
+async fn an_empty_image_id_is_not_found_rather_than_the_list() {
+    let bed = glance_under_test!();
+    let (status, body) = bed
+        .raw_call(
+            &common::unique_project(),
+            "admin",
+            reqwest::Method::GET,
+            "/v2/images/",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test]
 async fn tags_are_added_and_removed_one_at_a_time() {
     let bed = glance_under_test!();
     let api = bed.admin_of(&common::unique_project());

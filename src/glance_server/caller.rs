@@ -17,6 +17,8 @@ use crate::vocabulary::Visibility;
 pub struct Caller {
     /// The project acting; `None` for the local administrator.
     pub project: Option<String>,
+    /// The user acting, when the request says (recorded on import tasks, as Glance does).
+    pub user: Option<String>,
     pub admin: bool,
 }
 
@@ -31,21 +33,24 @@ impl Caller {
         if text("x-identity-status").as_deref() != Some("Confirmed") {
             return Self {
                 project: None,
+                user: None,
                 admin: true,
             };
         }
         let roles = text("x-roles").unwrap_or_default();
         Self {
             project: text("x-project-id").filter(|project| !project.is_empty()),
+            user: text("x-user-id").filter(|user| !user.is_empty()),
             admin: roles.split(',').any(|role| role.trim() == "admin"),
         }
     }
 
     /// The caller a validated token stands for: its project, an administrator when one of its
     /// roles is `admin` (Glance's default policy).
-    pub fn identified(project: Option<String>, roles: &[String]) -> Self {
+    pub fn identified(project: Option<String>, user: Option<String>, roles: &[String]) -> Self {
         Self {
             project: project.filter(|project| !project.is_empty()),
+            user,
             admin: roles.iter().any(|role| role == "admin"),
         }
     }
@@ -122,6 +127,28 @@ impl Caller {
     pub fn owner(&self, default: &str) -> String {
         self.project.clone().unwrap_or_else(|| default.to_string())
     }
+
+    /// The owner of a new image whose create asked for `asked` (Glance's `owner` field): an
+    /// administrator may name any project, anyone else only their own.
+    pub fn owner_of_new_image(
+        &self,
+        asked: Option<&serde_json::Value>,
+        default: &str,
+    ) -> Result<String, CloudError> {
+        let own = self.owner(default);
+        match asked {
+            None | Some(serde_json::Value::Null) => Ok(own),
+            Some(serde_json::Value::String(owner)) if self.admin || *owner == own => {
+                Ok(owner.clone())
+            }
+            Some(serde_json::Value::String(owner)) => Err(CloudError::Forbidden(format!(
+                "You are not permitted to create images owned by '{owner}'."
+            ))),
+            Some(other) => Err(CloudError::BadRequest(format!(
+                "Invalid value for owner: {other} is not a project id"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +180,7 @@ mod tests {
     fn project(name: &str) -> Caller {
         Caller {
             project: Some(name.into()),
+            user: None,
             admin: false,
         }
     }
@@ -194,6 +222,39 @@ mod tests {
                 "{visibility} {members:?} lists {who}"
             );
         }
+    }
+
+    #[test]
+    fn only_an_administrator_creates_images_for_another_project() {
+        let admin = Caller::identified(Some("p-admin".into()), None, &["admin".into()]);
+        let other = serde_json::json!("p2");
+        assert_eq!(
+            admin.owner_of_new_image(Some(&other), "local").ok(),
+            Some("p2".into())
+        );
+        assert_eq!(
+            admin.owner_of_new_image(None, "local").ok(),
+            Some("p-admin".into())
+        );
+        let member = project("p1");
+        assert_eq!(
+            member
+                .owner_of_new_image(Some(&other), "local")
+                .map_err(|e| e.reason()),
+            Err("Forbidden")
+        );
+        let own = serde_json::json!("p1");
+        assert_eq!(
+            member.owner_of_new_image(Some(&own), "local").ok(),
+            Some("p1".into())
+        );
+        let number = serde_json::json!(7);
+        assert_eq!(
+            member
+                .owner_of_new_image(Some(&number), "local")
+                .map_err(|e| e.reason()),
+            Err("BadRequest")
+        );
     }
 
     #[test]

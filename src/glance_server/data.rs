@@ -161,6 +161,7 @@ pub fn import(
     caller: &Caller,
     id: &str,
     body: &Value,
+    request_id: &str,
 ) -> Result<(), CloudError> {
     let method = body["method"]["name"].as_str().unwrap_or_default();
     let image = match method {
@@ -216,6 +217,9 @@ pub fn import(
             "result": null,
             "owner": image.owner,
             "image_id": id,
+            // Who asked, as Glance records it: the import call's request and user.
+            "request_id": request_id,
+            "user_id": caller.user,
             "created_at": cloud.now(),
             "updated_at": cloud.now(),
         })
@@ -229,7 +233,7 @@ pub fn import(
         let record = match outcome {
             Ok(()) => success,
             Err(err) => {
-                back_to_queued(&cloud, &id, GlanceStatus::Importing);
+                failed_import(&cloud, &id);
                 let mut failed = failure_template;
                 failed["message"] = Value::String(err.to_string());
                 failed
@@ -313,6 +317,25 @@ fn back_to_queued(cloud: &Cloud, id: &str, from: GlanceStatus) {
     }
 }
 
+/// A failed import leaves the image queued, with its store listed in
+/// `os_glance_failed_import` (what Glance's clients poll for), as Glance does.
+fn failed_import(cloud: &Cloud, id: &str) {
+    back_to_queued(cloud, id, GlanceStatus::Importing);
+    let marked = cloud.store.update(id, |current| {
+        Ok(current
+            .filter(|image| image.status == GlanceStatus::Queued)
+            .map(|mut image| {
+                image
+                    .properties
+                    .insert("os_glance_failed_import".into(), super::STORE_ID.into());
+                image
+            }))
+    });
+    if let Err(err) = marked {
+        tracing::warn!(image = %id, error = %err, "cannot record the failed import");
+    }
+}
+
 /// Records the data's size and digests, then renames the partial file into place. An image
 /// deleted meanwhile keeps its tombstone and loses the data.
 fn finish(cloud: &Cloud, id: &str, partial: &Path, written: Written) -> Result<(), CloudError> {
@@ -322,6 +345,8 @@ fn finish(cloud: &Cloud, id: &str, partial: &Path, written: Written) -> Result<(
             .filter(|image| matches!(image.status, GlanceStatus::Saving | GlanceStatus::Importing))
             .map(|mut image| {
                 image.status = GlanceStatus::Active;
+                // An earlier failed import to the store is over once the data is in.
+                image.properties.remove("os_glance_failed_import");
                 image.size = Some(written.size);
                 image.virtual_size =
                     (image.disk_format.as_deref() == Some("raw")).then_some(written.size);

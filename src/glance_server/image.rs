@@ -125,18 +125,21 @@ impl ImageRecord {
     }
 
     /// Applies a JSON patch atomically: every operation or none.
+    /// `may_set_owner`: the caller is an administrator, whom Glance lets give an image to
+    /// another project (`/owner` is read-only to everyone else).
     pub fn patch(
         &self,
         operations: &Value,
         now: &str,
         formats: &Formats,
+        may_set_owner: bool,
     ) -> Result<Self, CloudError> {
         let operations = operations.as_array().ok_or_else(|| {
             CloudError::BadRequest("A JSON patch must be a list of operations.".into())
         })?;
         let mut patched = self.clone();
         for operation in operations {
-            patched.apply(operation, formats)?;
+            patched.apply(operation, formats, may_set_owner)?;
         }
         if patched != *self {
             patched.updated_at = now.into();
@@ -144,7 +147,12 @@ impl ImageRecord {
         Ok(patched)
     }
 
-    fn apply(&mut self, operation: &Value, formats: &Formats) -> Result<(), CloudError> {
+    fn apply(
+        &mut self,
+        operation: &Value,
+        formats: &Formats,
+        may_set_owner: bool,
+    ) -> Result<(), CloudError> {
         let op = operation["op"].as_str().unwrap_or_default();
         let path = operation["path"]
             .as_str()
@@ -156,6 +164,13 @@ impl ImageRecord {
             .replace("~1", "/")
             .replace("~0", "~");
         match op {
+            "add" | "replace" if key == "owner" && may_set_owner => {
+                let owner = operation["value"].as_str().ok_or_else(|| {
+                    CloudError::BadRequest("Invalid value for owner: a project id".into())
+                })?;
+                self.owner = owner.to_string();
+                Ok(())
+            }
             "add" | "replace" => {
                 let value = operation
                     .get("value")
@@ -393,7 +408,12 @@ mod tests {
     }
 
     fn patch(image: &ImageRecord, operations: Value) -> Result<ImageRecord, CloudError> {
-        image.patch(&operations, "2026-01-02T00:00:00Z", &Formats::default())
+        image.patch(
+            &operations,
+            "2026-01-02T00:00:00Z",
+            &Formats::default(),
+            false,
+        )
     }
 
     #[test]

@@ -44,6 +44,7 @@ struct Remembered {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenIdentity {
     pub project: Option<String>,
+    pub user: Option<String>,
     pub roles: Vec<String>,
     /// Seconds the token stays valid from now (0 when it has expired).
     pub valid_for: u64,
@@ -73,7 +74,7 @@ impl KeystoneTokens {
             return Ok(caller);
         }
         let identity = self.ask(token).await?;
-        let caller = Caller::identified(identity.project, &identity.roles);
+        let caller = Caller::identified(identity.project, identity.user, &identity.roles);
         self.remember(
             token,
             &caller,
@@ -164,6 +165,8 @@ struct TokenDocument {
     #[serde(default)]
     project: Option<IdOnly>,
     #[serde(default)]
+    user: Option<IdOnly>,
+    #[serde(default)]
     roles: Vec<NameOnly>,
 }
 
@@ -192,6 +195,7 @@ pub fn identity_of(body: &[u8], now: jiff::Timestamp) -> Result<TokenIdentity, S
         .unsigned_abs();
     Ok(TokenIdentity {
         project: token.project.map(|project| project.id),
+        user: token.user.map(|user| user.id),
         roles: token.roles.into_iter().map(|role| role.name).collect(),
         valid_for,
     })
@@ -215,6 +219,7 @@ mod tests {
             identity_of(body, now()),
             Ok(TokenIdentity {
                 project: Some("p1".into()),
+                user: Some("u1".into()),
                 roles: vec!["member".into(), "reader".into()],
                 valid_for: 3600,
             })

@@ -286,6 +286,7 @@ mod tests {
 
     fn admin() -> Caller {
         Caller {
+            user: None,
             project: None,
             admin: true,
         }

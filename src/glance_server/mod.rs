@@ -40,6 +40,9 @@ use store::Store;
 
 use crate::transfer::SourcePolicy;
 
+/// The one store, as `/v2/info/stores` and import failures name it.
+pub const STORE_ID: &str = "fs";
+
 /// The project that owns images created without an `X-Project-Id` header.
 pub const LOCAL_PROJECT: &str = "local";
 

@@ -16,6 +16,35 @@ use super::{Cloud, CloudError, Gate, data, listing, schemas};
 use crate::vocabulary::{GlanceStatus, Visibility};
 
 pub const PATCH_MEDIA_TYPE: &str = "application/openstack-images-v2.1-json-patch";
+/// The older patch dialect Glance still takes: `{"replace": "/name", "value": ...}`.
+pub const PATCH_V20_MEDIA_TYPE: &str = "application/openstack-images-v2.0-json-patch";
+
+/// Rewrites v2.0 patch operations (`{"add": "/path", "value": v}`) as v2.1's RFC 6902 ones
+/// (`{"op": "add", "path": "/path", "value": v}`); the rules after that are the same.
+fn operations_of_v20(operations: &Value) -> Result<Value, CloudError> {
+    let operations = operations.as_array().ok_or_else(|| {
+        CloudError::BadRequest("A JSON patch must be a list of operations.".into())
+    })?;
+    operations
+        .iter()
+        .map(|operation| {
+            let found = ["add", "replace", "remove"]
+                .into_iter()
+                .find_map(|op| Some((op, operation.get(op)?.as_str()?)));
+            let (op, path) = found.ok_or_else(|| {
+                CloudError::BadRequest(format!(
+                    "Operation {operation} names no add, replace or remove path."
+                ))
+            })?;
+            let mut rewritten = json!({"op": op, "path": path});
+            if let Some(value) = operation.get("value") {
+                rewritten["value"] = value.clone();
+            }
+            Ok(rewritten)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
 
 /// Answers one request; never fails (failures become Glance-shaped error answers).
 pub async fn handle(
@@ -26,7 +55,7 @@ pub async fn handle(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let answer = match identify(&cloud, &request, &path).await {
-        Ok(caller) => route(&cloud, request, &caller).await,
+        Ok(caller) => route(&cloud, request, &caller, &request_id).await,
         Err(err) => Err(err),
     };
     let mut response = answer.unwrap_or_else(|err| {
@@ -63,12 +92,17 @@ async fn identify(
         Gate::Token(_) => Err(CloudError::Unauthorized(
             "This cloud needs the token it was started with, in X-Auth-Token.".into(),
         )),
-        Gate::Keystone(_) if open_path => Ok(Caller::identified(None, &[])),
+        Gate::Keystone(_) if open_path => Ok(Caller::identified(None, None, &[])),
         Gate::Keystone(keystone) => keystone.caller(given).await,
     }
 }
 
-async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>, caller: &Caller) -> Answer {
+async fn route(
+    cloud: &Arc<Cloud>,
+    request: Request<Incoming>,
+    caller: &Caller,
+    request_id: &str,
+) -> Answer {
     // Links point where the client reached the cloud (not 0.0.0.0 when it listens on all).
     let origin = match request
         .headers()
@@ -100,17 +134,26 @@ async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>, caller: &Caller) 
             "value": ["glance-direct", "web-download"],
         }}))),
         (&Method::GET, ["v2", "info", "stores"]) => Ok(ok(&json!({"stores": [
-            {"id": "fs", "description": "Files in the cloud's data folder", "default": true}
+            {"id": super::STORE_ID, "description": "Files in the cloud's data folder", "default": true}
         ]}))),
         (&Method::GET, ["v2", "tasks"]) => Ok(ok(&json!({
             "tasks": visible_tasks(cloud, caller)?,
             "schema": "/v2/schemas/tasks",
         }))),
+        // The tasks API's own imports (deprecated in Glance for the image import API) are not
+        // run here; Glance refuses what it cannot import at create time too.
+        (&Method::POST, ["v2", "tasks"]) => Err(CloudError::BadRequest(
+            "glint cloud does not run tasks created through /v2/tasks: import with POST /v2/images/{id}/import (glance-direct or web-download)".into(),
+        )),
         (&Method::GET, ["v2", "tasks", id]) => visible_tasks(cloud, caller)?
             .into_iter()
             .find(|task| task["id"] == *id)
             .map(|task| ok(&task))
             .ok_or_else(|| CloudError::NotFound(format!("Task with identifier {id} not found"))),
+        // `/v2/images/` names an image with an empty id, as in Glance: there is none.
+        (&Method::GET, ["v2", "images"]) if request.uri().path().ends_with('/') => {
+            Err(super::access::not_found(""))
+        }
         (&Method::GET, ["v2", "images"]) => {
             listing::page(cloud.store.all()?, &query, caller).map(|body| ok(&body))
         }
@@ -118,7 +161,7 @@ async fn route(cloud: &Arc<Cloud>, request: Request<Incoming>, caller: &Caller) 
         (_, ["v2", "images", id, rest @ ..]) => {
             let id = id.to_string();
             let rest: Vec<String> = rest.iter().map(|part| part.to_string()).collect();
-            image_route(cloud, caller, &method, &id, &rest, request).await
+            image_route(cloud, caller, &method, &id, &rest, request, request_id).await
         }
         // The openstack CLI resolves a project named in `image add project` through the
         // identity API, which an endpoint override sends here. The embedded cloud has no
@@ -142,6 +185,7 @@ async fn image_route(
     id: &str,
     rest: &[String],
     request: Request<Incoming>,
+    request_id: &str,
 ) -> Answer {
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     match (method, rest.as_slice()) {
@@ -153,7 +197,7 @@ async fn image_route(
         (&Method::PUT, ["stage"]) => data::stage(cloud, caller, id, request).await,
         (&Method::POST, ["import"]) => {
             let body = read_json(request).await?;
-            data::import(cloud, caller, id, &body).map(|()| accepted())
+            data::import(cloud, caller, id, &body, request_id).map(|()| accepted())
         }
         (&Method::GET, ["tasks"]) => {
             visible(cloud, caller, id)?;
@@ -221,10 +265,13 @@ fn visible_tasks(cloud: &Cloud, caller: &Caller) -> Result<Vec<Value>, CloudErro
 }
 
 async fn create(cloud: &Arc<Cloud>, caller: &Caller, request: Request<Incoming>) -> Answer {
-    let body = read_json(request).await?;
+    let mut body = read_json(request).await?;
+    let asked_owner = body
+        .as_object_mut()
+        .and_then(|fields| fields.remove("owner"));
     let image = ImageRecord::create(
         &body,
-        &caller.owner(&cloud.owner),
+        &caller.owner_of_new_image(asked_owner.as_ref(), &cloud.owner)?,
         &cloud.now(),
         &cloud.formats,
     )?;
@@ -252,15 +299,24 @@ async fn patch(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    if !content_type.starts_with(PATCH_MEDIA_TYPE) {
+    let draft = if content_type.starts_with(PATCH_MEDIA_TYPE) {
+        false
+    } else if content_type.starts_with(PATCH_V20_MEDIA_TYPE) {
+        true
+    } else {
         return Err(CloudError::UnsupportedMediaType(format!(
-            "Unsupported Content-Type {content_type:?}: a PATCH needs {PATCH_MEDIA_TYPE}"
+            "Unsupported Content-Type {content_type:?}: a PATCH needs {PATCH_MEDIA_TYPE} (or {PATCH_V20_MEDIA_TYPE})"
         )));
-    }
+    };
     let operations = read_json(request).await?;
+    let operations = if draft {
+        operations_of_v20(&operations)?
+    } else {
+        operations
+    };
     let now = cloud.now();
     let patched = change_image(cloud, caller, id, |image| {
-        let patched = image.patch(&operations, &now, &cloud.formats)?;
+        let patched = image.patch(&operations, &now, &cloud.formats, caller.admin)?;
         if image.visibility != Visibility::Public {
             caller.require_may_publicize(&patched)?;
         }
