@@ -302,6 +302,26 @@ fn begin(
 
 /// After a broken upload or import Glance puts the image back to queued; so does this.
 fn back_to_queued(cloud: &Cloud, id: &str, from: GlanceStatus) {
+    revert_to_queued(cloud, id, from, |_| {});
+}
+
+/// A failed import leaves the image queued, with its store listed in
+/// `os_glance_failed_import` (what Glance's clients poll for), as Glance does.
+fn failed_import(cloud: &Cloud, id: &str) {
+    revert_to_queued(cloud, id, GlanceStatus::Importing, |image| {
+        image
+            .properties
+            .insert("os_glance_failed_import".into(), super::STORE_ID.into());
+    });
+}
+
+/// Puts an image still in `from` back to queued and applies `also`, in one write.
+fn revert_to_queued(
+    cloud: &Cloud,
+    id: &str,
+    from: GlanceStatus,
+    also: impl FnOnce(&mut ImageRecord),
+) {
     let now = cloud.now();
     let reverted = cloud.store.update(id, |current| {
         Ok(current
@@ -309,30 +329,12 @@ fn back_to_queued(cloud: &Cloud, id: &str, from: GlanceStatus) {
             .map(|mut image| {
                 image.status = GlanceStatus::Queued;
                 image.updated_at = now;
+                also(&mut image);
                 image
             }))
     });
     if let Err(err) = reverted {
         tracing::warn!(image = %id, error = %err, "cannot put the image back to queued");
-    }
-}
-
-/// A failed import leaves the image queued, with its store listed in
-/// `os_glance_failed_import` (what Glance's clients poll for), as Glance does.
-fn failed_import(cloud: &Cloud, id: &str) {
-    back_to_queued(cloud, id, GlanceStatus::Importing);
-    let marked = cloud.store.update(id, |current| {
-        Ok(current
-            .filter(|image| image.status == GlanceStatus::Queued)
-            .map(|mut image| {
-                image
-                    .properties
-                    .insert("os_glance_failed_import".into(), super::STORE_ID.into());
-                image
-            }))
-    });
-    if let Err(err) = marked {
-        tracing::warn!(image = %id, error = %err, "cannot record the failed import");
     }
 }
 

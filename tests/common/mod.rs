@@ -47,8 +47,6 @@ pub struct Testbed {
     /// and add properties, property protections), behind the same Keystone.
     pub prod_region: String,
     pub prod_glance_url: String,
-    /// `glint cloud` in this process (see [`testbed`]): no Keystone, one Glance for both roles.
-    pub embedded: bool,
     /// The OpenStack release the bed's Glance comes from (`scripts/testbed`'s
     /// GLINT_TESTBED_GLANCE: 2026.2, 2025.1 or 2024.1); "embedded" for `glint cloud`.
     pub release: String,
@@ -91,7 +89,6 @@ pub fn testbed() -> Option<Testbed> {
         venv: need("GLINT_TEST_VENV"),
         prod_region: need("GLINT_TEST_PROD_REGION"),
         prod_glance_url: need("GLINT_TEST_PROD_GLANCE_URL"),
-        embedded: false,
         release: var("GLINT_TEST_GLANCE_RELEASE").unwrap_or_else(|| "2026.2".to_string()),
     })
 }
@@ -156,8 +153,7 @@ fn embedded_bed() -> Testbed {
         venv: none(),
         prod_region: none(),
         prod_glance_url: none(),
-        embedded: true,
-        release: "embedded".to_string(),
+        release: EMBEDDED.to_string(),
     }
 }
 
@@ -190,11 +186,20 @@ macro_rules! glance_under_test {
     };
 }
 
+/// [`Testbed::release`] of `glint cloud` in this process.
+const EMBEDDED: &str = "embedded";
+
 impl Testbed {
+    /// Whether this is `glint cloud` in this process (see [`testbed`]): no Keystone, one Glance
+    /// for both roles.
+    pub fn embedded(&self) -> bool {
+        self.release == EMBEDDED
+    }
+
     /// clouds.yaml text whose cloud `bed` is the demo user as glint's reconcile meets it: the
     /// Keystone password on the bed; on the embedded cloud, `auth_type: none` at its endpoint.
     pub fn demo_cloud(&self) -> String {
-        if self.embedded {
+        if self.embedded() {
             format!(
                 "clouds:\n  bed:\n    auth_type: none\n    auth:\n      endpoint: {}\n",
                 self.keystone_glance_url
