@@ -4,8 +4,8 @@
 //! It owns a data folder: image records and import tasks in [`store`] (redb), image data in
 //! files. [`routes`] maps requests to Glance's behaviour (the rules live with the record in
 //! [`image`]: create, JSON patch, status changes), [`listing`] does filters, sorting and paging,
-//! [`data`] moves bytes, [`compute`] serves Nova's old image proxy, and [`schemas`] the JSON
-//! schemas. Errors are [`CloudError`]s, answered in Glance's error shape, and every answer
+//! [`data`] moves bytes, [`compute`] serves Nova's old image proxy, [`metadefs`] the metadata
+//! definitions catalogue, and [`schemas`] the JSON schemas. Errors are [`CloudError`]s, answered in Glance's error shape, and every answer
 //! carries `x-openstack-request-id`.
 //!
 //! Auth is `none` on loopback by default; `--token` makes every call but the version document
@@ -22,6 +22,7 @@ mod error;
 pub mod image;
 mod keystone;
 mod listing;
+mod metadefs;
 pub mod routes;
 mod schemas;
 pub mod store;
@@ -89,12 +90,16 @@ pub struct Cloud {
 }
 
 impl Cloud {
-    /// Glance's time format: UTC, whole seconds.
     fn now(&self) -> String {
-        jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string()
+        glance_now()
     }
+}
+
+/// The time now in Glance's format: UTC, whole seconds.
+fn glance_now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// A running cloud; it stops when this is dropped.
@@ -134,6 +139,11 @@ pub async fn start(options: CloudOptions) -> Result<RunningCloud, CloudError> {
     let store = tokio::task::spawn_blocking(move || Store::open(&options.data_dir))
         .await
         .map_err(CloudError::storage)??;
+    let now = glance_now();
+    store.update_metadefs(|metadefs| {
+        metadefs.with_known_resource_types(&now);
+        Ok(())
+    })?;
     let cloud = Arc::new(Cloud {
         store,
         owner: LOCAL_PROJECT.to_string(),

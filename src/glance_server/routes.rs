@@ -128,6 +128,10 @@ async fn route(
     match (&method, parts.as_slice()) {
         (&Method::GET, [] | ["versions"]) => Ok(versions(&origin)),
         (&Method::GET, ["v2", "schemas", name]) => schemas::get(name).map(|body| ok(&body)),
+        (&Method::GET, ["v2", "schemas", "metadefs", name]) => super::metadefs::routes::schema(name),
+        (_, ["v2", "metadefs", rest @ ..]) => {
+            super::metadefs::routes::route(cloud, caller, rest, &query, request).await
+        }
         (&Method::GET, ["v2", "info", "import"]) => Ok(ok(&json!({"import-methods": {
             "description": "Import methods available.",
             "type": "array",

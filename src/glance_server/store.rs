@@ -1,5 +1,5 @@
-//! Where the embedded cloud keeps things: image records and import tasks in a redb database,
-//! image data in plain files beside it.
+//! Where the embedded cloud keeps things: image records, import tasks and the metadata
+//! definitions in a redb database, image data in plain files beside it.
 //!
 //! redb rather than SQLite: it is pure Rust (no C to compile on a 2-core build), and each
 //! write transaction is atomic and durable on commit, which is all the cloud needs. Queries are
@@ -16,10 +16,14 @@ use serde_json::Value;
 
 use super::CloudError;
 use super::image::ImageRecord;
+use super::metadefs::Metadefs;
 use crate::vocabulary::GlanceStatus;
 
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// The metadata definitions catalogue, one record (it is small and changes rarely).
+const METADEFS: TableDefinition<&str, &[u8]> = TableDefinition::new("metadefs");
+const METADEFS_KEY: &str = "catalogue";
 
 pub struct Store {
     database: Database,
@@ -225,6 +229,42 @@ impl Store {
                 .map_err(CloudError::storage)?;
         }
         write.commit().map_err(CloudError::storage)
+    }
+    /// The metadata definitions catalogue (empty until first written).
+    pub fn metadefs(&self) -> Result<Metadefs, CloudError> {
+        match self.value(METADEFS, METADEFS_KEY)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+                CloudError::storage(format!("unreadable metadata definitions: {err}"))
+            }),
+            None => Ok(Metadefs::default()),
+        }
+    }
+
+    /// Reads, changes and writes the catalogue in one write transaction; nothing is written
+    /// when `change` fails, so a refused request leaves no half of itself behind.
+    pub fn update_metadefs<T>(
+        &self,
+        change: impl FnOnce(&mut Metadefs) -> Result<T, CloudError>,
+    ) -> Result<T, CloudError> {
+        let write = self.database.begin_write().map_err(CloudError::storage)?;
+        let outcome = {
+            let mut table = write.open_table(METADEFS).map_err(CloudError::storage)?;
+            let mut metadefs: Metadefs =
+                match table.get(METADEFS_KEY).map_err(CloudError::storage)? {
+                    Some(bytes) => serde_json::from_slice(bytes.value()).map_err(|err| {
+                        CloudError::storage(format!("unreadable metadata definitions: {err}"))
+                    })?,
+                    None => Metadefs::default(),
+                };
+            let outcome = change(&mut metadefs)?;
+            let bytes = serde_json::to_vec(&metadefs).map_err(CloudError::storage)?;
+            table
+                .insert(METADEFS_KEY, bytes.as_slice())
+                .map_err(CloudError::storage)?;
+            outcome
+        };
+        write.commit().map_err(CloudError::storage)?;
+        Ok(outcome)
     }
 }
 
