@@ -40,6 +40,20 @@ const KNOWN_RESOURCE_TYPES: &[&str] = &[
 const NAME_MAX: usize = 80;
 const DESCRIPTION_MAX: usize = 500;
 const OWNER_MAX: usize = 255;
+/// What a namespace body may hold, and what it may not set.
+const NAMESPACE_KEYS: &[&str] = &[
+    "namespace",
+    "display_name",
+    "description",
+    "visibility",
+    "protected",
+    "owner",
+    "resource_type_associations",
+    "properties",
+    "objects",
+    "tags",
+];
+const NAMESPACE_READ_ONLY: &[&str] = &["self", "schema", "created_at", "updated_at"];
 /// Namespaces per page when the request names no limit, and the most it may ask for.
 const DEFAULT_LIMIT: usize = 25;
 const MAX_LIMIT: usize = 1000;
@@ -301,23 +315,7 @@ impl Metadefs {
     /// `POST /v2/metadefs/namespaces`: the namespace and whatever the body nests in it.
     pub fn create(&mut self, context: &Context, body: &Value) -> Result<Value, CloudError> {
         context.may_write()?;
-        let fields = parts::fields(
-            body,
-            "namespace",
-            &[
-                "namespace",
-                "display_name",
-                "description",
-                "visibility",
-                "protected",
-                "owner",
-                "resource_type_associations",
-                "properties",
-                "objects",
-                "tags",
-            ],
-            &["self", "schema", "created_at", "updated_at"],
-        )?;
+        let fields = parts::fields(body, "namespace", NAMESPACE_KEYS, NAMESPACE_READ_ONLY)?;
         let mut namespace = Namespace {
             namespace: String::new(),
             display_name: None,
@@ -368,23 +366,7 @@ impl Metadefs {
         name: &str,
         body: &Value,
     ) -> Result<Value, CloudError> {
-        let fields = parts::fields(
-            body,
-            "namespace",
-            &[
-                "namespace",
-                "display_name",
-                "description",
-                "visibility",
-                "protected",
-                "owner",
-                "resource_type_associations",
-                "properties",
-                "objects",
-                "tags",
-            ],
-            &["self", "schema", "created_at", "updated_at"],
-        )?;
+        let fields = parts::fields(body, "namespace", NAMESPACE_KEYS, NAMESPACE_READ_ONLY)?;
         let index = self.position(context, name)?;
         context.may_write()?;
         let mut changed = self.namespaces[index].clone();
