@@ -148,6 +148,7 @@ async fn a_namespace_is_created_filled_and_read_over_http_and_kept_across_a_rest
             None,
             405,
         ),
+        (Method::DELETE, format!("{ns}/resource_types"), None, 405),
         (Method::GET, format!("{ns}/colours"), None, 404),
         (
             Method::GET,

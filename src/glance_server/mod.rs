@@ -5,8 +5,8 @@
 //! files. [`routes`] maps requests to Glance's behaviour (the rules live with the record in
 //! [`image`]: create, JSON patch, status changes), [`listing`] does filters, sorting and paging,
 //! [`data`] moves bytes, [`compute`] serves Nova's old image proxy, [`metadefs`] the metadata
-//! definitions catalogue, and [`schemas`] the JSON schemas. Errors are [`CloudError`]s, answered in Glance's error shape, and every answer
-//! carries `x-openstack-request-id`.
+//! definitions catalogue, and [`schemas`] the JSON schemas. Errors are [`CloudError`]s,
+//! answered in Glance's error shape, and every answer carries `x-openstack-request-id`.
 //!
 //! Auth is `none` on loopback by default; `--token` makes every call but the version document
 //! need that token in `X-Auth-Token`; `--keystone` identifies every caller by its Keystone

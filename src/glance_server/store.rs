@@ -230,14 +230,12 @@ impl Store {
         }
         write.commit().map_err(CloudError::storage)
     }
+
     /// The metadata definitions catalogue (empty until first written).
     pub fn metadefs(&self) -> Result<Metadefs, CloudError> {
-        match self.value(METADEFS, METADEFS_KEY)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
-                CloudError::storage(format!("unreadable metadata definitions: {err}"))
-            }),
-            None => Ok(Metadefs::default()),
-        }
+        self.value(METADEFS, METADEFS_KEY)?
+            .as_deref()
+            .map_or_else(|| Ok(Metadefs::default()), decode_metadefs)
     }
 
     /// Reads, changes and writes the catalogue in one write transaction; nothing is written
@@ -249,13 +247,10 @@ impl Store {
         let write = self.database.begin_write().map_err(CloudError::storage)?;
         let outcome = {
             let mut table = write.open_table(METADEFS).map_err(CloudError::storage)?;
-            let mut metadefs: Metadefs =
-                match table.get(METADEFS_KEY).map_err(CloudError::storage)? {
-                    Some(bytes) => serde_json::from_slice(bytes.value()).map_err(|err| {
-                        CloudError::storage(format!("unreadable metadata definitions: {err}"))
-                    })?,
-                    None => Metadefs::default(),
-                };
+            let mut metadefs = match table.get(METADEFS_KEY).map_err(CloudError::storage)? {
+                Some(bytes) => decode_metadefs(bytes.value())?,
+                None => Metadefs::default(),
+            };
             let outcome = change(&mut metadefs)?;
             let bytes = serde_json::to_vec(&metadefs).map_err(CloudError::storage)?;
             table
@@ -266,6 +261,11 @@ impl Store {
         write.commit().map_err(CloudError::storage)?;
         Ok(outcome)
     }
+}
+
+fn decode_metadefs(bytes: &[u8]) -> Result<Metadefs, CloudError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| CloudError::storage(format!("unreadable metadata definitions: {err}")))
 }
 
 fn decode(bytes: &[u8]) -> Result<ImageRecord, CloudError> {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::parts::{
     Association, Object, Tag, conflict, fields, list_of, not_found, property, tag_name,
 };
-use super::{Context, Metadefs, NAME_MAX, bad_request};
+use super::{Context, Metadefs, NAME_MAX, Namespace, bad_request};
 use crate::glance_server::CloudError;
 
 fn tag_json(tag: &Tag) -> Value {
@@ -105,14 +105,16 @@ impl Metadefs {
         namespace: &str,
         kind: Kind,
     ) -> Result<(), CloudError> {
+        // Decided before the namespace is looked at: Glance has no such path at all.
+        let clear: fn(&mut Namespace) = match kind {
+            Kind::Objects => |namespace| namespace.objects.clear(),
+            Kind::Properties => |namespace| namespace.properties.clear(),
+            Kind::Tags => |namespace| namespace.tags.clear(),
+            Kind::ResourceTypes => return Err(one_by_one()),
+        };
         let namespace = self.writable(context, namespace)?;
         namespace.refuse_if_protected()?;
-        match kind {
-            Kind::Objects => namespace.objects.clear(),
-            Kind::Properties => namespace.properties.clear(),
-            Kind::Tags => namespace.tags.clear(),
-            Kind::ResourceTypes => namespace.associations.clear(),
-        }
+        clear(namespace);
         Ok(())
     }
 
@@ -136,12 +138,7 @@ impl Metadefs {
                 .cloned()
                 .ok_or_else(|| not_found("property", name, &namespace.namespace)),
             Kind::Tags => Ok(tag_json(&namespace.tags[namespace.tag_index(name)?])),
-            Kind::ResourceTypes => namespace
-                .associations
-                .iter()
-                .find(|association| association.name == name)
-                .map(Association::to_json)
-                .ok_or_else(|| not_found("resource type association", name, &namespace.namespace)),
+            Kind::ResourceTypes => Err(one_by_one()),
         }
     }
 
@@ -161,7 +158,12 @@ impl Metadefs {
             Kind::Objects => {
                 let index = namespace.object_index(name)?;
                 let mut object = Object::from_body(body, now)?;
-                if object.name != name && namespace.objects.iter().any(|known| known.name == object.name) {
+                if object.name != name
+                    && namespace
+                        .objects
+                        .iter()
+                        .any(|known| known.name == object.name)
+                {
                     return Err(conflict("object", &object.name, &ns));
                 }
                 object.created_at = namespace.objects[index].created_at.clone();
@@ -193,9 +195,7 @@ impl Metadefs {
                 tag.updated_at = now.to_string();
                 Ok(tag_json(tag))
             }
-            Kind::ResourceTypes => Err(CloudError::MethodNotAllowed(
-                "A resource type association is not changed in place: delete it and associate again.".into(),
-            )),
+            Kind::ResourceTypes => Err(one_by_one()),
         }
     }
 
@@ -253,4 +253,12 @@ impl Metadefs {
         }
         Ok(())
     }
+}
+
+/// Glance lists, associates and dissociates resource types; it does not show, replace or
+/// clear them one path further down.
+fn one_by_one() -> CloudError {
+    CloudError::MethodNotAllowed(
+        "A resource type association is listed, associated (POST) and dissociated (DELETE); delete it and associate again to change it.".into(),
+    )
 }

@@ -94,17 +94,15 @@ pub async fn route(
                 (&Method::POST, _, []) => write(StatusCode::CREATED, &mut |defs| {
                     defs.create_in(&context, namespace, kind, &body, append)
                 }),
-                (&Method::DELETE, Kind::Objects | Kind::Properties | Kind::Tags, []) => {
+                (&Method::DELETE, _, []) => {
                     remove(&mut |defs| defs.delete_all_in(&context, namespace, kind))
                 }
-                (&Method::GET, Kind::Objects | Kind::Properties | Kind::Tags, [name]) => {
+                (&Method::GET, _, [name]) => {
                     read(&|defs| defs.show_in(&context, namespace, kind, name))
                 }
-                (&Method::PUT, Kind::Objects | Kind::Properties | Kind::Tags, [name]) => {
-                    write(StatusCode::OK, &mut |defs| {
-                        defs.replace_in(&context, namespace, kind, name, &body)
-                    })
-                }
+                (&Method::PUT, _, [name]) => write(StatusCode::OK, &mut |defs| {
+                    defs.replace_in(&context, namespace, kind, name, &body)
+                }),
                 (&Method::POST, Kind::Tags, [name]) => write(StatusCode::CREATED, &mut |defs| {
                     defs.add_tag(&context, namespace, name)
                 }),
