@@ -215,6 +215,24 @@ catalogue! {
     /// A kept release newer than the current version failed its checks or could not be
     /// fetched; the current version stays, and glint tries again.
     ReleaseFailed => Problem,
+    /// `spec.checksums.signature` asks for a signature and the mirror publishes none where it
+    /// says (no detached file, or a checksums file that is not clear-signed).
+    SignatureMissing => Problem,
+    /// The signature file is not OpenPGP glint can read.
+    SignatureMalformed => Problem,
+    /// The checksums file was signed by a key the series does not trust.
+    SignatureUnknownKey => Problem,
+    /// The checksums file does not match its signature: it was changed after signing.
+    SignatureBad => Problem,
+    /// The key that signed the checksums file had expired (or was revoked).
+    SignatureKeyExpired => Problem,
+    /// The signature itself had expired.
+    SignatureExpired => Problem,
+    /// The ConfigMap or Secret named in `spec.checksums.signature.keys` does not exist, or
+    /// lacks the key it names.
+    TrustedKeysNotFound => Problem,
+    /// The trusted keys are not OpenPGP public keys glint can read.
+    TrustedKeysInvalid => Problem,
 
     // SharedImage.
     /// More than one image shared with this project has that name: set `spec.image.owner`

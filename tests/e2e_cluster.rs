@@ -98,7 +98,9 @@ fn the_helm_chart_installs_with_exactly_the_rights_glint_needs() {
         ("get", "leases.coordination.k8s.io", &team, false),
         ("delete", "leases.coordination.k8s.io", &release_ns, false),
         ("create", "pods", &team, false),
-        ("get", "configmaps", &team, false),
+        ("get", "configmaps", &team, true),
+        ("list", "configmaps", &team, false),
+        ("update", "configmaps", &team, false),
         (
             "create",
             "customresourcedefinitions.apiextensions.k8s.io",

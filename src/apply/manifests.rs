@@ -39,6 +39,9 @@ pub struct SeriesDocument {
     pub index: usize,
     pub namespace: String,
     pub series: ImageSeries,
+    /// The armoured keys spec.checksums.signature.keys names, when a ConfigMap or Secret
+    /// document among the manifests holds them (the CLI reads no cluster).
+    pub trusted_keys: Option<String>,
 }
 
 impl SeriesDocument {
@@ -59,6 +62,11 @@ pub struct Manifests {
     pub series: Vec<SeriesDocument>,
     /// Documents of other kinds, by file, index and kind.
     pub skipped: Vec<String>,
+    /// The entries of ConfigMap and Secret documents, by `ConfigMap namespace/name` or
+    /// `Secret namespace/name`: where a series' trusted keys come from.
+    /// Each with the words it is listed under in `skipped`.
+    pub entries:
+        std::collections::BTreeMap<String, (String, std::collections::BTreeMap<String, String>)>,
 }
 
 /// Why manifests could not be read.
@@ -118,6 +126,14 @@ pub fn read(paths: &[PathBuf]) -> Result<Manifests, ManifestError> {
             });
         }
     }
+    let mut used = BTreeSet::new();
+    for document in &mut manifests.series {
+        document.trusted_keys = trusted_keys_of(document, &manifests.entries, &mut used);
+    }
+    // A ConfigMap or Secret a series reads its keys from is not skipped: it is read.
+    manifests
+        .skipped
+        .retain(|skipped| !used.iter().any(|label: &String| skipped == label));
     if manifests.images.is_empty() && manifests.series.is_empty() {
         let named: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(ManifestError::Empty(named.join(", ")));
@@ -183,6 +199,14 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
         }
         let text_of = |key: &str| value.get(key).and_then(|v| v.as_str()).unwrap_or_default();
         let (api_version, kind) = (text_of("apiVersion"), text_of("kind"));
+        if api_version == "v1" && matches!(kind, "ConfigMap" | "Secret") {
+            keep_entries(
+                kind,
+                &value,
+                manifests,
+                format!("{origin}, document {index}: {api_version} {kind}"),
+            );
+        }
         let Some(schema_of) = schema_for(kind).filter(|_| api_version.starts_with("glint.dev/"))
         else {
             manifests
@@ -227,6 +251,7 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
                 index,
                 namespace,
                 series,
+                trusted_keys: None,
             });
             continue;
         }
@@ -248,6 +273,67 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
         });
     }
     Ok(())
+}
+
+/// Records a ConfigMap's or Secret's entries (a Secret's `data` decoded, its `stringData`
+/// as written); a document that is not a valid one is left for kubectl to judge.
+fn keep_entries(kind: &str, value: &serde_json::Value, manifests: &mut Manifests, label: String) {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let (namespace, name, entries) = if kind == "ConfigMap" {
+        let Ok(map) = serde_json::from_value::<ConfigMap>(value.clone()) else {
+            return;
+        };
+        let mut entries = map.data.clone().unwrap_or_default();
+        for (key, bytes) in map.binary_data.unwrap_or_default() {
+            entries.insert(key, String::from_utf8_lossy(&bytes.0).into_owned());
+        }
+        (map.metadata.namespace, map.metadata.name, entries)
+    } else {
+        let Ok(secret) = serde_json::from_value::<Secret>(value.clone()) else {
+            return;
+        };
+        let mut entries: std::collections::BTreeMap<String, String> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, bytes)| (key, String::from_utf8_lossy(&bytes.0).into_owned()))
+            .collect();
+        entries.extend(secret.string_data.unwrap_or_default());
+        (secret.metadata.namespace, secret.metadata.name, entries)
+    };
+    let namespace = namespace.unwrap_or_else(|| "default".to_string());
+    if let Some(name) = name {
+        manifests
+            .entries
+            .insert(format!("{kind} {namespace}/{name}"), (label, entries));
+    }
+}
+
+/// The trusted keys a series names, from the manifests' ConfigMaps and Secrets.
+fn trusted_keys_of(
+    document: &SeriesDocument,
+    entries: &std::collections::BTreeMap<
+        String,
+        (String, std::collections::BTreeMap<String, String>),
+    >,
+    used: &mut BTreeSet<String>,
+) -> Option<String> {
+    let keys = &document
+        .series
+        .spec
+        .checksums
+        .as_ref()?
+        .signature
+        .as_ref()?
+        .keys;
+    let (kind, name) = match (&keys.config_map_name, &keys.secret_name) {
+        (Some(name), _) => ("ConfigMap", name),
+        (None, Some(name)) => ("Secret", name),
+        (None, None) => return None,
+    };
+    let (label, found) = entries.get(&format!("{kind} {}/{name}", document.namespace))?;
+    used.insert(label.clone());
+    found.get(keys.key()).cloned()
 }
 
 /// The schema of a kind glint reads, if it is one.

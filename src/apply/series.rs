@@ -66,13 +66,48 @@ pub async fn releases(
     let Some(source) = &spec.checksums else {
         return Ok(series::listed(spec));
     };
-    series::discover::published(source, policy.clone(), spec.keep())
+    let keys = match &source.signature {
+        None => None,
+        Some(signature) => Some(
+            cli_trusted_keys(document, &signature.keys)
+                .map_err(|(reason, message)| ApplyError::Blocked { reason, message })?,
+        ),
+    };
+    series::discover::published(source, policy.clone(), spec.keep(), keys.as_ref())
         .await
         .map(|published| published.releases)
         .map_err(|err| ApplyError::Blocked {
             reason: err.reason(),
             message: err.to_string(),
         })
+}
+
+/// The keys a series trusts, from a ConfigMap or Secret document among the manifests.
+fn cli_trusted_keys(
+    document: &SeriesDocument,
+    reference: &crate::crd::TrustedKeysRef,
+) -> Result<series::signature::TrustedKeys, (crate::reason::Reason, String)> {
+    let (kind, name) = match (&reference.config_map_name, &reference.secret_name) {
+        (Some(name), _) => ("ConfigMap", name.as_str()),
+        (None, Some(name)) => ("Secret", name.as_str()),
+        (None, None) => ("ConfigMap", ""),
+    };
+    let text = document.trusted_keys.as_deref().ok_or_else(|| {
+        (
+            crate::reason::Reason::TrustedKeysNotFound,
+            format!(
+            "spec.checksums.signature.keys names {kind} {}/{name} entry {}, which is not among the manifests: glint apply reads no cluster, so give the {kind} document beside the ImageSeries",
+            document.namespace,
+            reference.key()
+        ),
+        )
+    })?;
+    series::signature::TrustedKeys::parse(text).map_err(|err| {
+        (
+            err.reason(),
+            format!("{kind} {}/{name}: {err}", document.namespace),
+        )
+    })
 }
 
 /// The versions of this series Glance holds, each with its image.

@@ -22,6 +22,7 @@ pub mod run;
 pub mod series;
 mod series_check;
 pub mod shared_image;
+mod trusted_keys;
 pub mod wakeups;
 
 use std::sync::Arc;

@@ -413,7 +413,11 @@ fn outcome_of(
                 format!("version {v} stays current")
             });
         let message = format!("the releases could not be read: {message}; {keeping}");
-        return if *reason == Reason::ChecksumsUnavailable {
+        // A mirror mid-sync publishes the signature a little after the file it signs.
+        return if matches!(
+            reason,
+            Reason::ChecksumsUnavailable | Reason::SignatureMissing
+        ) {
             Outcome::Progressing {
                 reason: *reason,
                 message: format!("{message}; retrying"),

@@ -77,14 +77,33 @@ pub(super) async fn check(
             ..Checked::default()
         };
     }
+    let next_after = |at: jiff::Timestamp| series::next_check(&series.spec, at).ok().flatten();
+    let keys = match &source.signature {
+        None => None,
+        Some(signature) => {
+            let namespace = series.namespace().unwrap_or_default();
+            match super::trusted_keys::load(&ctx.client, &namespace, &signature.keys).await {
+                Ok(keys) => Some(keys),
+                Err(problem) => {
+                    return Checked {
+                        releases: previous.releases.clone(),
+                        last_check: previous.last_check.clone(),
+                        next_check: next_after(now),
+                        problem: Some(problem),
+                        ..Checked::default()
+                    };
+                }
+            }
+        }
+    };
     let fetched = series::discover::published(
         source,
         ctx.settings.source_policy.clone(),
         series.spec.keep(),
+        keys.as_ref(),
     )
     .await
     .map_err(|err| (err.reason(), err.to_string()));
-    let next_after = |at: jiff::Timestamp| series::next_check(&series.spec, at).ok().flatten();
     match fetched {
         Ok(found) => Checked {
             releases: found.releases.iter().map(SeriesRelease::from).collect(),

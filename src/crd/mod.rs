@@ -47,8 +47,9 @@ use serde_json::Value;
 
 pub use ownership::{PropertyOwnership, matches_key};
 pub use series::{
-    ChecksumsSource, DEFAULT_KEEP, ImageSeries, ImageSeriesSpec, ImageSeriesStatus, Retirement,
-    SeriesImage, SeriesRelease, SeriesSchedule, SeriesVersionStatus,
+    ChecksumsSignature, ChecksumsSource, DEFAULT_KEEP, ImageSeries, ImageSeriesSpec,
+    ImageSeriesStatus, Retirement, SeriesImage, SeriesRelease, SeriesSchedule, SeriesVersionStatus,
+    TrustedKeysRef,
 };
 pub use shared::{MemberDecision, SharedImage, SharedImageRef, SharedImageSpec, SharedImageStatus};
 pub use source::{

@@ -226,6 +226,60 @@ pub struct ChecksumsSource {
     /// a new build is a new version.
     #[schemars(length(max = 512))]
     pub pattern: String,
+    /// How the distribution signs its checksums files, and the OpenPGP keys glint trusts for
+    /// them. With it, glint believes a checksums file only once one of those keys signed it
+    /// and the signature checks out; a missing, bad or expired signature, or one by another
+    /// key, keeps the current version, imports nothing, and is reported with its own reason.
+    /// Without it the checksums file is believed as the mirror serves it (CirrOS and Debian's
+    /// cloud images publish no signature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ChecksumsSignature>,
+}
+
+/// The signature of each checksums file, and who may have made it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ChecksumsSignature {
+    /// The detached signature published beside each checksums file, as a name in the same
+    /// folder in which {file} stands for the checksums file's name: {file}.gpg for Ubuntu's
+    /// SHA256SUMS.gpg, {file}.asc for AlmaLinux' CHECKSUM.asc, {file}.sign for Debian
+    /// cdimage's SHA512SUMS.sign (armoured or binary: glint reads either). Leave it out when
+    /// the checksums file is clear-signed itself, as Fedora's CHECKSUM is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("!self.contains('/')").message("detached names a file beside the checksums file, such as {file}.gpg, not a path or URL"))]
+    pub detached: Option<String>,
+    /// The OpenPGP public keys to trust: an entry of a ConfigMap or Secret in the series'
+    /// namespace holding one or more ASCII-armoured public keys (gpg --armor --export KEYID
+    /// writes them). A signing subkey of a trusted key counts as that key.
+    pub keys: TrustedKeysRef,
+}
+
+/// Where a series' trusted OpenPGP keys are kept.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.configMapName) != has(self.secretName)").message("keys takes configMapName or secretName (one of them)"))]
+pub struct TrustedKeysRef {
+    /// A ConfigMap in the series' namespace (public keys are not secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub config_map_name: Option<String>,
+    /// A Secret in the series' namespace, for clusters that keep such material in Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// The entry that holds the keys (default keys.asc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: Option<String>,
+}
+
+impl TrustedKeysRef {
+    pub const DEFAULT_KEY: &str = "keys.asc";
+
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or(Self::DEFAULT_KEY)
+    }
 }
 
 /// When glint run checks for new releases: every (a period) or cron (fixed times), not both.

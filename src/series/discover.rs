@@ -20,15 +20,19 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::index::{self, Listed};
+use super::signature::{self, Signed, TrustedKeys};
 use super::{Release, ReleasesError, checksums, version};
-use crate::crd::{ChecksumsSource, ImageSource, SourceHash};
+use crate::crd::{ChecksumsSignature, ChecksumsSource, ImageSource, SourceHash};
 use crate::transfer::SourcePolicy;
 use crate::transfer::source_http::{self, FetchError};
 
 /// The largest checksums file or index page glint reads; distributions' are a few KiB.
 pub const DOCUMENT_LIMIT: usize = 1024 * 1024;
 
-/// The most documents (index pages, checksums files, HEADs) one check reads.
+/// The largest detached signature glint reads; one signature is under 1 KiB.
+const SIGNATURE_LIMIT: usize = 64 * 1024;
+
+/// The most documents (index pages, checksums files, signatures, HEADs) one check reads.
 pub const MAX_FETCHES: usize = 40;
 
 /// How many folders (or per-release checksums files) beyond `keep` a check reads, newest
@@ -296,6 +300,67 @@ impl Reader {
         })
     }
 
+    fn bytes<'a>(&'a mut self, url: &'a url::Url) -> BoxFuture<'a, Result<Vec<u8>, FetchError>> {
+        Box::pin(async move {
+            self.count(url).map_err(|err| FetchError {
+                message: err.to_string(),
+                missing: false,
+            })?;
+            source_http::fetch_bytes(self.policy.clone(), url.as_str(), SIGNATURE_LIMIT).await
+        })
+    }
+
+    /// The part of a checksums file its signature covers, once the signature checks out.
+    async fn signed_text(
+        &mut self,
+        signature: &ChecksumsSignature,
+        keys: Option<&TrustedKeys>,
+        file: &url::Url,
+        text: String,
+    ) -> Result<String, ReleasesError> {
+        let keys = keys.ok_or_else(|| {
+            ReleasesError::Signature(signature::SignatureError::Keys(
+                "none were given to this check".into(),
+            ))
+        })?;
+        let name = file
+            .path_segments()
+            .and_then(|mut segments| segments.next_back())
+            .unwrap_or_default();
+        let now = jiff::Timestamp::now();
+        let verified = match &signature.detached {
+            None => signature::verify(file.as_str(), Signed::ClearSigned(&text), keys, now),
+            Some(detached) => {
+                let signature_url =
+                    file.join(&detached.replace("{file}", name))
+                        .map_err(|err| ReleasesError::Url {
+                            url: file.to_string(),
+                            reason: format!("{detached} does not resolve beside it: {err}"),
+                        })?;
+                let bytes = match self.bytes(&signature_url).await {
+                    Ok(bytes) => bytes,
+                    Err(err) if err.missing => {
+                        return Err(ReleasesError::Signature(
+                            signature::SignatureError::Missing(format!(
+                                "{file} has no signature at {signature_url} ({}); the mirror may still be syncing, or spec.checksums.signature.detached names the wrong file",
+                                err.message
+                            )),
+                        ));
+                    }
+                    Err(err) => return Err(ReleasesError::Unavailable(err.message)),
+                };
+                let signed = Signed::Detached {
+                    data: text.as_bytes(),
+                    signature: &bytes,
+                };
+                signature::verify(file.as_str(), signed, keys, now)
+            }
+        };
+        let verified = verified.map_err(ReleasesError::Signature)?;
+        tracing::debug!(file = %file, signer = %verified.signer, "checksums file signature verified");
+        Ok(verified.text)
+    }
+
     async fn index(&mut self, folder: &url::Url) -> Result<Vec<Listed>, ReleasesError> {
         let page = self
             .text(folder)
@@ -318,19 +383,23 @@ fn join_folder(base: &url::Url, name: &str) -> Result<url::Url, ReleasesError> {
 
 /// The releases the mirror publishes now, as spec.checksums describes its layout; enough
 /// folders are read for `keep` releases.
-pub fn published(
-    source: &ChecksumsSource,
+/// `keys` are the series' trusted keys, read from the ConfigMap or Secret its
+/// spec.checksums.signature names (none when it names none).
+pub fn published<'a>(
+    source: &'a ChecksumsSource,
     policy: Arc<SourcePolicy>,
     keep: usize,
-) -> BoxFuture<'_, Result<Published, ReleasesError>> {
+    keys: Option<&'a TrustedKeys>,
+) -> BoxFuture<'a, Result<Published, ReleasesError>> {
     // Boxed: the controller and the CLI share one copy of the check's code.
-    Box::pin(discover(source, policy, keep))
+    Box::pin(discover(source, policy, keep, keys))
 }
 
 async fn discover(
     source: &ChecksumsSource,
     policy: Arc<SourcePolicy>,
     keep: usize,
+    keys: Option<&TrustedKeys>,
 ) -> Result<Published, ReleasesError> {
     let layout = Layout::of(source)?;
     let mut reader = Reader { policy, fetches: 0 };
@@ -393,6 +462,12 @@ async fn discover(
                     continue;
                 }
                 Err(err) => return Err(ReleasesError::Unavailable(err.message)),
+            };
+            // A signature that does not check out fails the whole check: nothing from this
+            // mirror is believed until it does, and the current version stays.
+            let text = match &source.signature {
+                Some(signature) => reader.signed_text(signature, keys, &file, text).await?,
+                None => text,
             };
             match found_in(&layout, &file, &text, outer.as_deref()) {
                 Ok(items) => found.extend(items),

@@ -8,6 +8,7 @@
 //! ```
 //!
 //! - [`checksums`]: checksums files as distributions publish them.
+//! - [`signature`]: their OpenPGP signatures, checked before any hash in them is believed.
 //! - [`version`]: version order (0.6.10 after 0.6.9).
 //! - [`plan`]: which version is current, what every version's Image looks like, what goes.
 //! - [`observe`]: the versions Glance holds (the one part that reads Glance).
@@ -23,6 +24,7 @@ pub mod discover;
 pub mod index;
 pub mod observe;
 pub mod plan;
+pub mod signature;
 pub mod version;
 
 use crate::crd::{ImageSeriesSpec, ImageSource, SeriesRelease};
@@ -51,6 +53,9 @@ pub enum ReleasesError {
     NoMatch { pattern: String, listed: String },
     #[error("spec.checksums.url {url:?} is not a URL: {reason}")]
     Url { url: String, reason: String },
+    /// The checksums file's signature does not check out (or cannot be checked).
+    #[error(transparent)]
+    Signature(#[from] signature::SignatureError),
     #[error(
         "{url}: its name carries no version (the pattern has no version group, and neither folders nor file give one) and the mirror sends no Last-Modified for it, so glint cannot tell one build from the next; add a (?P<version>...) group to spec.checksums.pattern, or read the release folders with spec.checksums.folders"
     )]
@@ -67,12 +72,16 @@ impl ReleasesError {
             Self::NoMatch { .. } => Reason::NoMatchingRelease,
             Self::Url { .. } => Reason::InvalidChecksumsUrl,
             Self::VersionUnknown { .. } => Reason::ReleaseVersionUnknown,
+            Self::Signature(err) => err.reason(),
         }
     }
 
     /// Whether checking again later can help (the mirror was unreachable, or mid-sync).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Signature(signature::SignatureError::Missing(_))
+        )
     }
 }
 

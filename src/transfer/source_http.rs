@@ -168,6 +168,17 @@ pub async fn fetch_text(
     url: &str,
     limit: usize,
 ) -> Result<String, FetchError> {
+    let bytes = fetch_bytes(policy, url, limit).await?;
+    String::from_utf8(bytes).map_err(|_| FetchError::other(format!("{url} is not text")))
+}
+
+/// A small document as bytes (a binary signature, say), under the same bounds as
+/// [`fetch_text`].
+pub async fn fetch_bytes(
+    policy: Arc<SourcePolicy>,
+    url: &str,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
     let parsed = url::Url::parse(url).map_err(|err| format!("{url} is not a URL: {err}"))?;
     let bytes = if parsed.scheme() == "file" {
         local_text(&policy, &parsed, limit).await?
@@ -181,7 +192,7 @@ pub async fn fetch_text(
                 ))
             })??
     };
-    String::from_utf8(bytes).map_err(|_| FetchError::other(format!("{url} is not text")))
+    Ok(bytes)
 }
 
 fn local_path(policy: &SourcePolicy, url: &Url) -> Result<std::path::PathBuf, FetchError> {

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod disks;
 pub mod fault_proxy;
 pub mod gitops;
+pub mod gpg;
 pub mod harness;
 pub mod keystone;
 pub mod kube_double;

@@ -31,3 +31,8 @@ pub fn promtool() -> String {
         "the alert and dashboard tests",
     )
 }
+
+/// gpg: `$GLINT_TEST_GPG`, else the one on PATH (scripts/test installs Debian's gpg).
+pub fn gpg() -> String {
+    find("GLINT_TEST_GPG", "gpg", "--version", "the signature tests")
+}
