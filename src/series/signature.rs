@@ -295,28 +295,28 @@ fn check_one(
 
 /// The trusted key (or signing subkey) the signature names as its issuer.
 fn find_signer<'a>(signature: &Signature, keys: &'a TrustedKeys) -> Option<Signer<'a>> {
-    let names = |fingerprint: pgp::types::Fingerprint, key_id: pgp::types::KeyId| {
-        signature
-            .issuer_fingerprint()
-            .iter()
-            .any(|issuer| **issuer == fingerprint)
-            || signature
-                .issuer_key_id()
-                .iter()
-                .any(|issuer| **issuer == key_id)
-    };
     keys.keys.iter().find_map(|key| {
-        if names(
-            key.primary_key.fingerprint(),
-            key.primary_key.legacy_key_id(),
-        ) {
+        if names(signature, &key.primary_key) {
             return Some(Signer::Primary(key));
         }
         key.public_subkeys
             .iter()
-            .find(|subkey| names(subkey.key.fingerprint(), subkey.key.legacy_key_id()))
+            .find(|subkey| names(signature, &subkey.key))
             .map(|subkey| Signer::Subkey(key, subkey))
     })
+}
+
+/// Whether the signature's issuer subpackets name this key (by fingerprint or key id).
+fn names(signature: &Signature, key: &impl KeyDetails) -> bool {
+    let (fingerprint, key_id) = (key.fingerprint(), key.legacy_key_id());
+    signature
+        .issuer_fingerprint()
+        .iter()
+        .any(|issuer| **issuer == fingerprint)
+        || signature
+            .issuer_key_id()
+            .iter()
+            .any(|issuer| **issuer == key_id)
 }
 
 /// When the primary key expires (seconds since the epoch), by its newest valid self-signature.
@@ -385,16 +385,8 @@ fn is_revoked(key: &SignedPublicKey) -> bool {
 
 /// Whether a signature names `key` as its issuer (third parties' certifications do not count).
 fn is_by(signature: &Signature, key: &PublicKey) -> bool {
-    let (fingerprint, key_id) = (key.fingerprint(), key.legacy_key_id());
-    let named = signature
-        .issuer_fingerprint()
-        .iter()
-        .any(|issuer| **issuer == fingerprint)
-        || signature
-            .issuer_key_id()
-            .iter()
-            .any(|issuer| **issuer == key_id);
-    named || (signature.issuer_fingerprint().is_empty() && signature.issuer_key_id().is_empty())
+    names(signature, key)
+        || (signature.issuer_fingerprint().is_empty() && signature.issuer_key_id().is_empty())
 }
 
 /// The issuer a signature names: its fingerprint when it carries one, else its key id.
