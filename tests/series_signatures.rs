@@ -202,6 +202,7 @@ async fn follow_signed(layout: Layout, detached: Option<&str>, binary_at_the_end
         armor: true,
         at: Some("20200101T120000"),
         expires,
+        ..SignOptions::default()
     };
     type Failure<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str, Option<&'a str>);
     let failures: Vec<Failure> = vec![
@@ -437,4 +438,102 @@ async fn glint_run_keeps_the_current_version_and_says_why_while_a_signature_does
         &format!("jsonpath={{.status.current}}={v2}"),
     );
     k.wait("imageseries/ubuntu", "condition=Ready");
+}
+
+/// The validity rules glint adds to rPGP's maths, on keys shaped as distributions' are: a
+/// signing subkey (AlmaLinux 8 signed with one), a revoked subkey, a key whose newest
+/// self-signature is a user id's revocation, and a text-mode signature.
+#[test]
+#[ignore = "needs gpg (Debian's gnupg): scripts/test installs it"]
+fn subkeys_revocations_and_text_signatures_are_judged_as_gnupg_judges_them() {
+    use glint::series::signature::{Signed, TrustedKeys, verify};
+    let gpg = Gpg::new();
+    let dir = std::env::temp_dir().join(common::unique("sigrules"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sums = dir.join("SHA256SUMS");
+    std::fs::write(&sums, format!("{}  disk.img\n", "ab".repeat(32))).expect("sums");
+    let data = std::fs::read(&sums).expect("read");
+    let now = jiff::Timestamp::now();
+    let check = |key: &str, options: SignOptions, trusted: &[&str]| {
+        let signature = dir.join("sig");
+        gpg.detach_sign(key, &sums, &signature, options);
+        let bytes = std::fs::read(&signature).expect("signature");
+        let keys = TrustedKeys::parse(&gpg.export(trusted)).expect("keys");
+        verify(
+            "SHA256SUMS",
+            Signed::Detached {
+                data: &data,
+                signature: &bytes,
+            },
+            &keys,
+            now,
+        )
+    };
+
+    // A signing subkey of a trusted key signs for it; the signer named is the subkey.
+    let primary = gpg.key("Alma <alma@distro.invalid>", "ed25519", "never", None);
+    let subkey = gpg.subkey(&primary, "ed25519", "never");
+    let verified =
+        check(&format!("{subkey}!"), SignOptions::default(), &[&primary]).expect("subkey");
+    assert_eq!(verified.signer, subkey);
+    // A text-mode signature covers the lines.
+    let text = SignOptions {
+        text: true,
+        ..SignOptions::default()
+    };
+    assert!(check(&primary, text, &[&primary]).is_ok(), "text mode");
+
+    // The subkey revoked: its signatures no longer count.
+    let signature = dir.join("by-subkey");
+    gpg.detach_sign(
+        &format!("{subkey}!"),
+        &sums,
+        &signature,
+        SignOptions::default(),
+    );
+    gpg.revoke_only_subkey(&primary);
+    let keys = TrustedKeys::parse(&gpg.export(&[&primary])).expect("keys");
+    let bytes = std::fs::read(&signature).expect("signature");
+    let refused = verify(
+        "SHA256SUMS",
+        Signed::Detached {
+            data: &data,
+            signature: &bytes,
+        },
+        &keys,
+        now,
+    )
+    .expect_err("revoked subkey");
+    assert_eq!(
+        refused.reason().as_str(),
+        "SignatureKeyExpired",
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("revoked"), "{refused}");
+
+    // A key that expired in 2020, whose newest self-signature revokes a second user id: the
+    // revocation says nothing of expiry, and the key stays expired.
+    let old = gpg.key(
+        "Old <old@distro.invalid>",
+        "ed25519",
+        "1d",
+        Some("20200101T000000"),
+    );
+    gpg.add_uid(&old, "Old too <old2@distro.invalid>", "20200101T010000");
+    gpg.revoke_uid(&old, "Old too <old2@distro.invalid>", "20200101T020000");
+    let past = SignOptions {
+        at: Some("20200101T030000"),
+        ..SignOptions::default()
+    };
+    let refused = check(&old, past, &[&old]).expect_err("expired");
+    assert_eq!(
+        refused.reason().as_str(),
+        "SignatureKeyExpired",
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("expired at 2020-01-02"),
+        "{refused}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

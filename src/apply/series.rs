@@ -96,7 +96,7 @@ fn cli_trusted_keys(
         (
             crate::reason::Reason::TrustedKeysNotFound,
             format!(
-            "spec.checksums.signature.keys names {kind} {}/{name} entry {}, which is not among the manifests: glint apply reads no cluster, so give the {kind} document beside the ImageSeries",
+            "spec.checksums.signature.keys names {kind} {}/{name} entry {}, which is not among the manifests (or has no such entry): glint apply reads no cluster, so give the {kind} document, with that entry, beside the ImageSeries",
             document.namespace,
             reference.key()
         ),

@@ -331,12 +331,20 @@ impl Reader {
         let verified = match &signature.detached {
             None => signature::verify(file.as_str(), Signed::ClearSigned(&text), keys, now),
             Some(detached) => {
-                let signature_url =
-                    file.join(&detached.replace("{file}", name))
-                        .map_err(|err| ReleasesError::Url {
-                            url: file.to_string(),
-                            reason: format!("{detached} does not resolve beside it: {err}"),
-                        })?;
+                let beside = |err: String| ReleasesError::Url {
+                    url: file.to_string(),
+                    reason: format!(
+                        "spec.checksums.signature.detached {detached:?} must name a file beside it: {err}"
+                    ),
+                };
+                let signature_url = file
+                    .join(&detached.replace("{file}", name))
+                    .map_err(|err| beside(err.to_string()))?;
+                let folder = file.join("./").map_err(|err| beside(err.to_string()))?;
+                let rest = signature_url.as_str().strip_prefix(folder.as_str());
+                if rest.is_none_or(|rest| rest.is_empty() || rest.contains('/')) {
+                    return Err(beside(format!("it resolves to {signature_url}")));
+                }
                 let bytes = match self.bytes(&signature_url).await {
                     Ok(bytes) => bytes,
                     Err(err) if err.missing => {

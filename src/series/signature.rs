@@ -16,6 +16,7 @@
 use pgp::composed::{
     CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey,
 };
+use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{PublicKey, Signature, SignatureType};
 use pgp::types::{KeyDetails, Tag};
 
@@ -74,6 +75,18 @@ pub enum SignatureError {
     },
     #[error("{file} is signed by key {key}, which its owner revoked")]
     KeyRevoked { file: String, key: String },
+    #[error(
+        "{file} is signed by subkey {key} of a trusted key, but no valid binding lets that subkey sign"
+    )]
+    NotForSigning { file: String, key: String },
+    #[error(
+        "the signature of {file} by key {key} says it was made at {at}, more than a day from now: check the mirror's clock and this machine's"
+    )]
+    FromTheFuture {
+        file: String,
+        key: String,
+        at: String,
+    },
     #[error("the signature of {file} by key {key} expired at {at}")]
     Expired {
         file: String,
@@ -91,8 +104,8 @@ impl SignatureError {
         match self {
             Self::Missing(_) => Reason::SignatureMissing,
             Self::Malformed { .. } => Reason::SignatureMalformed,
-            Self::UnknownKey { .. } => Reason::SignatureUnknownKey,
-            Self::Bad { .. } => Reason::SignatureBad,
+            Self::UnknownKey { .. } | Self::NotForSigning { .. } => Reason::SignatureUnknownKey,
+            Self::Bad { .. } | Self::FromTheFuture { .. } => Reason::SignatureBad,
             Self::KeyExpired { .. } | Self::KeyRevoked { .. } => Reason::SignatureKeyExpired,
             Self::Expired { .. } => Reason::SignatureExpired,
             Self::Keys(_) => Reason::TrustedKeysInvalid,
@@ -103,11 +116,11 @@ impl SignatureError {
     /// says more than one by a stranger.
     fn weight(&self) -> u8 {
         match self {
-            Self::Bad { .. } => 5,
+            Self::Bad { .. } | Self::FromTheFuture { .. } => 5,
             Self::KeyRevoked { .. } => 4,
             Self::KeyExpired { .. } => 3,
             Self::Expired { .. } => 2,
-            Self::UnknownKey { .. } => 1,
+            Self::UnknownKey { .. } | Self::NotForSigning { .. } => 1,
             _ => 0,
         }
     }
@@ -123,10 +136,14 @@ impl TrustedKeys {
         for (index, start) in starts.iter().enumerate() {
             let end = starts.get(index + 1).copied().unwrap_or(text.len());
             let block = &text[*start..end];
-            let (parsed, _) = SignedPublicKey::from_string_many(block)
-                .map_err(|err| SignatureError::Keys(err.to_string()))?;
+            // rPGP's words may quote the bytes it read: keys kept in a Secret must not reach
+            // status through them.
+            let unreadable = |_| {
+                SignatureError::Keys(format!("armoured block {} is not a public key", index + 1))
+            };
+            let (parsed, _) = SignedPublicKey::from_string_many(block).map_err(unreadable)?;
             for key in parsed {
-                keys.push(key.map_err(|err| SignatureError::Keys(err.to_string()))?);
+                keys.push(key.map_err(unreadable)?);
                 if keys.len() > MAX_KEYS {
                     return Err(SignatureError::Keys(format!(
                         "more than {MAX_KEYS} keys; trust only the distribution's signing keys"
@@ -159,7 +176,7 @@ pub fn verify(
     let now = u32::try_from(now.as_second()).unwrap_or(u32::MAX);
     let malformed = |detail: String| SignatureError::Malformed {
         file: file.to_string(),
-        detail,
+        detail: detail.chars().take(200).collect(),
     };
     let (text, signatures) = match signed {
         Signed::Detached { data, signature } => {
@@ -212,9 +229,26 @@ pub fn verify(
 }
 
 /// A key that may have made a signature: a primary key, or one of its subkeys.
+#[derive(Clone, Copy)]
 enum Signer<'a> {
     Primary(&'a SignedPublicKey),
     Subkey(&'a SignedPublicKey, &'a SignedPublicSubKey),
+}
+
+impl Signer<'_> {
+    fn fingerprint(self) -> String {
+        match self {
+            Signer::Primary(key) => hex(key.primary_key.fingerprint().as_bytes()),
+            Signer::Subkey(_, subkey) => hex(subkey.key.fingerprint().as_bytes()),
+        }
+    }
+
+    fn verifies(self, signature: &Signature, data: &[u8]) -> bool {
+        match self {
+            Signer::Primary(key) => signature.verify(&key.primary_key, data).is_ok(),
+            Signer::Subkey(_, subkey) => signature.verify(&subkey.key, data).is_ok(),
+        }
+    }
 }
 
 fn check_one(
@@ -224,42 +258,69 @@ fn check_one(
     keys: &TrustedKeys,
     now: u32,
 ) -> Result<String, SignatureError> {
-    let Some(signer) = find_signer(signature, keys) else {
+    let candidates = signers(signature, keys);
+    let Some(named) = candidates.first().copied() else {
         return Err(SignatureError::UnknownKey {
             file: file.to_string(),
             issuer: issuer(signature),
         });
     };
-    let (fingerprint, verified) = match signer {
-        Signer::Primary(key) => (
-            key.primary_key.fingerprint(),
-            signature.verify(&key.primary_key, data),
-        ),
-        Signer::Subkey(_, subkey) => (
-            subkey.key.fingerprint(),
-            signature.verify(&subkey.key, data),
-        ),
+    let malformed = |detail: String| SignatureError::Malformed {
+        file: file.to_string(),
+        detail,
     };
-    let key = hex(fingerprint.as_bytes());
-    if verified.is_err() {
+    // A signature over a file is binary (its bytes) or text (its lines); the other types
+    // (standalone, timestamp, key signatures) do not cover the file's contents.
+    if !matches!(
+        signature.typ(),
+        Some(SignatureType::Binary | SignatureType::Text)
+    ) {
+        return Err(malformed(format!(
+            "it is a {:?} signature, not one made over a file",
+            signature.typ()
+        )));
+    }
+    if let Some(weak @ (HashAlgorithm::Md5 | HashAlgorithm::Ripemd160)) = signature.hash_alg() {
+        return Err(malformed(format!(
+            "it hashes with {weak}, which glint does not accept (SHA-1 and the SHA-2 family are)"
+        )));
+    }
+    let Some(created) = signature.created().map(|at| at.as_secs()) else {
+        return Err(malformed("it carries no creation time".into()));
+    };
+    // The issuer may be named outside the signed part of the signature: every trusted key it
+    // names is tried, and the one whose maths checks out made it.
+    let Some(signer) = candidates
+        .into_iter()
+        .find(|candidate| candidate.verifies(signature, data))
+    else {
         return Err(SignatureError::Bad {
             file: file.to_string(),
-            key,
+            key: named.fingerprint(),
         });
-    }
-    let primary = match signer {
-        Signer::Primary(primary) | Signer::Subkey(primary, _) => primary,
     };
-    if is_revoked(primary) {
+    let key = signer.fingerprint();
+    let (primary, subkey) = match signer {
+        Signer::Primary(primary) => (primary, None),
+        Signer::Subkey(primary, subkey) => (primary, Some(subkey)),
+    };
+    if is_revoked(primary) || subkey.is_some_and(|subkey| is_subkey_revoked(primary, subkey)) {
         return Err(SignatureError::KeyRevoked {
             file: file.to_string(),
             key,
         });
     }
-    let created = signature.created().map_or(0, |at| at.as_secs());
     let mut expires = primary_expiry(primary);
-    if let Signer::Subkey(primary, subkey) = signer {
-        expires = earliest(expires, subkey_expiry(primary, subkey));
+    if let Some(subkey) = subkey {
+        match subkey_expiry(primary, subkey) {
+            Some(end) => expires = earliest(expires, end),
+            None => {
+                return Err(SignatureError::NotForSigning {
+                    file: file.to_string(),
+                    key,
+                });
+            }
+        }
     }
     if let Some(at) = expires
         && (now >= at || created >= at)
@@ -285,25 +346,29 @@ fn check_one(
         }
     }
     if created > now.saturating_add(CLOCK_SKEW_SECONDS) {
-        return Err(SignatureError::Bad {
+        return Err(SignatureError::FromTheFuture {
             file: file.to_string(),
             key,
+            at: when(created),
         });
     }
     Ok(key)
 }
 
-/// The trusted key (or signing subkey) the signature names as its issuer.
-fn find_signer<'a>(signature: &Signature, keys: &'a TrustedKeys) -> Option<Signer<'a>> {
-    keys.keys.iter().find_map(|key| {
+/// The trusted keys and subkeys the signature names as its issuer.
+fn signers<'a>(signature: &Signature, keys: &'a TrustedKeys) -> Vec<Signer<'a>> {
+    let mut found = Vec::new();
+    for key in &keys.keys {
         if names(signature, &key.primary_key) {
-            return Some(Signer::Primary(key));
+            found.push(Signer::Primary(key));
         }
-        key.public_subkeys
-            .iter()
-            .find(|subkey| names(signature, &subkey.key))
-            .map(|subkey| Signer::Subkey(key, subkey))
-    })
+        for subkey in &key.public_subkeys {
+            if names(signature, &subkey.key) {
+                found.push(Signer::Subkey(key, subkey));
+            }
+        }
+    }
+    found
 }
 
 /// Whether the signature's issuer subpackets name this key (by fingerprint or key id).
@@ -319,46 +384,64 @@ fn names(signature: &Signature, key: &impl KeyDetails) -> bool {
             .any(|issuer| **issuer == key_id)
 }
 
-/// When the primary key expires (seconds since the epoch), by its newest valid self-signature.
-fn primary_expiry(key: &SignedPublicKey) -> Option<u32> {
-    let primary: &PublicKey = &key.primary_key;
-    let newest =
-        key.details
-            .users
-            .iter()
-            .flat_map(|user| {
-                user.signatures.iter().filter(move |signature| {
-                    is_by(signature, primary)
-                        && signature
-                            .verify_certification(primary, Tag::UserId, &user.id)
-                            .is_ok()
-                })
-            })
-            .chain(key.details.direct_signatures.iter().filter(|signature| {
-                is_by(signature, primary) && signature.verify_key(primary).is_ok()
-            }))
-            .max_by_key(|signature| signature.created().map_or(0, |at| at.as_secs()))?;
-    lifetime_end(primary.created_at().as_secs(), newest)
+fn newest<'a>(signatures: impl Iterator<Item = &'a Signature>) -> Option<&'a Signature> {
+    signatures.max_by_key(|signature| signature.created().map_or(0, |at| at.as_secs()))
 }
 
-/// When a subkey stops signing: its newest valid binding's expiry; a binding that does not
-/// allow signing ends it at once.
-fn subkey_expiry(primary: &SignedPublicKey, subkey: &SignedPublicSubKey) -> Option<u32> {
-    let binding = subkey
-        .signatures
-        .iter()
-        .filter(|signature| signature.typ() == Some(SignatureType::SubkeyBinding))
-        .filter(|signature| {
-            signature
+/// When the primary key expires (seconds since the epoch), by its newest valid
+/// self-certification or direct-key signature; revocations of a user id do not count.
+fn primary_expiry(key: &SignedPublicKey) -> Option<u32> {
+    let primary: &PublicKey = &key.primary_key;
+    let certifications = key.details.users.iter().flat_map(|user| {
+        user.signatures.iter().filter(move |signature| {
+            matches!(
+                signature.typ(),
+                Some(
+                    SignatureType::CertGeneric
+                        | SignatureType::CertPersona
+                        | SignatureType::CertCasual
+                        | SignatureType::CertPositive
+                )
+            ) && is_by(signature, primary)
+                && signature
+                    .verify_certification(primary, Tag::UserId, &user.id)
+                    .is_ok()
+        })
+    });
+    let direct = key.details.direct_signatures.iter().filter(|signature| {
+        signature.typ() == Some(SignatureType::Key)
+            && is_by(signature, primary)
+            && signature.verify_key(primary).is_ok()
+    });
+    lifetime_end(
+        primary.created_at().as_secs(),
+        newest(certifications.chain(direct))?,
+    )
+}
+
+/// When a subkey stops signing, by its newest valid binding (`Some(None)`: never); `None`
+/// when no valid binding lets it sign.
+fn subkey_expiry(primary: &SignedPublicKey, subkey: &SignedPublicSubKey) -> Option<Option<u32>> {
+    let binding = newest(subkey.signatures.iter().filter(|signature| {
+        signature.typ() == Some(SignatureType::SubkeyBinding)
+            && signature
                 .verify_subkey_binding(&primary.primary_key, &subkey.key)
                 .is_ok()
-        })
-        .max_by_key(|signature| signature.created().map_or(0, |at| at.as_secs()));
-    match binding {
-        None => Some(0),
-        Some(binding) if !binding.key_flags().sign() => Some(0),
-        Some(binding) => lifetime_end(subkey.key.created_at().as_secs(), binding),
-    }
+    }))?;
+    binding
+        .key_flags()
+        .sign()
+        .then(|| lifetime_end(subkey.key.created_at().as_secs(), binding))
+}
+
+/// Whether the primary key revoked this subkey.
+fn is_subkey_revoked(primary: &SignedPublicKey, subkey: &SignedPublicSubKey) -> bool {
+    subkey.signatures.iter().any(|signature| {
+        signature.typ() == Some(SignatureType::SubkeyRevocation)
+            && signature
+                .verify_subkey_binding(&primary.primary_key, &subkey.key)
+                .is_ok()
+    })
 }
 
 fn lifetime_end(created: u32, self_signature: &Signature) -> Option<u32> {

@@ -15,6 +15,8 @@ pub struct Gpg {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SignOptions<'a> {
     pub armor: bool,
+    /// `--textmode`: a signature over the file's lines (type 0x01) rather than its bytes.
+    pub text: bool,
     /// gpg's `--faked-system-time` (`20200101T120000`): sign as if it were then.
     pub at: Option<&'a str>,
     /// `--default-sig-expire` (`1d`): a signature that expires.
@@ -68,6 +70,85 @@ impl Gpg {
             .to_string()
     }
 
+    /// A signing subkey of `primary`, made at `at` if given; returns its fingerprint.
+    pub fn subkey(&self, primary: &str, algorithm: &str, expire: &str) -> String {
+        self.run(&["--quick-add-key", primary, algorithm, "sign", expire]);
+        let listing = self.run(&["--with-colons", "--list-keys", primary]);
+        // The fpr line after the last sub line is the newest subkey's.
+        let mut after_sub = false;
+        let mut newest = None;
+        for line in listing.lines() {
+            if line.starts_with("sub:") {
+                after_sub = true;
+            } else if after_sub && let Some(rest) = line.strip_prefix("fpr:") {
+                newest = rest
+                    .split(':')
+                    .find(|field| field.len() == 40)
+                    .map(str::to_string);
+                after_sub = false;
+            }
+        }
+        newest.expect("the new subkey's fingerprint")
+    }
+
+    /// Revokes the only subkey of `primary` (gpg's key editor, driven from stdin).
+    pub fn revoke_only_subkey(&self, primary: &str) {
+        use std::io::Write;
+        let mut child = Command::new(&self.gpg)
+            .env("GNUPGHOME", &self.home)
+            .args([
+                "--batch",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--command-fd",
+                "0",
+                "--edit-key",
+                primary,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("gpg --edit-key");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"key 1\nrevkey\ny\n0\n\ny\nsave\n")
+            .expect("commands");
+        assert!(
+            child.wait().expect("gpg").success(),
+            "revoking the subkey failed"
+        );
+    }
+
+    /// Revokes a user id of `primary` made at `at` (a self-signature newer than the others).
+    pub fn revoke_uid(&self, primary: &str, uid: &str, at: &str) {
+        let faked = format!("{at}!");
+        self.run(&[
+            "--faked-system-time",
+            &faked,
+            "--quick-revoke-uid",
+            primary,
+            uid,
+        ]);
+    }
+
+    /// Adds a user id to `primary`, at `at`.
+    pub fn add_uid(&self, primary: &str, uid: &str, at: &str) {
+        let faked = format!("{at}!");
+        self.run(&[
+            "--faked-system-time",
+            &faked,
+            "--quick-add-uid",
+            primary,
+            uid,
+        ]);
+    }
+
     /// The public keys, ASCII-armoured, as `gpg --armor --export` writes them.
     pub fn export(&self, fingerprints: &[&str]) -> String {
         let mut args = vec!["--armor", "--export"];
@@ -88,6 +169,9 @@ impl Gpg {
         }
         if options.armor {
             args.push("--armor");
+        }
+        if options.text {
+            args.push("--textmode");
         }
         args.extend([
             "--digest-algo",
