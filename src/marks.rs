@@ -22,6 +22,11 @@ pub const PROPERTIES_RECORD: &str = "glint.dev/properties";
 /// leaves a marked image alone until the Image is recreated.
 pub const QUARANTINE_PROPERTY: &str = "glint.dev/quarantined";
 
+/// Set on an image glint was to delete and Glance refused because the image is still in use:
+/// Glance's words. `openstack image show` then says why the image is still there, a series
+/// lists the version as deleting, and a pass that finds the image wanted again removes it.
+pub const IN_USE_PROPERTY: &str = "glint.dev/in-use";
+
 /// The series a version belongs to (`namespace/name`).
 pub const SERIES_PROPERTY: &str = "glint.dev/series";
 

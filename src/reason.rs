@@ -91,6 +91,10 @@ catalogue! {
     /// The object is being deleted, and glint cannot delete its Glance image: fix the Secret
     /// or cloud, or set `spec.onDelete: detach`.
     DeletionBlocked => Problem,
+    /// glint was to delete an image (the object's, a version beyond keep, or a deleted
+    /// series') that is still in use: Glance refused (an rbd store with clones of it). glint
+    /// keeps it hidden, deactivates it when spec.whenInUse says so, and tries again later.
+    InUse => Problem,
     /// glint failed in a way it did not foresee (a bug); the message says where. Please
     /// report it; any edit retries.
     InternalError => Problem,

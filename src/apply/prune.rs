@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use futures::TryStreamExt;
 
 use super::{Document, identity};
-use crate::crd::OWNER_PROPERTY;
+use crate::crd::{OWNER_PROPERTY, WhenInUse};
 use crate::glance::{GlanceApi, GlanceError, GlanceImage, ListQuery};
 use crate::pass::act::{self, ActError};
 
@@ -67,9 +67,17 @@ pub async fn orphans(
     Ok(found)
 }
 
-/// Deletes an orphan (unprotecting it first, as the controller does on delete).
-pub async fn delete(api: &impl GlanceApi, orphan: &Orphan) -> Result<(), ActError> {
-    act::delete(api, &orphan.image.id, orphan.image.protected).await
+/// Deletes an orphan (unprotecting it first, as the controller does on delete). One still in
+/// use is kept and hidden ([`act::Effect::KeptInUse`]); its manifest is gone, so the default
+/// of spec.whenInUse applies.
+pub async fn delete(api: &impl GlanceApi, orphan: &Orphan) -> Result<act::Effect, ActError> {
+    act::delete(
+        api,
+        &orphan.image.id,
+        orphan.image.protected,
+        WhenInUse::Keep,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::prune::Orphan;
 use super::{AppliedDocument, PlannedDocument};
 
 use crate::glance::{GlanceImage, PatchOp};
-use crate::pass::act::ActError;
+use crate::pass::act::{ActError, Effect};
 use crate::pass::plan::{Progress, Step};
 
 /// How plan prints.
@@ -209,7 +209,7 @@ pub fn print_plan(
 /// Prints apply's final table; returns (changed, errors).
 pub fn print_applied(
     applied: &[AppliedDocument],
-    pruned: &[(Orphan, Result<(), ActError>)],
+    pruned: &[(Orphan, Result<Effect, ActError>)],
 ) -> (usize, usize) {
     let (mut changed, mut errors) = (0, 0);
     let mut rows = vec![[
@@ -241,7 +241,14 @@ pub fn print_applied(
     }
     for (orphan, outcome) in pruned {
         match outcome {
-            Ok(()) => {
+            Ok(Effect::KeptInUse { why, .. }) => {
+                changed += 1;
+                println!(
+                    "{}: kept {}: still in use, so Glance refused to delete it ({why}); hidden, and the next --prune tries again",
+                    orphan.key, orphan.image.id
+                );
+            }
+            Ok(_) => {
                 changed += 1;
                 rows.push([
                     orphan.key.clone(),

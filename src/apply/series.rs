@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use super::manifests::SeriesDocument;
 use super::{ApplyError, CliTransfers, identity, settle};
-use crate::glance::{GlanceClient, GlanceImage};
+use crate::crd::WhenInUse;
+use crate::glance::{GlanceApi, GlanceClient, GlanceImage};
 use crate::pass::PassError;
-use crate::pass::act;
+use crate::pass::act::{self, Effect};
 use crate::pass::observe::ObserveError;
 use crate::pass::plan::Desired;
 use crate::reason::Reason;
@@ -45,6 +46,9 @@ pub struct SeriesResult {
     pub current: Option<String>,
     pub versions: Vec<VersionLine>,
     pub deleted: Vec<String>,
+    /// Versions beyond keep that Glance would not delete because they are in use, with
+    /// Glance's words: hidden now, and tried again by the next apply.
+    pub kept: Vec<(String, String)>,
 }
 
 fn stable_name(document: &SeriesDocument) -> String {
@@ -169,8 +173,9 @@ async fn apply_one(
         .filter(|(_, why)| *why == Removal::Replaced)
         .map(|(gone, _)| gone)
         .collect();
+    // A failed or unfinished image was never booted from: in use, it could not be.
     for gone in &replaced {
-        act::delete(api, &gone.id, gone.protected)
+        act::delete(api, &gone.id, gone.protected, WhenInUse::Keep)
             .await
             .map_err(|err| ApplyError::Pass(PassError::Act(err)))?;
     }
@@ -195,11 +200,25 @@ async fn apply_one(
     let now = held(api, document).await?;
     let plan = rotation(document, &releases, &now);
     let mut deleted = Vec::new();
+    let mut kept = Vec::new();
+    let when_in_use = document.series.spec.image.when_in_use.unwrap_or_default();
     for (gone, _) in &plan.delete {
-        act::delete(api, &gone.id, gone.protected)
+        // Named aside first: if Glance keeps it (in use), the name is free all the same.
+        if gone.latest {
+            let aside = series::plan::step_aside(&stable_name(document), gone);
+            api.update_image(&gone.id, &aside).await.map_err(|err| {
+                ApplyError::Pass(PassError::Act(act::ActError::glance_call(
+                    "rename", &gone.id, err,
+                )))
+            })?;
+        }
+        match act::delete(api, &gone.id, gone.protected, when_in_use)
             .await
-            .map_err(|err| ApplyError::Pass(PassError::Act(err)))?;
-        deleted.push(gone.version.clone());
+            .map_err(|err| ApplyError::Pass(PassError::Act(err)))?
+        {
+            Effect::KeptInUse { why, .. } => kept.push((gone.version.clone(), why)),
+            _ => deleted.push(gone.version.clone()),
+        }
     }
     let mut ordered: Vec<&VersionPlan> = plan.versions.iter().collect();
     ordered.sort_by_key(|version| match version.role {
@@ -235,6 +254,7 @@ async fn apply_one(
         current: plan.current,
         versions: lines,
         deleted,
+        kept,
     })
 }
 
@@ -288,6 +308,11 @@ pub fn print_applied(applied: &[SeriesApplied]) -> usize {
                 }
                 for version in &result.deleted {
                     println!("  {version:<14} deleted");
+                }
+                for (version, why) in &result.kept {
+                    println!(
+                        "  {version:<14} kept: still in use, so Glance refused to delete it ({why}); hidden, and the next apply tries again"
+                    );
                 }
             }
         }

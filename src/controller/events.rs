@@ -49,14 +49,11 @@ pub async fn publish_warning(image: &Image, ctx: &Context, reason: Reason, note:
 
 pub async fn publish_all(image: &Image, ctx: &Context, effects: &[Effect]) {
     for effect in effects {
-        publish(
-            image,
-            ctx,
-            EventType::Normal,
-            effect.reason(),
-            effect.note(),
-        )
-        .await;
+        let kind = match effect {
+            Effect::KeptInUse { .. } => EventType::Warning,
+            _ => EventType::Normal,
+        };
+        publish(image, ctx, kind, effect.reason(), effect.note()).await;
     }
 }
 

@@ -25,10 +25,11 @@ use tracing::Instrument;
 
 use super::objects::{add_finalizer, has_finalizer, remove_finalizer, write_status};
 use super::{
-    CREATED_REQUEUE, Context, MAX_RESYNC, MIN_RESYNC, PROGRESS_REQUEUE, REFRESH_ANNOTATION,
-    ReconcileError, STARTUP_SPREAD, events, failure_outcome, wakeups,
+    CREATED_REQUEUE, Context, IN_USE_RETRY, MAX_RESYNC, MIN_RESYNC, PROGRESS_REQUEUE,
+    REFRESH_ANNOTATION, ReconcileError, STARTUP_SPREAD, events, failure_outcome, wakeups,
 };
-use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus, parse_duration};
+use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus, WhenInUse, parse_duration};
+use crate::glance::GlanceApi;
 use crate::metrics::results;
 use crate::pass::observe::Subject;
 use crate::pass::plan::{Desired, Progress};
@@ -428,11 +429,51 @@ async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Action, Rec
     {
         Ok(effects) => {
             events::publish_all(image, ctx, &effects).await;
-            release(image, ctx, uid).await
+            match effects.iter().find_map(kept_in_use) {
+                Some((id, why)) => {
+                    wait_while_in_use(image, ctx, handle.client.as_ref(), id, why).await
+                }
+                None => release(image, ctx, uid).await,
+            }
         }
         Err(err) if err.is_transient() => report_failure(image, ctx, err.into()).await,
         Err(err) => block_deletion(image, ctx, &err.into()).await,
     }
+}
+
+fn kept_in_use(effect: &act::Effect) -> Option<(&str, &str)> {
+    match effect {
+        act::Effect::KeptInUse { id, why, .. } => Some((id, why)),
+        _ => None,
+    }
+}
+
+/// The image is still in use: the object stays (its finalizer holds it) and says so, and glint
+/// tries the delete again later. Status shows the image as Glance now has it (hidden, and
+/// deactivated if spec.whenInUse asked).
+async fn wait_while_in_use(
+    image: &Image,
+    ctx: &Context,
+    api: &impl GlanceApi,
+    id: &str,
+    why: &str,
+) -> Result<Action, ReconcileError> {
+    let now_in_glance = api.get_image(id).await.ok();
+    let message = format!(
+        "Glance image {id} is still in use, so Glance refused to delete it ({why}); glint hid it{} and tries again every {} minutes. Set spec.onDelete: detach to let this object go and leave the image in Glance",
+        if image.spec.when_in_use() == WhenInUse::Deactivate {
+            ", deactivated it,"
+        } else {
+            ""
+        },
+        IN_USE_RETRY.as_secs() / 60
+    );
+    let outcome = Outcome::Progressing {
+        reason: Reason::InUse,
+        message,
+    };
+    report(image, ctx, now_in_glance.as_ref(), None, outcome).await?;
+    Ok(Action::requeue(IN_USE_RETRY))
 }
 
 async fn block_deletion(

@@ -21,6 +21,7 @@ mod objects;
 pub mod run;
 pub mod series;
 mod series_check;
+mod series_delete;
 pub mod shared_image;
 mod trusted_keys;
 pub mod wakeups;
@@ -60,6 +61,10 @@ pub(crate) const PROGRESS_REQUEUE: Duration = Duration::from_secs(5);
 /// How soon to come back after a pass that created an image and stopped there: at once, since
 /// what follows goes next (a 200 ms pause here was a fifth of a 16 MiB image's apply -> Ready).
 pub(crate) const CREATED_REQUEUE: Duration = Duration::ZERO;
+/// How soon to try again to delete an image Glance refused to delete because it is in use:
+/// uses end on a human scale (a server deleted, a volume flattened), and each try costs
+/// Glance a delete and a patch, so minutes, not the error backoff's seconds.
+pub(crate) const IN_USE_RETRY: Duration = Duration::from_secs(300);
 
 /// Requeue policy after an error: growing backoff per object, with jitter, capped.
 /// The same for every kind glint reconciles (Image, ImageSeries, SharedImage).

@@ -17,14 +17,18 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::clouds::UserKind;
-use super::objects::{add_finalizer, has_finalizer, remove_finalizer, write_status};
+use super::objects::{add_finalizer, has_finalizer, write_status};
 use super::series_check::{check, until_next_check};
+use super::series_delete::{delete_version, finalize, kept_line};
 use super::wakeups::Waiter;
-use super::{CREATED_REQUEUE, Context, PROGRESS_REQUEUE, ReconcileError, events, failure_outcome};
+use super::{
+    CREATED_REQUEUE, Context, IN_USE_RETRY, PROGRESS_REQUEUE, ReconcileError, events,
+    failure_outcome,
+};
 use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesVersionStatus};
-use crate::glance::{GlanceApi, GlanceImage, PatchOp};
+use crate::glance::{GlanceApi, GlanceImage};
 use crate::pass;
-use crate::pass::act::{self, Effect};
+use crate::pass::act::Effect;
 use crate::pass::observe::Subject;
 use crate::pass::plan::{Desired, Progress};
 use crate::pass::status::{Outcome, kstatus_conditions};
@@ -61,21 +65,7 @@ pub async fn reconcile_series(
     };
     let api = handle.client.as_ref();
     if series.meta().deletion_timestamp.is_some() {
-        // Every version goes with the series (unprotected first), then the object.
-        let held = series::observe::held(api, &key, &uid)
-            .await
-            .map_err(|err| ReconcileError::Pass(pass::PassError::Observe(err.into())))?;
-        for (version, _) in held {
-            handle.transfers.cancel(&version.id);
-            act::delete(api, &version.id, version.protected)
-                .await
-                .map_err(|err| ReconcileError::Pass(err.into()))?;
-        }
-        remove_finalizer(series.as_ref(), &ctx).await?;
-        ctx.clouds.forget(&uid);
-        ctx.wakeups.forget_waiter(&Waiter::of(series.as_ref()));
-        ctx.metrics.series.forget(&namespace, &series.name_any());
-        return Ok(Action::await_change());
+        return finalize(&series, &ctx, &handle, &key, &uid).await;
     }
     if !has_finalizer(series.as_ref()) {
         add_finalizer(series.as_ref(), &ctx).await?;
@@ -121,23 +111,26 @@ pub async fn reconcile_series(
     // only has to step aside (a rename) and is deleted once status names the new current one:
     // Glance takes about a second to delete a 1 GiB image, which users would otherwise wait
     // for after the new release's data is in.
+    // A version Glance refused to delete earlier because it was in use is tried again now,
+    // before status, so status says how that went.
     let mut name_still_held = false;
     let mut after_status = Vec::new();
+    let mut kept = Vec::new();
     for (gone, why) in &plan.delete {
-        images.remove(&gone.version);
+        let image = images.remove(&gone.version);
         handle.transfers.cancel(&gone.id);
-        if *why == Removal::Replaced {
-            if let Err(problem) = delete_version(api, &ctx, &series, gone, *why).await {
-                name_still_held |= gone.latest;
-                problems.insert(gone.version.clone(), problem);
+        if *why == Removal::Replaced || (gone.in_use.is_some() && !gone.latest) {
+            match delete_version(api, &ctx, &series, gone, *why).await {
+                Ok(effect) => kept.extend(kept_line(gone, image.as_ref(), &effect)),
+                Err(problem) => {
+                    name_still_held |= gone.latest;
+                    problems.insert(gone.version.clone(), problem);
+                }
             }
             continue;
         }
         if gone.latest {
-            let aside = [
-                PatchOp::SetName(series::plan::versioned_name(&stable, &gone.version)),
-                PatchOp::RemoveProperty(series::plan::LATEST_PROPERTY.to_string()),
-            ];
+            let aside = series::plan::step_aside(&stable, gone);
             if let Err(err) = api.update_image(&gone.id, &aside).await {
                 name_still_held = true;
                 problems.insert(
@@ -277,7 +270,11 @@ pub async fn reconcile_series(
             &previous.conditions,
         ),
         current: plan.current.clone(),
-        versions: version_lines(&plan.versions, &images, &problems),
+        versions: kept
+            .iter()
+            .cloned()
+            .chain(version_lines(&plan.versions, &images, &problems))
+            .collect(),
         releases: checked.releases.clone(),
         last_check: checked.last_check.clone(),
         next_check: checked.next_check.map(Time),
@@ -294,49 +291,40 @@ pub async fn reconcile_series(
             .map(|at| at.0.as_millisecond() as f64 / 1000.0),
     );
     write_status(series.as_ref(), &ctx, &status).await?;
+    let mut kept_now = Vec::new();
     for (gone, why) in after_status {
-        // A failure shows on the next pass, which finds the version still there.
-        if let Err(problem) = delete_version(api, &ctx, &series, gone, why).await {
-            tracing::warn!(version = %gone.version, %problem, "could not delete a version beyond keep");
+        let image = held
+            .iter()
+            .find(|(held, _)| held.id == gone.id)
+            .map(|(_, image)| image);
+        match delete_version(api, &ctx, &series, gone, why).await {
+            Ok(effect) => kept_now.extend(kept_line(gone, image, &effect)),
+            // A failure shows on the next pass, which finds the version still there.
+            Err(problem) => {
+                tracing::warn!(version = %gone.version, %problem, "could not delete a version beyond keep");
+            }
         }
     }
-    Ok(match (&outcome, &checked.problem) {
-        (Outcome::Progressing { .. }, Some(_)) => Action::requeue(ctx.backoff(&uid)),
+    let any_kept = !kept.is_empty() || !kept_now.is_empty();
+    if !kept_now.is_empty() {
+        // Rare (the first refusal of a version): a second write, so status names it now.
+        let mut versions = kept_now;
+        versions.extend(status.versions.iter().cloned());
+        let status = ImageSeriesStatus { versions, ..status };
+        write_status(series.as_ref(), &ctx, &status).await?;
+    }
+    let after = match (&outcome, &checked.problem) {
+        (Outcome::Progressing { .. }, Some(_)) => ctx.backoff(&uid),
         // A create was the whole pass of that version: come back at once for the rest.
-        (Outcome::Progressing { .. }, None) if created => Action::requeue(CREATED_REQUEUE),
-        (Outcome::Progressing { .. }, None) => Action::requeue(PROGRESS_REQUEUE),
-        _ => Action::requeue(until_next_check(&checked, &ctx, now)),
-    })
-}
-
-/// Deletes a version's image and says so in an Event; the problem in words when it cannot.
-async fn delete_version(
-    api: &impl GlanceApi,
-    ctx: &Context,
-    series: &ImageSeries,
-    gone: &Held,
-    why: Removal,
-) -> Result<(), String> {
-    match act::delete(api, &gone.id, gone.protected).await {
-        Ok(()) => {
-            let note = match why {
-                Removal::BeyondKeep => format!(
-                    "deleted version {} (Glance image {}): beyond the newest {} imported versions",
-                    gone.version,
-                    gone.id,
-                    series.spec.keep()
-                ),
-                Removal::Replaced => format!(
-                    "deleted Glance image {} of version {}, which had failed, to try the release again",
-                    gone.id, gone.version
-                ),
-            };
-            let object = series.object_ref(&());
-            events::publish_about(&object, ctx, EventType::Normal, Reason::Deleted, note).await;
-            Ok(())
-        }
-        Err(err) => Err(format!("{}: could not delete it: {err}", err.reason())),
-    }
+        (Outcome::Progressing { .. }, None) if created => CREATED_REQUEUE,
+        (Outcome::Progressing { .. }, None) => PROGRESS_REQUEUE,
+        _ => until_next_check(&checked, &ctx, now),
+    };
+    Ok(Action::requeue(if any_kept {
+        after.min(IN_USE_RETRY)
+    } else {
+        after
+    }))
 }
 
 pub use crate::marks::RETRY_ANNOTATION;

@@ -59,7 +59,7 @@ pub use source::{
 pub use spec::{
     CloudCredentialsRef, ContainerFormat, DiskFormat, Image, ImageImport, ImageSpec, ImportFilter,
     ManagementPolicy, OnDelete, RESERVED_PROPERTY_KEYS, RESERVED_PROPERTY_PREFIXES, Visibility,
-    is_reserved_property,
+    WhenInUse, is_reserved_property,
 };
 pub use status_fields::{GlanceConversion, GlanceView, ImageStatus, TransferPhase, TransferStatus};
 

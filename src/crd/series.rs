@@ -156,6 +156,15 @@ pub struct SeriesImage {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 128))]
     pub members: Vec<String>,
+    /// What glint does when a version it is to delete (beyond keep, or with the series) is
+    /// still in use, which Glance says by refusing the delete (an rbd store refuses while
+    /// volumes, ephemeral disks or snapshots cloned from it exist). keep (default): glint
+    /// hides the version (os_hidden) and tries again at each check and every few minutes;
+    /// status.versions says so. deactivate: the same, and glint also deactivates it, so no
+    /// new server boots from it (running servers are not affected). Uses Glance's store does
+    /// not track (file- or swift-backed images, volumes copied from it) are not seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_in_use: Option<super::spec::WhenInUse>,
     /// How each release's file is fetched, unpacked, checked and converted: the same options
     /// (decompress, method, convertTo, conversion, caBundle, connectTimeout, idleTimeout,
     /// maxRedirects) as an Image's spec.source, from one definition.
@@ -355,8 +364,9 @@ pub struct SeriesVersionStatus {
     /// Its Glance status (queued, active, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<GlanceStatus>,
-    /// current, retired (older than the current version, or no longer listed by the mirror)
-    /// or pending (newer than the current version, on its way or failed).
+    /// current, retired (older than the current version, or no longer listed by the mirror),
+    /// pending (newer than the current version, on its way or failed), or deleting (to be
+    /// deleted, but Glance refused because it is still in use: problem says more).
     pub role: String,
     /// When Glance created its image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -408,6 +418,7 @@ impl ImageSeriesSpec {
             container_format: image.container_format,
             disk_format: Some(image.disk_format),
             members: image.members.clone(),
+            when_in_use: image.when_in_use,
             source: source.map(|source| ImageSource {
                 options: image.source.clone(),
                 ..source

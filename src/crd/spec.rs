@@ -193,6 +193,17 @@ pub struct ImageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_delete: Option<OnDelete>,
 
+    /// What glint does when it is to delete the Glance image (onDelete: delete) and the
+    /// image is still in use, which Glance says by refusing the delete (an rbd store refuses
+    /// while volumes, ephemeral disks or snapshots cloned from the image exist). keep (default):
+    /// glint hides the image (os_hidden) and tries again every few minutes; the object stays
+    /// until the delete succeeds (reason InUse). deactivate: the same, and glint also
+    /// deactivates the image, so no new server boots from it and no one downloads it (running
+    /// servers are not affected). Glance cannot tell glint about uses its store does not
+    /// track: servers on file- or swift-backed images, and volumes copied from the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_in_use: Option<WhenInUse>,
+
     /// How often to compare the image in Glance with this spec and correct drift, as a
     /// duration such as 10m or 1h. Defaults to the controller's --resync-period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -222,6 +233,7 @@ pub const MANAGED_ONLY_FIELDS: &[&str] = &[
     "deactivated",
     "members",
     "onDelete",
+    "whenInUse",
 ];
 
 const UNMANAGED: &str = "has(self.managementPolicy) && self.managementPolicy == 'unmanaged'";
@@ -356,6 +368,11 @@ spec_enum!(
     OnDelete { Delete = "delete", Detach = "detach" } default Delete
 );
 
+spec_enum!(
+    /// What glint does with an image it is to delete while the image is still in use.
+    WhenInUse { Keep = "keep", Deactivate = "deactivate" } default Keep
+);
+
 impl ImageSpec {
     /// The management policy with its default applied.
     pub fn policy(&self) -> ManagementPolicy {
@@ -365,6 +382,11 @@ impl ImageSpec {
     /// What deletion does, with its default applied.
     pub fn on_delete(&self) -> OnDelete {
         self.on_delete.unwrap_or_default()
+    }
+
+    /// What deleting does to an image still in use, with its default applied.
+    pub fn when_in_use(&self) -> WhenInUse {
+        self.when_in_use.unwrap_or_default()
     }
 }
 

@@ -80,6 +80,22 @@ impl GlanceError {
         self.status() == Some(409)
     }
 
+    /// Glance's words, when it refused to delete an image because the image is still in use:
+    /// an rbd store answers 409 for an image that has clones (volumes, ephemeral disks and
+    /// snapshots made from it in Ceph) or snapshots of its own. Other 409s are not this.
+    pub fn in_use(&self) -> Option<&str> {
+        let Self::Api {
+            status: 409,
+            message,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let lower = message.to_ascii_lowercase();
+        (lower.contains("in use") || lower.contains("has snapshot")).then_some(message.as_str())
+    }
+
     /// The property Glance refused to let this caller write, when that was the refusal: the
     /// cloud's property protections (or a key it reserves) answer 403 "Attribute 'KEY' is
     /// reserved.", naming the key.
@@ -116,6 +132,7 @@ impl GlanceError {
                 401 => Reason::AuthenticationFailed,
                 403 => Reason::GlanceForbidden,
                 404 => Reason::GlanceNotFound,
+                409 if self.in_use().is_some() => Reason::InUse,
                 409 => Reason::GlanceConflict,
                 413 => Reason::GlanceQuotaExceeded,
                 415 => Reason::GlanceUnsupportedMediaType,
@@ -207,6 +224,39 @@ mod tests {
         assert!(transport.is_transient());
         assert_eq!(transport.reason().as_str(), "GlanceUnreachable");
         assert_eq!(api(409).reason().as_str(), "GlanceConflict");
+    }
+
+    #[test]
+    fn only_a_refusal_that_says_the_image_is_in_use_means_in_use() {
+        let answer = |status, message: &str| GlanceError::Api {
+            operation: "delete",
+            status,
+            message: message.into(),
+            request_id: None,
+        };
+        // The first two are Glance's words for an rbd store's refusals (glance_store's
+        // InUseByStore and HasSnapshot, as glance/api/v2/images.py wraps them).
+        let table = [
+            (
+                409,
+                "Image 5f1c could not be deleted because it is in use: The image cannot be deleted because it is in use through the backend store outside of Glance.",
+                true,
+            ),
+            (
+                409,
+                "The image cannot be deleted because it has snapshot(s).",
+                true,
+            ),
+            (409, "Image with identifier abc already exists!", false),
+            (400, "The image is in use", false),
+            (403, "Image 5f1c is protected and cannot be deleted.", false),
+        ];
+        for (status, message, in_use) in table {
+            let err = answer(status, message);
+            assert_eq!(err.in_use().is_some(), in_use, "{status} {message}");
+            assert_eq!(err.reason() == Reason::InUse, in_use, "{status} {message}");
+            assert!(!err.is_transient(), "{status} {message}");
+        }
     }
 
     #[test]

@@ -10,9 +10,10 @@
 
 use std::collections::BTreeSet;
 
+use crate::crd::WhenInUse;
 use crate::glance::{GlanceApi, GlanceError, GlanceImage, PatchOp};
 use crate::pass::observe::{MAX_DERIVED_IDS, OWNER_PROPERTY, Subject, derived_id};
-use crate::pass::plan::{Desired, Step};
+use crate::pass::plan::{Desired, IN_USE_PROPERTY, Step};
 use crate::reason::Reason;
 use crate::transfer::{SourceAccess, TransferRequest, Transfers};
 
@@ -41,6 +42,13 @@ pub enum Effect {
     Deleted {
         id: String,
     },
+    /// Glance refused to delete the image because it is still in use; glint hid it (and
+    /// deactivated it when asked) and tries again later.
+    KeptInUse {
+        id: String,
+        why: String,
+        deactivated: bool,
+    },
 }
 
 impl Effect {
@@ -56,6 +64,7 @@ impl Effect {
             Self::Reactivated => Reason::Reactivated,
             Self::TransferStarted => Reason::Uploading,
             Self::Deleted { .. } => Reason::Deleted,
+            Self::KeptInUse { .. } => Reason::InUse,
         }
     }
 
@@ -73,6 +82,18 @@ impl Effect {
             Self::Reactivated => "reactivated the image".to_string(),
             Self::TransferStarted => "started copying the source into Glance".to_string(),
             Self::Deleted { id } => format!("deleted Glance image {id}"),
+            Self::KeptInUse {
+                id,
+                why,
+                deactivated,
+            } => format!(
+                "kept Glance image {id}, which is still in use ({why}): hid it{}, and will try to delete it again",
+                if *deactivated {
+                    " and deactivated it"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 }
@@ -133,6 +154,13 @@ impl ActError {
 fn glance(call: &'static str, id: &str) -> impl FnOnce(GlanceError) -> ActError {
     let id = id.to_string();
     move |source| ActError::Glance { call, id, source }
+}
+
+impl ActError {
+    /// A Glance call on an image that failed, for callers outside this module.
+    pub fn glance_call(call: &'static str, id: &str, source: GlanceError) -> Self {
+        glance(call, id)(source)
+    }
 }
 
 /// A refused create or patch, told apart when Glance refused one property: that needs a change
@@ -247,8 +275,8 @@ pub async fn apply(
             },
             Step::Delete { unprotect } => {
                 transfers.cancel(id);
-                delete(api, id, *unprotect).await?;
-                Effect::Deleted { id: id.to_string() }
+                // Only a killed image is deleted here, and no one can use one.
+                delete(api, id, *unprotect, WhenInUse::Keep).await?
             }
         };
         applied.effects.push(effect);
@@ -256,20 +284,51 @@ pub async fn apply(
     Ok(applied)
 }
 
-/// Unprotect (when needed) and delete; an image that is already gone is not an error.
-pub async fn delete(api: &impl GlanceApi, id: &str, unprotect: bool) -> Result<(), ActError> {
+/// Unprotects (when needed) and deletes; an image that is already gone is not an error. An
+/// image Glance will not delete because it is still in use is hidden (and deactivated when
+/// `when_in_use` says so), so no one new picks it, and kept: the caller tries again later.
+pub async fn delete(
+    api: &impl GlanceApi,
+    id: &str,
+    unprotect: bool,
+    when_in_use: WhenInUse,
+) -> Result<Effect, ActError> {
     if unprotect {
         match api.update_image(id, &[PatchOp::SetProtected(false)]).await {
-            Err(err) if err.is_not_found() => return Ok(()),
+            Err(err) if err.is_not_found() => return Ok(Effect::Deleted { id: id.to_string() }),
             other => {
                 other.map_err(glance("unprotect", id))?;
             }
         }
     }
-    api.delete_if_exists(id)
+    let refusal = match api.delete_if_exists(id).await {
+        Ok(_) => return Ok(Effect::Deleted { id: id.to_string() }),
+        Err(err) => err,
+    };
+    // Glance's sentence ends with a full stop; it is quoted inside glint's own sentences.
+    let Some(why) = refusal
+        .in_use()
+        .map(|words| words.trim_end_matches('.').to_string())
+    else {
+        return Err(glance("delete", id)(refusal));
+    };
+    let mark = PatchOp::SetProperty {
+        key: IN_USE_PROPERTY.to_string(),
+        // Glance holds at most 255 characters in a property.
+        value: why.chars().take(255).collect(),
+    };
+    api.update_image(id, &[PatchOp::SetHidden(true), mark])
         .await
-        .map_err(glance("delete", id))?;
-    Ok(())
+        .map_err(glance("hide", id))?;
+    let deactivated = when_in_use == WhenInUse::Deactivate;
+    if deactivated {
+        api.deactivate(id).await.map_err(glance("deactivate", id))?;
+    }
+    Ok(Effect::KeptInUse {
+        id: id.to_string(),
+        why,
+        deactivated,
+    })
 }
 
 /// Creates the image; returns it and whether it was adopted from an earlier landed create.

@@ -264,22 +264,21 @@ pub async fn sync(
 }
 
 /// Removes what deleting the object should remove: the image, unless `detach` or imported.
-/// A transfer still running into the image is stopped first.
+/// A transfer still running into the image is stopped first. An image still in use stays
+/// ([`Effect::KeptInUse`]): the caller keeps the object and tries again later.
 pub async fn remove(
     api: &impl GlanceApi,
     transfers: &impl Transfers,
     subject: Subject<'_>,
     detach: bool,
 ) -> Result<Vec<Effect>, PassError> {
+    let when_in_use = subject.spec.when_in_use();
     let observed = observe::observe(api, subject).await?;
     let mut effects = Vec::new();
     for step in plan::plan_delete(&observed, detach) {
         if let (plan::Step::Delete { unprotect }, Observation::Owned(image)) = (step, &observed) {
             transfers.cancel(&image.id);
-            act::delete(api, &image.id, unprotect).await?;
-            effects.push(Effect::Deleted {
-                id: image.id.clone(),
-            });
+            effects.push(act::delete(api, &image.id, unprotect, when_in_use).await?);
         }
     }
     Ok(effects)

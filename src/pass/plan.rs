@@ -24,7 +24,7 @@ use crate::pass::observe::{OWNER_PROPERTY, Observation};
 use crate::reason::Reason;
 use crate::transfer::{Conversion, QUARANTINE_PROPERTY, TransferState};
 
-pub use crate::marks::PROPERTIES_RECORD;
+pub use crate::marks::{IN_USE_PROPERTY, PROPERTIES_RECORD};
 
 /// The image as the spec describes it, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -357,7 +357,7 @@ fn tags_op(desired: &Desired, image: &GlanceImage) -> Option<PatchOp> {
 }
 
 /// Set what differs (the record included), remove the keys glint owns that the spec no longer
-/// lists.
+/// lists, and the in-use mark of a refused delete: an image a pass reconciles is wanted.
 fn property_ops(desired: &Desired, image: &GlanceImage) -> Vec<PatchOp> {
     let wanted = desired.properties_to_write();
     let recorded = recorded_keys(image);
@@ -372,7 +372,9 @@ fn property_ops(desired: &Desired, image: &GlanceImage) -> Vec<PatchOp> {
         .properties
         .keys()
         .filter(|key| {
-            !wanted.contains_key(*key) && may_remove(key, &recorded, &desired.property_ownership)
+            !wanted.contains_key(*key)
+                && (*key == IN_USE_PROPERTY
+                    || may_remove(key, &recorded, &desired.property_ownership))
         })
         .map(|key| PatchOp::RemoveProperty(key.clone()));
     set.chain(remove).collect()

@@ -94,6 +94,12 @@ fn handling() -> Vec<(&'static str, Handling)> {
             Handling::Elsewhere("plan_delete: delete, or detach and leave the image"),
         ),
         (
+            "whenInUse",
+            Handling::Elsewhere(
+                "act::delete: an image Glance keeps as in use is hidden, and deactivated if asked",
+            ),
+        ),
+        (
             "cloudCredentialsRef",
             Handling::Elsewhere("controller::clouds: which cloud and project, not a Glance field"),
         ),

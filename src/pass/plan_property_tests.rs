@@ -45,6 +45,18 @@ fn glint_removes_only_what_it_recorded_or_was_told_to_own() {
             vec![],
         ),
         (
+            "the mark of a delete Glance refused as in use goes once the image is wanted again",
+            after.clone(),
+            image_carrying(
+                &after,
+                &[(
+                    IN_USE_PROPERTY,
+                    "Image x could not be deleted because it is in use",
+                )],
+            ),
+            vec![PatchOp::RemoveProperty(IN_USE_PROPERTY.into())],
+        ),
+        (
             "a key glint set but whose value was changed outside is restored",
             after.clone(),
             image_carrying(&after, &[("a", "changed")]),

@@ -5,7 +5,8 @@
 use futures::TryStreamExt;
 
 use super::plan::{
-    Held, LATEST_PROPERTY, RELEASE_DIGEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY,
+    Held, IN_USE_PROPERTY, LATEST_PROPERTY, RELEASE_DIGEST_PROPERTY, SERIES_PROPERTY,
+    VERSION_PROPERTY,
 };
 use crate::crd::OWNER_PROPERTY;
 use crate::glance::{GlanceApi, GlanceError, GlanceImage, GlanceStatus, ListQuery};
@@ -71,6 +72,7 @@ fn held_of(image: &GlanceImage, version: String) -> Held {
         latest: image.properties.get(LATEST_PROPERTY).map(String::as_str) == Some("true"),
         protected: image.protected,
         digest: image.properties.get(RELEASE_DIGEST_PROPERTY).cloned(),
+        in_use: image.properties.get(IN_USE_PROPERTY).cloned(),
         id: image.id.clone(),
         version,
     }

@@ -25,7 +25,7 @@ use super::{Release, version};
 use crate::crd::{ImageSeriesSpec, ImageSpec, Retirement, SourceHash};
 
 pub use crate::marks::{
-    LATEST_PROPERTY, RELEASE_DIGEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY,
+    IN_USE_PROPERTY, LATEST_PROPERTY, RELEASE_DIGEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY,
 };
 
 /// How many hex digits of its digest a rebuilt version carries (`0.6.3+1a2b3c4d`).
@@ -45,6 +45,8 @@ pub struct Held {
     pub protected: bool,
     /// [`RELEASE_DIGEST_PROPERTY`], when the image has it.
     pub digest: Option<String>,
+    /// Glance refused to delete it because it is in use ([`IN_USE_PROPERTY`]'s words).
+    pub in_use: Option<String>,
 }
 
 /// What a kept version is in the rotation.
@@ -95,6 +97,16 @@ pub struct SeriesPlan {
     pub versions: Vec<VersionPlan>,
     /// Versions to delete, with why.
     pub delete: Vec<(Held, Removal)>,
+}
+
+/// The patch by which a version that goes gives up the stable name and the latest mark, before
+/// it is deleted: if Glance keeps it (in use), the name is free all the same, so no two images
+/// ever carry it.
+pub fn step_aside(stable: &str, gone: &Held) -> [crate::glance::PatchOp; 2] {
+    [
+        crate::glance::PatchOp::SetName(versioned_name(stable, &gone.version)),
+        crate::glance::PatchOp::RemoveProperty(LATEST_PROPERTY.to_string()),
+    ]
 }
 
 /// `ALGORITHM:HEX`, as [`RELEASE_DIGEST_PROPERTY`] holds it.

@@ -33,6 +33,10 @@ pub enum Fault {
     /// Forward, so Glance acts on the request, then answer this status instead of Glance's: what
     /// the loser of two overlapping requests sees (Glance refuses a second delete with 400).
     ActThenRefuse(u16),
+    /// Answer a delete as a Glance on an rbd (Ceph) store does while clones of the image exist
+    /// (volumes, ephemeral disks): 409, with the words glance/api/v2/images.py wraps around
+    /// glance_store's InUseByStore. Glance changes nothing in that case, so neither does this.
+    InUseByStore,
 }
 
 /// Which requests a rule applies to: a method and a path kind (see [`path_kind`]), e.g.
@@ -298,6 +302,15 @@ async fn handle(
     match fault {
         Some(Fault::Drop) => return Err(dropped()),
         Some(Fault::Status(code)) => return Ok(error_answer(code, "injected by the fault proxy")),
+        Some(Fault::InUseByStore) => {
+            let id = request.uri().path().rsplit('/').next().unwrap_or_default();
+            return Ok(glance_answer(
+                409,
+                &format!(
+                    "Image {id} could not be deleted because it is in use: The image cannot be deleted because it is in use through the backend store outside of Glance."
+                ),
+            ));
+        }
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         Some(Fault::LoseAnswer | Fault::ActThenRefuse(_)) | None => {}
     }
@@ -341,12 +354,21 @@ async fn forward(
 
 /// An error the way Glance words one: JSON with the HTML-ish message and a request id.
 fn error_answer(code: u16, detail: &str) -> Response<ProxyBody> {
+    let title = StatusCode::from_u16(code)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .unwrap_or("Error");
+    glance_answer(code, &format!("{title}: {detail}"))
+}
+
+/// An error answer shaped as Glance (webob) writes one.
+fn glance_answer(code: u16, message: &str) -> Response<ProxyBody> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let title = status.canonical_reason().unwrap_or("Error");
     let body = serde_json::json!({
         "code": format!("{code} {title}"),
         "title": title,
-        "message": format!("{title}: {detail}<br /><br />"),
+        "message": format!("{message}<br /><br />\n\n\n"),
     });
     Response::builder()
         .status(status)

@@ -1,0 +1,171 @@
+//! What goes when an ImageSeries rotates or is deleted: a version's image, unless Glance keeps it
+//! because it is still in use. Then the version is hidden (and deactivated when
+//! spec.image.whenInUse says so), status lists it as `deleting` with reason InUse, and the
+//! series comes back for it within [`IN_USE_RETRY`]; a deleted series keeps its finalizer
+//! until every version is gone.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use super::clouds::CloudHandle;
+use super::objects::{remove_finalizer, write_status};
+use super::wakeups::Waiter;
+use super::{Context, IN_USE_RETRY, ReconcileError, events};
+use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesVersionStatus};
+use crate::glance::{GlanceApi, GlanceImage, GlanceStatus};
+use crate::pass;
+use crate::pass::act::{self, Effect};
+use crate::pass::status::{Outcome, kstatus_conditions};
+use crate::reason::Reason;
+use crate::series::{
+    self,
+    plan::{Held, Removal},
+};
+use crate::transfer::Transfers;
+
+/// The role status gives a version that should be gone but that Glance keeps (in use).
+pub(super) const DELETING: &str = "deleting";
+
+/// A status line for a version Glance would not delete because it is in use; `effect` is the
+/// [`Effect::KeptInUse`] that says so (anything else gives no line).
+pub(super) fn kept_line(
+    gone: &Held,
+    image: Option<&GlanceImage>,
+    effect: &Effect,
+) -> Option<SeriesVersionStatus> {
+    let Effect::KeptInUse {
+        why, deactivated, ..
+    } = effect
+    else {
+        return None;
+    };
+    let status = match (deactivated, image) {
+        (true, _) => Some(GlanceStatus::Deactivated),
+        (false, image) => image.map(|image| image.status.clone()),
+    };
+    Some(SeriesVersionStatus {
+        version: gone.version.clone(),
+        id: Some(gone.id.clone()),
+        status,
+        role: DELETING.to_string(),
+        created: image.and_then(|image| image.created_at.clone()),
+        problem: Some(format!(
+            "{}: still in use, so Glance refused to delete it ({why}); glint hid it{} and tries again every {} minutes",
+            Reason::InUse,
+            if *deactivated {
+                ", deactivated it,"
+            } else {
+                ""
+            },
+            IN_USE_RETRY.as_secs() / 60
+        )),
+    })
+}
+
+/// Deleting: every version goes with the series (unprotected first), then the object. A
+/// version Glance keeps because it is in use holds the object (hidden, and deactivated if
+/// spec.image.whenInUse says so) until a later try deletes it.
+pub(super) async fn finalize(
+    series: &ImageSeries,
+    ctx: &Context,
+    handle: &CloudHandle,
+    key: &str,
+    uid: &str,
+) -> Result<Action, ReconcileError> {
+    let api = handle.client.as_ref();
+    let held = series::observe::held(api, key, uid)
+        .await
+        .map_err(|err| ReconcileError::Pass(pass::PassError::Observe(err.into())))?;
+    let when_in_use = series.spec.image.when_in_use.unwrap_or_default();
+    let mut kept = Vec::new();
+    for (version, _) in held {
+        handle.transfers.cancel(&version.id);
+        let effect = act::delete(api, &version.id, version.protected, when_in_use)
+            .await
+            .map_err(|err| ReconcileError::Pass(err.into()))?;
+        if let Effect::KeptInUse { why, .. } = effect {
+            kept.push(format!(
+                "version {} (Glance image {}): {why}",
+                version.version, version.id
+            ));
+        }
+    }
+    if !kept.is_empty() {
+        let message = format!(
+            "the series is being deleted, but Glance refused to delete {} of its versions because they are still in use: {}. glint hid them and tries again every {} minutes",
+            kept.len(),
+            kept.join("; "),
+            IN_USE_RETRY.as_secs() / 60
+        );
+        let outcome = Outcome::Progressing {
+            reason: Reason::InUse,
+            message: message.clone(),
+        };
+        let previous = series.status.clone().unwrap_or_default();
+        let status = ImageSeriesStatus {
+            conditions: kstatus_conditions(
+                &outcome,
+                series.meta().generation,
+                &Time(jiff::Timestamp::now()),
+                &previous.conditions,
+            ),
+            ..previous
+        };
+        write_status(series, ctx, &status).await?;
+        let object = series.object_ref(&());
+        events::publish_about(&object, ctx, EventType::Warning, Reason::InUse, message).await;
+        return Ok(Action::requeue(IN_USE_RETRY));
+    }
+    remove_finalizer(series, ctx).await?;
+    let namespace = series.namespace().unwrap_or_default();
+    ctx.clouds.forget(uid);
+    ctx.wakeups.forget_waiter(&Waiter::of(series));
+    ctx.metrics.series.forget(&namespace, &series.name_any());
+    Ok(Action::await_change())
+}
+
+/// Deletes a version's image and says so in an Event; the problem in words when it cannot.
+/// Glance may keep it because it is in use ([`Effect::KeptInUse`]): a Warning the first time.
+pub(super) async fn delete_version(
+    api: &impl GlanceApi,
+    ctx: &Context,
+    series: &ImageSeries,
+    gone: &Held,
+    why: Removal,
+) -> Result<Effect, String> {
+    let when_in_use = series.spec.image.when_in_use.unwrap_or_default();
+    let effect = act::delete(api, &gone.id, gone.protected, when_in_use)
+        .await
+        .map_err(|err| format!("{}: could not delete it: {err}", err.reason()))?;
+    let object = series.object_ref(&());
+    let (kind, reason, note) = match (&effect, why) {
+        (Effect::KeptInUse { .. }, _) if gone.in_use.is_some() => return Ok(effect),
+        (Effect::KeptInUse { .. }, _) => (
+            EventType::Warning,
+            Reason::InUse,
+            format!("version {}: {}", gone.version, effect.note()),
+        ),
+        (_, Removal::BeyondKeep) => (
+            EventType::Normal,
+            Reason::Deleted,
+            format!(
+                "deleted version {} (Glance image {}): beyond the newest {} imported versions",
+                gone.version,
+                gone.id,
+                series.spec.keep()
+            ),
+        ),
+        (_, Removal::Replaced) => (
+            EventType::Normal,
+            Reason::Deleted,
+            format!(
+                "deleted Glance image {} of version {}, which had failed, to try the release again",
+                gone.id, gone.version
+            ),
+        ),
+    };
+    events::publish_about(&object, ctx, kind, reason, note).await;
+    Ok(effect)
+}
