@@ -36,6 +36,8 @@
 //! - [`glance`], [`auth`]: the only code that speaks HTTP to OpenStack; reqwest stays inside
 //!   them and the shared `http` helpers. Glance's records are `GlanceImage` and
 //!   `GlanceStatus`, never to be confused with the CRD's `Image` and `ImageStatus`.
+//! - [`scs`]: Sovereign Cloud Stack's image metadata standard (SCS-0102): what a series
+//!   stamps on its versions and the rules `glint plan` reports (pure).
 //! - [`transfer`]: copies source data into Glance in background tasks, fetching only what
 //!   the source policy allows.
 //! - [`glance_server`]: `glint cloud`, an embedded Glance v2 server (the other side of the
@@ -68,6 +70,7 @@ pub mod marks;
 pub mod metrics;
 pub mod pass;
 pub mod reason;
+pub mod scs;
 pub mod series;
 pub mod transfer;
 pub mod vocabulary;

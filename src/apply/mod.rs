@@ -14,6 +14,7 @@ mod progress;
 pub mod prune;
 mod report;
 pub mod series;
+mod standard;
 pub mod target;
 
 use std::path::{Path, PathBuf};

@@ -169,11 +169,18 @@ pub fn print_plan(
                         }
                     }
                 }
+                let standard = super::standard::image_lines(&item.document, jiff::Timestamp::now());
+                if output == Output::Pretty {
+                    for line in &standard {
+                        println!("  ? {line}");
+                    }
+                }
                 entries.push(json!({
                     "image": key,
                     "id": id,
                     "actions": lines,
                     "blocked": blocked,
+                    "standard": standard,
                 }));
             }
         }

@@ -413,18 +413,26 @@ pub async fn print_plan(
             ));
         }
         let current = |plan: &SeriesPlan| plan.current.clone().unwrap_or_else(|| "none".into());
+        let standard = super::standard::series_lines(
+            &document.series.spec,
+            after.versions.last(),
+            jiff::Timestamp::now(),
+        );
         if lines.is_empty() {
             println!("= series {key}: no changes (current {})", current(&now));
-            continue;
+        } else {
+            changes += 1;
+            println!(
+                "~ series {key}: current {} -> {} once its data is in",
+                current(&now),
+                current(&after)
+            );
+            for line in lines {
+                println!("    {line}");
+            }
         }
-        changes += 1;
-        println!(
-            "~ series {key}: current {} -> {} once its data is in",
-            current(&now),
-            current(&after)
-        );
-        for line in lines {
-            println!("    {line}");
+        for line in standard {
+            println!("  ? {line}");
         }
     }
     (changes, errors)

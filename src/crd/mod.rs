@@ -30,6 +30,7 @@ macro_rules! spec_enum {
 }
 
 mod ownership;
+mod scs;
 mod series;
 mod shared;
 mod source;
@@ -46,6 +47,7 @@ use kube::CustomResourceExt;
 use serde_json::Value;
 
 pub use ownership::{PropertyOwnership, matches_key};
+pub use scs::{ReplaceFrequency, ScsMetadata};
 pub use series::{
     ChecksumsSignature, ChecksumsSource, DEFAULT_KEEP, ImageSeries, ImageSeriesSpec,
     ImageSeriesStatus, Retirement, SeriesImage, SeriesRelease, SeriesSchedule, SeriesVersionStatus,

@@ -52,6 +52,8 @@ pub const DEFAULT_KEEP: u32 = 3;
 #[x_kube(
     validation = Rule::new("has(self.versions) != has(self.checksums)")
         .message("an ImageSeries needs exactly one of spec.versions (releases listed by hand) and spec.checksums (releases read from a checksums file)"),
+    validation = Rule::new("!has(self.scsMetadata) || has(self.scsMetadata.replaceFrequency) || !has(self.schedule) || !has(self.schedule.cron)")
+        .message("with spec.schedule.cron, glint cannot tell how often versions are replaced: set spec.scsMetadata.replaceFrequency"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSeriesSpec {
@@ -89,6 +91,11 @@ pub struct ImageSeriesSpec {
     /// boot or download it), or listed (only renamed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired: Option<Retirement>,
+
+    /// Stamp Sovereign Cloud Stack's image metadata (SCS-0102) on every version: see its
+    /// fields. Unset: glint adds none of these properties (spec.image.properties still can).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scs_metadata: Option<super::scs::ScsMetadata>,
 }
 
 /// The Image fields every version shares. Every field of an Image either is here, under the

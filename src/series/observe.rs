@@ -73,6 +73,7 @@ fn held_of(image: &GlanceImage, version: String) -> Held {
         protected: image.protected,
         digest: image.properties.get(RELEASE_DIGEST_PROPERTY).cloned(),
         in_use: image.properties.get(IN_USE_PROPERTY).cloned(),
+        image_source: image.properties.get(crate::scs::IMAGE_SOURCE).cloned(),
         id: image.id.clone(),
         version,
     }

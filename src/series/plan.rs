@@ -19,10 +19,11 @@
 //!   retired as spec.retired says.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Release, version};
 use crate::crd::{ImageSeriesSpec, ImageSpec, Retirement, SourceHash};
+use crate::scs;
 
 pub use crate::marks::{
     IN_USE_PROPERTY, LATEST_PROPERTY, RELEASE_DIGEST_PROPERTY, SERIES_PROPERTY, VERSION_PROPERTY,
@@ -47,6 +48,8 @@ pub struct Held {
     pub digest: Option<String>,
     /// Glance refused to delete it because it is in use ([`IN_USE_PROPERTY`]'s words).
     pub in_use: Option<String>,
+    /// The SCS-0102 image_source it carries: a version the mirror no longer lists keeps it.
+    pub image_source: Option<String>,
 }
 
 /// What a kept version is in the rotation.
@@ -209,7 +212,10 @@ pub fn plan(
     let mut kept: Vec<VersionPlan> = Vec::new();
     for release in &wanted {
         let role = role_of(&release.version, current.as_deref(), true);
-        let digest = release.source.hash.as_ref().map(digest_word);
+        let mut marks = scs::stamp::properties(spec, &release.version, Some(&release.source.url));
+        if let Some(hash) = &release.source.hash {
+            marks.insert(RELEASE_DIGEST_PROPERTY.into(), digest_word(hash));
+        }
         kept.push(VersionPlan {
             version: release.version.clone(),
             role,
@@ -219,7 +225,7 @@ pub fn plan(
                 series_key,
                 &release.version,
                 Some(release),
-                digest,
+                marks,
                 role,
             ),
         });
@@ -229,6 +235,10 @@ pub fn plan(
             continue;
         }
         let role = role_of(&image.version, current.as_deref(), false);
+        let mut marks = scs::stamp::properties(spec, &image.version, image.image_source.as_deref());
+        if let Some(digest) = &image.digest {
+            marks.insert(RELEASE_DIGEST_PROPERTY.into(), digest.clone());
+        }
         kept.push(VersionPlan {
             version: image.version.clone(),
             role,
@@ -238,7 +248,7 @@ pub fn plan(
                 series_key,
                 &image.version,
                 None,
-                image.digest.clone(),
+                marks,
                 role,
             ),
         });
@@ -283,7 +293,7 @@ fn version_spec(
     series_key: &str,
     version: &str,
     release: Option<&Release>,
-    digest: Option<String>,
+    marks: BTreeMap<String, String>,
     role: Role,
 ) -> ImageSpec {
     let name = match role {
@@ -297,10 +307,9 @@ fn version_spec(
     image
         .properties
         .insert(VERSION_PROPERTY.into(), version.to_string());
-    if let Some(digest) = digest {
-        image
-            .properties
-            .insert(RELEASE_DIGEST_PROPERTY.into(), digest);
+    // The release's digest and the SCS-0102 stamp; spec.image.properties wins a clash.
+    for (key, value) in marks {
+        image.properties.entry(key).or_insert(value);
     }
     let retired = spec.retired.unwrap_or_default();
     match role {
