@@ -5,6 +5,9 @@
 //! deactivate, the mark, the later delete) meets the real Glance. What glint left is read from
 //! Glance directly, not through the proxy.
 
+// Helpers outside #[test] fns assert with expect() too (Cargo.toml denies it in src/).
+#![allow(clippy::expect_used)]
+
 mod common;
 
 use common::fault_proxy::{Fault, FaultProxy, Route};
@@ -309,4 +312,167 @@ async fn glint_run_keeps_what_glance_says_is_in_use_says_so_and_deletes_it_once_
             .await
             .is_empty()
     );
+}
+
+/// The test bed's Nova (nova-api of 2026.2), through its own API: what a user's
+/// `openstack server create` and `server delete` send.
+struct Nova {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Nova {
+    fn of_bed() -> Self {
+        let url = std::env::var("GLINT_TEST_COMPUTE_URL").unwrap_or_else(|_| {
+            panic!("GLINT_TEST_COMPUTE_URL is not set: scripts/testbed starts Nova with the default Glance release")
+        });
+        Self {
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.url))
+            .header("x-auth-token", token)
+            // 2.37: a server without networks (the bed has no Neutron).
+            .header("openstack-api-version", "compute 2.37");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = request.send().await.expect("Nova answers");
+        let status = answer.status();
+        let text = answer.text().await.expect("Nova's body");
+        assert!(status.is_success(), "Nova {method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
+async fn a_version_a_server_was_booted_from_is_kept_until_the_server_is_gone() {
+    let bed = require_testbed!();
+    let nova = Nova::of_bed();
+    let run = SeriesCli::with_bed(&bed);
+    let mirror = Mirror::start(&run.dir.join("mirror"));
+    let name = common::unique("booted");
+    let key = format!("default/{name}");
+    let manifest = run.manifest(
+        &name,
+        &format!(
+            "  image: {{diskFormat: raw}}\n  checksums:\n    url: {}\n    pattern: 'booted-(?P<version>[0-9.]+)\\.img'\n  keep: 1\n",
+            mirror.checksums_url()
+        ),
+    );
+    let apply = || tokio::task::block_in_place(|| run.run(&["apply", "-f", &manifest]));
+    let glance = client_for(&bed.demo_cloud());
+    mirror.publish(
+        "booted-1.0.img",
+        &common::pseudo_random_bytes(150_000, 91),
+        true,
+    );
+    let (code, out) = apply();
+    assert_eq!(code, Some(0), "{out}");
+    let found = common::mirror::series_versions(&glance, &key).await;
+    let v1 = found[0].1.id.clone();
+
+    // A server booted from 1.0, as the demo user (the flavor is an admin's to make).
+    let admin = common::keystone::admin_token(&bed).await;
+    let demo = common::keystone::demo_token(&bed).await;
+    let flavor = nova
+        .call(
+            &admin,
+            reqwest::Method::POST,
+            "/flavors",
+            Some(serde_json::json!({"flavor": {"name": common::unique("tiny"), "ram": 64, "vcpus": 1, "disk": 1}})),
+        )
+        .await["flavor"]["id"]
+        .as_str()
+        .expect("flavor id")
+        .to_string();
+    let server = nova
+        .call(
+            &demo,
+            reqwest::Method::POST,
+            "/servers",
+            Some(serde_json::json!({"server": {"name": common::unique("vm"), "imageRef": v1, "flavorRef": flavor, "networks": "none"}})),
+        )
+        .await["server"]["id"]
+        .as_str()
+        .expect("server id")
+        .to_string();
+
+    // 1.1 arrives: 1.0 is beyond keep, but the server keeps it, hidden and marked.
+    mirror.publish(
+        "booted-1.1.img",
+        &common::pseudo_random_bytes(150_000, 92),
+        true,
+    );
+    let (code, out) = apply();
+    eprintln!("apply while a server runs from 1.0:\n{out}");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("1 server was booted from it (counted in this project only"),
+        "{out}"
+    );
+    let found = common::mirror::series_versions(&glance, &key).await;
+    eprintln!("kept: {}", common::mirror::timeline(&found));
+    assert_eq!(
+        shown(&found),
+        [
+            (
+                "1.0".into(),
+                format!("{name}-1.0"),
+                GlanceStatus::Active,
+                true,
+                true
+            ),
+            (
+                "1.1".into(),
+                name.clone(),
+                GlanceStatus::Active,
+                false,
+                false
+            ),
+        ]
+    );
+
+    // The server is deleted: the next apply deletes 1.0.
+    nova.call(
+        &demo,
+        reqwest::Method::DELETE,
+        &format!("/servers/{server}"),
+        None,
+    )
+    .await;
+    let (code, out) = apply();
+    assert_eq!(code, Some(0), "{out}");
+    let found = common::mirror::series_versions(&glance, &key).await;
+    assert_eq!(
+        shown(&found),
+        [(
+            "1.1".into(),
+            name.clone(),
+            GlanceStatus::Active,
+            false,
+            false
+        )],
+        "{out}"
+    );
+    nova.call(
+        &admin,
+        reqwest::Method::DELETE,
+        &format!("/flavors/{flavor}"),
+        None,
+    )
+    .await;
+    glance.delete(&found[0].1.id).await.expect("clean up");
 }

@@ -251,7 +251,7 @@ pub fn print_applied(
             Ok(Effect::KeptInUse { why, .. }) => {
                 changed += 1;
                 println!(
-                    "{}: kept {}: still in use, so Glance refused to delete it ({why}); hidden, and the next --prune tries again",
+                    "{}: kept {}: still in use ({why}); hidden, and the next --prune tries to delete it again",
                     orphan.key, orphan.image.id
                 );
             }

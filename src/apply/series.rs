@@ -311,7 +311,7 @@ pub fn print_applied(applied: &[SeriesApplied]) -> usize {
                 }
                 for (version, why) in &result.kept {
                     println!(
-                        "  {version:<14} kept: still in use, so Glance refused to delete it ({why}); hidden, and the next apply tries again"
+                        "  {version:<14} kept: still in use ({why}); hidden, and the next apply tries to delete it again"
                     );
                 }
             }

@@ -129,6 +129,28 @@ pub(crate) struct CatalogEndpoint {
     pub url: String,
 }
 
+/// Another service's endpoint (`compute`, say) for the interface and region the image
+/// endpoint is taken from; `None` when the catalog has none.
+pub(crate) fn service_endpoint(
+    catalog: &[CatalogService],
+    service_type: &str,
+    interface: &str,
+    region: Option<&str>,
+) -> Option<String> {
+    catalog
+        .iter()
+        .filter(|service| service.service_type == service_type)
+        .flat_map(|service| service.endpoints.iter())
+        .find(|endpoint| {
+            endpoint.interface == interface
+                && region.is_none_or(|wanted| {
+                    endpoint.region_id.as_deref() == Some(wanted)
+                        || endpoint.region.as_deref() == Some(wanted)
+                })
+        })
+        .map(|endpoint| endpoint.url.clone())
+}
+
 /// The image endpoint for an interface and (optional) region, or an error that lists what the
 /// catalog does offer so the user can fix `interface` / `region_name`.
 pub(crate) fn image_endpoint(

@@ -272,6 +272,23 @@ impl Authenticator {
         }
     }
 
+    /// The compute service (Nova) from the same catalog, interface and region as the image
+    /// endpoint; `None` without a Keystone catalog or without a compute service in it.
+    pub async fn compute_endpoint(&self) -> Result<Option<String>, AuthError> {
+        match &self.inner.mode {
+            Mode::Static { .. } => Ok(None),
+            Mode::Keystone(session) => {
+                let token = self.fresh_token(session).await?;
+                Ok(keystone::service_endpoint(
+                    &token.catalog,
+                    "compute",
+                    &session.cloud.interface,
+                    session.cloud.region_name.as_deref(),
+                ))
+            }
+        }
+    }
+
     /// Headers for the next request, issuing or renewing a token when needed.
     pub async fn credential(&self) -> Result<Credential, AuthError> {
         match &self.inner.mode {

@@ -460,7 +460,7 @@ async fn wait_while_in_use(
 ) -> Result<Action, ReconcileError> {
     let now_in_glance = api.get_image(id).await.ok();
     let message = format!(
-        "Glance image {id} is still in use, so Glance refused to delete it ({why}); glint hid it{} and tries again every {} minutes. Set spec.onDelete: detach to let this object go and leave the image in Glance",
+        "Glance image {id} is still in use ({why}), so glint did not delete it: it hid it{} and tries again every {} minutes. Set spec.onDelete: detach to let this object go and leave the image in Glance",
         if image.spec.when_in_use() == WhenInUse::Deactivate {
             ", deactivated it,"
         } else {

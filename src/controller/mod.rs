@@ -61,7 +61,8 @@ pub(crate) const PROGRESS_REQUEUE: Duration = Duration::from_secs(5);
 /// How soon to come back after a pass that created an image and stopped there: at once, since
 /// what follows goes next (a 200 ms pause here was a fifth of a 16 MiB image's apply -> Ready).
 pub(crate) const CREATED_REQUEUE: Duration = Duration::ZERO;
-/// How soon to try again to delete an image Glance refused to delete because it is in use:
+/// How soon to try again to delete an image that was still in use (servers booted from it, or
+/// Glance refusing the delete):
 /// uses end on a human scale (a server deleted, a volume flattened), and each try costs
 /// Glance a delete and a patch, so minutes, not the error backoff's seconds.
 pub(crate) const IN_USE_RETRY: Duration = Duration::from_secs(300);

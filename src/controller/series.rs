@@ -111,7 +111,7 @@ pub async fn reconcile_series(
     // only has to step aside (a rename) and is deleted once status names the new current one:
     // Glance takes about a second to delete a 1 GiB image, which users would otherwise wait
     // for after the new release's data is in.
-    // A version Glance refused to delete earlier because it was in use is tried again now,
+    // A version found in use earlier (servers, or Glance refusing the delete) is tried again now,
     // before status, so status says how that went.
     let mut name_still_held = false;
     let mut after_status = Vec::new();

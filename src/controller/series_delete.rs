@@ -52,7 +52,7 @@ pub(super) fn kept_line(
         role: DELETING.to_string(),
         created: image.and_then(|image| image.created_at.clone()),
         problem: Some(format!(
-            "{}: still in use, so Glance refused to delete it ({why}); glint hid it{} and tries again every {} minutes",
+            "{}: to be deleted, but still in use ({why}); glint hid it{} and tries again every {} minutes",
             Reason::InUse,
             if *deactivated {
                 ", deactivated it,"
@@ -94,7 +94,7 @@ pub(super) async fn finalize(
     }
     if !kept.is_empty() {
         let message = format!(
-            "the series is being deleted, but Glance refused to delete {} of its versions because they are still in use: {}. glint hid them and tries again every {} minutes",
+            "the series is being deleted, but {} of its versions are still in use: {}. glint hid them and tries to delete them again every {} minutes",
             kept.len(),
             kept.join("; "),
             IN_USE_RETRY.as_secs() / 60

@@ -164,12 +164,13 @@ pub struct SeriesImage {
     #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 128))]
     pub members: Vec<String>,
     /// What glint does when a version it is to delete (beyond keep, or with the series) is
-    /// still in use, which Glance says by refusing the delete (an rbd store refuses while
-    /// volumes, ephemeral disks or snapshots cloned from it exist). keep (default): glint
-    /// hides the version (os_hidden) and tries again at each check and every few minutes;
-    /// status.versions says so. deactivate: the same, and glint also deactivates it, so no
-    /// new server boots from it (running servers are not affected). Uses Glance's store does
-    /// not track (file- or swift-backed images, volumes copied from it) are not seen.
+    /// still in use: the compute service lists servers booted from it, or Glance refuses the
+    /// delete (an rbd store refuses while volumes, ephemeral disks or snapshots cloned from it
+    /// exist). keep (default): glint hides the version (os_hidden) and tries again at each
+    /// check and every few minutes; status.versions says so. deactivate: the same, and glint
+    /// also deactivates it, so no new server boots from it (running servers are not
+    /// affected). Servers of projects the credentials may not list, and volumes copied from
+    /// the version, are not seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when_in_use: Option<super::spec::WhenInUse>,
     /// How each release's file is fetched, unpacked, checked and converted: the same options

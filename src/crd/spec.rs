@@ -194,13 +194,15 @@ pub struct ImageSpec {
     pub on_delete: Option<OnDelete>,
 
     /// What glint does when it is to delete the Glance image (onDelete: delete) and the
-    /// image is still in use, which Glance says by refusing the delete (an rbd store refuses
-    /// while volumes, ephemeral disks or snapshots cloned from the image exist). keep (default):
-    /// glint hides the image (os_hidden) and tries again every few minutes; the object stays
-    /// until the delete succeeds (reason InUse). deactivate: the same, and glint also
-    /// deactivates the image, so no new server boots from it and no one downloads it (running
-    /// servers are not affected). Glance cannot tell glint about uses its store does not
-    /// track: servers on file- or swift-backed images, and volumes copied from the image.
+    /// image is still in use: the cloud's compute service lists servers booted from it (every
+    /// project's when the credentials may list them, else their own project's), or Glance
+    /// refuses the delete (an rbd store refuses while volumes, ephemeral disks or snapshots
+    /// cloned from the image exist). keep (default): glint hides the image (os_hidden) and
+    /// tries again every few minutes; the object stays until the delete succeeds (reason
+    /// InUse). deactivate: the same, and glint also deactivates the image, so no new server
+    /// boots from it and no one downloads it (running servers are not affected). glint cannot
+    /// see servers other projects run when its credentials may not list them, nor volumes
+    /// copied (not cloned) from the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when_in_use: Option<WhenInUse>,
 

@@ -44,6 +44,9 @@ struct ApiRoot {
 }
 
 /// What a request sends as its body.
+#[path = "servers.rs"]
+mod servers;
+
 enum Body<'a> {
     None,
     Json(&'a serde_json::Value),
@@ -365,6 +368,10 @@ fn marker_of(next: &str) -> Option<String> {
 }
 
 impl GlanceApi for GlanceClient {
+    async fn servers_booted_from(&self, id: &str) -> Result<Option<super::ServersUsing>> {
+        self.servers_booted_from_image(id).await
+    }
+
     async fn list_page(&self, query: &ListQuery, marker: Option<&str>) -> Result<Page> {
         #[derive(Deserialize)]
         struct ListBody {

@@ -226,6 +226,10 @@ impl<G: GlanceApi> GlanceApi for ListingCache<G> {
         self.write(id, self.inner.delete(id)).await
     }
 
+    async fn servers_booted_from(&self, id: &str) -> Result<Option<super::ServersUsing>> {
+        self.inner.servers_booted_from(id).await
+    }
+
     async fn add_tag(&self, id: &str, tag: &str) -> Result<()> {
         self.write(id, self.inner.add_tag(id, tag)).await
     }

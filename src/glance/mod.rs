@@ -123,6 +123,15 @@ pub trait GlanceApi: Send + Sync {
 
     fn delete(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 
+    /// Servers booted from the image, from the cloud's compute service; `None` when glint
+    /// cannot tell (no compute service, or the credentials may not list servers).
+    fn servers_booted_from(
+        &self,
+        _id: &str,
+    ) -> impl Future<Output = Result<Option<ServersUsing>>> + Send {
+        async { Ok(None) }
+    }
+
     /// `PUT /tags/{tag}`. A tag containing `/` cannot travel this path (the WSGI server
     /// decodes `%2F` before Glance routes it: 404); set such tags with [`PatchOp::SetTags`].
     fn add_tag(&self, id: &str, tag: &str) -> impl Future<Output = Result<()>> + Send;
@@ -225,5 +234,38 @@ pub trait GlanceApi: Send + Sync {
                 }),
             }
         }
+    }
+}
+
+/// Servers the compute service lists as booted from an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServersUsing {
+    pub count: usize,
+    /// Every project's servers were counted (the credentials may list them), not only the
+    /// credentials' own project's.
+    pub every_project: bool,
+    /// The listing was cut at its limit: there may be more.
+    pub at_least: bool,
+}
+
+impl ServersUsing {
+    /// In words, for a reason's message.
+    pub fn describe(&self) -> String {
+        let count = format!(
+            "{}{}",
+            if self.at_least { "at least " } else { "" },
+            self.count
+        );
+        let servers = if self.count == 1 {
+            "server was"
+        } else {
+            "servers were"
+        };
+        let scope = if self.every_project {
+            ""
+        } else {
+            " (counted in this project only: these credentials may not list other projects' servers)"
+        };
+        format!("{count} {servers} booted from it{scope}")
     }
 }

@@ -42,7 +42,7 @@ pub enum Effect {
     Deleted {
         id: String,
     },
-    /// Glance refused to delete the image because it is still in use; glint hid it (and
+    /// The image is still in use (servers booted from it, or Glance refused the delete); glint hid it (and
     /// deactivated it when asked) and tries again later.
     KeptInUse {
         id: String,
@@ -285,14 +285,24 @@ pub async fn apply(
 }
 
 /// Unprotects (when needed) and deletes; an image that is already gone is not an error. An
-/// image Glance will not delete because it is still in use is hidden (and deactivated when
-/// `when_in_use` says so), so no one new picks it, and kept: the caller tries again later.
+/// image still in use (servers the compute service lists as booted from it, or Glance refusing
+/// the delete: an rbd store with clones of it) is hidden (and deactivated when `when_in_use`
+/// says so), so no one new picks it, and kept: the caller tries again later.
 pub async fn delete(
     api: &impl GlanceApi,
     id: &str,
     unprotect: bool,
     when_in_use: WhenInUse,
 ) -> Result<Effect, ActError> {
+    // Servers the compute service lists as booted from it keep it, before Glance is asked:
+    // most stores (file, swift) let Glance delete an image servers still run from.
+    let servers = api
+        .servers_booted_from(id)
+        .await
+        .map_err(glance("list the servers booted from", id))?;
+    if let Some(servers) = servers.filter(|servers| servers.count > 0) {
+        return keep_in_use(api, id, servers.describe(), when_in_use).await;
+    }
     if unprotect {
         match api.update_image(id, &[PatchOp::SetProtected(false)]).await {
             Err(err) if err.is_not_found() => return Ok(Effect::Deleted { id: id.to_string() }),
@@ -312,6 +322,17 @@ pub async fn delete(
     else {
         return Err(glance("delete", id)(refusal));
     };
+    keep_in_use(api, id, why, when_in_use).await
+}
+
+/// Hides (and deactivates, when asked) an image that is still in use, and marks it with why:
+/// no one new picks it, and `openstack image show` says why it is still there.
+async fn keep_in_use(
+    api: &impl GlanceApi,
+    id: &str,
+    why: String,
+    when_in_use: WhenInUse,
+) -> Result<Effect, ActError> {
     let mark = PatchOp::SetProperty {
         key: IN_USE_PROPERTY.to_string(),
         // Glance holds at most 255 characters in a property.

@@ -46,7 +46,7 @@ pub struct Held {
     pub protected: bool,
     /// [`RELEASE_DIGEST_PROPERTY`], when the image has it.
     pub digest: Option<String>,
-    /// Glance refused to delete it because it is in use ([`IN_USE_PROPERTY`]'s words).
+    /// Why it is still in use, when a delete found it so ([`IN_USE_PROPERTY`]).
     pub in_use: Option<String>,
     /// The SCS-0102 image_source it carries: a version the mirror no longer lists keeps it.
     pub image_source: Option<String>,
