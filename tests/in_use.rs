@@ -46,6 +46,20 @@ fn shown(found: &[(String, GlanceImage)]) -> Vec<(String, String, GlanceStatus, 
         .collect()
 }
 
+/// A series with keep 1 named `prefix-…`, following `mirror`'s `prefix-VERSION.img` files, as
+/// `run` applies it: its name, its key (`default/NAME`) and its manifest's path.
+fn keep_one_series(run: &SeriesCli, mirror: &Mirror, prefix: &str) -> (String, String, String) {
+    let name = common::unique(prefix);
+    let manifest = run.manifest(
+        &name,
+        &format!(
+            "  image: {{diskFormat: raw}}\n  checksums:\n    url: {}\n    pattern: '{prefix}-(?P<version>[0-9.]+)\\.img'\n  keep: 1\n",
+            mirror.checksums_url()
+        ),
+    );
+    (name.clone(), format!("default/{name}"), manifest)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_beyond_keep_that_glance_says_is_in_use_is_kept_hidden_until_a_later_apply_deletes_it()
  {
@@ -54,15 +68,7 @@ async fn a_version_beyond_keep_that_glance_says_is_in_use_is_kept_hidden_until_a
     let run = SeriesCli::with_bed(&bed);
     std::fs::write(run.dir.join("clouds.yaml"), through(&proxy, &bed)).expect("clouds.yaml");
     let mirror = Mirror::start(&run.dir.join("mirror"));
-    let name = common::unique("used");
-    let key = format!("default/{name}");
-    let manifest = run.manifest(
-        &name,
-        &format!(
-            "  image: {{diskFormat: raw}}\n  checksums:\n    url: {}\n    pattern: 'used-(?P<version>[0-9.]+)\\.img'\n  keep: 1\n",
-            mirror.checksums_url()
-        ),
-    );
+    let (name, key, manifest) = keep_one_series(&run, &mirror, "used");
     let apply = || tokio::task::block_in_place(|| run.run(&["apply", "-f", &manifest]));
     let glance = client_for(&bed.demo_cloud());
 
@@ -363,15 +369,7 @@ async fn a_version_a_server_was_booted_from_is_kept_until_the_server_is_gone() {
     let nova = Nova::of_bed();
     let run = SeriesCli::with_bed(&bed);
     let mirror = Mirror::start(&run.dir.join("mirror"));
-    let name = common::unique("booted");
-    let key = format!("default/{name}");
-    let manifest = run.manifest(
-        &name,
-        &format!(
-            "  image: {{diskFormat: raw}}\n  checksums:\n    url: {}\n    pattern: 'booted-(?P<version>[0-9.]+)\\.img'\n  keep: 1\n",
-            mirror.checksums_url()
-        ),
-    );
+    let (name, key, manifest) = keep_one_series(&run, &mirror, "booted");
     let apply = || tokio::task::block_in_place(|| run.run(&["apply", "-f", &manifest]));
     let glance = client_for(&bed.demo_cloud());
     mirror.publish(

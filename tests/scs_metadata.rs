@@ -125,7 +125,8 @@ async fn a_series_stamps_the_standards_properties_on_every_version() {
             true,
         );
     };
-    publish(&older, 80);
+    // Odd seeds: pseudo_random_bytes sets the lowest bit, so 80 and 81 would give the same bytes.
+    publish(&older, 81);
     let body = |extra: &str| {
         format!(
             "  image:\n    name: {name}\n    diskFormat: raw\n    minDiskGB: 3\n    minRamMB: 512\n    properties: {{architecture: x86_64, os_distro: ubuntu, os_version: '24.04', hw_disk_bus: scsi, hw_scsi_model: virtio-scsi{extra}}}\n  checksums:\n    url: {}\n    pattern: 'noble-(?P<version>[0-9]+)\\.img'\n  keep: 2\n  schedule: {{every: 168h}}\n  scsMetadata:\n    originalUser: ubuntu\n    description: https://ubuntu.com/about/release-cycle\n    providedUntil: '2029-05-31'\n    hotfixHours: 24\n",
@@ -143,7 +144,7 @@ async fn a_series_stamps_the_standards_properties_on_every_version() {
     let (code, out) = tokio::task::block_in_place(|| run.run(&["apply", "-f", &manifest]));
     assert_eq!(code, Some(0), "{out}");
     // A week later, the next serial.
-    publish(&newer, 81);
+    publish(&newer, 83);
     let (code, out) = tokio::task::block_in_place(|| run.run(&["apply", "-f", &manifest]));
     assert_eq!(code, Some(0), "{out}");
     let glance = common::harness::client_for(&bed.demo_cloud());

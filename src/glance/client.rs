@@ -33,6 +33,9 @@ pub struct GlanceClient {
 struct Session {
     auth: Authenticator,
     root: OnceCell<ApiRoot>,
+    /// Nova refused these credentials every project's servers (403): ask for their own
+    /// project's at once, rather than be refused before every delete.
+    own_servers_only: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +107,7 @@ impl Session {
         std::sync::Arc::new(Self {
             auth,
             root: OnceCell::new(),
+            own_servers_only: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

@@ -2,6 +2,8 @@
 //! lists one: before glint deletes an image, it asks whether servers still run from it. The one
 //! call glint makes outside the image API, and only to read.
 
+use std::sync::atomic::Ordering;
+
 use reqwest::Method;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -22,8 +24,9 @@ struct ServerList {
 
 impl GlanceClient {
     /// The servers booted from the image: every project's when the credentials may list them
-    /// (an admin's), else this project's. `None` when the catalog has no compute service or
-    /// the credentials may not list servers at all.
+    /// (an admin's), else this project's; a refusal of every project's is remembered for
+    /// these credentials. `None` when the catalog has no compute service or the credentials
+    /// may not list servers at all.
     pub(super) async fn servers_booted_from_image(
         &self,
         id: &str,
@@ -32,7 +35,11 @@ impl GlanceClient {
         let Some(endpoint) = session.auth.compute_endpoint().await? else {
             return Ok(None);
         };
+        let own_only = session.own_servers_only.load(Ordering::Relaxed);
         for every_project in [true, false] {
+            if every_project && own_only {
+                continue;
+            }
             let url = servers_url(&endpoint, id, every_project)?;
             match self
                 .send_json::<ServerList>("list servers", Method::GET, url, Body::None)
@@ -47,7 +54,12 @@ impl GlanceClient {
                 }
                 // Nova's policy keeps all_tenants for admins, and may keep listing from some
                 // roles: ask for less, then give up knowing.
-                Err(err) if err.status() == Some(403) => continue,
+                Err(err) if err.status() == Some(403) => {
+                    if every_project {
+                        session.own_servers_only.store(true, Ordering::Relaxed);
+                    }
+                    continue;
+                }
                 Err(err) => return Err(err),
             }
         }

@@ -113,11 +113,7 @@ pub fn broken(spec: &ImageSpec, manifest: Manifest, now: jiff::Timestamp) -> Vec
     ] {
         if value(key).is_none() {
             rule(
-                if key == "os_distro" {
-                    "os_distro"
-                } else {
-                    "os_version"
-                },
+                key,
                 format!("is missing; set {} ({example})", manifest.property(key)),
             );
         }
@@ -230,12 +226,7 @@ fn handling_rules(
         ),
     ] {
         if value(key).is_none() {
-            let about = if key == IMAGE_ORIGINAL_USER {
-                IMAGE_ORIGINAL_USER
-            } else {
-                IMAGE_DESCRIPTION
-            };
-            rule(about, format!("is missing; {}", fix(key, field, what)));
+            rule(key, format!("is missing; {}", fix(key, field, what)));
         }
     }
     let frequency = value(REPLACE_FREQUENCY);
