@@ -237,9 +237,9 @@ impl GlanceClient {
                     .body(json.to_string()),
                 (_, Some((data, size))) => {
                     let request = request.header("content-type", "application/octet-stream");
-                    let request = match size {
-                        Some(size) => request.header("content-length", size),
-                        None => request,
+                    let (request, data) = match size {
+                        Some(size) => (request.header("content-length", size), data),
+                        None => (request, super::frames::in_frames(data)),
                     };
                     request.body(reqwest::Body::wrap_stream(data))
                 }

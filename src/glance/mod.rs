@@ -7,6 +7,7 @@
 
 mod client;
 mod error;
+mod frames;
 mod listing_cache;
 mod patch;
 mod query;

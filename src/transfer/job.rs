@@ -375,12 +375,15 @@ impl<G: GlanceApi + 'static> Job<G> {
                 }
             }
         });
-        // Glance is told the length only when it is known to be the length it will get.
-        let size = match options.decompression {
-            crate::crd::Decompression::None => announced,
+        let mut pipeline = pipeline::start(download, options, progress);
+        // Glance is told the length only when it is known to be the length it will get: the
+        // source's, when its bytes go out as they came in (decompress: auto and a raw image
+        // included). Waiting for the first bytes to tell costs nothing, and a body of known
+        // length needs no de-chunking by Glance's WSGI server.
+        let size = match announced {
+            Some(len) if (&mut pipeline.passes_through).await.unwrap_or(false) => Some(len),
             _ => None,
         };
-        let pipeline = pipeline::start(download, options, progress);
         let sent = match route {
             Route::Upload => self.api.upload(&self.image_id, pipeline.data, size).await,
             Route::Stage => self.api.stage(&self.image_id, pipeline.data, size).await,

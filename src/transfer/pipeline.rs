@@ -31,11 +31,10 @@ use super::hash::{BackgroundDigest, DigestError};
 use crate::crd::{Decompression, HashAlgorithm, SourceHash};
 use crate::glance::ByteStream;
 
-/// The largest chunk sent to Glance: large enough that per-chunk costs vanish while data
-/// flows fast; when it trickles, what is there goes at once. Under 1 MB: uwsgi, which serves
-/// Glance in many deployments, refuses a chunk of 1 MiB or more in a chunked body (its default
-/// chunked-input-limit; measured: 1048574 bytes pass, 1048575 fail with 500 "unable to
-/// receive chunked part"), and every upload without a known length is chunked.
+/// The largest chunk the pipeline hands on: large enough that per-chunk costs (a channel
+/// send, a wake-up of the other side) vanish while data flows fast; when it trickles, what is
+/// there goes at once. The Glance client cuts the chunks of a body without a known length
+/// smaller still, as uwsgi wants them (`glance::frames`).
 const CHUNK: usize = 512 * 1024;
 /// Downloaded chunks waiting for the blocking thread (hyper's chunks are at most a few hundred
 /// KiB): bounded by count, this keeps a transfer's memory to a few MiB.
@@ -106,6 +105,10 @@ impl PipelineError {
 pub struct Pipeline {
     pub data: ByteStream,
     pub done: oneshot::Receiver<Result<Sent, PipelineError>>,
+    /// Told as soon as the first bytes have arrived: whether they go out as they came in
+    /// (plain data, said so by spec.source.decompress or by those bytes), so that the upload
+    /// can announce the source's length. Dropped unanswered when the pipeline failed first.
+    pub passes_through: oneshot::Receiver<bool>,
 }
 
 /// The downloaded side, shared by the decoder's reader and the final drain.
@@ -175,6 +178,7 @@ pub fn start<E: std::fmt::Display + Send + 'static>(
     let (raw_tx, raw_rx) = mpsc::channel(RAW_QUEUE);
     let (out_tx, out_rx) = mpsc::channel::<std::io::Result<Bytes>>(OUT_QUEUE);
     let (done_tx, done_rx) = oneshot::channel();
+    let (through_tx, through_rx) = oneshot::channel();
     // Dropping the data stream (Glance failed, or the transfer was cancelled) stops the
     // download at once and hangs up on the source, even one that has gone silent while the
     // blocking half waits for it; the verdict is then Abandoned, whatever the data did.
@@ -222,7 +226,7 @@ pub fn start<E: std::fmt::Display + Send + 'static>(
         progress,
     }));
     tokio::task::spawn_blocking(move || {
-        let verdict = match pump(&raw, &options, &out_tx) {
+        let verdict = match pump(&raw, &options, &out_tx, through_tx) {
             _ if stopped.load(Ordering::SeqCst) => Err(PipelineError::Abandoned),
             verdict => verdict,
         };
@@ -238,6 +242,7 @@ pub fn start<E: std::fmt::Display + Send + 'static>(
     Pipeline {
         data: Box::pin(data),
         done: done_rx,
+        passes_through: through_rx,
     }
 }
 
@@ -292,12 +297,14 @@ fn pump(
     raw: &Arc<Mutex<Raw>>,
     options: &PipelineOptions,
     out: &mpsc::Sender<std::io::Result<Bytes>>,
+    passes_through: oneshot::Sender<bool>,
 ) -> Result<Sent, PipelineError> {
     let download_error = || lock(raw).error.clone().map(PipelineError::Download);
     let first = lock(raw).next().unwrap_or_default();
     // The format, when the first chunk is long enough to tell; else the decoder sniffs.
     let known = Format::chosen(options.decompression)
         .or_else(|| (first.len() >= decompress::SNIFF_LEN).then(|| Format::sniff(&first)));
+    let _ = passes_through.send(known == Some(Format::Plain));
     // Plain bytes go out as they came in: a sha512 source digest is also the digest of what
     // was sent.
     let source_digest_is_sent_digest = known == Some(Format::Plain)

@@ -187,6 +187,56 @@ async fn a_gzip_source_is_hashed_as_downloaded_and_sent_unpacked() {
 }
 
 #[tokio::test]
+async fn the_upload_learns_from_the_first_bytes_whether_they_go_out_as_they_came() {
+    let raw = pseudo_random(64 * 1024);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&raw).unwrap();
+    let gzipped = encoder.finish().unwrap();
+    let cases = [
+        (
+            "raw bytes, decompress auto",
+            &raw,
+            Decompression::Auto,
+            true,
+        ),
+        (
+            "raw bytes, decompress none",
+            &raw,
+            Decompression::None,
+            true,
+        ),
+        (
+            "gzip, decompress auto",
+            &gzipped,
+            Decompression::Auto,
+            false,
+        ),
+        (
+            "gzip, decompress gzip",
+            &gzipped,
+            Decompression::Gzip,
+            false,
+        ),
+        // Kept as it is, so its length is the source's.
+        ("gzip, decompress none", &gzipped, Decompression::None, true),
+    ];
+    for (case, data, decompression, expected) in cases {
+        let pipeline = start(
+            chunks(data, 16 * 1024),
+            PipelineOptions {
+                decompression,
+                ..PipelineOptions::default()
+            },
+            Arc::new(|_| {}),
+        );
+        let told = pipeline.passes_through.await;
+        assert_eq!(told, Ok(expected), "{case}");
+        let passed: Vec<Bytes> = pipeline.data.map(|item| item.unwrap()).collect().await;
+        assert!(!passed.is_empty(), "{case}: the data still flows");
+    }
+}
+
+#[tokio::test]
 async fn a_failed_check_withholds_the_last_chunk_and_fails_the_upload() {
     let data = pseudo_random(2 * CHUNK + 10);
     let mut truncated_gzip = {
