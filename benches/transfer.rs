@@ -239,6 +239,12 @@ struct CaseResult {
     /// Seconds from Glance's answer to the upload to Ready (or the CLI's exit).
     end_to_ready: Vec<f64>,
     baseline: Vec<f64>,
+    /// Seconds of glint's and the baseline's `PUT` by Glance's clock, and of what came before
+    /// it (apply or start -> the `PUT`'s first byte, as near as the log tells).
+    glint_put: Vec<f64>,
+    glint_before_put: Vec<f64>,
+    baseline_put: Vec<f64>,
+    baseline_before_put: Vec<f64>,
     rss_mib: f64,
 }
 
@@ -248,7 +254,19 @@ struct Measured {
     whole: f64,
     /// Apply -> Glance's answer to the upload.
     data_in: f64,
+    /// The upload's `PUT` by Glance's clock (its log), so that a run splits into before the
+    /// upload, the upload, and after it.
+    put: f64,
     cpu: CpuShare,
+}
+
+/// One finished upload of glint's, as Glance's log shows it.
+#[derive(Clone, Copy)]
+struct Uploaded {
+    /// When this process saw the log line (about when glint had the answer).
+    seen: Instant,
+    /// The `PUT`'s duration by Glance's clock.
+    put: f64,
 }
 
 /// The lowest and highest ratio of glint's run i to the baseline's run i.
@@ -342,7 +360,7 @@ impl Bench {
         names: &[String],
         size: u64,
         timeout: Duration,
-    ) -> Result<HashMap<String, Instant>> {
+    ) -> Result<HashMap<String, Uploaded>> {
         let wanted: HashSet<String> = names.iter().cloned().collect();
         let key = |image: &Value| {
             let name = image["name"].as_str().unwrap_or_default();
@@ -358,7 +376,7 @@ impl Bench {
         size: u64,
         timeout: Duration,
         matches: impl Fn(&Value) -> bool,
-    ) -> Result<Instant> {
+    ) -> Result<Uploaded> {
         let key = |image: &Value| matches(image).then(String::new);
         let done = self.wait_uploads(1, size, timeout, key, &[]).await?;
         done.into_values()
@@ -376,7 +394,7 @@ impl Bench {
         timeout: Duration,
         key: impl Fn(&Value) -> Option<String>,
         watched: &[String],
-    ) -> Result<HashMap<String, Instant>> {
+    ) -> Result<HashMap<String, Uploaded>> {
         let deadline = Instant::now() + timeout;
         let mut done = HashMap::new();
         let mut foreign = HashSet::new();
@@ -407,7 +425,13 @@ impl Bench {
                         image["status"], image["size"]
                     ));
                 }
-                done.insert(key, request.seen);
+                done.insert(
+                    key,
+                    Uploaded {
+                        seen: request.seen,
+                        put: request.seconds,
+                    },
+                );
             }
             if last_check.elapsed() > Duration::from_secs(5) {
                 last_check = Instant::now();
@@ -459,7 +483,8 @@ impl Bench {
         self.delete_images(&names)?;
         Ok(Measured {
             whole: (ready - started).as_secs_f64(),
-            data_in: (done[name] - started).as_secs_f64(),
+            data_in: (done[name].seen - started).as_secs_f64(),
+            put: done[name].put,
             cpu,
         })
     }
@@ -471,7 +496,7 @@ impl Bench {
         url: &str,
         unpack: Option<&str>,
         size: u64,
-    ) -> Result<(f64, CpuShare)> {
+    ) -> Result<(f64, Option<f64>, CpuShare)> {
         let id = self.glance.create(name).await?;
         let unpack = unpack
             .map(|tool| format!("{tool} -dc | "))
@@ -492,6 +517,7 @@ impl Bench {
             .map_err(|e| format!("cannot run the baseline: {e}"))?;
         let seconds = started.elapsed().as_secs_f64();
         let cpu = CpuSnapshot::take(None).since(&cpu_before);
+        let put = self.log.upload_seconds(&id);
         let image = self.glance.image(&id).await?.unwrap_or_default();
         self.glance.delete(&id).await?;
         if !output.status.success() {
@@ -506,7 +532,7 @@ impl Bench {
                 image["status"], image["size"]
             ));
         }
-        Ok((seconds, cpu))
+        Ok((seconds, put, cpu))
     }
 
     async fn case(&mut self, spec: &CaseSpec<'_>, runs: usize) -> Result<CaseResult> {
@@ -536,6 +562,10 @@ impl Bench {
             transfer: Vec::new(),
             end_to_ready: Vec::new(),
             baseline: Vec::new(),
+            glint_put: Vec::new(),
+            glint_before_put: Vec::new(),
+            baseline_put: Vec::new(),
+            baseline_before_put: Vec::new(),
             rss_mib: 0.0,
         };
         let slug: String = label
@@ -578,15 +608,18 @@ impl Bench {
                     let Measured {
                         whole,
                         data_in,
+                        put,
                         cpu,
                     } = measured;
+                    result.glint_put.push(put);
+                    result.glint_before_put.push(data_in - put);
                     result.rss_mib = result.rss_mib.max(rss);
                     result.glint.push(megabytes / whole);
                     result.glint_seconds.push(whole);
                     result.transfer.push(megabytes / data_in);
                     result.end_to_ready.push(whole - data_in);
                     println!(
-                        "  run {} glint:    {:7.1} MB/s ({whole:6.2} s to {}; data in at {data_in:6.2} s, +{:.2} s)  peak RSS {rss:5.1} MiB  {}",
+                        "  run {} glint:    {:7.1} MB/s ({whole:6.2} s to {}; PUT {put:6.2} s by Glance's clock, data in at {data_in:6.2} s, +{:.2} s)  peak RSS {rss:5.1} MiB  {}",
                         run + 1,
                         megabytes / whole,
                         if driver == Driver::Cli {
@@ -598,12 +631,20 @@ impl Bench {
                         cores(&cpu)
                     );
                 } else {
-                    let (seconds, cpu) = self.baseline_run(&name, &url, unpack, size).await?;
+                    let (seconds, put, cpu) = self.baseline_run(&name, &url, unpack, size).await?;
                     result.baseline.push(megabytes / seconds);
+                    if let Some(put) = put {
+                        result.baseline_put.push(put);
+                        result.baseline_before_put.push(seconds - put);
+                    }
                     println!(
-                        "  run {} baseline: {:7.1} MB/s ({seconds:6.2} s)                    {}",
+                        "  run {} baseline: {:7.1} MB/s ({seconds:6.2} s; PUT {} by Glance's clock)  {}",
                         run + 1,
                         megabytes / seconds,
+                        put.map_or_else(
+                            || "not in the log".to_string(),
+                            |put| format!("{put:6.2} s")
+                        ),
                         cores(&cpu)
                     );
                 }
@@ -693,7 +734,11 @@ impl Bench {
         let done = self
             .wait_uploaded(&names, size, upload_timeout(4 * size))
             .await?;
-        let last = done.values().max().copied().unwrap_or(started);
+        let last = done
+            .values()
+            .map(|upload| upload.seen)
+            .max()
+            .unwrap_or(started);
         let parallel_seconds = (last - started).as_secs_f64();
         let rss_mib = self.rss.peak_mib();
         self.delete_images(&names)?;
@@ -1006,6 +1051,16 @@ async fn measure(
             end_to_ready,
             case.rss_mib,
             if ok { "" } else { "  MISSED" }
+        );
+        println!(
+            "{:<13} {:<24} by Glance's clock (medians): PUT glint {:.2} s, baseline {:.2} s (ratio {:.3}); before the PUT glint {:.2} s, baseline {:.2} s",
+            "",
+            "",
+            median(&case.glint_put),
+            median(&case.baseline_put),
+            median(&case.baseline_put) / median(&case.glint_put),
+            median(&case.glint_before_put),
+            median(&case.baseline_before_put),
         );
         if case.seconds_target.is_some() {
             println!(

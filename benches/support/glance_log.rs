@@ -111,6 +111,9 @@ pub struct LoggedRequest {
     pub method: String,
     pub path: String,
     pub status: u16,
+    /// How long Glance took over the request, by its own clock (from the request's start to
+    /// the response's end).
+    pub seconds: f64,
     pub seen: Instant,
 }
 
@@ -165,6 +168,7 @@ impl GlanceLog {
                         method: request.method.clone(),
                         path: request.path.clone(),
                         status: request.status,
+                        seconds: request.seconds,
                         seen,
                     });
                 }
@@ -172,6 +176,26 @@ impl GlanceLog {
             }
         }
         requests
+    }
+
+    /// Glance's own duration of the finished upload into image `id`, waiting up to 5 s for
+    /// its line (uwsgi writes it once the answer is out, about when the client has it).
+    pub fn upload_seconds(&mut self, id: &str) -> Option<f64> {
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            self.poll();
+            if let Some(at) = self
+                .uploads
+                .iter()
+                .position(|request| upload_id(&request.path) == Some(id))
+            {
+                return Some(self.uploads.remove(at).seconds);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// The uploads seen so far and not yet taken.
@@ -190,6 +214,14 @@ pub fn upload_id(path: &str) -> Option<&str> {
 /// bytes in 133 msecs (HTTP/1.1 200) ...`
 fn parse_log_line(line: &str, seen: Instant) -> Option<LoggedRequest> {
     let (head, tail) = line.split_once(" => generated ")?;
+    let msecs: u64 = tail
+        .split_once(" bytes in ")?
+        .1
+        .split_once(" msecs")?
+        .0
+        .trim()
+        .parse()
+        .ok()?;
     let (method, path) = head.rsplit_once("] ")?.1.split_once(' ')?;
     let status = tail
         .split_once("(HTTP/")?
@@ -203,6 +235,7 @@ fn parse_log_line(line: &str, seen: Instant) -> Option<LoggedRequest> {
         method: method.to_string(),
         path: path.to_string(),
         status,
+        seconds: msecs as f64 / 1000.0,
         seen,
     })
 }

@@ -92,7 +92,8 @@ impl Bench {
         let done = uploaded?;
         Ok(Measured {
             whole: (exited.0 - started).as_secs_f64(),
-            data_in: (done[name] - started).as_secs_f64(),
+            data_in: (done[name].seen - started).as_secs_f64(),
+            put: done[name].put,
             cpu,
         })
     }
@@ -147,7 +148,8 @@ impl Bench {
         self.drop_old_releases()?;
         Ok(Measured {
             whole: (current - started).as_secs_f64(),
-            data_in: (done - started).as_secs_f64(),
+            data_in: (done.seen - started).as_secs_f64(),
+            put: done.put,
             cpu,
         })
     }
