@@ -454,10 +454,17 @@ fn data(
                     message: format!("the transfer cannot succeed as specified: {message}"),
                 }),
             ),
-            (Some(_), TransferState::Failed { message, .. }) => (
+            // Under the failure's own reason (SourceUnavailable, SignatureMissing): what the
+            // user reads is why it is not there yet, not merely that glint is at it.
+            (
+                Some(_),
+                TransferState::Failed {
+                    reason, message, ..
+                },
+            ) => (
                 Some(Step::StartTransfer),
                 Some(working(
-                    Reason::Transferring,
+                    *reason,
                     format!("retrying the transfer, which failed: {message}"),
                 )),
             ),

@@ -368,14 +368,14 @@ fn a_queued_image_with_a_source_gets_its_data_through_a_transfer() {
             "Transferring",
         ),
         (
-            "failed, retryable: start again",
+            "failed, retryable: start again, under the failure's reason",
             TransferState::Failed {
                 reason: Reason::SourceUnavailable,
                 message: "reset".into(),
                 retry: true,
             },
             vec![Step::StartTransfer],
-            "Transferring",
+            "SourceUnavailable",
         ),
         (
             "failed for good: blocked with the transfer's reason",
