@@ -31,8 +31,10 @@
 //!   driver per kind, status and finalizer writes, Events.
 //! - [`apply`]: `glint plan -f` / `glint apply -f`, the same pass driven from manifest files
 //!   instead of the watch; it starts [`glance_server`] when no cloud is configured.
-//! - [`series`]: ImageSeries' domain: checksums files, mirrors' folders, version order and
-//!   the rotation plan (pure); both drivers run it, each version through the pass.
+//! - [`series`]: ImageSeries' domain: mirrors' folders, version order and the rotation plan
+//!   (pure); both drivers run it, each version through the pass.
+//! - [`checksums`]: checksums files and their OpenPGP signatures (pure), read by a series'
+//!   check and by a transfer whose hash a checksums file publishes (`spec.source.hashFrom`).
 //! - [`glance`], [`auth`]: the only code that speaks HTTP to OpenStack; reqwest stays inside
 //!   them and the shared `http` helpers. Glance's records are `GlanceImage` and
 //!   `GlanceStatus`, never to be confused with the CRD's `Image` and `ImageStatus`.
@@ -59,6 +61,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod checksums;
 pub mod controller;
 pub mod crd;
 pub mod glance;

@@ -207,6 +207,8 @@ catalogue! {
     ChecksumsUnavailable => Problem,
     /// The checksums file is in no format glint reads.
     ChecksumFormatUnknown => Problem,
+    /// The checksums file `spec.source.hashFrom` names has no line for the source's file.
+    HashNotPublished => Problem,
     /// `spec.checksums.pattern` is not a regular expression glint can use.
     InvalidPattern => Problem,
     /// No file in the checksums file matches `spec.checksums.pattern`.

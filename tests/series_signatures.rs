@@ -446,7 +446,7 @@ async fn glint_run_keeps_the_current_version_and_says_why_while_a_signature_does
 #[test]
 #[ignore = "needs gpg (Debian's gnupg): scripts/test installs it"]
 fn subkeys_revocations_and_text_signatures_are_judged_as_gnupg_judges_them() {
-    use glint::series::signature::{Signed, TrustedKeys, verify};
+    use glint::checksums::signature::{Signed, TrustedKeys, verify};
     let gpg = Gpg::new();
     let dir = std::env::temp_dir().join(common::unique("sigrules"));
     std::fs::create_dir_all(&dir).expect("dir");

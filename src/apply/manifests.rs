@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kube::ResourceExt;
 
-use crate::crd::{Image, ImageSeries};
+use crate::crd::{ChecksumsSignature, Image, ImageSeries};
 
 /// One Image document and where it came from.
 #[derive(Debug, Clone)]
@@ -19,6 +19,9 @@ pub struct Document {
     pub index: usize,
     pub namespace: String,
     pub image: Image,
+    /// The armoured keys spec.source.hashFrom.signature.keys names, when a ConfigMap or
+    /// Secret document among the manifests holds them (the CLI reads no cluster).
+    pub trusted_keys: Option<String>,
 }
 
 impl Document {
@@ -128,9 +131,26 @@ pub fn read(paths: &[PathBuf]) -> Result<Manifests, ManifestError> {
     }
     let mut used = BTreeSet::new();
     for document in &mut manifests.series {
-        document.trusted_keys = trusted_keys_of(document, &manifests.entries, &mut used);
+        let keys = document
+            .series
+            .spec
+            .checksums
+            .as_ref()
+            .and_then(|checksums| checksums.signature.as_ref());
+        document.trusted_keys =
+            trusted_keys_of(&document.namespace, keys, &manifests.entries, &mut used);
     }
-    // A ConfigMap or Secret a series reads its keys from is not skipped: it is read.
+    for document in &mut manifests.images {
+        let keys = document
+            .image
+            .spec
+            .source
+            .as_ref()
+            .and_then(|source| source.hash_from.as_ref()?.signature.as_ref());
+        document.trusted_keys =
+            trusted_keys_of(&document.namespace, keys, &manifests.entries, &mut used);
+    }
+    // A ConfigMap or Secret an object reads its keys from is not skipped: it is read.
     manifests
         .skipped
         .retain(|skipped| !used.iter().any(|label: &String| skipped == label));
@@ -270,6 +290,7 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
             index,
             namespace,
             image,
+            trusted_keys: None,
         });
     }
     Ok(())
@@ -309,29 +330,23 @@ fn keep_entries(kind: &str, value: &serde_json::Value, manifests: &mut Manifests
     }
 }
 
-/// The trusted keys a series names, from the manifests' ConfigMaps and Secrets.
+/// The trusted keys a signature names, from the manifests' ConfigMaps and Secrets.
 fn trusted_keys_of(
-    document: &SeriesDocument,
+    namespace: &str,
+    signature: Option<&ChecksumsSignature>,
     entries: &std::collections::BTreeMap<
         String,
         (String, std::collections::BTreeMap<String, String>),
     >,
     used: &mut BTreeSet<String>,
 ) -> Option<String> {
-    let keys = &document
-        .series
-        .spec
-        .checksums
-        .as_ref()?
-        .signature
-        .as_ref()?
-        .keys;
+    let keys = &signature?.keys;
     let (kind, name) = match (&keys.config_map_name, &keys.secret_name) {
         (Some(name), _) => ("ConfigMap", name),
         (None, Some(name)) => ("Secret", name),
         (None, None) => return None,
     };
-    let (label, found) = entries.get(&format!("{kind} {}/{name}", document.namespace))?;
+    let (label, found) = entries.get(&format!("{kind} {namespace}/{name}"))?;
     used.insert(label.clone());
     found.get(keys.key()).cloned()
 }

@@ -189,15 +189,42 @@ async fn apply_one(
     progress: &mut dyn FnMut(&Document, Option<&TransferStatus>),
 ) -> Result<AppliedImage, ApplyError> {
     let (uid, desired) = pass_inputs(document);
+    let access = image_access(document)
+        .map_err(|(reason, message)| ApplyError::Blocked { reason, message })?;
     settle(
         api,
         transfers,
         &uid,
         &document.image.spec,
         &desired,
+        &access,
         &mut |status| progress(document, status),
     )
     .await
+}
+
+/// What an Image's transfer needs beyond its spec: the keys spec.source.hashFrom.signature
+/// trusts. (Source credentials come from Secrets in a cluster; the CLI sends none.)
+fn image_access(document: &Document) -> Result<SourceAccess, (crate::reason::Reason, String)> {
+    let signature = document
+        .image
+        .spec
+        .source
+        .as_ref()
+        .and_then(|source| source.hash_from.as_ref()?.signature.as_ref());
+    let Some(signature) = signature else {
+        return Ok(SourceAccess::default());
+    };
+    let keys = series::cli_trusted_keys(
+        &document.namespace,
+        document.trusted_keys.as_deref(),
+        &signature.keys,
+        ("spec.source.hashFrom.signature.keys", "Image"),
+    )?;
+    Ok(SourceAccess {
+        trusted_keys: Some(Arc::new(keys)),
+        ..SourceAccess::default()
+    })
 }
 
 /// Runs the pass for one object until Glance matches `desired` (its data uploaded) or it
@@ -208,22 +235,15 @@ async fn settle(
     uid: &str,
     spec: &ImageSpec,
     desired: &Desired,
+    access: &SourceAccess,
     progress: &mut dyn FnMut(Option<&TransferStatus>),
 ) -> Result<AppliedImage, ApplyError> {
     let mut known_id = derived_id(uid, 0);
     let mut changed = false;
     let mut wait = FIRST_POLL;
     loop {
-        // Source credentials come from Secrets, which the CLI has none of.
         let subject = subject_of(spec, uid, &known_id);
-        let result = pass::sync(
-            api,
-            &transfers.manager,
-            subject,
-            desired,
-            &SourceAccess::default(),
-        )
-        .await?;
+        let result = pass::sync(api, &transfers.manager, subject, desired, access).await?;
         changed |= !result.effects.is_empty();
         if let Some(image) = &result.image {
             known_id = image.id.clone();

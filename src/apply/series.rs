@@ -73,8 +73,13 @@ pub async fn releases(
     let keys = match &source.signature {
         None => None,
         Some(signature) => Some(
-            cli_trusted_keys(document, &signature.keys)
-                .map_err(|(reason, message)| ApplyError::Blocked { reason, message })?,
+            cli_trusted_keys(
+                &document.namespace,
+                document.trusted_keys.as_deref(),
+                &signature.keys,
+                ("spec.checksums.signature.keys", "ImageSeries"),
+            )
+            .map_err(|(reason, message)| ApplyError::Blocked { reason, message })?,
         ),
     };
     series::discover::published(source, policy.clone(), spec.keep(), keys.as_ref())
@@ -86,32 +91,30 @@ pub async fn releases(
         })
 }
 
-/// The keys a series trusts, from a ConfigMap or Secret document among the manifests.
-fn cli_trusted_keys(
-    document: &SeriesDocument,
+/// The keys an object trusts, from the ConfigMap or Secret document among the manifests
+/// that holds them (`text`); `named` is the field that names them and the object's kind.
+pub(super) fn cli_trusted_keys(
+    namespace: &str,
+    text: Option<&str>,
     reference: &crate::crd::TrustedKeysRef,
-) -> Result<series::signature::TrustedKeys, (crate::reason::Reason, String)> {
+    (field, kind_of_object): (&str, &str),
+) -> Result<crate::checksums::signature::TrustedKeys, (crate::reason::Reason, String)> {
     let (kind, name) = match (&reference.config_map_name, &reference.secret_name) {
         (Some(name), _) => ("ConfigMap", name.as_str()),
         (None, Some(name)) => ("Secret", name.as_str()),
         (None, None) => ("ConfigMap", ""),
     };
-    let text = document.trusted_keys.as_deref().ok_or_else(|| {
+    let text = text.ok_or_else(|| {
         (
             crate::reason::Reason::TrustedKeysNotFound,
             format!(
-            "spec.checksums.signature.keys names {kind} {}/{name} entry {}, which is not among the manifests (or has no such entry): glint apply reads no cluster, so give the {kind} document, with that entry, beside the ImageSeries",
-            document.namespace,
-            reference.key()
-        ),
+                "{field} names {kind} {namespace}/{name} entry {}, which is not among the manifests (or has no such entry): glint apply reads no cluster, so give the {kind} document, with that entry, beside the {kind_of_object}",
+                reference.key()
+            ),
         )
     })?;
-    series::signature::TrustedKeys::parse(text).map_err(|err| {
-        (
-            err.reason(),
-            format!("{kind} {}/{name}: {err}", document.namespace),
-        )
-    })
+    crate::checksums::signature::TrustedKeys::parse(text)
+        .map_err(|err| (err.reason(), format!("{kind} {namespace}/{name}: {err}")))
 }
 
 /// The versions of this series Glance holds, each with its image.
@@ -268,7 +271,17 @@ async fn bring(
     let uid = series::observe::version_uid(&identity(series_key), &version.version);
     let name = version.spec.name.clone().unwrap_or_default();
     let desired = Desired::from_spec(&version.spec, &name, &uid);
-    let settled = settle(api, transfers, &uid, &version.spec, &desired, &mut |_| {}).await?;
+    let access = crate::transfer::SourceAccess::default();
+    let settled = settle(
+        api,
+        transfers,
+        &uid,
+        &version.spec,
+        &desired,
+        &access,
+        &mut |_| {},
+    )
+    .await?;
     settled.image.ok_or_else(|| ApplyError::Blocked {
         reason: Reason::InternalError,
         message: format!(

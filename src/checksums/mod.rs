@@ -1,4 +1,9 @@
-//! Checksums files as distributions publish them, read into (file name, digest) entries.
+//! What distributions publish about their image files, read before any of it is believed:
+//! checksums files ([`parse`]), their OpenPGP signatures ([`signature`]), and the file's own
+//! line in a signed checksums file ([`signed`]). Pure: the fetching is the callers' (an
+//! ImageSeries' check in `series`, an Image's `spec.source.hashFrom` in `transfer`).
+//!
+//! A checksums file is read into (file name, digest) entries.
 //!
 //! Two notations cover Ubuntu, Debian, Fedora and CirrOS:
 //! - coreutils (`sha256sum` output): `HEX  NAME`, or `HEX *NAME` for binary mode (Ubuntu's
@@ -10,6 +15,9 @@
 //! notation (comments, PGP armour, blank lines) are skipped; a file with no entry at all is
 //! refused, so a page of HTML at the checksums URL reads as "unknown format", not as "no
 //! release".
+
+pub mod signature;
+pub mod signed;
 
 use crate::crd::HashAlgorithm;
 

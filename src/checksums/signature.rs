@@ -58,7 +58,7 @@ pub enum SignatureError {
     #[error("the signature of {file} cannot be read as OpenPGP: {detail}")]
     Malformed { file: String, detail: String },
     #[error(
-        "{file} is signed by key {issuer}, which is not among the keys the series trusts (spec.checksums.signature.keys); add that key if it is the distribution's"
+        "{file} is signed by key {issuer}, which is not among the trusted keys (the ConfigMap or Secret signature.keys names); add that key if it is the distribution's"
     )]
     UnknownKey { file: String, issuer: String },
     #[error(

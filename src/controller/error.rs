@@ -29,6 +29,10 @@ pub enum ReconcileError {
     TransferSetup(#[from] TransferSetupError),
     #[error("the object has no {0}")]
     Incomplete(&'static str),
+    /// The keys spec.source.hashFrom.signature trusts could not be read (a ConfigMap not
+    /// created yet, say): retried with backoff, as a series' check would be.
+    #[error("{message}")]
+    TrustedKeys { reason: Reason, message: String },
 }
 
 impl ReconcileError {
@@ -42,7 +46,7 @@ impl ReconcileError {
             | Self::TransferSetup(_) => false,
             Self::Auth(err) => err.is_transient(),
             Self::Pass(err) => err.is_transient(),
-            Self::Kube(_) => true,
+            Self::Kube(_) | Self::TrustedKeys { .. } => true,
         }
     }
 
@@ -58,6 +62,7 @@ impl ReconcileError {
             Self::Kube(_) => Reason::KubernetesUnavailable,
             Self::Incomplete(_) => Reason::InvalidObject,
             Self::TransferSetup(_) => Reason::TransferSetupFailed,
+            Self::TrustedKeys { reason, .. } => *reason,
         }
     }
 

@@ -248,15 +248,11 @@ fn keep_waiting(
     }
 }
 
-/// The source's credentials from spec.source.secretRef, read only while data may still have
-/// to flow (no image yet, or one still queued).
+/// What a transfer may need beyond the spec, read only while data may still have to flow (no
+/// image yet, or one still queued): the source's credentials from spec.source.secretRef, and
+/// the OpenPGP keys spec.source.hashFrom.signature trusts.
 async fn source_access(image: &Image, ctx: &Context) -> Result<SourceAccess, ReconcileError> {
-    let Some(reference) = image
-        .spec
-        .source
-        .as_ref()
-        .and_then(|source| source.secret_ref.as_ref())
-    else {
+    let Some(source) = image.spec.source.as_ref() else {
         return Ok(SourceAccess::default());
     };
     let has_data = image
@@ -273,14 +269,39 @@ async fn source_access(image: &Image, ctx: &Context) -> Result<SourceAccess, Rec
         return Ok(SourceAccess::default());
     }
     let namespace = image.namespace().unwrap_or_default();
+    let mut access = match &source.secret_ref {
+        Some(reference) => secret_access(ctx, &namespace, &reference.name).await?,
+        None => SourceAccess::default(),
+    };
+    if let Some(signature) = source
+        .hash_from
+        .as_ref()
+        .and_then(|from| from.signature.as_ref())
+    {
+        let keys = super::trusted_keys::load(&ctx.client, &namespace, &signature.keys)
+            .await
+            .map_err(|(reason, message)| ReconcileError::TrustedKeys { reason, message })?;
+        access.trusted_keys = Some(std::sync::Arc::new(keys));
+    }
+    Ok(access)
+}
+
+/// The credentials in the source's Secret `name`.
+async fn secret_access(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<SourceAccess, ReconcileError> {
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(ctx.client.clone(), &namespace);
-    let secret = secrets.get_opt(&reference.name).await?.ok_or_else(|| {
-        ReconcileError::SourceSecretNotFound {
-            namespace: namespace.clone(),
-            name: reference.name.clone(),
-        }
-    })?;
+        Api::namespaced(ctx.client.clone(), namespace);
+    let secret =
+        secrets
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| ReconcileError::SourceSecretNotFound {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })?;
     let data = secret.data.unwrap_or_default();
     let text = |key: &str| {
         data.get(key)
@@ -290,12 +311,12 @@ async fn source_access(image: &Image, ctx: &Context) -> Result<SourceAccess, Rec
         authorization: text("authorization").map(SecretString::from),
         basic: text("username").zip(text("password").map(SecretString::from)),
         ca_bundle: data.get("ca.crt").map(|bytes| bytes.0.clone()),
-        missing_may_appear: false,
+        ..SourceAccess::default()
     };
     if access == SourceAccess::default() {
         return Err(ReconcileError::SourceSecretInvalid {
-            namespace,
-            name: reference.name.clone(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
         });
     }
     Ok(access)

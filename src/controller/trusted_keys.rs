@@ -5,9 +5,9 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
+use crate::checksums::signature::TrustedKeys;
 use crate::crd::TrustedKeysRef;
 use crate::reason::Reason;
-use crate::series::signature::TrustedKeys;
 
 /// The keys, or the reason and words for the series' status.
 pub(super) async fn load(

@@ -55,8 +55,8 @@ pub use series::{
 };
 pub use shared::{MemberDecision, SharedImage, SharedImageRef, SharedImageSpec, SharedImageStatus};
 pub use source::{
-    ConversionBy, ConvertTo, Decompression, HashAlgorithm, ImageSource, SourceHash, SourceOptions,
-    SourceSecretRef, TransferMethod,
+    ConversionBy, ConvertTo, Decompression, HashAlgorithm, HashFrom, ImageSource, SourceHash,
+    SourceOptions, SourceSecretRef, TransferMethod,
 };
 pub use spec::{
     CloudCredentialsRef, ContainerFormat, DiskFormat, Image, ImageImport, ImageSpec, ImportFilter,

@@ -253,7 +253,7 @@ pub struct ChecksumsSource {
     pub signature: Option<ChecksumsSignature>,
 }
 
-/// The signature of each checksums file, and who may have made it.
+/// The signature of a checksums file, and who may have made it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ChecksumsSignature {
@@ -266,22 +266,22 @@ pub struct ChecksumsSignature {
     #[schemars(length(min = 1, max = 256))]
     #[x_kube(validation = Rule::new("!self.contains('/')").message("detached names a file beside the checksums file, such as {file}.gpg, not a path or URL"))]
     pub detached: Option<String>,
-    /// The OpenPGP public keys to trust: an entry of a ConfigMap or Secret in the series'
+    /// The OpenPGP public keys to trust: an entry of a ConfigMap or Secret in the object's
     /// namespace holding one or more ASCII-armoured public keys (gpg --armor --export KEYID
     /// writes them). A signing subkey of a trusted key counts as that key.
     pub keys: TrustedKeysRef,
 }
 
-/// Where a series' trusted OpenPGP keys are kept.
+/// Where the trusted OpenPGP keys are kept (an ImageSeries' or an Image's).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.configMapName) != has(self.secretName)").message("keys takes configMapName or secretName (one of them)"))]
 pub struct TrustedKeysRef {
-    /// A ConfigMap in the series' namespace (public keys are not secret).
+    /// A ConfigMap in the object's namespace (public keys are not secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub config_map_name: Option<String>,
-    /// A Secret in the series' namespace, for clusters that keep such material in Secrets.
+    /// A Secret in the object's namespace, for clusters that keep such material in Secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: Option<String>,

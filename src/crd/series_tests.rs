@@ -34,6 +34,10 @@ const SET_BY_THE_SERIES: &[(&str, &str)] = &[
         "each release's digest from the checksums file",
     ),
     (
+        "source.hashFrom",
+        "each release's digest comes from spec.checksums, signed as spec.checksums.signature says",
+    ),
+    (
         "source.secretRef",
         "not offered: series follow public mirrors, and their source carries no credentials",
     ),

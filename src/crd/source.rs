@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
         .message("method webDownload can only check a sha512 hash (the one Glance computes): use a sha512 hash, or method upload"),
     validation = Rule::new("!has(self.method) || self.method != 'webDownload' || (!has(self.secretRef) && !has(self.caBundle))")
         .message("method webDownload cannot send credentials or trust a private CA: use method upload or glanceDirect"),
+    validation = Rule::new("!(has(self.hash) && has(self.hashFrom))")
+        .message("give the hash (source.hash) or where it is published (source.hashFrom), not both"),
+    validation = Rule::new("!has(self.method) || self.method != 'webDownload' || !has(self.hashFrom)")
+        .message("source.hashFrom is checked by glint as it streams the file, and with method webDownload Glance fetches it: use method upload or glanceDirect, or give a sha512 source.hash"),
     validation = Rule::new("!has(self.conversion) || has(self.convertTo)")
         .message("source.conversion says who converts: set source.convertTo too"),
     validation = Rule::new("!has(self.conversion) || self.conversion != 'glance' || (has(self.method) && (self.method == 'glanceDirect' || self.method == 'webDownload'))")
@@ -38,6 +42,12 @@ pub struct ImageSource {
     /// the transfer with reason HashMismatch, and no image turns active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<SourceHash>,
+    /// Where the file's hash is published instead: the distribution's checksums file
+    /// (SHA256SUMS, CHECKSUM), signed or not. glint reads it when a transfer starts, checks
+    /// its signature first when signature is set, and takes the file's own line; the data is
+    /// then checked against that hash as spec.source.hash would check it. Not with hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_from: Option<HashFrom>,
     /// A Secret in this namespace with credentials for the source: key authorization (the
     /// whole Authorization header value, e.g. "Bearer ..."), or keys username and password
     /// (basic auth); an optional key ca.crt adds a PEM CA bundle to trust.
@@ -123,6 +133,34 @@ pub struct SourceHash {
     /// The hash as lowercase hexadecimal.
     #[schemars(regex(pattern = r"^[0-9a-f]+$"))]
     pub value: String,
+}
+
+/// A checksums file that publishes the source's hash.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HashFrom {
+    /// The checksums file's http:// or https:// URL, such as
+    /// https://cloud-images.ubuntu.com/noble/20241210/SHA256SUMS. Lines as sha256sum writes
+    /// them (HASH  FILE) or as BSD tags (SHA256 (FILE) = HASH); other lines are skipped.
+    /// glint reads at most 1 MiB of it, from addresses the source policy allows.
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
+        .message("source.hashFrom.url must be an http:// or https:// URL"))]
+    #[schemars(length(max = 4096))]
+    pub url: String,
+    /// The name the source's file has in the checksums file (default: the last part of
+    /// source.url's path, such as noble-server-cloudimg-amd64.img). Of several lines for it,
+    /// the strongest algorithm's is taken. No line for it: reason HashNotPublished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub file: Option<String>,
+    /// The checksums file's OpenPGP signature and the keys trusted to make it (a ConfigMap or
+    /// Secret in this namespace), as an ImageSeries' spec.checksums.signature. Set, nothing
+    /// is transferred until the signature checks out: a missing, bad, expired or unknown-key
+    /// signature stops the transfer with its own reason (SignatureMissing, SignatureBad,
+    /// SignatureKeyExpired, SignatureExpired, SignatureUnknownKey). Left out, the file is
+    /// believed as served: prefer an https URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<super::ChecksumsSignature>,
 }
 
 spec_enum!(

@@ -20,17 +20,15 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::index::{self, Listed};
-use super::signature::{self, Signed, TrustedKeys};
-use super::{Release, ReleasesError, checksums, version};
+use super::{Release, ReleasesError, version};
+use crate::checksums::signature::{self, Signed, TrustedKeys};
+use crate::checksums::{self, signed};
 use crate::crd::{ChecksumsSignature, ChecksumsSource, ImageSource, SourceHash};
 use crate::transfer::SourcePolicy;
 use crate::transfer::source_http::{self, FetchError};
 
 /// The largest checksums file or index page glint reads; distributions' are a few KiB.
-pub const DOCUMENT_LIMIT: usize = 1024 * 1024;
-
-/// The largest detached signature glint reads; one signature is under 1 KiB.
-const SIGNATURE_LIMIT: usize = 64 * 1024;
+pub const DOCUMENT_LIMIT: usize = signed::CHECKSUMS_LIMIT;
 
 /// The most documents (index pages, checksums files, signatures, HEADs) one check reads.
 pub const MAX_FETCHES: usize = 40;
@@ -306,7 +304,8 @@ impl Reader {
                 message: err.to_string(),
                 missing: false,
             })?;
-            source_http::fetch_bytes(self.policy.clone(), url.as_str(), SIGNATURE_LIMIT).await
+            source_http::fetch_bytes(self.policy.clone(), url.as_str(), signed::SIGNATURE_LIMIT)
+                .await
         })
     }
 
@@ -323,28 +322,17 @@ impl Reader {
                 "none were given to this check".into(),
             ))
         })?;
-        let name = file
-            .path_segments()
-            .and_then(|mut segments| segments.next_back())
-            .unwrap_or_default();
         let now = jiff::Timestamp::now();
         let verified = match &signature.detached {
             None => signature::verify(file.as_str(), Signed::ClearSigned(&text), keys, now),
             Some(detached) => {
-                let beside = |err: String| ReleasesError::Url {
-                    url: file.to_string(),
-                    reason: format!(
-                        "spec.checksums.signature.detached {detached:?} must name a file beside it: {err}"
-                    ),
-                };
-                let signature_url = file
-                    .join(&detached.replace("{file}", name))
-                    .map_err(|err| beside(err.to_string()))?;
-                let folder = file.join("./").map_err(|err| beside(err.to_string()))?;
-                let rest = signature_url.as_str().strip_prefix(folder.as_str());
-                if rest.is_none_or(|rest| rest.is_empty() || rest.contains('/')) {
-                    return Err(beside(format!("it resolves to {signature_url}")));
-                }
+                let signature_url =
+                    signed::detached_url(file, detached).map_err(|err| ReleasesError::Url {
+                        url: file.to_string(),
+                        reason: format!(
+                            "spec.checksums.signature.detached {detached:?} must name a file beside it: {err}"
+                        ),
+                    })?;
                 let bytes = match self.bytes(&signature_url).await {
                     Ok(bytes) => bytes,
                     Err(err) if err.missing => {

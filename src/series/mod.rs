@@ -7,8 +7,8 @@
 //! checksums file ┘   (version order)  current, retired, pending, deleted
 //! ```
 //!
-//! - [`checksums`]: checksums files as distributions publish them.
-//! - [`signature`]: their OpenPGP signatures, checked before any hash in them is believed.
+//! - [`discover`]: a mirror's releases, from its folders and checksums files (read and
+//!   signature-checked by [`crate::checksums`]).
 //! - [`version`]: version order (0.6.10 after 0.6.9).
 //! - [`plan`]: which version is current, what every version's Image looks like, what goes.
 //! - [`observe`]: the versions Glance holds (the one part that reads Glance).
@@ -18,15 +18,14 @@
 //! version's image is made to match its role through the same pass an Image takes, so a run
 //! cut short anywhere is finished by the next one.
 
-pub mod checksums;
 pub mod cron;
 pub mod discover;
 pub mod index;
 pub mod observe;
 pub mod plan;
-pub mod signature;
 pub mod version;
 
+use crate::checksums::{self, signature};
 use crate::crd::{ImageSeriesSpec, ImageSource, SeriesRelease};
 use crate::reason::Reason;
 

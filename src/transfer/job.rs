@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+use super::hash_from;
 use super::pipeline::{self, PipelineError, PipelineOptions, Sent};
 use super::source_http::{self, check_literal, refusal_in};
 use super::verify::{self, Stored};
@@ -114,7 +115,7 @@ fn cut_to(message: String, limit: usize) -> String {
 }
 
 impl<G: GlanceApi + 'static> Job<G> {
-    pub(super) async fn run(self) {
+    pub(super) async fn run(mut self) {
         let _slot = self.slots.clone().acquire_owned().await;
         let started = Instant::now();
         {
@@ -127,7 +128,10 @@ impl<G: GlanceApi + 'static> Job<G> {
             self.metrics.queued.dec();
             self.metrics.active.inc();
         }
-        let outcome = self.transfer(started).await;
+        let outcome = match hash_from::resolve(&mut self.request, self.policy.clone()).await {
+            Ok(()) => self.transfer(started).await,
+            Err(refusal) => Err(Failure::new(refusal.reason, refusal.message, refusal.retry)),
+        };
         let elapsed = started.elapsed();
         self.metrics.finished(
             elapsed,
@@ -247,6 +251,7 @@ impl<G: GlanceApi + 'static> Job<G> {
             decompression: self.request.source.options.decompress.unwrap_or_default(),
             hash: self.request.source.hash.clone(),
             announced_len: announced,
+            hash_said_by: self.request.hash_said_by(),
         };
         self.send(download, options, route, started).await
     }

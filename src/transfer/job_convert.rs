@@ -147,6 +147,7 @@ impl<G: GlanceApi + 'static> Job<G> {
             // The source's hash was checked on the way into scratch.
             hash: None,
             announced_len: announced,
+            hash_said_by: None,
         };
         let result = self.send(data, options, route, started).await;
         drop(scratch);
@@ -166,6 +167,7 @@ impl<G: GlanceApi + 'static> Job<G> {
             decompression: self.request.source.options.decompress.unwrap_or_default(),
             hash: self.request.source.hash.clone(),
             announced_len: announced,
+            hash_said_by: self.request.hash_said_by(),
         };
         self.update(|status| status.bytes_total = announced);
         let entries = self.entries.clone();

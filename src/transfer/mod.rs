@@ -25,6 +25,7 @@ mod digest_backend;
 #[path = "rust_digests.rs"]
 mod digest_backend;
 mod hash;
+mod hash_from;
 mod job;
 mod job_convert;
 pub mod pipeline;

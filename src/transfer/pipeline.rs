@@ -51,6 +51,8 @@ pub struct PipelineOptions {
     pub hash: Option<SourceHash>,
     /// The Content-Length the source announced.
     pub announced_len: Option<u64>,
+    /// Where `hash` was read, for the words of a mismatch (default: spec.source.hash).
+    pub hash_said_by: Option<String>,
 }
 
 /// What went through, once everything checked out.
@@ -71,11 +73,13 @@ pub enum PipelineError {
     Download(String),
     #[error("the source sent {got} bytes but announced {announced} (Content-Length)")]
     Short { got: u64, announced: u64 },
-    #[error("the source's {algorithm} is {actual}, but spec.source.hash says {expected}")]
+    #[error("the source's {algorithm} is {actual}, but {said_by} says {expected}")]
     Hash {
         algorithm: &'static str,
         expected: String,
         actual: String,
+        /// Where the expected hash comes from, in the user's words.
+        said_by: String,
     },
     #[error("the {format} archive is corrupt or truncated: {detail}")]
     Corrupt {
@@ -380,6 +384,10 @@ fn pump(
                 algorithm: expected.algorithm.as_str(),
                 expected: expected.value.clone(),
                 actual,
+                said_by: options
+                    .hash_said_by
+                    .clone()
+                    .unwrap_or_else(|| "spec.source.hash".to_string()),
             });
         }
         source_digest = Some(actual);

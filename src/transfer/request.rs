@@ -1,10 +1,12 @@
 //! What a transfer needs to know: the spec's source, plus the credentials and CA bundle the
 //! reconcile read from the source's Secret. Secrets never show in `Debug` output.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::checksums::signature::TrustedKeys;
 use crate::crd::{ConversionBy, ImageSource, ImageSpec};
 use crate::glance::DiskFormat;
 
@@ -20,6 +22,9 @@ pub struct SourceAccess {
     /// A 404 or 410 from the source may pass (a mirror publishes its checksums file before
     /// the images it lists): retry with backoff instead of giving up. Set for series.
     pub missing_may_appear: bool,
+    /// The OpenPGP keys spec.source.hashFrom.signature trusts, read from its ConfigMap or
+    /// Secret; none when it names none.
+    pub trusted_keys: Option<Arc<TrustedKeys>>,
 }
 
 impl std::fmt::Debug for SourceAccess {
@@ -32,6 +37,10 @@ impl std::fmt::Debug for SourceAccess {
             .field("basic_user", &self.basic.as_ref().map(|(user, _)| user))
             .field("ca_bundle_bytes", &self.ca_bundle.as_ref().map(Vec::len))
             .field("missing_may_appear", &self.missing_may_appear)
+            .field(
+                "trusted_keys",
+                &self.trusted_keys.as_ref().map(|keys| keys.fingerprints()),
+            )
             .finish()
     }
 }
@@ -49,6 +58,9 @@ impl PartialEq for SourceAccess {
                     .as_ref()
                     .map(|(user, pass)| (user, pass.expose_secret()))
             && self.ca_bundle == other.ca_bundle
+            // By content: the keys are read afresh at every reconcile.
+            && self.trusted_keys.as_ref().map(|keys| keys.fingerprints())
+                == other.trusted_keys.as_ref().map(|keys| keys.fingerprints())
     }
 }
 
@@ -65,6 +77,12 @@ pub struct TransferRequest {
 }
 
 impl TransferRequest {
+    /// Where the source's expected hash was read, when not from spec.source.hash itself.
+    pub fn hash_said_by(&self) -> Option<String> {
+        let from = self.source.hash_from.as_ref()?;
+        Some(format!("{} (spec.source.hashFrom)", from.url))
+    }
+
     pub fn new(source: ImageSource) -> Self {
         Self {
             source,
