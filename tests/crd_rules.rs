@@ -216,6 +216,38 @@ fn new_images_are_admitted_or_refused_with_what_to_fix() {
             Some("set decompress: none"),
         ),
         (
+            "a hash and where it is published, both",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "hash": {"algorithm": "sha256", "value": "a".repeat(64)}, "hashFrom": {"url": "https://x/SHA256SUMS"}}}),
+            ),
+            Some("not both"),
+        ),
+        (
+            "a published hash with webDownload",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "method": "webDownload", "hashFrom": {"url": "https://x/SHA256SUMS"}}}),
+            ),
+            Some("use method upload or glanceDirect"),
+        ),
+        (
+            "a published hash from a file: URL",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "hashFrom": {"url": "file:///SHA256SUMS"}}}),
+            ),
+            Some("source.hashFrom.url must be an http:// or https:// URL"),
+        ),
+        (
+            "a published hash, signed",
+            with(
+                minimal(),
+                json!({"source": {"url": "https://x/i", "hashFrom": {"url": "https://x/SHA256SUMS", "signature": {"detached": "{file}.gpg", "keys": {"configMapName": "k"}}}}}),
+            ),
+            None,
+        ),
+        (
             "webDownload with a sha256 hash",
             with(
                 minimal(),

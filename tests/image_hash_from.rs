@@ -234,23 +234,6 @@ async fn an_images_hash_is_read_from_a_signed_checksums_file_and_believed_only_o
     glance.delete(&image.id).await.expect("clean up");
 }
 
-fn wait_for(k: &common::kubectl::Kubectl, name: &str, path: &str, words: &str) -> String {
-    let mut value = String::new();
-    for _ in 0..300 {
-        value = k.ok(&[
-            "get",
-            &format!("image/{name}"),
-            "-o",
-            &format!("jsonpath={path}"),
-        ]);
-        if value.contains(words) {
-            return value;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!("{path} never said {words:?}: {value}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real services and gpg: scripts/test runs it (see tests/README.md)"]
 async fn glint_run_says_why_an_images_published_hash_is_not_believed_yet_and_uploads_once_it_is() {
@@ -280,10 +263,10 @@ async fn glint_run_says_why_an_images_published_hash_is_not_believed_yet_and_upl
     // The keys' ConfigMap is not there yet: nothing is fetched, and Ready says what to add.
     release.publish(&data, Some(&data));
     k.apply(&manifest("noble", &tag, &mirror, None));
-    wait_for(&k, "noble", reason, "TrustedKeysNotFound");
+    k.wait_for_words("image/noble", reason, "TrustedKeysNotFound");
     eprintln!(
         "no keys yet: {}",
-        wait_for(&k, "noble", message, "ubuntu-keys")
+        k.wait_for_words("image/noble", message, "ubuntu-keys")
     );
     k.wait("image/noble", "condition=Ready=false");
 
@@ -297,10 +280,10 @@ async fn glint_run_says_why_an_images_published_hash_is_not_believed_yet_and_upl
         "ubuntu-keys",
         &format!("--from-file=keys.asc={}", keys_file.display()),
     ]);
-    wait_for(&k, "noble", reason, "SignatureMissing");
+    k.wait_for_words("image/noble", reason, "SignatureMissing");
     eprintln!(
         "no signature yet: {}",
-        wait_for(&k, "noble", message, "SHA256SUMS.gpg")
+        k.wait_for_words("image/noble", message, "SHA256SUMS.gpg")
     );
     k.wait("image/noble", "condition=Ready=false");
 

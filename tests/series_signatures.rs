@@ -316,23 +316,6 @@ async fn almalinux_checksum_asc_is_believed_only_with_a_good_signature_by_a_trus
 
 /// Waits until the ImageSeries' jsonpath `path` reads `words` (kubectl wait matches whole
 /// values only).
-fn wait_for(k: &common::kubectl::Kubectl, name: &str, path: &str, words: &str) -> String {
-    let mut value = String::new();
-    for _ in 0..300 {
-        value = k.ok(&[
-            "get",
-            &format!("imageseries/{name}"),
-            "-o",
-            &format!("jsonpath={path}"),
-        ]);
-        if value.contains(words) {
-            return value;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!("{path} never said {words:?}: {value}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real services and gpg: scripts/test runs it (see tests/README.md)"]
 async fn glint_run_keeps_the_current_version_and_says_why_while_a_signature_does_not_check_out() {
@@ -381,10 +364,10 @@ async fn glint_run_keeps_the_current_version_and_says_why_while_a_signature_does
         "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: ubuntu}}\nspec:\n  cloudCredentialsRef: {{secretName: cloud, cloudName: bed}}\n  image: {{diskFormat: raw}}\n  schedule: {{every: 168h}}\n{}    signature:\n      detached: '{{file}}.gpg'\n      keys: {{configMapName: ubuntu-keys}}\n",
         layout.checksums_spec(&mirror.url(""))
     ));
-    wait_for(&k, "ubuntu", reason, "TrustedKeysNotFound");
+    k.wait_for_words("imageseries/ubuntu", reason, "TrustedKeysNotFound");
     eprintln!(
         "no keys yet: {}",
-        wait_for(&k, "ubuntu", message, "ubuntu-keys")
+        k.wait_for_words("imageseries/ubuntu", message, "ubuntu-keys")
     );
     k.wait("imageseries/ubuntu", "condition=Ready=false");
 
@@ -409,8 +392,8 @@ async fn glint_run_keeps_the_current_version_and_says_why_while_a_signature_does
     layout.publish(mirror.dir(), 2, &data(2), true);
     case.sign(Signing::By(&stranger, armoured));
     refresh(2);
-    wait_for(&k, "ubuntu", reason, "SignatureUnknownKey");
-    let said = wait_for(&k, "ubuntu", message, &stranger);
+    k.wait_for_words("imageseries/ubuntu", reason, "SignatureUnknownKey");
+    let said = k.wait_for_words("imageseries/ubuntu", message, &stranger);
     eprintln!("v2 by a stranger: {said}");
     k.wait("imageseries/ubuntu", "condition=Ready=false");
     let current = k.ok(&[

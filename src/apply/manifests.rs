@@ -141,12 +141,8 @@ pub fn read(paths: &[PathBuf]) -> Result<Manifests, ManifestError> {
             trusted_keys_of(&document.namespace, keys, &manifests.entries, &mut used);
     }
     for document in &mut manifests.images {
-        let keys = document
-            .image
-            .spec
-            .source
-            .as_ref()
-            .and_then(|source| source.hash_from.as_ref()?.signature.as_ref());
+        let keys = document.image.spec.source.as_ref();
+        let keys = keys.and_then(crate::crd::ImageSource::hash_signature);
         document.trusted_keys =
             trusted_keys_of(&document.namespace, keys, &manifests.entries, &mut used);
     }

@@ -206,13 +206,8 @@ async fn apply_one(
 /// What an Image's transfer needs beyond its spec: the keys spec.source.hashFrom.signature
 /// trusts. (Source credentials come from Secrets in a cluster; the CLI sends none.)
 fn image_access(document: &Document) -> Result<SourceAccess, (crate::reason::Reason, String)> {
-    let signature = document
-        .image
-        .spec
-        .source
-        .as_ref()
-        .and_then(|source| source.hash_from.as_ref()?.signature.as_ref());
-    let Some(signature) = signature else {
+    let source = document.image.spec.source.as_ref();
+    let Some(signature) = source.and_then(crate::crd::ImageSource::hash_signature) else {
         return Ok(SourceAccess::default());
     };
     let keys = series::cli_trusted_keys(

@@ -273,11 +273,7 @@ async fn source_access(image: &Image, ctx: &Context) -> Result<SourceAccess, Rec
         Some(reference) => secret_access(ctx, &namespace, &reference.name).await?,
         None => SourceAccess::default(),
     };
-    if let Some(signature) = source
-        .hash_from
-        .as_ref()
-        .and_then(|from| from.signature.as_ref())
-    {
+    if let Some(signature) = source.hash_signature() {
         let keys = super::trusted_keys::load(&ctx.client, &namespace, &signature.keys)
             .await
             .map_err(|(reason, message)| ReconcileError::TrustedKeys { reason, message })?;

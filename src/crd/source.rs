@@ -60,6 +60,13 @@ pub struct ImageSource {
     pub options: SourceOptions,
 }
 
+impl ImageSource {
+    /// The signature spec.source.hashFrom asks for, if any: whose keys a transfer needs.
+    pub fn hash_signature(&self) -> Option<&super::ChecksumsSignature> {
+        self.hash_from.as_ref()?.signature.as_ref()
+    }
+}
+
 /// How a source's file is fetched, unpacked and converted: the part of a source an Image and
 /// an ImageSeries' releases share (one definition, so a new option reaches both).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

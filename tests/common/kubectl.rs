@@ -128,6 +128,21 @@ impl Kubectl {
         self.object(&format!("image/{name}"))
     }
 
+    /// Polls `jsonpath={path}` of `kind_and_name` (up to 60 s) until it contains `words`;
+    /// returns what it said then.
+    pub fn wait_for_words(&self, kind_and_name: &str, path: &str, words: &str) -> String {
+        let mut value = String::new();
+        for _ in 0..300 {
+            let jsonpath = format!("jsonpath={path}");
+            value = self.ok(&["get", kind_and_name, "-o", &jsonpath]);
+            if value.contains(words) {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{kind_and_name} {path} never said {words:?}: {value}");
+    }
+
     /// Any object, as `kubectl get KIND/NAME -o json` shows it.
     pub fn object(&self, kind_and_name: &str) -> Value {
         serde_json::from_str(&self.ok(&["get", kind_and_name, "-o", "json"])).expect("json")
