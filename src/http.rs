@@ -23,17 +23,25 @@ impl std::fmt::Debug for HttpOptions {
     }
 }
 
-/// How long to wait for a TCP connection; data transfers have no overall timeout because an
-/// image upload can take hours, so stalled reads are caught by `read_timeout` instead.
+/// How long to wait for a TCP connection. Data transfers have no overall timeout because an
+/// image upload can take hours; stalled downloads are caught by the read timeout, which
+/// reqwest resets on each read of an answer's body.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// But reqwest's read timeout is also one deadline from a request's start to its answer's
+/// headers, which an upload can outlast: uploads use [`build_streaming_client`] instead.
 const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A client builder with glint's timeouts, user agent and trust settings; callers add what
 /// is theirs (a DNS resolver, a redirect policy) and build it. Errors are in words.
 pub(crate) fn client_builder(options: &HttpOptions) -> Result<reqwest::ClientBuilder, String> {
+    Ok(streaming_builder(options)?.read_timeout(READ_TIMEOUT))
+}
+
+/// [`client_builder`] without the read timeout: for requests whose body takes as long as it
+/// takes, and whose caller bounds the wait itself (`glance::stall`).
+fn streaming_builder(options: &HttpOptions) -> Result<reqwest::ClientBuilder, String> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
         .user_agent(concat!("glint/", env!("CARGO_PKG_VERSION")))
         // Images are streamed in large chunks: Nagle only adds latency.
         .tcp_nodelay(true);
@@ -54,6 +62,13 @@ pub(crate) fn client_builder(options: &HttpOptions) -> Result<reqwest::ClientBui
         builder = builder.danger_accept_invalid_certs(true);
     }
     Ok(builder)
+}
+
+/// The client of one cloud for uploads: see [`streaming_builder`].
+pub(crate) fn build_streaming_client(options: &HttpOptions) -> Result<reqwest::Client, String> {
+    streaming_builder(options)?
+        .build()
+        .map_err(|err| format!("cannot build the HTTP client: {err}"))
 }
 
 /// The client of one cloud: [`client_builder`] as it is.

@@ -132,6 +132,10 @@ struct RunArgs {
     /// Transfers (source -> Glance) running at the same time, per cloud.
     #[arg(long, default_value_t = 2, env = "GLINT_TRANSFERS")]
     transfers: usize,
+    /// How long Glance may leave an upload's data untaken (or its answer unsent after the last
+    /// byte) before glint drops the attempt and retries it (e.g. 2m, 30s).
+    #[arg(long, default_value = "2m", value_parser = parse_period, env = "GLINT_UPLOAD_STALL_TIMEOUT")]
+    upload_stall_timeout: std::time::Duration,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080", env = "GLINT_METRICS_ADDR")]
     metrics_addr: std::net::SocketAddr,
@@ -295,6 +299,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                 concurrency: args.concurrency.max(1),
                 default_resync: args.resync_period,
                 transfer_parallelism: args.transfers.max(1),
+                upload_stall: args.upload_stall_timeout,
                 metrics_addr: args.metrics_addr,
                 source_policy: SourcePolicy {
                     allow: args.source_allow_cidrs.0,

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use super::AuthError;
 use super::clouds::{AuthType, CloudConfig};
 use super::keystone::{self, CatalogService, TokenResponse};
-use crate::http::{HttpOptions, build_client};
+use crate::http::{HttpOptions, build_client, build_streaming_client};
 
 /// Renew this long before Keystone's expiry, so that a token never dies in the middle of a
 /// call that was started with it.
@@ -117,6 +117,8 @@ pub struct Authenticator {
 struct Inner {
     mode: Mode,
     http: reqwest::Client,
+    /// The same trust settings without a read timeout, for uploads.
+    streaming_http: reqwest::Client,
     cloud_name: String,
     /// The generation of the newest token a service has answered (0: none yet).
     answered: AtomicU64,
@@ -151,11 +153,12 @@ impl Authenticator {
             })?),
             (None, None) => None,
         };
-        let http = build_client(&HttpOptions {
+        let http_options = HttpOptions {
             ca_bundle_pem,
             insecure: !cloud.verify,
-        })
-        .map_err(AuthError::Tls)?;
+        };
+        let http = build_client(&http_options).map_err(AuthError::Tls)?;
+        let streaming_http = build_streaming_client(&http_options).map_err(AuthError::Tls)?;
         let mode = match (&cloud.auth_type, &cloud.auth_url) {
             (AuthType::None, _) => Mode::Static {
                 endpoint: cloud.image_endpoint_override.clone().unwrap_or_default(),
@@ -190,6 +193,7 @@ impl Authenticator {
             inner: Arc::new(Inner {
                 mode,
                 http,
+                streaming_http,
                 cloud_name: cloud.name.clone(),
                 answered: AtomicU64::new(0),
                 first_use: tokio::sync::Mutex::new(()),
@@ -215,6 +219,8 @@ impl Authenticator {
                     headers,
                 },
                 http: build_client(&HttpOptions::default()).map_err(AuthError::Tls)?,
+                streaming_http: build_streaming_client(&HttpOptions::default())
+                    .map_err(AuthError::Tls)?,
                 cloud_name: format!("trusted-headers:{}", identity.project_id),
                 answered: AtomicU64::new(0),
                 first_use: tokio::sync::Mutex::new(()),
@@ -251,6 +257,11 @@ impl Authenticator {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// [`Self::http`] without a read timeout: for uploads, which the caller bounds itself.
+    pub(crate) fn streaming_http(&self) -> &reqwest::Client {
+        &self.inner.streaming_http
     }
 
     /// The image service URL as the catalog (or the override) gives it, before version

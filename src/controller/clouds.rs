@@ -68,6 +68,8 @@ struct Slot {
 #[derive(Clone)]
 pub struct HandleSettings {
     pub transfer_parallelism: usize,
+    /// How long Glance may stall an upload before glint retries it.
+    pub upload_stall: std::time::Duration,
     pub source_policy: Arc<SourcePolicy>,
     pub metrics: TransferMetrics,
     /// Told when a transfer ends, so its object is reconciled at once.
@@ -194,7 +196,7 @@ impl CloudRegistry {
         }
         let (auth, project) = self.login(&secret, &key).await?;
         let client = Arc::new(ListingCache::new(
-            GlanceClient::new(auth),
+            GlanceClient::new(auth).with_upload_stall(self.settings.upload_stall),
             project,
             LISTING_TTL,
         ));
@@ -307,6 +309,7 @@ mod tests {
     fn registry() -> CloudRegistry {
         CloudRegistry::new(HandleSettings {
             transfer_parallelism: 1,
+            upload_stall: crate::glance::DEFAULT_UPLOAD_STALL,
             source_policy: Arc::new(SourcePolicy::default()),
             metrics: TransferMetrics::default(),
             on_end: None,

@@ -22,6 +22,8 @@ pub struct Settings {
     pub default_resync: Duration,
     /// Transfers running at once per cloud.
     pub transfer_parallelism: usize,
+    /// How long Glance may stall an upload before glint retries it.
+    pub upload_stall: Duration,
     /// Where sources may be fetched from.
     pub source_policy: Arc<SourcePolicy>,
 }
@@ -31,6 +33,7 @@ impl Default for Settings {
         Self {
             default_resync: super::DEFAULT_RESYNC,
             transfer_parallelism: 2,
+            upload_stall: crate::glance::DEFAULT_UPLOAD_STALL,
             source_policy: Arc::default(),
         }
     }
@@ -86,6 +89,7 @@ impl Context {
             reporter,
             clouds: CloudRegistry::new(HandleSettings {
                 transfer_parallelism: settings.transfer_parallelism,
+                upload_stall: settings.upload_stall,
                 source_policy: settings.source_policy.clone(),
                 metrics: metrics.transfers.clone(),
                 on_end: Some(Arc::new(move |image_id: &str| {

@@ -33,6 +33,8 @@ pub struct RunConfig {
     pub default_resync: Duration,
     /// Transfers running at once per cloud.
     pub transfer_parallelism: usize,
+    /// How long Glance may stall an upload before glint retries it.
+    pub upload_stall: Duration,
     pub metrics_addr: SocketAddr,
     /// Where image sources may be fetched from.
     pub source_policy: SourcePolicy,
@@ -97,6 +99,7 @@ pub async fn run(config: RunConfig) -> Result<(), RunError> {
         Settings {
             default_resync: config.default_resync,
             transfer_parallelism: config.transfer_parallelism,
+            upload_stall: config.upload_stall,
             source_policy: Arc::new(config.source_policy.clone()),
         },
         metrics.clone(),

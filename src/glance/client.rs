@@ -25,6 +25,8 @@ type Result<T> = std::result::Result<T, GlanceError>;
 #[derive(Clone, Debug)]
 pub struct GlanceClient {
     current: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Session>>>,
+    /// How long Glance may stall an upload before glint gives the attempt up ([`super::stall`]).
+    upload_stall: std::time::Duration,
 }
 
 /// Credentials and the API root discovered with them: replaced together, because new
@@ -62,7 +64,15 @@ impl GlanceClient {
     pub fn new(auth: Authenticator) -> Self {
         Self {
             current: std::sync::Arc::new(std::sync::RwLock::new(Session::new(auth))),
+            upload_stall: super::DEFAULT_UPLOAD_STALL,
         }
+    }
+
+    /// Gives an upload up when Glance leaves its data untaken, or its answer unsent after the
+    /// last byte, for `limit` (default [`super::DEFAULT_UPLOAD_STALL`]).
+    pub fn with_upload_stall(mut self, limit: std::time::Duration) -> Self {
+        self.upload_stall = limit;
+        self
     }
 
     /// The authenticator in use, e.g. to learn the project id.
@@ -223,8 +233,14 @@ impl GlanceClient {
             } else {
                 None
             };
-            let mut request: RequestBuilder = auth
-                .http()
+            // Uploads go through a client without reqwest's read timeout (see `stall`).
+            let http = if replayable {
+                auth.http()
+            } else {
+                auth.streaming_http()
+            };
+            let mut watch = None;
+            let mut request: RequestBuilder = http
                 .request(method.clone(), url.clone())
                 .header("accept", "application/json");
             for (name, value) in credential.headers() {
@@ -241,12 +257,24 @@ impl GlanceClient {
                         Some(size) => (request.header("content-length", size), data),
                         None => (request, super::frames::in_frames(data)),
                     };
+                    let (data, watching) = super::stall::watched(data);
+                    watch = Some(watching);
                     request.body(reqwest::Body::wrap_stream(data))
                 }
                 _ => request,
             };
             let started = Instant::now();
-            let response = match request.send().await {
+            let sent = match &watch {
+                None => request.send().await,
+                Some(watch) => tokio::select! {
+                    sent = request.send() => sent,
+                    detail = watch.stalled(self.upload_stall) => {
+                        crate::metrics::glance_metrics().observe(operation, None, started.elapsed());
+                        return Err(GlanceError::Transport { operation, detail });
+                    }
+                },
+            };
+            let response = match sent {
                 Ok(response) => response,
                 Err(err)
                     if replayable
@@ -291,6 +319,18 @@ impl GlanceClient {
             }
             if status.is_success() {
                 return Ok(response);
+            }
+            if watch.is_some() {
+                // The streaming client has no read timeout: Glance's words about a refused
+                // upload are waited for no longer than a stall.
+                let status = status.as_u16();
+                let error = tokio::time::timeout(self.upload_stall, api_error(operation, response));
+                return Err(error.await.unwrap_or_else(|_| GlanceError::Api {
+                    operation,
+                    status,
+                    message: "(Glance sent no message)".to_string(),
+                    request_id: None,
+                }));
             }
             return Err(api_error(operation, response).await);
         }

@@ -11,6 +11,7 @@ mod frames;
 mod listing_cache;
 mod patch;
 mod query;
+mod stall;
 mod types;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ pub use error::GlanceError;
 pub use listing_cache::ListingCache;
 pub use patch::{PATCH_MEDIA_TYPE, PatchOp, patch_body};
 pub use query::{ListQuery, MAX_PAGE_SIZE, NameFilter, SortDirection, TimeComparison};
+pub use stall::DEFAULT_UPLOAD_STALL;
 pub use types::{
     BASE_KEYS, ContainerFormat, DiskFormat, GlanceImage, GlanceStatus, ImportInfo, ImportMethod,
     Member, MemberStatus, NewImage, StoreInfo, Task, Visibility,

@@ -485,6 +485,24 @@ fn data(
                 "checking that Glance stored exactly the data glint sent",
             )),
         ),
+        // An attempt glint gave up (Glance stalled) can leave the image `saving` until Glance
+        // notices the connection is gone: the user reads why, not that Glance is at work.
+        GlanceStatus::Saving | GlanceStatus::Uploading
+            if let TransferState::Failed {
+                reason, message, ..
+            } = transfer =>
+        {
+            (
+                None,
+                Some(working(
+                    *reason,
+                    format!(
+                        "retrying the transfer, which failed: {message}; Glance still shows the image {} from that attempt, and glint starts again once Glance puts it back to queued",
+                        image.status
+                    ),
+                )),
+            )
+        }
         GlanceStatus::Saving | GlanceStatus::Uploading | GlanceStatus::Importing => (
             None,
             Some(working(

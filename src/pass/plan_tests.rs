@@ -522,6 +522,34 @@ fn a_retried_transfer_says_why_the_last_attempt_failed() {
 }
 
 #[test]
+fn an_image_left_saving_by_an_attempt_glint_gave_up_shows_the_failure_not_glance_at_work() {
+    let wanted = desired(|s| {
+        s.source = Some(ImageSource {
+            url: "https://x/i.raw".into(),
+            ..ImageSource::default()
+        })
+    });
+    let saving = image(|i| i.status = GlanceStatus::Saving);
+    let failed = TransferState::Failed {
+        reason: Reason::TransferFailed,
+        message: "Glance took none of the upload's data for 120 s".into(),
+        retry: true,
+    };
+    let waiting = plan(&wanted, &Observation::Owned(saving), &no_members(), &failed);
+    assert_eq!(
+        waiting.steps,
+        [],
+        "nothing to send while Glance holds the image"
+    );
+    assert!(
+        matches!(&waiting.progress, Progress::Working { reason: Reason::TransferFailed, message }
+            if message.contains("took none") && message.contains("still shows the image saving")),
+        "{:?}",
+        waiting.progress
+    );
+}
+
+#[test]
 fn a_transfer_that_failed_for_good_blocks_even_an_active_image() {
     let wanted = desired(|s| {
         s.source = Some(ImageSource {

@@ -399,6 +399,16 @@ impl<G: GlanceApi + 'static> Job<G> {
             (_, Err(error)) if !matches!(error, PipelineError::Abandoned) => {
                 return Err(Failure::from_pipeline(error));
             }
+            // Every byte went out but no good answer came back (lost on the way, or a load
+            // balancer's 5xx after Glance took it all): Glance's image says what happened. If
+            // Glance kept the data, it is checked like any upload's, never taken on trust and
+            // never sent twice; otherwise the attempt failed.
+            (Err(error), Ok(sent))
+                if error.is_transient() && self.glance_kept_the_data(route).await =>
+            {
+                tracing::info!(%error, "the upload's answer was lost, but Glance kept the data; checking it");
+                sent
+            }
             (Err(error), _) => return Err(Failure::from_glance(route.what(), &error)),
             (Ok(()), Ok(sent)) => sent,
             (Ok(()), Err(error)) => return Err(Failure::from_pipeline(error)),
@@ -411,6 +421,22 @@ impl<G: GlanceApi + 'static> Job<G> {
             self.wait_for_import().await?;
         }
         self.verify(&sent, route == Route::Stage).await
+    }
+
+    /// Whether Glance holds the data of an upload whose answer glint did not get: the image
+    /// left `queued` for `active` (upload) or `uploading` (staged, waiting for the import).
+    async fn glance_kept_the_data(&self, route: Route) -> bool {
+        let kept = match route {
+            Route::Upload => GlanceStatus::Active,
+            Route::Stage => GlanceStatus::Uploading,
+        };
+        match self.api.get_image_fresh(&self.image_id).await {
+            Ok(image) => image.status == kept,
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether Glance kept the upload's data");
+                false
+            }
+        }
     }
 
     /// Glance's checksum and os_hash_value must be the digests of what glint sent, unless

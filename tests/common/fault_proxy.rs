@@ -3,10 +3,13 @@
 //! acted, a restart) without mocking Glance itself. Every request that is forwarded meets the
 //! real service, so what glint does afterwards is checked against real state.
 //!
-//! Bodies are streamed both ways: an upload passes through without being held in memory.
+//! Bodies are streamed both ways: an upload passes through without being held in memory, and
+//! can be broken inside, in either direction ([`super::fault_bodies`]). The proxy is plain
+//! HTTP/1.1, so it stands as well in front of Keystone or a source's web server.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+use super::fault_bodies::{BoxError, Break, Breaking};
 
 /// What happens to a request that a rule matches.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,10 +42,43 @@ pub enum Fault {
     /// (volumes, ephemeral disks): 409, with the words glance/api/v2/images.py wraps around
     /// glance_store's InUseByStore. Glance changes nothing in that case, so neither does this.
     InUseByStore,
+    /// Forward, but break the connection after this many bytes of the request's body: an
+    /// upload reset on its way (both sides see the connection go).
+    CutBodyAfter(u64),
+    /// Forward, but after this many bytes of the request's body take nothing more for the
+    /// time given (Glance, or a load balancer, gone silent mid-body), then break both sides.
+    StallBodyAfter(u64, Duration),
+    /// Take the whole request body, forward nothing, answer this status: a load balancer whose
+    /// backend failed while the upload came in. Glance never sees the request.
+    SwallowThen(u16),
+    /// Forward, but break the answer's body after this many bytes: a download that ends early.
+    CutAnswerAfter(u64),
+    /// Forward, but after this many bytes of the answer's body send nothing more for the time
+    /// given, then break the connection: a source gone silent.
+    StallAnswerAfter(u64, Duration),
+}
+
+impl Fault {
+    /// The fault's kind, for counts: `Status(503)` -> "Status".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Status(_) => "Status",
+            Self::Drop => "Drop",
+            Self::Delay(_) => "Delay",
+            Self::LoseAnswer => "LoseAnswer",
+            Self::ActThenRefuse(_) => "ActThenRefuse",
+            Self::InUseByStore => "InUseByStore",
+            Self::CutBodyAfter(_) => "CutBodyAfter",
+            Self::StallBodyAfter(..) => "StallBodyAfter",
+            Self::SwallowThen(_) => "SwallowThen",
+            Self::CutAnswerAfter(_) => "CutAnswerAfter",
+            Self::StallAnswerAfter(..) => "StallAnswerAfter",
+        }
+    }
 }
 
 /// Which requests a rule applies to: a method and a path kind (see [`path_kind`]), e.g.
-/// `Route::new("PATCH", "/v2/images/*")`.
+/// `Route::new("PATCH", "/v2/images/*")`; the kind `*` matches every path.
 #[derive(Debug, Clone)]
 pub struct Route {
     method: Method,
@@ -72,21 +110,40 @@ pub fn path_kind(path: &str) -> String {
     segments.join("/")
 }
 
+impl Route {
+    fn matches(&self, method: &Method, kind: &str) -> bool {
+        self.method == method && (self.kind == "*" || self.kind == kind)
+    }
+}
+
 struct Rule {
     route: Route,
     fault: Fault,
     remaining: u32,
 }
 
+/// Faults drawn at random: each request on `route` meets one of `faults` with probability
+/// `1 / one_in`.
+struct RandomRule {
+    route: Route,
+    faults: Vec<Fault>,
+    one_in: u32,
+}
+
 #[derive(Default)]
 struct State {
     rules: Vec<Rule>,
+    random: Vec<RandomRule>,
+    /// xorshift64 state of the random draws; fixed seed, so a run can be repeated.
+    seed: u64,
     down_until: Option<Instant>,
     /// Requests that reached the proxy, by (method, path kind).
     seen: HashMap<(String, String), u64>,
     /// Requests that Glance answered, by (method, path kind) and Glance's status.
     answered: HashMap<(String, String, u16), u64>,
     injected: u64,
+    /// Faults met, by fault kind and route (method, path kind).
+    injected_by: HashMap<(&'static str, String, String), u64>,
 }
 
 impl State {
@@ -101,16 +158,46 @@ impl State {
             .seen
             .entry((method.to_string(), kind.to_string()))
             .or_default() += 1;
-        if self.down_until().is_some() {
-            self.injected += 1;
-            return Some(Fault::Drop);
-        }
-        let rule = self.rules.iter_mut().find(|rule| {
-            rule.remaining > 0 && rule.route.method == method && rule.route.kind == kind
-        })?;
-        rule.remaining -= 1;
+        let fault = if self.down_until().is_some() {
+            Some(Fault::Drop)
+        } else if let Some(rule) = self
+            .rules
+            .iter_mut()
+            .find(|rule| rule.remaining > 0 && rule.route.matches(method, kind))
+        {
+            rule.remaining -= 1;
+            Some(rule.fault)
+        } else {
+            self.draw(method, kind)
+        }?;
         self.injected += 1;
-        Some(rule.fault)
+        *self
+            .injected_by
+            .entry((fault.kind(), method.to_string(), kind.to_string()))
+            .or_default() += 1;
+        Some(fault)
+    }
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.seed.max(1);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.seed = x;
+        x
+    }
+
+    fn draw(&mut self, method: &Method, kind: &str) -> Option<Fault> {
+        let index = self
+            .random
+            .iter()
+            .position(|rule| rule.route.matches(method, kind))?;
+        let (one_in, count) = (self.random[index].one_in, self.random[index].faults.len());
+        if count == 0 || !self.next_random().is_multiple_of(u64::from(one_in.max(1))) {
+            return None;
+        }
+        let pick = usize::try_from(self.next_random() % count as u64).unwrap_or(0);
+        Some(self.random[index].faults[pick])
     }
 }
 
@@ -128,7 +215,7 @@ impl Drop for FaultProxy {
     }
 }
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
 
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream` (`http://host:port`).
@@ -169,9 +256,27 @@ impl FaultProxy {
         });
     }
 
-    /// Removes every rule; requests pass untouched from now on.
+    /// From now on each request on `route` meets one of `faults`, drawn at random, with
+    /// probability `1 / one_in` (after the counted rules of [`Self::inject`]). The draws
+    /// follow a fixed seed ([`Self::seed`]), so a run can be repeated.
+    pub fn inject_at_random(&self, route: Route, faults: Vec<Fault>, one_in: u32) {
+        self.state().random.push(RandomRule {
+            route,
+            faults,
+            one_in,
+        });
+    }
+
+    /// Seeds the random draws.
+    pub fn seed(&self, seed: u64) {
+        self.state().seed = seed;
+    }
+
+    /// Removes every rule, counted and random; requests pass untouched from now on.
     pub fn clear(&self) {
-        self.state().rules.clear();
+        let mut state = self.state();
+        state.rules.clear();
+        state.random.clear();
     }
 
     /// Glance "restarts": for `period` connections are refused and requests on connections
@@ -213,6 +318,13 @@ impl FaultProxy {
     /// Requests that met a fault (outage drops included).
     pub fn injected(&self) -> u64 {
         self.state().injected
+    }
+
+    /// Faults met, by fault kind, method and path kind (outage drops included).
+    pub fn injected_by(&self) -> Vec<((&'static str, String, String), u64)> {
+        let mut counts: Vec<_> = self.state().injected_by.clone().into_iter().collect();
+        counts.sort();
+        counts
     }
 
     /// Every count, for the test's log.
@@ -312,10 +424,31 @@ async fn handle(
             ));
         }
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
-        Some(Fault::LoseAnswer | Fault::ActThenRefuse(_)) | None => {}
+        Some(Fault::SwallowThen(code)) => {
+            if request.into_body().collect().await.is_err() {
+                return Err(dropped());
+            }
+            return Ok(error_answer(
+                code,
+                "the upstream failed (injected by the fault proxy)",
+            ));
+        }
+        _ => {}
     }
+    let tripped = Arc::new(AtomicBool::new(false));
+    let body_break = match fault {
+        Some(Fault::CutBodyAfter(after)) => Some((after, Break::Cut)),
+        Some(Fault::StallBodyAfter(after, hold)) => Some((after, Break::Stall(hold))),
+        _ => None,
+    };
+    let request = request.map(|body| match body_break {
+        Some((after, mode)) => Breaking::new(body, after, mode, tripped.clone()).boxed(),
+        None => body.map_err(BoxError::from).boxed(),
+    });
     let answer = match forward(&upstream, request).await {
         Ok(answer) => answer,
+        // The upload broken on purpose breaks the client's connection too.
+        Err(_) if tripped.load(std::sync::atomic::Ordering::Relaxed) => return Err(dropped()),
         Err(err) => return Ok(error_answer(502, &format!("upstream: {err}"))),
     };
     let key = (method.to_string(), kind, answer.status().as_u16());
@@ -332,15 +465,23 @@ async fn handle(
             "refused after acting, by the fault proxy",
         ));
     }
-    Ok(answer.map(BodyExt::boxed))
+    let answer_break = match fault {
+        Some(Fault::CutAnswerAfter(after)) => Some((after, Break::Cut)),
+        Some(Fault::StallAnswerAfter(after, hold)) => Some((after, Break::Stall(hold))),
+        _ => None,
+    };
+    Ok(answer.map(|body| match answer_break {
+        Some((after, mode)) => Breaking::new(body, after, mode, tripped).boxed(),
+        None => body.map_err(BoxError::from).boxed(),
+    }))
 }
 
 /// One upstream connection per request: simple, and a fault never leaves a half-used
 /// connection to Glance behind.
 async fn forward(
     upstream: &str,
-    mut request: Request<Incoming>,
-) -> Result<Response<Incoming>, Box<dyn std::error::Error + Send + Sync>> {
+    mut request: Request<ProxyBody>,
+) -> Result<Response<Incoming>, BoxError> {
     let stream = TcpStream::connect(upstream).await?;
     stream.set_nodelay(true)?;
     let (mut sender, connection) =

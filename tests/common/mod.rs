@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod disks;
+pub mod fault_bodies;
 pub mod fault_proxy;
 pub mod gitops;
 pub mod gpg;

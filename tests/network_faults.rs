@@ -1,0 +1,272 @@
+//! The network breaking inside transfers and in front of Keystone: glint's real reconcile and
+//! transfers against the bed's Keystone + Glance B (the embedded cloud when no bed runs), with
+//! the fault proxy (tests/common/fault_proxy.rs) between glint and the service it breaks.
+//! Every forwarded byte meets the real service; what Glance holds afterwards is checked without
+//! the proxy, by hash.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fault_proxy::{Fault, FaultProxy, Route};
+use common::harness::*;
+use common::sources::{Reply, SourceServer};
+use glint::crd::{Image, TransferPhase, TransferStatus};
+use glint::glance::{GlanceApi, GlanceClient, GlanceStatus};
+use serde_json::json;
+use sha2::Digest;
+
+/// How long the tests let Glance stall an upload (the controller's default is 2 minutes).
+const STALL: Duration = Duration::from_secs(2);
+
+fn upload() -> Route {
+    Route::new("PUT", "/v2/images/*/file")
+}
+
+fn tokens() -> Route {
+    Route::new("POST", "/v3/auth/tokens")
+}
+
+/// A harness whose glint reaches Glance through a fresh proxy (Keystone directly), stalls
+/// uploads after [`STALL`], and a client that checks Glance without the proxy.
+async fn glance_through_proxy(bed: common::Testbed) -> (Harness, FaultProxy, GlanceClient) {
+    let proxy = FaultProxy::start(&bed.keystone_glance_url).await;
+    let yaml = format!(
+        "{}    image_endpoint_override: {}\n",
+        bed.demo_cloud(),
+        proxy.url()
+    );
+    let h = Harness::with_settings(
+        bed,
+        glint::controller::Settings {
+            upload_stall: STALL,
+            ..settings()
+        },
+    );
+    h.put_clouds_yaml("cloud", &yaml);
+    let api = h.glance();
+    (h, proxy, api)
+}
+
+fn transfer_of(object: Option<&Image>) -> Option<TransferStatus> {
+    object?.status.as_ref()?.transfer.clone()
+}
+
+/// Ready, with the transfer's success recorded.
+fn transferred(object: Option<&Image>) -> bool {
+    ready(object) && transfer_of(object).is_some_and(|t| t.phase == TransferPhase::Succeeded)
+}
+
+fn hex_sha512(data: &[u8]) -> String {
+    sha2::Sha512::digest(data)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The object is Ready on exactly one image of its own, active and holding `data` (Glance's
+/// size and sha512, read without the proxy); returns that image's id.
+async fn holds_exactly(h: &Harness, api: &GlanceClient, name: &str, data: &[u8]) -> String {
+    let object = h.object(name).expect("object");
+    let uid = object.metadata.uid.clone().expect("uid");
+    let image = api.get_image(&status_id(&object)).await.expect("image");
+    assert_eq!(image.status, GlanceStatus::Active);
+    assert_eq!(image.size, Some(data.len() as u64), "size");
+    assert_eq!(
+        image.os_hash_value.as_deref(),
+        Some(hex_sha512(data).as_str()),
+        "Glance holds the source's bytes"
+    );
+    assert_eq!(images_marked(api, &uid).await, 1, "one image, no duplicate");
+    image.id
+}
+
+async fn clean_up(h: &Harness, api: &GlanceClient, name: &str) {
+    if let Some(object) = h.object(name) {
+        api.delete_if_exists(&status_id(&object))
+            .await
+            .expect("clean up");
+    }
+}
+
+/// Reconciles until the first attempt failed and returns its error.
+async fn first_failure(h: &Harness, name: &str) -> String {
+    let failed = h
+        .settle(name, |object| {
+            transfer_of(object).is_some_and(|t| t.phase == TransferPhase::Failed)
+        })
+        .await;
+    let transfer = transfer_of(failed.as_ref()).expect("a transfer");
+    assert_eq!(transfer.attempts, 1, "{transfer:?}");
+    transfer.last_error.expect("lastError")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_reset_midway_is_retried_and_glance_ends_with_the_sources_bytes_once() {
+    let bed = glance_under_test!();
+    let (h, proxy, api) = glance_through_proxy(bed).await;
+    let data = common::pseudo_random_bytes(8 << 20, 33);
+    let server = SourceServer::serving(Reply::ok(data.clone())).await;
+    proxy.inject(upload(), Fault::CutBodyAfter(3 << 20), 1);
+    let name = common::unique("upload-reset");
+    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+
+    let error = first_failure(&h, &name).await;
+    eprintln!("first attempt: {error}");
+    assert!(
+        error.contains("Glance upload image data failed before an answer"),
+        "the message says the upload broke: {error}"
+    );
+    let done = h.settle(&name, transferred).await;
+    assert_eq!(transfer_of(done.as_ref()).map(|t| t.attempts), Some(2));
+    holds_exactly(&h, &api, &name, &data).await;
+    assert_eq!(proxy.seen(&upload()), 2, "{}", proxy.summary());
+    clean_up(&h, &api, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_glance_stops_taking_is_given_up_after_the_stall_limit_and_retried() {
+    let bed = glance_under_test!();
+    let (h, proxy, api) = glance_through_proxy(bed).await;
+    let data = common::pseudo_random_bytes(8 << 20, 34);
+    let server = SourceServer::serving(Reply::ok(data.clone())).await;
+    // Silent for five times the limit (then the balancer gives up on Glance too, which puts
+    // the image back to queued): only glint's own watch can end the attempt sooner.
+    proxy.inject(upload(), Fault::StallBodyAfter(2 << 20, 5 * STALL), 1);
+    let name = common::unique("upload-stall");
+    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+
+    let started = Instant::now();
+    let error = first_failure(&h, &name).await;
+    let noticed = started.elapsed();
+    eprintln!("first attempt ended after {noticed:?}: {error}");
+    assert!(
+        error.contains("Glance took none of the upload's data for 2 s")
+            && error.contains("--upload-stall-timeout"),
+        "the message says Glance stalled, and which limit: {error}"
+    );
+    let object = h.object(&name);
+    let (_, reason) = condition(object.as_ref(), "Ready").expect("Ready");
+    assert_eq!(
+        reason, "TransferFailed",
+        "whether or not Glance still shows the image saving"
+    );
+
+    let done = h.settle(&name, transferred).await;
+    assert_eq!(transfer_of(done.as_ref()).map(|t| t.attempts), Some(2));
+    holds_exactly(&h, &api, &name, &data).await;
+    clean_up(&h, &api, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_slower_than_the_stall_limit_is_not_a_stall_while_it_waits_on_its_source() {
+    let bed = glance_under_test!();
+    let (h, _proxy, api) = glance_through_proxy(bed).await;
+    let data = common::pseudo_random_bytes(5 << 18, 35);
+    // 4 pauses of 1.5 s: the upload takes three times the limit, most of it waiting on the
+    // source, and never a stall.
+    let server = SourceServer::serving(
+        Reply::ok(data.clone()).slowly(256 << 10, Duration::from_millis(1500)),
+    )
+    .await;
+    let name = common::unique("slow-source");
+    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+
+    let done = h.settle(&name, transferred).await;
+    let transfer = transfer_of(done.as_ref()).expect("transfer");
+    assert_eq!(transfer.attempts, 1, "{transfer:?}");
+    assert!(
+        transfer.elapsed_seconds.unwrap_or(0) >= 2 * STALL.as_secs(),
+        "{transfer:?}"
+    );
+    holds_exactly(&h, &api, &name, &data).await;
+    clean_up(&h, &api, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_502_answered_after_the_whole_upload_by_a_balancer_glance_never_reached_is_retried() {
+    let bed = glance_under_test!();
+    let (h, proxy, api) = glance_through_proxy(bed).await;
+    let data = common::pseudo_random_bytes(4 << 20, 36);
+    let server = SourceServer::serving(Reply::ok(data.clone())).await;
+    proxy.inject(upload(), Fault::SwallowThen(502), 1);
+    let name = common::unique("upload-502");
+    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+
+    let error = first_failure(&h, &name).await;
+    assert!(error.contains("502"), "{error}");
+    let done = h.settle(&name, transferred).await;
+    assert_eq!(transfer_of(done.as_ref()).map(|t| t.attempts), Some(2));
+    holds_exactly(&h, &api, &name, &data).await;
+    assert_eq!(proxy.forwarded(&upload()), 1, "{}", proxy.summary());
+    clean_up(&h, &api, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_502_answered_after_glance_stored_the_upload_ends_ready_on_the_checked_bytes() {
+    let bed = glance_under_test!();
+    let (h, proxy, api) = glance_through_proxy(bed).await;
+    let data = common::pseudo_random_bytes(4 << 20, 37);
+    let server = SourceServer::serving(Reply::ok(data.clone())).await;
+    proxy.inject(upload(), Fault::ActThenRefuse(502), 1);
+    let name = common::unique("stored-then-502");
+    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+
+    let done = h.settle(&name, transferred).await;
+    eprintln!("{:?}", transfer_of(done.as_ref()));
+    holds_exactly(&h, &api, &name, &data).await;
+    assert_eq!(
+        proxy.forwarded(&upload()),
+        1,
+        "the data went once: {}",
+        proxy.summary()
+    );
+    clean_up(&h, &api, &name).await;
+}
+
+/// A clouds.yaml whose Keystone is reached through `proxy` (Glance as the catalog says).
+fn keystone_through(bed: &common::Testbed, proxy: &FaultProxy) -> String {
+    bed.demo_cloud()
+        .replace(&bed.keystone_url, &format!("{}/v3", proxy.url()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
+async fn keystone_answering_503_dropping_and_slow_on_tokens_delays_the_image_but_it_ends_ready() {
+    let bed = require_testbed!();
+    let keystone = FaultProxy::start(&bed.keystone_url.replace("/v3", "")).await;
+    let h = Harness::new(bed.clone());
+    h.put_clouds_yaml("cloud", &keystone_through(&bed, &keystone));
+    let api = h.glance();
+    keystone.inject(tokens(), Fault::Status(503), 2);
+    keystone.inject(tokens(), Fault::Drop, 1);
+    keystone.inject(tokens(), Fault::Delay(Duration::from_secs(2)), 1);
+    let data = common::pseudo_random_bytes(1 << 20, 38);
+    let server = SourceServer::serving(Reply::ok(data.clone())).await;
+    let name = common::unique("keystone-faults");
+    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+
+    let err = h.reconcile_once(&name).await.expect_err("no token yet");
+    eprintln!("first pass: {err}");
+    let object = h.object(&name);
+    let (status, reason) = condition(object.as_ref(), "Ready").expect("Ready");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "KeystoneUnavailable")
+    );
+    let message = condition_message(object.as_ref().expect("object"), "Ready");
+    assert!(
+        message.contains("503"),
+        "Keystone's answer is shown: {message}"
+    );
+    assert!(
+        !message.contains(&bed.demo_password),
+        "no secret in the message"
+    );
+
+    h.settle(&name, transferred).await;
+    holds_exactly(&h, &api, &name, &data).await;
+    assert_eq!(keystone.injected(), 4, "{}", keystone.summary());
+    clean_up(&h, &api, &name).await;
+}
