@@ -354,3 +354,69 @@ fn release_folders_are_followed_on_the_embedded_cloud_from_a_local_mirror() {
         "0.6.9, beyond keep 2, is gone: {out}"
     );
 }
+
+// Two workers: the proxy answers while glint runs as a blocking child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_old_version_cannot_give_up_the_name_never_puts_it_on_two_images() {
+    use common::fault_proxy::{Fault, FaultProxy, Route};
+    let bed = glance_under_test!();
+    let run = SeriesCli::with_bed(&bed);
+    let proxy = FaultProxy::start(&bed.keystone_glance_url).await;
+    std::fs::write(
+        run.dir.join("clouds.yaml"),
+        format!(
+            "{}    image_endpoint_override: {}\n",
+            bed.demo_cloud(),
+            proxy.url()
+        ),
+    )
+    .expect("clouds.yaml");
+    let mirror = Mirror::start(&run.dir.join("mirror"));
+    let name = common::unique("rename");
+    let key = format!("default/{name}");
+    let manifest = run.manifest(
+        &name,
+        &format!(
+            "  image: {{diskFormat: raw}}\n  checksums:\n    url: {}\n    pattern: 'tiny-(?P<version>[0-9.]+)\\.img'\n  keep: 2\n",
+            mirror.checksums_url()
+        ),
+    );
+    let apply = || run.run(&["apply", "-f", &manifest]);
+    let glance = client_for(&bed.demo_cloud());
+    let with_name = |found: &[(String, GlanceImage)]| -> Vec<String> {
+        found
+            .iter()
+            .filter(|(_, image)| image.name.as_deref() == Some(name.as_str()))
+            .map(|(version, _)| version.clone())
+            .collect()
+    };
+    mirror.publish(
+        "tiny-1.0.img",
+        &common::pseudo_random_bytes(100_000, 71),
+        true,
+    );
+    let (code, out) = apply();
+    assert_eq!(code, Some(0), "{out}");
+
+    // v2: the old version's rename is refused (the pass's first PATCH); v2 must wait.
+    mirror.publish(
+        "tiny-1.1.img",
+        &common::pseudo_random_bytes(100_000, 72),
+        true,
+    );
+    proxy.inject(Route::new("PATCH", "/v2/images/*"), Fault::Status(400), 1);
+    let (code, out) = apply();
+    let found = common::mirror::series_versions(&glance, &key).await;
+    timeline("v2 applied, v1's rename refused", &found);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not made current yet"), "{out}");
+    assert_eq!(with_name(&found), ["1.0"], "one image with the stable name");
+
+    // Glance accepts again: the next apply finishes the rotation.
+    let (code, out) = apply();
+    assert_eq!(code, Some(0), "{out}");
+    let found = common::mirror::series_versions(&glance, &key).await;
+    timeline("applied again", &found);
+    assert_eq!(with_name(&found), ["1.1"]);
+    assert_eq!(currents(&found), ["1.1"]);
+}

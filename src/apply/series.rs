@@ -230,21 +230,33 @@ async fn apply_one(
         Role::Current => 2,
     });
     let mut lines = Vec::new();
+    let stable = stable_name(document);
+    let mut name_still_held = false;
     for version in ordered {
         let outcome = if problems.contains_key(&version.version) {
             Ok(None)
+        } else if version.role == Role::Current && name_still_held {
+            // Never two images with the stable name: the next apply finishes the rotation.
+            Err(format!(
+                "not made current yet: an older version still carries the name {stable} (its rename failed); run apply again"
+            ))
         } else {
-            bring(api, transfers, &key, version).await.map(Some)
+            bring(api, transfers, &key, version)
+                .await
+                .map(Some)
+                .map_err(|err| err.to_string())
         };
         let (image, problem) = match outcome {
             Ok(image) => (image, problems.remove(&version.version)),
-            Err(err) => (None, Some(err.to_string())),
+            Err(err) => (None, Some(err)),
         };
         let image = image.or_else(|| {
             now.iter()
                 .find(|(held, _)| held.version == version.version)
                 .map(|(_, image)| image.clone())
         });
+        name_still_held |=
+            version.role != Role::Current && series::plan::carries_name(image.as_ref(), &stable);
         lines.push(VersionLine {
             version: version.version.clone(),
             role: version.role.word(),

@@ -169,6 +169,10 @@ pub async fn reconcile_series(
     for version in ordered {
         if version.role == Role::Current && name_still_held {
             // The old version could not give the stable name up: never two images with it.
+            working.push(format!(
+                "{}: waits for the stable name, which an older version could not give up yet",
+                version.version
+            ));
             continue;
         }
         let version_uid = version_uid(&uid, &version.version);
@@ -191,6 +195,10 @@ pub async fn reconcile_series(
                 if let Some(image) = &result.image {
                     images.insert(version.version.clone(), image.clone());
                 }
+                // A version retired or pending whose rename did not happen (Glance refused
+                // it, or the pass stopped before it) still carries the stable name.
+                name_still_held |= version.role != Role::Current
+                    && series::plan::carries_name(result.image.as_ref(), &stable);
                 for effect in &result.effects {
                     if let Effect::Created { id } = effect {
                         let note = format!(
@@ -228,6 +236,9 @@ pub async fn reconcile_series(
                 }
             }
             Err(err) => {
+                // Renamed or not, glint cannot tell: the stable name waits for the next pass.
+                name_still_held |= version.role != Role::Current
+                    && series::plan::carries_name(images.get(&version.version), &stable);
                 problems.insert(version.version.clone(), format!("{}: {err}", err.reason()));
             }
         }

@@ -102,6 +102,12 @@ pub struct SeriesPlan {
     pub delete: Vec<(Held, Removal)>,
 }
 
+/// Whether `image` still carries the stable name: the current version must not take it
+/// while another image does, or two images would share it.
+pub fn carries_name(image: Option<&crate::glance::GlanceImage>, stable: &str) -> bool {
+    image.and_then(|image| image.name.as_deref()) == Some(stable)
+}
+
 /// The patch by which a version that goes gives up the stable name and the latest mark, before
 /// it is deleted: if Glance keeps it (in use), the name is free all the same, so no two images
 /// ever carry it.
