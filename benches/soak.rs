@@ -30,7 +30,7 @@
 //! current; 0 duplicates, 0 leaks, 0 wrong bytes, 0 bad stable-name samples.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_macros, dead_code)]
+#[allow(unused_macros)]
 mod common;
 #[path = "support/soak_faults.rs"]
 mod soak_faults;

@@ -137,8 +137,14 @@ catalogue! {
     GlanceNotFound => Problem,
     /// Glance answered 409: the image is in a state that does not allow the request.
     GlanceConflict => Problem,
-    /// Glance answered 413: the project's image quota or storage is used up.
+    /// Glance answered 413: the project's image quota is used up (a quota threshold, Glance's
+    /// storage quota or Keystone's unified limits); glint retries every few minutes.
     GlanceQuotaExceeded => Problem,
+    /// Glance answered 413 because its store is full; glint retries every few minutes.
+    GlanceStorageFull => Problem,
+    /// Glance answered 413 because the image is larger than the cloud takes (its
+    /// image_size_cap); waits for a change of spec or of the cloud.
+    ImageTooLarge => Problem,
     /// Glance answered 415: it does not take this kind of request body.
     GlanceUnsupportedMediaType => Problem,
     /// Glance answered 5xx; glint retries.

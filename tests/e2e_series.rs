@@ -284,3 +284,67 @@ async fn glint_run_follows_a_mirror_without_edits_and_deleting_the_series_takes_
         "no image left behind"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
+async fn a_refresh_the_mirror_fails_is_read_again_until_the_new_release_is_current() {
+    use common::fault_proxy::{Fault, FaultProxy, Route};
+    let bed = require_testbed!();
+    let cluster = common::cluster::cluster();
+    let k = Kubectl::in_fresh_namespace(&cluster, "refresh");
+    let namespace = k.namespace.clone();
+    k.install_with_cloud_secret(&bed.demo_cloud());
+    k.wait("crd/imageseries.glint.dev", "condition=Established");
+    let scratch = std::env::temp_dir().join(&namespace);
+    let layout = Layout::CirrosFolders;
+    let mirror = Mirror::start(&scratch.join("mirror"));
+    let proxy = FaultProxy::start(&mirror.url("")).await;
+    let log = scratch.join("glint.log");
+    let _glint = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
+    let version = |n: u32| layout.version(n).unwrap_or_default();
+    layout.publish(
+        mirror.dir(),
+        1,
+        &common::pseudo_random_bytes(100_000, 81),
+        true,
+    );
+    k.apply(&format!(
+        "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: cirros}}\nspec:\n  cloudCredentialsRef: {{secretName: cloud, cloudName: bed}}\n  image: {{diskFormat: raw}}\n  keep: 2\n  schedule: {{every: 168h}}\n{}",
+        layout.checksums_spec(&format!("{}/", proxy.url()))
+    ));
+    k.wait(
+        "imageseries/cirros",
+        &format!("jsonpath={{.status.current}}={}", version(1)),
+    );
+
+    step("v2 published; the refresh's first reads of the mirror fail");
+    layout.publish(
+        mirror.dir(),
+        2,
+        &common::pseudo_random_bytes(100_000, 82),
+        true,
+    );
+    proxy.inject(Route::new("GET", "*"), Fault::Status(503), 2);
+    refresh(&k, 1);
+    let message = wait_for_words(&k, "{.status.conditions[*].message}", "could not be read");
+    eprintln!("while the mirror fails: {message}");
+    // No second refresh: glint reads the mirror again by itself.
+    k.wait(
+        "imageseries/cirros",
+        &format!("jsonpath={{.status.current}}={}", version(2)),
+    );
+    k.wait("imageseries/cirros", "condition=Ready");
+    let glance = client_for(&bed.demo_cloud());
+    let key = format!("{namespace}/cirros");
+    let (v1, v2) = (version(1), version(2));
+    assert_eq!(
+        kept_versions(&versions(&glance, &key).await),
+        [v1.as_str(), v2.as_str()]
+    );
+    k.ok(&[
+        "delete",
+        "imageseries/cirros",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+}

@@ -270,3 +270,164 @@ async fn keystone_answering_503_dropping_and_slow_on_tokens_delays_the_image_but
     assert_eq!(keystone.injected(), 4, "{}", keystone.summary());
     clean_up(&h, &api, &name).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
+async fn a_token_that_expires_during_a_long_upload_breaks_nothing_and_never_shows_in_the_log() {
+    let bed = require_testbed!();
+    const LIFETIME: u32 = 6;
+    let keystone = common::keystone::ShortLivedKeystone::start(&bed, LIFETIME);
+    let glance = FaultProxy::start(&bed.keystone_glance_url).await;
+    let run = common::mirror::SeriesCli::with_bed(&bed);
+    let yaml = format!(
+        "{}    image_endpoint_override: {}\n",
+        bed.demo_cloud().replace(&bed.keystone_url, &keystone.url),
+        glance.url()
+    );
+    std::fs::write(run.dir.join("clouds.yaml"), yaml).expect("clouds.yaml");
+    // 12 MiB at about 1 MiB/s: the upload outlives the token it started with twice over.
+    let data = common::pseudo_random_bytes(12 << 20, 39);
+    let server =
+        SourceServer::serving(Reply::ok(data.clone()).slowly(1 << 20, Duration::from_secs(1)))
+            .await;
+    let name = common::unique("token-expiry");
+    let manifest = run.dir.join("image.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n  diskFormat: raw\n  source: {{url: '{}'}}\n",
+            server.url("/disk.raw")
+        ),
+    )
+    .expect("manifest");
+
+    let started = Instant::now();
+    let output = run
+        .command(&["apply", "-f", &manifest.display().to_string()])
+        .env("GLINT_LOG", "debug")
+        .output()
+        .expect("glint apply");
+    let took = started.elapsed();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{log}");
+    assert!(
+        took > Duration::from_secs(2 * u64::from(LIFETIME)),
+        "the upload outlived its token: {took:?}"
+    );
+    assert_eq!(
+        glance.seen(&upload()),
+        1,
+        "one upload, never retried: {}",
+        glance.summary()
+    );
+    assert_eq!(glance.answered(&upload(), 204), 1, "{}", glance.summary());
+    assert!(
+        log.contains("issued a Keystone token"),
+        "the debug log was on: {log}"
+    );
+    assert!(
+        !log.contains(&bed.demo_password),
+        "the password is in the log"
+    );
+    // Fernet tokens start with gAAAAA: none, whole or in part, in the log.
+    assert!(!log.contains("gAAAAA"), "a token is in the log");
+
+    let api = common::harness::client_for(&bed.demo_cloud());
+    let query = glint::glance::ListQuery {
+        name: Some(glint::glance::NameFilter::Exactly(name.clone())),
+        ..Default::default()
+    };
+    let found: Vec<glint::glance::GlanceImage> =
+        futures::TryStreamExt::try_collect(api.list_images(&query))
+            .await
+            .expect("list");
+    assert_eq!(found.len(), 1, "one image");
+    assert_eq!(
+        found[0].os_hash_value.as_deref(),
+        Some(hex_sha512(&data).as_str())
+    );
+    api.delete_if_exists(&found[0].id).await.expect("clean up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_quota_or_store_says_what_to_change_and_is_not_retried_within_a_minute() {
+    // Glance's own words (glance/api/v2/image_data.py) for what the bed cannot reach: a
+    // project over its quota, a store out of space.
+    let cases = [
+        (
+            "Image exceeds the storage quota: The size of the data 8388608 will exceed the limit. 1048576 bytes remaining.",
+            "GlanceQuotaExceeded",
+            "delete images it no longer needs",
+        ),
+        (
+            "Image storage media is full: There is not enough disk space on the image storage media.",
+            "GlanceStorageFull",
+            "Glance's store is full",
+        ),
+    ];
+    for (words, reason, advice) in cases {
+        let bed = glance_under_test!();
+        let (h, proxy, api) = glance_through_proxy(bed).await;
+        let data = common::pseudo_random_bytes(8 << 20, 40);
+        let server = SourceServer::serving(Reply::ok(data.clone())).await;
+        proxy.inject(upload(), Fault::GlanceSays(413, words), u32::MAX);
+        let name = common::unique("over-limit");
+        h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+
+        let error = first_failure(&h, &name).await;
+        assert!(error.contains(advice) && error.contains(words), "{error}");
+        // A few seconds of passes, as watch events would bring: no second attempt.
+        for _ in 0..10 {
+            let _ = h.reconcile_once(&name).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let object = h.object(&name);
+        assert_eq!(
+            condition(object.as_ref(), "Ready").map(|(_, reason)| reason),
+            Some(reason.to_string())
+        );
+        assert_eq!(
+            condition(object.as_ref(), "Stalled").map(|(status, _)| status),
+            Some("False".to_string()),
+            "{reason} is retried, later"
+        );
+        assert_eq!(transfer_of(object.as_ref()).map(|t| t.attempts), Some(1));
+        assert_eq!(proxy.seen(&upload()), 1, "one upload, no storm");
+        assert_eq!(server.gets(), 1, "the source was read once");
+        clean_up(&h, &api, &name).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
+async fn an_image_over_the_clouds_size_cap_stalls_with_what_to_change_and_leaves_no_data() {
+    // Glance C caps images at 64 MiB (scripts/testbed), as production clouds set image_size_cap.
+    let bed = require_testbed!();
+    let h = Harness::with_clouds_yaml(
+        bed.clone(),
+        &common::keystone::production_auth(&bed),
+        |ctx| ctx,
+    );
+    let data = common::pseudo_random_bytes((64 << 20) + 4096, 41);
+    let server = SourceServer::serving(Reply::ok(data)).await;
+    let name = common::unique("too-large");
+    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+
+    let stalled = h.settle(&name, stalled_with("ImageTooLarge")).await;
+    let object = stalled.expect("object");
+    let message = condition_message(&object, "Stalled");
+    eprintln!("Stalled: {message}");
+    assert!(
+        message.contains("image_size_cap") && message.contains("The incoming image is too large"),
+        "what to change, and Glance's words: {message}"
+    );
+    let api = common::harness::client_for(&common::keystone::production_auth(&bed));
+    let image = api.get_image(&status_id(&object)).await.expect("image");
+    assert_eq!(image.status, GlanceStatus::Queued, "Glance kept none of it");
+    assert_eq!(server.gets(), 1, "not retried");
+    api.delete_if_exists(&image.id).await.expect("clean up");
+}

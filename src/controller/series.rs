@@ -290,7 +290,14 @@ pub async fn reconcile_series(
         last_check: checked.last_check.clone(),
         next_check: checked.next_check.map(Time),
         last_retry: requested_retry.or(previous.last_retry.clone()),
-        last_handled_reconcile_at: series.annotations().get(super::REFRESH_ANNOTATION).cloned(),
+        // A refresh whose check the mirror failed for now is not handled yet: the next pass
+        // reads the mirror again, instead of calling the old release current.
+        last_handled_reconcile_at: match &checked.problem {
+            Some((reason, _)) if check_is_retried(*reason) => {
+                previous.last_handled_reconcile_at.clone()
+            }
+            _ => series.annotations().get(super::REFRESH_ANNOTATION).cloned(),
+        },
     };
     ctx.metrics.series.record(
         &namespace,
@@ -398,6 +405,15 @@ fn how_to_retry(reason: Reason) -> String {
     }
 }
 
+/// Whether a failed check of the mirror is tried again by the next pass: the mirror did not
+/// answer (or is mid-sync: it publishes the signature a little after the file it signs).
+fn check_is_retried(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::ChecksumsUnavailable | Reason::SignatureMissing
+    )
+}
+
 fn outcome_of(
     current: &Option<String>,
     working: &[String],
@@ -412,11 +428,7 @@ fn outcome_of(
                 format!("version {v} stays current")
             });
         let message = format!("the releases could not be read: {message}; {keeping}");
-        // A mirror mid-sync publishes the signature a little after the file it signs.
-        return if matches!(
-            reason,
-            Reason::ChecksumsUnavailable | Reason::SignatureMissing
-        ) {
+        return if check_is_retried(*reason) {
             Outcome::Progressing {
                 reason: *reason,
                 message: format!("{message}; retrying"),

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+pub(super) use super::failure::Failure;
+use super::failure::{FIRST_BACKOFF, MAX_BACKOFF, cut, cut_to};
 use super::hash_from;
 use super::pipeline::{self, PipelineError, PipelineOptions, Sent};
 use super::source_http::{self, check_literal, refusal_in};
@@ -15,19 +17,14 @@ use super::{
     lock,
 };
 use crate::crd::{ConversionBy, TransferMethod, TransferPhase};
-use crate::glance::{GlanceApi, GlanceError, GlanceStatus, ImportMethod};
+use crate::glance::{GlanceApi, GlanceStatus, ImportMethod};
 use crate::metrics::TransferMetrics;
 use crate::reason::Reason;
 
-/// First retry delay; doubles per failed attempt up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(5);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often an import's progress is read from Glance.
 const IMPORT_POLL: Duration = Duration::from_secs(1);
 /// How long glint waits for Glance to finish an import before it calls it failed.
 const IMPORT_DEADLINE: Duration = Duration::from_secs(6 * 3600);
-/// Conditions keep messages short; the cause comes first, so cutting the tail is safe.
-const MESSAGE_LIMIT: usize = 900;
 
 /// Chunk size of a local file source, as big as the pipeline's network chunks.
 const FILE_CHUNK_BYTES: usize = 256 * 1024;
@@ -46,72 +43,6 @@ pub(super) struct Job<G> {
     pub image_id: String,
     pub request: TransferRequest,
     pub attempts: u32,
-}
-
-/// Why a transfer failed, and whether another attempt can help.
-#[derive(Debug)]
-pub(super) struct Failure {
-    reason: Reason,
-    message: String,
-    retry: bool,
-    /// Glance's HTTP status, when Glance answered with an error.
-    glance_status: Option<u16>,
-}
-
-impl Failure {
-    pub(super) fn new(reason: Reason, message: impl Into<String>, retry: bool) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-            retry,
-            glance_status: None,
-        }
-    }
-
-    pub(super) fn from_pipeline(error: PipelineError) -> Self {
-        let reason = match &error {
-            PipelineError::Download(_) | PipelineError::Short { .. } => Reason::SourceUnavailable,
-            PipelineError::Hash { .. } => Reason::HashMismatch,
-            PipelineError::Corrupt { .. } => Reason::CorruptArchive,
-            PipelineError::Abandoned | PipelineError::Digest(_) => Reason::TransferFailed,
-        };
-        let retry = error.is_transient();
-        Self::new(reason, error.to_string(), retry)
-    }
-
-    pub(super) fn from_glance(what: &str, error: &GlanceError) -> Self {
-        // 400/413/415: Glance judged the data itself (for example: not the diskFormat).
-        let rejected = matches!(error.status(), Some(400 | 413 | 415));
-        let reason = if rejected {
-            Reason::GlanceRejectedData
-        } else {
-            Reason::TransferFailed
-        };
-        Self {
-            glance_status: error.status(),
-            ..Self::new(
-                reason,
-                format!("Glance {what}: {error}"),
-                error.is_transient(),
-            )
-        }
-    }
-}
-
-fn cut(message: String) -> String {
-    cut_to(message, MESSAGE_LIMIT)
-}
-
-/// At most `limit` bytes of `message`, on a character boundary, with an ellipsis when cut.
-fn cut_to(message: String, limit: usize) -> String {
-    if message.len() <= limit {
-        return message;
-    }
-    let mut end = limit.saturating_sub('…'.len_utf8());
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
 }
 
 impl<G: GlanceApi + 'static> Job<G> {
@@ -172,6 +103,7 @@ impl<G: GlanceApi + 'static> Job<G> {
                 entry.retry = failure.retry;
                 let backoff = FIRST_BACKOFF
                     .saturating_mul(1 << self.attempts.saturating_sub(1).min(10))
+                    .max(failure.min_backoff)
                     .min(MAX_BACKOFF);
                 entry.not_before = Some(Instant::now() + backoff);
             }

@@ -24,6 +24,7 @@ mod digest_backend;
 #[cfg(not(feature = "gnutls"))]
 #[path = "rust_digests.rs"]
 mod digest_backend;
+mod failure;
 mod hash;
 mod hash_from;
 mod job;

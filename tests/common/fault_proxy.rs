@@ -29,6 +29,9 @@ use super::fault_bodies::{BoxError, Break, Breaking};
 pub enum Fault {
     /// Answer with this status (and a Glance-like JSON error) without forwarding.
     Status(u16),
+    /// Answer with this status and these words, as Glance words its refusal, without
+    /// forwarding: what a real Glance says in a state the bed cannot reach (a full store).
+    GlanceSays(u16, &'static str),
     /// Close the connection without answering; Glance never sees the request.
     Drop,
     /// Wait this long, then forward.
@@ -63,6 +66,7 @@ impl Fault {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Status(_) => "Status",
+            Self::GlanceSays(..) => "GlanceSays",
             Self::Drop => "Drop",
             Self::Delay(_) => "Delay",
             Self::LoseAnswer => "LoseAnswer",
@@ -414,6 +418,7 @@ async fn handle(
     match fault {
         Some(Fault::Drop) => return Err(dropped()),
         Some(Fault::Status(code)) => return Ok(error_answer(code, "injected by the fault proxy")),
+        Some(Fault::GlanceSays(code, words)) => return Ok(glance_answer(code, words)),
         Some(Fault::InUseByStore) => {
             let id = request.uri().path().rsplit('/').next().unwrap_or_default();
             return Ok(glance_answer(

@@ -83,3 +83,89 @@ pub async fn admin_token(bed: &Testbed) -> String {
         .expect("token")
         .to_string()
 }
+
+/// A second Keystone of the bed whose tokens live `lifetime_seconds`: the same database and
+/// fernet keys (so Glance B, which validates with the bed's Keystone, accepts its tokens
+/// until they expire), another port and `[token] expiration`. Stopped when dropped.
+pub struct ShortLivedKeystone {
+    /// The v3 root, for a clouds.yaml's auth_url.
+    pub url: String,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl ShortLivedKeystone {
+    pub fn start(bed: &Testbed, lifetime_seconds: u32) -> Self {
+        let bed_dir = std::path::Path::new(&bed.testbed_dir).join("keystone");
+        let dir = std::env::temp_dir().join(super::unique("short-keystone"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let conf = std::fs::read_to_string(bed_dir.join("etc/keystone.conf")).expect("conf");
+        let conf = conf.replacen(
+            "[token]\n",
+            &format!("[token]\nexpiration = {lifetime_seconds}\n"),
+            1,
+        );
+        assert!(
+            conf.contains("expiration ="),
+            "the bed's keystone.conf has no [token]"
+        );
+        std::fs::write(dir.join("keystone.conf"), conf).expect("conf");
+        let port = super::harness::free_port();
+        let ini: String = std::fs::read_to_string(bed_dir.join("uwsgi.ini"))
+            .expect("uwsgi.ini")
+            .lines()
+            .filter(|line| {
+                !["daemonize", "pidfile", "http11-socket", "env ="]
+                    .iter()
+                    .any(|key| line.starts_with(key))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let ini = format!(
+            "{ini}http11-socket = 127.0.0.1:{port}\nenv = OS_KEYSTONE_CONFIG_FILES={}\n",
+            dir.join("keystone.conf").display()
+        );
+        std::fs::write(dir.join("uwsgi.ini"), ini).expect("ini");
+        let log = std::fs::File::create(dir.join("uwsgi.log")).expect("log");
+        let child = std::process::Command::new(format!("{}/bin/uwsgi", bed.venv))
+            .arg("--ini")
+            .arg(dir.join("uwsgi.ini"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("uwsgi");
+        let url = format!("http://127.0.0.1:{port}/v3");
+        let started = std::time::Instant::now();
+        while !answers_200(port, "/v3") {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the short-lived Keystone did not start; see {}",
+                dir.join("uwsgi.log").display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Self { url, child, dir }
+    }
+}
+
+impl Drop for ShortLivedKeystone {
+    fn drop(&mut self) {
+        super::harness::stop_process(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `GET path` on the loopback port answers 200.
+fn answers_200(port: u16, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = socket.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    if socket.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    socket.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
