@@ -157,10 +157,102 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn image_manifest(name: &str, url: &str) -> String {
+fn image_name(i: usize) -> String {
+    format!("soak-{i:02}")
+}
+
+fn image_manifest(i: usize, source: &Source, proxy: &FaultProxy) -> String {
     format!(
-        "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: cloud, cloudName: bed}}\n  diskFormat: raw\n  source: {{url: '{url}', idleTimeout: 10s}}\n---\n"
+        "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: {}}}\nspec:\n  cloudCredentialsRef: {{secretName: cloud, cloudName: bed}}\n  diskFormat: raw\n  source: {{url: '{}/{}', idleTimeout: 10s}}\n---\n",
+        image_name(i),
+        proxy.url(),
+        source.file
     )
+}
+
+fn start_glint(
+    options: &Options,
+    cluster: &common::cluster::Cluster,
+    k: &Kubectl,
+    log: &Path,
+) -> GlintProcess {
+    let kubeconfig = cluster.kubeconfig.display().to_string();
+    let flags = ["--upload-stall-timeout", "10s"];
+    match &options.binary {
+        Some(binary) => {
+            GlintProcess::start_with(Command::new(binary), &kubeconfig, &k.namespace, log, &flags)
+        }
+        None => GlintProcess::start(&kubeconfig, &k.namespace, log, &flags),
+    }
+}
+
+/// What users do while the network fails: every 6 s a tag edit, every 9 s an Image deleted
+/// and, once it is gone, created again (a new object: a new upload).
+#[derive(Default)]
+struct Churn {
+    round: usize,
+    last_edit: Option<Instant>,
+    last_delete: Option<Instant>,
+    /// Deleted, to be created again once gone.
+    gone: Vec<usize>,
+    pub edits: usize,
+    pub recreated: usize,
+}
+
+impl Churn {
+    fn tick(&mut self, k: &Kubectl, sources: &[Source], proxy: &FaultProxy) {
+        let due = |last: Option<Instant>, every: u64| {
+            last.is_none_or(|at| at.elapsed() >= Duration::from_secs(every))
+        };
+        if due(self.last_edit, 6) {
+            self.last_edit = Some(Instant::now());
+            self.round += 1;
+            let name = image_name((self.round * 3) % sources.len());
+            let patch = format!("{{\"spec\":{{\"tags\":[\"round-{}\"]}}}}", self.round);
+            if k.run(
+                &["patch", "image", &name, "--type", "merge", "-p", &patch],
+                None,
+            )
+            .0
+            {
+                self.edits += 1;
+            }
+        }
+        if due(self.last_delete, 9) {
+            self.last_delete = Some(Instant::now());
+            let i = (self.round * 7) % sources.len();
+            if !self.gone.contains(&i)
+                && k.run(&["delete", "image", &image_name(i), "--wait=false"], None)
+                    .0
+            {
+                self.gone.push(i);
+            }
+        }
+        self.create_again(k, sources, proxy);
+    }
+
+    fn create_again(&mut self, k: &Kubectl, sources: &[Source], proxy: &FaultProxy) {
+        let mut still = Vec::new();
+        for i in std::mem::take(&mut self.gone) {
+            let (exists, _, _) = k.run(&["get", "image", &image_name(i)], None);
+            if exists {
+                still.push(i);
+            } else {
+                k.apply(&image_manifest(i, &sources[i], proxy));
+                self.recreated += 1;
+            }
+        }
+        self.gone = still;
+    }
+
+    /// Waits until every deleted Image is gone, and creates it again.
+    fn finish(&mut self, k: &Kubectl, sources: &[Source], proxy: &FaultProxy) {
+        let started = Instant::now();
+        while !self.gone.is_empty() && started.elapsed() < CONVERGE_LIMIT {
+            self.create_again(k, sources, proxy);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
 }
 
 /// The Images as kubectl lists them.
@@ -182,7 +274,9 @@ fn done(image: &Value) -> bool {
         .into_iter()
         .flatten()
         .any(|c| c["type"] == "Ready" && c["status"] == "True");
-    ready && image["status"]["transfer"]["phase"] == "Succeeded"
+    ready
+        && image["status"]["transfer"]["phase"] == "Succeeded"
+        && image["status"]["observedGeneration"] == image["metadata"]["generation"]
 }
 
 /// The clouds.yaml that sends glint to Keystone and Glance through their proxies.
@@ -297,21 +391,7 @@ async fn run() -> Result<bool> {
     let k = Kubectl::in_fresh_namespace(&cluster, "soak");
     k.install_with_cloud_secret(&clouds_yaml(&bed, &keystone_proxy, &glance_proxy));
     let log = std::env::temp_dir().join(format!("glint-soak-{}.log", std::process::id()));
-    let glint = match &options.binary {
-        Some(binary) => GlintProcess::start_with(
-            Command::new(binary),
-            &cluster.kubeconfig.display().to_string(),
-            &k.namespace,
-            &log,
-            &["--upload-stall-timeout", "10s"],
-        ),
-        None => GlintProcess::start(
-            &cluster.kubeconfig.display().to_string(),
-            &k.namespace,
-            &log,
-            &["--upload-stall-timeout", "10s"],
-        ),
-    };
+    let mut glint = start_glint(&options, &cluster, &k, &log);
     let direct = common::harness::client_for(&bed.demo_cloud());
 
     soak_faults::arm(&proxies, options.seed);
@@ -319,10 +399,8 @@ async fn run() -> Result<bool> {
     let mut manifest = String::new();
     let mut expected = HashMap::new();
     for (i, source) in sources.iter().enumerate() {
-        let name = format!("soak-{i:02}");
-        let url = format!("{}/{}", source_proxy.url(), source.file);
-        manifest.push_str(&image_manifest(&name, &url));
-        expected.insert(name, source);
+        manifest.push_str(&image_manifest(i, source, &source_proxy));
+        expected.insert(image_name(i), source);
     }
     k.apply(&manifest);
     let mut series = soak_series::SeriesRun::start(
@@ -335,16 +413,26 @@ async fn run() -> Result<bool> {
     )
     .await?;
 
-    // The faults' window: the series publishes releases, the outage comes once.
+    // The faults' window: Images are edited, deleted and created again, the series publishes
+    // releases, Glance restarts once and so does glint.
     let mut outage_done = false;
+    let mut restarted = false;
+    let mut churn = Churn::default();
     while started.elapsed() < options.faults_for {
         if !outage_done && started.elapsed() > options.faults_for / 3 {
             glance_proxy.outage(Duration::from_secs(10));
             outage_done = true;
         }
+        if !restarted && started.elapsed() > options.faults_for * 2 / 3 {
+            glint.terminate();
+            glint = start_glint(&options, &cluster, &k, &log);
+            restarted = true;
+        }
+        churn.tick(&k, &sources, &source_proxy);
         series.tick(&k).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    churn.finish(&k, &sources, &source_proxy);
     let ready_in_faults = images(&k).iter().filter(|i| done(i)).count();
     soak_faults::disarm(&proxies);
     let healed = Instant::now();
@@ -396,7 +484,10 @@ async fn run() -> Result<bool> {
     }
     let failures = failed_by_reason(&glint);
     println!("\n## result");
-    println!("| objects | {} Images + 1 ImageSeries |", options.images);
+    println!(
+        "| objects | {} Images + 1 ImageSeries; during the faults {} tag edits, {} Images deleted and created again, glint restarted once, Glance down 10 s once |",
+        options.images, churn.edits, churn.recreated
+    );
     println!("| time to converge after the faults stopped | {converged_text} |");
     println!(
         "| transfer attempts per Image | median {median_attempts:.0}, max {max_attempts:.0} |"

@@ -79,6 +79,11 @@ enum Command {
         /// manifest: images applied from files not named here are pruned too).
         #[arg(long)]
         prune: bool,
+        /// How long failures that may pass (Glance, Keystone or a source not answering, a
+        /// transfer broken on its way) are retried before an object is given up (e.g. 10m,
+        /// 30s). A transfer that moves is never cut, however long it takes.
+        #[arg(long, default_value = "10m", value_parser = parse_retry_for, env = "GLINT_APPLY_RETRY_FOR")]
+        retry_for: std::time::Duration,
     },
     /// Serve the embedded image cloud: the Glance v2 API over a local folder, for the openstack
     /// CLI and other Glance clients (`--os-auth-type none --os-endpoint http://LISTEN`).
@@ -209,6 +214,10 @@ fn parse_cidr_list(text: &str) -> Result<CidrList, String> {
     parse_cidrs(text).map(CidrList)
 }
 
+fn parse_retry_for(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 30s, 10m or 1h"))
+}
+
 fn parse_period(text: &str) -> Result<std::time::Duration, String> {
     let period = parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration like 90s, 10m or 1h30m"))?;
@@ -334,12 +343,17 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             .await;
             return std::process::ExitCode::from(code);
         }
-        Command::Apply { files, prune } => {
+        Command::Apply {
+            files,
+            prune,
+            retry_for,
+        } => {
             let code = glint::apply::apply_command(
                 cli.os_cloud.as_deref(),
                 cli.data_dir.as_deref(),
                 &files.paths,
                 prune,
+                retry_for,
             )
             .await;
             return std::process::ExitCode::from(code);

@@ -62,6 +62,11 @@ pub fn arm(proxies: &Proxies<'_>, seed: u64) {
         );
     }
     glance.inject_at_random(
+        Route::new("DELETE", "/v2/images/*"),
+        vec![Fault::Status(503), Fault::Drop, Fault::LoseAnswer],
+        3,
+    );
+    glance.inject_at_random(
         Route::new("PATCH", "/v2/images/*"),
         vec![Fault::Status(503), Fault::LoseAnswer],
         4,

@@ -142,9 +142,10 @@ pub struct AppliedImage {
 pub async fn apply_all(
     api: Arc<GlanceClient>,
     documents: Vec<Document>,
+    retry_for: Duration,
     progress: &mut dyn FnMut(&Document, Option<&TransferStatus>),
 ) -> Result<Vec<AppliedDocument>, ApplyError> {
-    let transfers = cli_transfers(&api).map_err(ApplyError::Transfers)?;
+    let transfers = cli_transfers(&api, retry_for).map_err(ApplyError::Transfers)?;
     let mut applied = Vec::with_capacity(documents.len());
     for document in documents {
         let outcome = apply_one(api.as_ref(), &transfers, &document, progress).await;
@@ -170,16 +171,23 @@ pub struct CliTransfers {
     manager: TransferManager<GlanceClient>,
     /// One permit per end: an end that comes before anyone waits is not lost.
     ended: Arc<tokio::sync::Notify>,
+    /// How long failures that may pass (Glance or the source not answering) are retried
+    /// before apply gives the object up: `glint apply --retry-for`.
+    retry_for: Duration,
 }
 
-fn cli_transfers(api: &Arc<GlanceClient>) -> Result<CliTransfers, String> {
+fn cli_transfers(api: &Arc<GlanceClient>, retry_for: Duration) -> Result<CliTransfers, String> {
     crate::transfer::convert::ScratchSpace::from_env()?;
     let ended = Arc::new(tokio::sync::Notify::new());
     let notify = ended.clone();
     let manager = TransferManager::new(api.clone(), TRANSFERS, cli_policy(), Default::default())
         .map_err(|err| err.to_string())?
         .on_end(Arc::new(move |_: &str| notify.notify_one()));
-    Ok(CliTransfers { manager, ended })
+    Ok(CliTransfers {
+        manager,
+        ended,
+        retry_for,
+    })
 }
 
 async fn apply_one(
@@ -236,9 +244,20 @@ async fn settle(
     let mut known_id = derived_id(uid, 0);
     let mut changed = false;
     let mut wait = FIRST_POLL;
+    let mut failing = Failing::new(transfers.retry_for);
     loop {
         let subject = subject_of(spec, uid, &known_id);
-        let result = pass::sync(api, &transfers.manager, subject, desired, access).await?;
+        let result = match pass::sync(api, &transfers.manager, subject, desired, access).await {
+            Ok(result) => result,
+            Err(err) if err.is_transient() => {
+                let message = err.to_string();
+                failing.again(err.reason(), &message)?;
+                tracing::info!(error = %message, "retrying after a failure that may pass");
+                failing.pause().await;
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
         changed |= !result.effects.is_empty();
         if let Some(image) = &result.image {
             known_id = image.id.clone();
@@ -258,13 +277,26 @@ async fn settle(
             Progress::Working { .. }
                 if transfers.manager.state(&known_id) == TransferState::Running =>
             {
+                failing.passed();
                 // Glance has nothing new to say about an image whose data is still on its way
                 // from this process, and every look costs the Glance that is busy taking it:
                 // the progress comes from the transfer, and its end brings the next pass.
                 await_transfer_end(transfers, &known_id, progress).await;
                 wait = FIRST_POLL;
             }
-            Progress::Working { .. } => {
+            Progress::Working { reason, message } => {
+                // A transfer that failed and will be retried: not for longer than retry_for.
+                if matches!(
+                    transfers.manager.state(&known_id),
+                    TransferState::Failed { retry: true, .. }
+                ) {
+                    failing.again(reason, &message)?;
+                    // Nothing changes before the next attempt may start: no pass till then.
+                    if let Some(at) = transfers.manager.retry_at(&known_id) {
+                        tokio::time::sleep_until(at.into()).await;
+                        continue;
+                    }
+                }
                 // Work that is not a transfer of glint's (such as Glance's import): polled,
                 // soon at first; a transfer's end cuts the wait short.
                 tokio::select! {
@@ -274,6 +306,50 @@ async fn settle(
                 wait = (wait * 2).min(POLL);
             }
         }
+    }
+}
+
+/// A streak of failures that may pass, and the point where apply stops waiting for it to.
+struct Failing {
+    retry_for: Duration,
+    since: Option<std::time::Instant>,
+    backoff: Duration,
+}
+
+impl Failing {
+    fn new(retry_for: Duration) -> Self {
+        Self {
+            retry_for,
+            since: None,
+            backoff: FIRST_POLL,
+        }
+    }
+
+    /// Records another failure of the streak; past `retry_for`, it is the object's error.
+    fn again(&mut self, reason: Reason, message: &str) -> Result<(), ApplyError> {
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < self.retry_for {
+            return Ok(());
+        }
+        Err(ApplyError::Blocked {
+            reason,
+            message: format!(
+                "{message} (gave up after retrying for {} s; --retry-for sets how long)",
+                self.retry_for.as_secs()
+            ),
+        })
+    }
+
+    /// The streak ended: the next failure starts a new one.
+    fn passed(&mut self) {
+        self.since = None;
+        self.backoff = FIRST_POLL;
+    }
+
+    /// Waits before the next try: doubling from 100 ms to 30 s.
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -376,6 +452,7 @@ pub async fn apply_command(
     data_dir: Option<&Path>,
     paths: &[PathBuf],
     prune: bool,
+    retry_for: Duration,
 ) -> u8 {
     let Some((manifests, target)) = prepare(cloud, data_dir, paths).await else {
         return EXIT_ERROR;
@@ -397,7 +474,7 @@ pub async fn apply_command(
     let Some(orphans) = orphans_if(prune, api.as_ref(), &documents).await else {
         return EXIT_ERROR;
     };
-    let applied = apply_all(api.clone(), documents, &mut progress).await;
+    let applied = apply_all(api.clone(), documents, retry_for, &mut progress).await;
     display.finish();
     let applied = match applied {
         Ok(applied) => applied,
@@ -416,7 +493,7 @@ pub async fn apply_command(
     } else {
         report::print_applied(&applied, &pruned)
     };
-    let series_errors = match cli_transfers(&api) {
+    let series_errors = match cli_transfers(&api, retry_for) {
         Ok(transfers) => {
             let applied =
                 series::apply_all(api.as_ref(), &transfers, &cli_policy(), manifests.series).await;

@@ -476,6 +476,27 @@ fn data(
                 )),
             ),
         },
+        // Glance took the data, but the attempt could not learn what Glance made of it: the
+        // next attempt checks the image against what was sent (and sends nothing again when
+        // it matches). Never Ready before that check.
+        GlanceStatus::Active
+            if let TransferState::Failed {
+                reason,
+                message,
+                retry: true,
+            } = transfer
+                && desired.source.is_some() =>
+        {
+            (
+                Some(Step::StartTransfer),
+                Some(working(
+                    *reason,
+                    format!(
+                        "Glance holds the data, but glint could not check it yet: {message}; checking again"
+                    ),
+                )),
+            )
+        }
         // Glance has the data, but the transfer is still checking what Glance stored (or
         // following its import): not Ready until that check is done.
         _ if desired.source.is_some() && *transfer == TransferState::Running => (

@@ -550,6 +550,30 @@ fn an_image_left_saving_by_an_attempt_glint_gave_up_shows_the_failure_not_glance
 }
 
 #[test]
+fn an_active_image_whose_check_failed_for_now_is_not_ready_and_is_checked_again() {
+    let wanted = desired(|s| {
+        s.source = Some(ImageSource {
+            url: "https://x/i.raw".into(),
+            ..ImageSource::default()
+        })
+    });
+    let active = image(|i| i.status = GlanceStatus::Active);
+    let failed = TransferState::Failed {
+        reason: Reason::TransferFailed,
+        message: "Glance get image after upload failed with 503".into(),
+        retry: true,
+    };
+    let plan = plan(&wanted, &Observation::Owned(active), &no_members(), &failed);
+    assert_eq!(plan.steps, [Step::StartTransfer], "the check runs again");
+    assert!(
+        matches!(&plan.progress, Progress::Working { reason: Reason::TransferFailed, message }
+            if message.contains("could not check it yet") && message.contains("503")),
+        "{:?}",
+        plan.progress
+    );
+}
+
+#[test]
 fn a_transfer_that_failed_for_good_blocks_even_an_active_image() {
     let wanted = desired(|s| {
         s.source = Some(ImageSource {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::pipeline::PipelineError;
+use super::pipeline::{PipelineError, Sent};
 use crate::glance::GlanceError;
 use crate::reason::Reason;
 
@@ -26,6 +26,18 @@ pub(super) struct Failure {
     pub(super) glance_status: Option<u16>,
     /// The next attempt waits at least this long.
     pub(super) min_backoff: Duration,
+    /// Every byte went out but glint could not learn what Glance made of it (the answer, or
+    /// the read of the image after it, was lost): the next attempt checks Glance's image
+    /// against these digests before it sends anything again.
+    pub(super) unverified: Option<Unverified>,
+}
+
+/// What an attempt sent, kept for the next one to check Glance's image against.
+#[derive(Debug, Clone)]
+pub(super) struct Unverified {
+    pub(super) sent: Sent,
+    /// Staged for glance-direct (Glance imports it), not uploaded.
+    pub(super) staged: bool,
 }
 
 impl Failure {
@@ -36,6 +48,7 @@ impl Failure {
             retry,
             glance_status: None,
             min_backoff: Duration::ZERO,
+            unverified: None,
         }
     }
 
@@ -73,6 +86,16 @@ impl Failure {
 }
 
 impl Failure {
+    /// This failure, with what was sent kept for the next attempt to check (when another
+    /// attempt will come).
+    pub(super) fn sent_all(self, sent: &Sent, staged: bool) -> Self {
+        let unverified = self.retry.then(|| Unverified {
+            sent: sent.clone(),
+            staged,
+        });
+        Self { unverified, ..self }
+    }
+
     /// Glance's 413 to the data, told apart by Glance's words (glance/api/v2/image_data.py):
     /// an image over the cloud's size cap waits for a change; a full quota or store is tried
     /// again, never sooner than [`LIMIT_BACKOFF`].

@@ -17,7 +17,7 @@ use super::{
     lock,
 };
 use crate::crd::{ConversionBy, TransferMethod, TransferPhase};
-use crate::glance::{GlanceApi, GlanceStatus, ImportMethod};
+use crate::glance::{GlanceApi, GlanceError, GlanceStatus, ImportMethod};
 use crate::metrics::TransferMetrics;
 use crate::reason::Reason;
 
@@ -43,6 +43,8 @@ pub(super) struct Job<G> {
     pub image_id: String,
     pub request: TransferRequest,
     pub attempts: u32,
+    /// What the last attempt sent without learning what Glance made of it.
+    pub unverified: Option<super::failure::Unverified>,
 }
 
 impl<G: GlanceApi + 'static> Job<G> {
@@ -59,9 +61,12 @@ impl<G: GlanceApi + 'static> Job<G> {
             self.metrics.queued.dec();
             self.metrics.active.inc();
         }
-        let outcome = match hash_from::resolve(&mut self.request, self.policy.clone()).await {
-            Ok(()) => self.transfer(started).await,
-            Err(refusal) => Err(Failure::new(refusal.reason, refusal.message, refusal.retry)),
+        let outcome = match self.recheck().await {
+            Some(outcome) => outcome,
+            None => match hash_from::resolve(&mut self.request, self.policy.clone()).await {
+                Ok(()) => self.transfer(started).await,
+                Err(refusal) => Err(Failure::new(refusal.reason, refusal.message, refusal.retry)),
+            },
         };
         let elapsed = started.elapsed();
         self.metrics.finished(
@@ -101,6 +106,7 @@ impl<G: GlanceApi + 'static> Job<G> {
                 entry.status.last_error = Some(cut(failure.message));
                 entry.reason = failure.reason;
                 entry.retry = failure.retry;
+                entry.unverified = failure.unverified;
                 let backoff = FIRST_BACKOFF
                     .saturating_mul(1 << self.attempts.saturating_sub(1).min(10))
                     .max(failure.min_backoff)
@@ -335,9 +341,11 @@ impl<G: GlanceApi + 'static> Job<G> {
             // balancer's 5xx after Glance took it all): Glance's image says what happened. If
             // Glance kept the data, it is checked like any upload's, never taken on trust and
             // never sent twice; otherwise the attempt failed.
-            (Err(error), Ok(sent))
-                if error.is_transient() && self.glance_kept_the_data(route).await =>
-            {
+            (Err(error), Ok(sent)) if error.is_transient() => {
+                if !matches!(self.glance_kept_the_data(route).await, Ok(true)) {
+                    let failure = Failure::from_glance(route.what(), &error);
+                    return Err(failure.sent_all(&sent, route == Route::Stage));
+                }
                 tracing::info!(%error, "the upload's answer was lost, but Glance kept the data; checking it");
                 sent
             }
@@ -345,40 +353,89 @@ impl<G: GlanceApi + 'static> Job<G> {
             (Ok(()), Ok(sent)) => sent,
             (Ok(()), Err(error)) => return Err(Failure::from_pipeline(error)),
         };
-        if route == Route::Stage {
+        let staged = route == Route::Stage;
+        let checked = if staged {
+            self.import_staged().await
+        } else {
+            Ok(())
+        };
+        match checked {
+            Ok(()) => self.verify(&sent, staged).await,
+            Err(failure) => Err(failure),
+        }
+        .map_err(|failure| failure.sent_all(&sent, staged))
+    }
+
+    /// Has Glance import what was staged (unless it already is), and waits for the import.
+    async fn import_staged(&self) -> Result<(), Failure> {
+        let image = self
+            .api
+            .get_image_fresh(&self.image_id)
+            .await
+            .map_err(|error| Failure::from_glance("get image after staging", &error))?;
+        if image.status == GlanceStatus::Uploading {
             self.api
                 .import(&self.image_id, &ImportMethod::GlanceDirect)
                 .await
                 .map_err(|error| Failure::from_glance("import", &error))?;
-            self.wait_for_import().await?;
         }
-        self.verify(&sent, route == Route::Stage).await
+        self.wait_for_import().await.map(drop)
+    }
+
+    /// When the last attempt sent everything but never learned what Glance made of it: the
+    /// check of Glance's image against what was sent, if Glance kept the data; `None` when
+    /// it did not (the image is back to queued) and the data must go again.
+    async fn recheck(&self) -> Option<Result<(), Failure>> {
+        let unverified = self.unverified.as_ref()?;
+        let route = if unverified.staged {
+            Route::Stage
+        } else {
+            Route::Upload
+        };
+        match self.glance_kept_the_data(route).await {
+            Ok(true) => {}
+            // Back to queued: the data must go again.
+            Ok(false) => return None,
+            // Still unknown: nothing is sent again before Glance says.
+            Err(error) => {
+                let failure = Failure::from_glance("get image", &error);
+                return Some(Err(failure.sent_all(&unverified.sent, unverified.staged)));
+            }
+        }
+        tracing::info!("checking the data an earlier attempt sent, which Glance kept");
+        let checked = if unverified.staged {
+            self.import_staged().await
+        } else {
+            Ok(())
+        };
+        Some(
+            match checked {
+                Ok(()) => self.verify(&unverified.sent, unverified.staged).await,
+                Err(failure) => Err(failure),
+            }
+            .map_err(|failure| failure.sent_all(&unverified.sent, unverified.staged)),
+        )
     }
 
     /// Whether Glance holds the data of an upload whose answer glint did not get: the image
     /// left `queued` for `active` (upload) or `uploading` (staged, waiting for the import).
-    async fn glance_kept_the_data(&self, route: Route) -> bool {
-        let kept = match route {
-            Route::Upload => GlanceStatus::Active,
-            Route::Stage => GlanceStatus::Uploading,
+    async fn glance_kept_the_data(&self, route: Route) -> Result<bool, GlanceError> {
+        let kept: &[GlanceStatus] = match route {
+            Route::Upload => &[GlanceStatus::Active],
+            Route::Stage => &[
+                GlanceStatus::Uploading,
+                GlanceStatus::Importing,
+                GlanceStatus::Active,
+            ],
         };
-        match self.api.get_image_fresh(&self.image_id).await {
-            Ok(image) => image.status == kept,
-            Err(error) => {
-                tracing::warn!(%error, "cannot tell whether Glance kept the upload's data");
-                false
-            }
-        }
+        let image = self.api.get_image_fresh(&self.image_id).await?;
+        Ok(kept.contains(&image.status))
     }
 
     /// Glance's checksum and os_hash_value must be the digests of what glint sent, unless
     /// Glance's import converted the data (see [`verify`]): then the conversion is recorded.
     async fn verify(&self, sent: &Sent, imported: bool) -> Result<(), Failure> {
-        let image = self
-            .api
-            .get_image_fresh(&self.image_id)
-            .await
-            .map_err(|error| Failure::from_glance("get image after upload", &error))?;
+        let image = self.image_after_upload().await?;
         let mismatches = match verify::judge(
             sent,
             self.request.disk_format.as_ref(),
@@ -414,6 +471,28 @@ impl<G: GlanceApi + 'static> Job<G> {
                 false,
             ))
             .await)
+    }
+
+    /// The image as Glance holds it once the data is in. A read that fails for now is tried
+    /// twice more (1 s, then 2 s later) before the attempt fails: the data is in, and only
+    /// this read stands between it and Ready.
+    async fn image_after_upload(&self) -> Result<crate::glance::GlanceImage, Failure> {
+        let mut pause = Duration::from_secs(1);
+        for _ in 0..2 {
+            match self.api.get_image_fresh(&self.image_id).await {
+                Ok(image) => return Ok(image),
+                Err(error) if error.is_transient() => {
+                    tracing::info!(%error, "reading the image after the upload failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(error) => return Err(Failure::from_glance("get image after upload", &error)),
+            }
+        }
+        self.api
+            .get_image_fresh(&self.image_id)
+            .await
+            .map_err(|error| Failure::from_glance("get image after upload", &error))
     }
 
     /// Keeps bad data from being booted: marks the image with why (so that no later pass

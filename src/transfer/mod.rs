@@ -95,6 +95,8 @@ struct Entry {
     retry: bool,
     /// When the next attempt may start, after a failure.
     not_before: Option<Instant>,
+    /// What the failed attempt sent without learning what Glance made of it.
+    unverified: Option<failure::Unverified>,
     task: Option<tokio::task::AbortHandle>,
 }
 
@@ -166,6 +168,14 @@ impl<G: GlanceApi + 'static> TransferManager<G> {
         })
     }
 
+    /// When the image's next attempt may start, while a failed one waits out its backoff.
+    pub fn retry_at(&self, image_id: &str) -> Option<Instant> {
+        lock(&self.entries)
+            .get(image_id)
+            .and_then(|entry| entry.not_before)
+            .filter(|at| Instant::now() < *at)
+    }
+
     /// Calls `hook` each time a transfer of this manager ends.
     pub fn on_end(mut self, hook: EndHook) -> Self {
         self.on_end = Some(hook);
@@ -209,6 +219,7 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
             return false;
         }
         let attempts = previous.map_or(0, |entry| entry.status.attempts) + 1;
+        let unverified = previous.and_then(|entry| entry.unverified.clone());
         let job = job::Job {
             api: self.api.clone(),
             policy: self.policy.clone(),
@@ -219,6 +230,7 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
             image_id: image_id.to_string(),
             request: request.clone(),
             attempts,
+            unverified,
         };
         self.metrics.queued.inc();
         // The transfer's log lines say which Image they belong to, like the reconcile's.
@@ -234,6 +246,7 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
                 reason: Reason::TransferFailed,
                 retry: true,
                 not_before: None,
+                unverified: None,
                 task: Some(task.abort_handle()),
             },
         );
