@@ -29,6 +29,8 @@
 //! `--binary PATH` (another glint build). Targets (issue 33): every Image Ready and the series
 //! current; 0 duplicates, 0 leaks, 0 wrong bytes, 0 bad stable-name samples.
 
+#[path = "support/bench_main.rs"]
+mod bench_main;
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_macros)]
 mod common;
@@ -574,31 +576,5 @@ fn failed_by_reason(glint: &GlintProcess) -> String {
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let started = Instant::now();
-    let outcome = runtime.block_on(run());
-    println!("(benchmark took {:.0} s)", started.elapsed().as_secs_f64());
-    match outcome {
-        Ok(true) => {
-            println!("targets met");
-            ExitCode::SUCCESS
-        }
-        Ok(false) => {
-            println!("targets MISSED");
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            eprintln!("benchmark failed: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main::finish(run())
 }

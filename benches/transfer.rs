@@ -38,6 +38,8 @@
 //! glint against run i of the baseline) is printed, so that a change can be told from the
 //! machine's own noise.
 
+#[path = "support/bench_main.rs"]
+mod bench_main;
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_macros)]
 mod common;
@@ -1123,31 +1125,5 @@ async fn measure(
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let started = Instant::now();
-    let outcome = runtime.block_on(run());
-    println!("(benchmark took {:.0} s)", started.elapsed().as_secs_f64());
-    match outcome {
-        Ok(true) => {
-            println!("targets met");
-            ExitCode::SUCCESS
-        }
-        Ok(false) => {
-            println!("targets MISSED");
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            eprintln!("benchmark failed: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main::finish(run())
 }

@@ -7,6 +7,8 @@
 //! Targets (issue 2): glint/curl >= 0.97, peak RSS <= 40 MiB.
 //! `GLINT_BENCH_BYTES` (default 1 GiB) and `GLINT_BENCH_RUNS` (default 3) change the size.
 
+#[path = "support/bench_main.rs"]
+mod bench_main;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -174,28 +176,5 @@ async fn run() -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(true) => {
-            println!("targets met");
-            ExitCode::SUCCESS
-        }
-        Ok(false) => {
-            println!("targets MISSED");
-            ExitCode::FAILURE
-        }
-        Err(err) => {
-            eprintln!("benchmark failed: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main::finish(run())
 }

@@ -44,11 +44,7 @@ fn patch() -> Route {
 /// must validate with Keystone, seconds on a loaded machine.
 async fn through_proxy(bed: Testbed) -> (Harness, FaultProxy, GlanceClient) {
     let proxy = FaultProxy::start(&bed.keystone_glance_url).await;
-    let yaml = format!(
-        "{}    image_endpoint_override: {}\n",
-        bed.demo_cloud(),
-        proxy.url()
-    );
+    let yaml = bed.demo_cloud_via(proxy.url());
     let h = Harness::with_clouds_yaml(bed, &yaml, |ctx| ctx);
     let api = h.glance();
     (h, proxy, api)

@@ -32,11 +32,7 @@ fn tokens() -> Route {
 /// uploads after [`STALL`], and a client that checks Glance without the proxy.
 async fn glance_through_proxy(bed: common::Testbed) -> (Harness, FaultProxy, GlanceClient) {
     let proxy = FaultProxy::start(&bed.keystone_glance_url).await;
-    let yaml = format!(
-        "{}    image_endpoint_override: {}\n",
-        bed.demo_cloud(),
-        proxy.url()
-    );
+    let yaml = bed.demo_cloud_via(proxy.url());
     let h = Harness::with_settings(
         bed,
         glint::controller::Settings {
@@ -47,6 +43,42 @@ async fn glance_through_proxy(bed: common::Testbed) -> (Harness, FaultProxy, Gla
     h.put_clouds_yaml("cloud", &yaml);
     let api = h.glance();
     (h, proxy, api)
+}
+
+/// One Image whose source (`size` pseudo-random bytes) goes to Glance through a proxy that
+/// breaks what `faults` say, applied once the faults are armed.
+struct Scenario {
+    h: Harness,
+    proxy: FaultProxy,
+    api: GlanceClient,
+    data: Vec<u8>,
+    server: SourceServer,
+    name: String,
+}
+
+async fn scenario(
+    prefix: &str,
+    size: usize,
+    seed: u64,
+    faults: &[(Route, Fault, u32)],
+) -> Scenario {
+    let bed = glance_under_test!();
+    let (h, proxy, api) = glance_through_proxy(bed).await;
+    let data = common::pseudo_random_bytes(size, seed);
+    let server = SourceServer::serving(Reply::ok(data.clone())).await;
+    for (route, fault, times) in faults {
+        proxy.inject(route.clone(), *fault, *times);
+    }
+    let name = common::unique(prefix);
+    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+    Scenario {
+        h,
+        proxy,
+        api,
+        data,
+        server,
+        name,
+    }
 }
 
 fn transfer_of(object: Option<&Image>) -> Option<TransferStatus> {
@@ -104,13 +136,20 @@ async fn first_failure(h: &Harness, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_reset_midway_is_retried_and_glance_ends_with_the_sources_bytes_once() {
-    let bed = glance_under_test!();
-    let (h, proxy, api) = glance_through_proxy(bed).await;
-    let data = common::pseudo_random_bytes(8 << 20, 33);
-    let server = SourceServer::serving(Reply::ok(data.clone())).await;
-    proxy.inject(upload(), Fault::CutBodyAfter(3 << 20), 1);
-    let name = common::unique("upload-reset");
-    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+    let Scenario {
+        h,
+        proxy,
+        api,
+        data,
+        server: _server,
+        name,
+    } = scenario(
+        "upload-reset",
+        8 << 20,
+        33,
+        &[(upload(), Fault::CutBodyAfter(3 << 20), 1)],
+    )
+    .await;
 
     let error = first_failure(&h, &name).await;
     eprintln!("first attempt: {error}");
@@ -127,15 +166,22 @@ async fn an_upload_reset_midway_is_retried_and_glance_ends_with_the_sources_byte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_glance_stops_taking_is_given_up_after_the_stall_limit_and_retried() {
-    let bed = glance_under_test!();
-    let (h, proxy, api) = glance_through_proxy(bed).await;
-    let data = common::pseudo_random_bytes(8 << 20, 34);
-    let server = SourceServer::serving(Reply::ok(data.clone())).await;
     // Silent for five times the limit (then the balancer gives up on Glance too, which puts
     // the image back to queued): only glint's own watch can end the attempt sooner.
-    proxy.inject(upload(), Fault::StallBodyAfter(2 << 20, 5 * STALL), 1);
-    let name = common::unique("upload-stall");
-    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+    let Scenario {
+        h,
+        proxy: _proxy,
+        api,
+        data,
+        server: _server,
+        name,
+    } = scenario(
+        "upload-stall",
+        8 << 20,
+        34,
+        &[(upload(), Fault::StallBodyAfter(2 << 20, 5 * STALL), 1)],
+    )
+    .await;
 
     let started = Instant::now();
     let error = first_failure(&h, &name).await;
@@ -186,13 +232,20 @@ async fn an_upload_slower_than_the_stall_limit_is_not_a_stall_while_it_waits_on_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_502_answered_after_the_whole_upload_by_a_balancer_glance_never_reached_is_retried() {
-    let bed = glance_under_test!();
-    let (h, proxy, api) = glance_through_proxy(bed).await;
-    let data = common::pseudo_random_bytes(4 << 20, 36);
-    let server = SourceServer::serving(Reply::ok(data.clone())).await;
-    proxy.inject(upload(), Fault::SwallowThen(502), 1);
-    let name = common::unique("upload-502");
-    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+    let Scenario {
+        h,
+        proxy,
+        api,
+        data,
+        server: _server,
+        name,
+    } = scenario(
+        "upload-502",
+        4 << 20,
+        36,
+        &[(upload(), Fault::SwallowThen(502), 1)],
+    )
+    .await;
 
     let error = first_failure(&h, &name).await;
     assert!(error.contains("502"), "{error}");
@@ -205,13 +258,20 @@ async fn a_502_answered_after_the_whole_upload_by_a_balancer_glance_never_reache
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_502_answered_after_glance_stored_the_upload_ends_ready_on_the_checked_bytes() {
-    let bed = glance_under_test!();
-    let (h, proxy, api) = glance_through_proxy(bed).await;
-    let data = common::pseudo_random_bytes(4 << 20, 37);
-    let server = SourceServer::serving(Reply::ok(data.clone())).await;
-    proxy.inject(upload(), Fault::ActThenRefuse(502), 1);
-    let name = common::unique("stored-then-502");
-    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+    let Scenario {
+        h,
+        proxy,
+        api,
+        data,
+        server: _server,
+        name,
+    } = scenario(
+        "stored-then-502",
+        4 << 20,
+        37,
+        &[(upload(), Fault::ActThenRefuse(502), 1)],
+    )
+    .await;
 
     let done = h.settle(&name, transferred).await;
     eprintln!("{:?}", transfer_of(done.as_ref()));
@@ -442,15 +502,8 @@ fn apply_through(
     extra: &[&str],
 ) -> (bool, String) {
     let run = common::mirror::SeriesCli::with_bed(bed);
-    std::fs::write(
-        run.dir.join("clouds.yaml"),
-        format!(
-            "{}    image_endpoint_override: {}\n",
-            bed.demo_cloud(),
-            proxy.url()
-        ),
-    )
-    .expect("clouds.yaml");
+    std::fs::write(run.dir.join("clouds.yaml"), bed.demo_cloud_via(proxy.url()))
+        .expect("clouds.yaml");
     let path = run.dir.join("images.yaml");
     std::fs::write(&path, manifest).expect("manifest");
     let path = path.display().to_string();
@@ -574,15 +627,24 @@ async fn glint_apply_gives_an_object_up_after_retry_for_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_whose_answer_and_next_reads_are_lost_is_never_ready_before_glint_checked_it() {
-    let bed = glance_under_test!();
-    let (h, proxy, api) = glance_through_proxy(bed).await;
-    let data = common::pseudo_random_bytes(4 << 20, 42);
-    let server = SourceServer::serving(Reply::ok(data.clone())).await;
     // Glance stores the data but the answer is lost, and so are the next reads of the image.
-    proxy.inject(upload(), Fault::ActThenRefuse(502), 1);
-    proxy.inject(Route::new("GET", "/v2/images/*"), Fault::Status(503), 4);
-    let name = common::unique("unchecked");
-    h.apply(&name, json!({"source": {"url": server.url("/disk.raw")}}));
+    let Scenario {
+        h,
+        proxy,
+        api,
+        data,
+        server: _server,
+        name,
+    } = scenario(
+        "unchecked",
+        4 << 20,
+        42,
+        &[
+            (upload(), Fault::ActThenRefuse(502), 1),
+            (Route::new("GET", "/v2/images/*"), Fault::Status(503), 4),
+        ],
+    )
+    .await;
 
     let mut failed_seen = false;
     for _ in 0..150 {

@@ -362,15 +362,8 @@ async fn a_rotation_whose_old_version_cannot_give_up_the_name_never_puts_it_on_t
     let bed = glance_under_test!();
     let run = SeriesCli::with_bed(&bed);
     let proxy = FaultProxy::start(&bed.keystone_glance_url).await;
-    std::fs::write(
-        run.dir.join("clouds.yaml"),
-        format!(
-            "{}    image_endpoint_override: {}\n",
-            bed.demo_cloud(),
-            proxy.url()
-        ),
-    )
-    .expect("clouds.yaml");
+    std::fs::write(run.dir.join("clouds.yaml"), bed.demo_cloud_via(proxy.url()))
+        .expect("clouds.yaml");
     let mirror = Mirror::start(&run.dir.join("mirror"));
     let name = common::unique("rename");
     let key = format!("default/{name}");

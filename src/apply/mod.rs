@@ -251,7 +251,10 @@ async fn settle(
             Ok(result) => result,
             Err(err) if err.is_transient() => {
                 let message = err.to_string();
-                failing.again(err.reason(), &message)?;
+                if let Some(message) = failing.again(&message) {
+                    let reason = err.reason();
+                    return Err(ApplyError::Blocked { reason, message });
+                }
                 tracing::info!(error = %message, "retrying after a failure that may pass");
                 failing.pause().await;
                 continue;
@@ -290,7 +293,9 @@ async fn settle(
                     transfers.manager.state(&known_id),
                     TransferState::Failed { retry: true, .. }
                 ) {
-                    failing.again(reason, &message)?;
+                    if let Some(message) = failing.again(&message) {
+                        return Err(ApplyError::Blocked { reason, message });
+                    }
                     // Nothing changes before the next attempt may start: no pass till then.
                     if let Some(at) = transfers.manager.retry_at(&known_id) {
                         tokio::time::sleep_until(at.into()).await;
@@ -325,18 +330,14 @@ impl Failing {
         }
     }
 
-    /// Records another failure of the streak; past `retry_for`, it is the object's error.
-    fn again(&mut self, reason: Reason, message: &str) -> Result<(), ApplyError> {
+    /// Records another failure of the streak; past `retry_for`, the words to give up with.
+    fn again(&mut self, message: &str) -> Option<String> {
         let since = *self.since.get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() < self.retry_for {
-            return Ok(());
-        }
-        Err(ApplyError::Blocked {
-            reason,
-            message: format!(
+        (since.elapsed() >= self.retry_for).then(|| {
+            format!(
                 "{message} (gave up after retrying for {} s; --retry-for sets how long)",
                 self.retry_for.as_secs()
-            ),
+            )
         })
     }
 

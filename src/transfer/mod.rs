@@ -28,6 +28,7 @@ mod failure;
 mod hash;
 mod hash_from;
 mod job;
+mod job_check;
 mod job_convert;
 pub mod pipeline;
 mod request;

@@ -211,6 +211,15 @@ impl Testbed {
         }
     }
 
+    /// [`Self::demo_cloud`] with Glance reached at `glance_url` instead (a fault proxy in
+    /// front of it).
+    pub fn demo_cloud_via(&self, glance_url: &str) -> String {
+        format!(
+            "{}    image_endpoint_override: {glance_url}\n",
+            self.demo_cloud()
+        )
+    }
+
     /// A client acting as an administrator of `project` on the trusted-header Glance.
     pub fn admin_of(&self, project: &str) -> GlanceClient {
         self.client(project, &["admin"])
