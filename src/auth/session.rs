@@ -16,7 +16,7 @@ use super::keystone::{self, CatalogService, TokenResponse};
 use crate::http::{HttpOptions, build_client, build_streaming_client};
 
 /// Renew this long before Keystone's expiry, so that a token never dies in the middle of a
-/// call that was started with it.
+/// call that was started with it (half a token's life when that is shorter: see [`renew_at`]).
 pub const DEFAULT_RENEW_MARGIN: Duration = Duration::from_secs(300);
 
 /// Choices that do not come from clouds.yaml.
@@ -25,8 +25,8 @@ pub struct AuthOptions {
     /// A PEM CA bundle that replaces the cloud's `cacert` path (the operator passes the
     /// Secret's `cacert` key here).
     pub ca_bundle: Option<Vec<u8>>,
-    /// Renew tokens this long before they expire. A margin longer than a token's life makes
-    /// every call issue a new token, which is how tests watch renewal happen.
+    /// Renew tokens this long before they expire, or at half their life if that comes
+    /// later.
     pub renew_margin: Duration,
 }
 
@@ -86,7 +86,8 @@ impl Credential {
 
 struct IssuedToken {
     value: SecretString,
-    expires_at: Timestamp,
+    /// When the next call asks for a new token instead ([`renew_at`]).
+    renew_at: Timestamp,
     catalog: Vec<CatalogService>,
     project_id: Option<String>,
     generation: u64,
@@ -371,10 +372,8 @@ impl Authenticator {
         // Holding the lock while issuing makes concurrent callers wait for one token instead
         // of each issuing their own.
         let mut cached = session.cached.lock().await;
-        let renew_at = Timestamp::now() + session.renew_margin;
-        let needs_new = cached
-            .as_ref()
-            .is_none_or(|token| token.expires_at <= renew_at);
+        let now = Timestamp::now();
+        let needs_new = cached.as_ref().is_none_or(|token| now >= token.renew_at);
         if needs_new {
             *cached = Some(self.issue(session).await?);
         }
@@ -442,7 +441,11 @@ impl Authenticator {
         );
         Ok(IssuedToken {
             value,
-            expires_at: parsed.token.expires_at,
+            renew_at: renew_at(
+                Timestamp::now(),
+                parsed.token.expires_at,
+                session.renew_margin,
+            ),
             catalog: parsed.token.catalog,
             project_id: parsed.token.project.map(|project| project.id),
             generation,
@@ -450,10 +453,53 @@ impl Authenticator {
     }
 }
 
+/// When a token issued `now` that expires at `expires_at` is renewed: `margin` before it
+/// expires, but never before half its life, so that a cloud with tokens shorter than the margin
+/// does not cost a new token per call.
+fn renew_at(now: Timestamp, expires_at: Timestamp, margin: SignedDuration) -> Timestamp {
+    let half_life = expires_at.duration_since(now) / 2;
+    expires_at - margin.min(half_life).max(SignedDuration::ZERO)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::CloudsFile;
+
+    #[test]
+    fn a_token_is_renewed_a_margin_before_expiry_or_at_half_its_life_whichever_is_later() {
+        let now: Timestamp = "2026-12-06T12:00:00Z".parse().expect("time");
+        let at = |text: &str| -> Timestamp { text.parse().expect("time") };
+        let five_minutes = SignedDuration::from_secs(300);
+        for (expires, renewed, why) in [
+            (
+                "2026-12-06T13:00:00Z",
+                "2026-12-06T12:55:00Z",
+                "an hour's token: 5 min before",
+            ),
+            (
+                "2026-12-06T12:06:00Z",
+                "2026-12-06T12:03:00Z",
+                "6 min: at half its life",
+            ),
+            (
+                "2026-12-06T12:00:20Z",
+                "2026-12-06T12:00:10Z",
+                "20 s: at half its life",
+            ),
+            (
+                "2026-12-06T11:59:00Z",
+                "2026-12-06T11:59:00Z",
+                "already expired: at once",
+            ),
+        ] {
+            assert_eq!(
+                renew_at(now, at(expires), five_minutes),
+                at(renewed),
+                "{why}"
+            );
+        }
+    }
 
     fn keystone_authenticator() -> Authenticator {
         let yaml = b"clouds:\n  c:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n      user_id: u\n      password: p\n";
