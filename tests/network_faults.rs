@@ -346,7 +346,7 @@ async fn a_token_that_expires_during_a_long_upload_breaks_nothing_and_never_show
         glance.url()
     );
     std::fs::write(run.dir.join("clouds.yaml"), yaml).expect("clouds.yaml");
-    // 12 MiB at about 1 MiB/s: the upload outlives the token it started with twice over.
+    // 12 MiB at about 1 MiB/s: the upload outlives the token it started with.
     let data = common::pseudo_random_bytes(12 << 20, 39);
     let server =
         SourceServer::serving(Reply::ok(data.clone()).slowly(1 << 20, Duration::from_secs(1)))
@@ -376,7 +376,7 @@ async fn a_token_that_expires_during_a_long_upload_breaks_nothing_and_never_show
     );
     assert!(output.status.success(), "{log}");
     assert!(
-        took > Duration::from_secs(2 * u64::from(LIFETIME)),
+        took > Duration::from_secs(u64::from(LIFETIME) + 3),
         "the upload outlived its token: {took:?}"
     );
     assert_eq!(
