@@ -418,7 +418,14 @@ async fn handle(
     match fault {
         Some(Fault::Drop) => return Err(dropped()),
         Some(Fault::Status(code)) => return Ok(error_answer(code, "injected by the fault proxy")),
-        Some(Fault::GlanceSays(code, words)) => return Ok(glance_answer(code, words)),
+        Some(Fault::GlanceSays(code, words)) => {
+            // Glance reads the upload it refuses (a client still writing would otherwise meet
+            // a closed connection before the answer, which is another fault).
+            if request.into_body().collect().await.is_err() {
+                return Err(dropped());
+            }
+            return Ok(glance_answer(code, words));
+        }
         Some(Fault::InUseByStore) => {
             let id = request.uri().path().rsplit('/').next().unwrap_or_default();
             return Ok(glance_answer(
