@@ -351,8 +351,9 @@ impl<G: GlanceApi + 'static> Job<G> {
             (Ok(()), Err(error)) => return Err(Failure::from_pipeline(error)),
         };
         let staged = route == Route::Stage;
+        // The image is `uploading` once staged: no need to ask Glance before the import.
         let checked = if staged {
-            self.import_staged().await
+            self.import_and_wait().await
         } else {
             Ok(())
         };

@@ -13,7 +13,7 @@ use crate::glance::{GlanceApi, GlanceError, GlanceStatus, ImportMethod};
 use crate::reason::Reason;
 
 impl<G: GlanceApi + 'static> Job<G> {
-    /// Has Glance import what was staged (unless it already is), and waits for the import.
+    /// Has Glance import what an earlier attempt staged (unless it already is), and waits.
     pub(super) async fn import_staged(&self) -> Result<(), Failure> {
         let image = self
             .api
@@ -21,11 +21,17 @@ impl<G: GlanceApi + 'static> Job<G> {
             .await
             .map_err(|error| Failure::from_glance("get image after staging", &error))?;
         if image.status == GlanceStatus::Uploading {
-            self.api
-                .import(&self.image_id, &ImportMethod::GlanceDirect)
-                .await
-                .map_err(|error| Failure::from_glance("import", &error))?;
+            return self.import_and_wait().await;
         }
+        self.wait_for_import().await.map(drop)
+    }
+
+    /// Has Glance import the staged data, and waits for the import.
+    pub(super) async fn import_and_wait(&self) -> Result<(), Failure> {
+        self.api
+            .import(&self.image_id, &ImportMethod::GlanceDirect)
+            .await
+            .map_err(|error| Failure::from_glance("import", &error))?;
         self.wait_for_import().await.map(drop)
     }
 
