@@ -265,6 +265,7 @@ pub async fn apply(
                         access: access.clone(),
                         disk_format: desired.disk_format.clone(),
                         conversion: desired.conversion.clone(),
+                        share: desired.share.clone(),
                     };
                     if !transfers.start(id, &request) {
                         continue;

@@ -51,6 +51,9 @@ pub struct Desired {
     pub members: BTreeSet<String>,
     pub deactivated: bool,
     pub source: Option<ImageSource>,
+    /// Set when this image is one of several targets of one object: their transfers read one
+    /// download of the source between them (`TransferRequest::share`).
+    pub share: Option<String>,
 }
 
 impl Desired {
@@ -83,6 +86,7 @@ impl Desired {
             members: spec.members.iter().cloned().collect(),
             deactivated: spec.deactivated,
             source: spec.source.clone(),
+            share: None,
         }
     }
 

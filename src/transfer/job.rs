@@ -37,6 +37,7 @@ pub(super) struct Job<G> {
     pub slots: Arc<Semaphore>,
     pub metrics: TransferMetrics,
     pub on_end: Option<EndHook>,
+    pub shared: Option<Arc<super::SharedDownloads>>,
     pub image_id: String,
     pub request: TransferRequest,
     pub attempts: u32,
@@ -197,9 +198,11 @@ impl<G: GlanceApi + 'static> Job<G> {
         url: &url::Url,
     ) -> Result<(SourceStream, Option<u64>), Failure> {
         if url.scheme() == "file" {
-            self.open_file(url).await
-        } else {
-            self.open_http(url).await
+            return self.open_file(url).await;
+        }
+        match (&self.shared, &self.request.share) {
+            (Some(shared), Some(key)) => shared.open(key, || self.open_http(url)).await,
+            _ => self.open_http(url).await,
         }
     }
 

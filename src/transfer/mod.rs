@@ -32,6 +32,7 @@ mod job_check;
 mod job_convert;
 pub mod pipeline;
 mod request;
+pub mod shared;
 pub mod source_http;
 pub mod source_policy;
 pub mod verify;
@@ -49,6 +50,7 @@ use crate::reason::Reason;
 
 pub use hash::{Digest, DigestError};
 pub use request::{Conversion, SourceAccess, TransferRequest};
+pub use shared::SharedDownloads;
 pub use source_policy::{Cidr, SourcePolicy};
 
 pub use crate::marks::QUARANTINE_PROPERTY;
@@ -145,6 +147,7 @@ pub struct TransferManager<G> {
     slots: Arc<Semaphore>,
     metrics: TransferMetrics,
     on_end: Option<EndHook>,
+    shared: Option<Arc<SharedDownloads>>,
 }
 
 impl<G: GlanceApi + 'static> TransferManager<G> {
@@ -166,6 +169,7 @@ impl<G: GlanceApi + 'static> TransferManager<G> {
             slots: Arc::new(Semaphore::new(parallel.max(1))),
             metrics,
             on_end: None,
+            shared: None,
         })
     }
 
@@ -175,6 +179,13 @@ impl<G: GlanceApi + 'static> TransferManager<G> {
             .get(image_id)
             .and_then(|entry| entry.not_before)
             .filter(|at| Instant::now() < *at)
+    }
+
+    /// Transfers whose request carries a share key read their source through `downloads`,
+    /// which the managers of every cloud share: one download for all of an object's targets.
+    pub fn sharing(mut self, downloads: Arc<SharedDownloads>) -> Self {
+        self.shared = Some(downloads);
+        self
     }
 
     /// Calls `hook` each time a transfer of this manager ends.
@@ -228,6 +239,7 @@ impl<G: GlanceApi + 'static> Transfers for TransferManager<G> {
             slots: self.slots.clone(),
             metrics: self.metrics.clone(),
             on_end: self.on_end.clone(),
+            shared: self.shared.clone(),
             image_id: image_id.to_string(),
             request: request.clone(),
             attempts,

@@ -74,6 +74,9 @@ pub struct TransferRequest {
     pub disk_format: Option<DiskFormat>,
     /// The conversion the spec asks for (spec.source.convertTo).
     pub conversion: Option<Conversion>,
+    /// Transfers with the same key read one download of the source between them (the
+    /// targets of one object, each into its own cloud); `None`: this transfer downloads alone.
+    pub share: Option<String>,
 }
 
 impl TransferRequest {
@@ -89,6 +92,7 @@ impl TransferRequest {
             access: SourceAccess::default(),
             disk_format: None,
             conversion: None,
+            share: None,
         }
     }
 
