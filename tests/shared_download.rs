@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 use common::fault_proxy::{Fault, FaultProxy, Route};
 use common::sources::{Reply, SourceServer};
 use glint::crd::{ImageSource, TransferPhase};
-use glint::glance::{
-    ContainerFormat, DiskFormat, GlanceApi, GlanceClient, GlanceStatus, NewImage,
-};
+use glint::glance::{ContainerFormat, DiskFormat, GlanceApi, GlanceClient, GlanceStatus, NewImage};
 use glint::transfer::convert::ScratchSpace;
 use glint::transfer::{SharedDownloads, SourcePolicy, TransferManager, TransferRequest, Transfers};
 use sha2::Digest;
@@ -57,7 +55,10 @@ impl Target {
     }
 
     fn start(&self, request: &TransferRequest) {
-        assert!(self.transfers.start(&self.id, request), "the transfer starts");
+        assert!(
+            self.transfers.start(&self.id, request),
+            "the transfer starts"
+        );
     }
 
     fn phase(&self) -> Option<TransferPhase> {
@@ -198,8 +199,15 @@ async fn a_target_whose_glance_stops_reading_holds_no_other_back_and_its_retry_r
         "the others finished while the stalled target's first attempt still waited on its Glance"
     );
     targets[1].finish(&request, Duration::from_secs(60)).await;
-    let attempts = targets[1].transfers.progress(&targets[1].id).unwrap().attempts;
-    assert_eq!(attempts, 2, "the stalled upload failed once, then went through");
+    let attempts = targets[1]
+        .transfers
+        .progress(&targets[1].id)
+        .unwrap()
+        .attempts;
+    assert_eq!(
+        attempts, 2,
+        "the stalled upload failed once, then went through"
+    );
 
     for target in &targets {
         target.assert_holds(&data).await;
@@ -291,8 +299,19 @@ async fn a_cancelled_target_leaves_the_download_to_the_others_and_the_last_reade
     targets[1].assert_holds(&data).await;
     // Had the cancel stopped the download, the other target's attempt would have failed and
     // its retry downloaded again.
-    assert_eq!(server.gets(), 1, "the cancelled target did not stop the download");
-    assert_eq!(targets[1].transfers.progress(&targets[1].id).unwrap().attempts, 1);
+    assert_eq!(
+        server.gets(),
+        1,
+        "the cancelled target did not stop the download"
+    );
+    assert_eq!(
+        targets[1]
+            .transfers
+            .progress(&targets[1].id)
+            .unwrap()
+            .attempts,
+        1
+    );
     assert_eq!(server.body_bytes_sent(), data.len() as u64);
 
     // Kept while a retry may want it, then let go.

@@ -79,7 +79,13 @@ impl Spill {
         };
         shared.started.fetch_add(1, Ordering::Relaxed);
         tracing::info!(bytes = ?self.announced, "downloading the source once for every target");
-        let task = tokio::spawn(write_spill(shared, self.clone(), file, download, self.reserved));
+        let task = tokio::spawn(write_spill(
+            shared,
+            self.clone(),
+            file,
+            download,
+            self.reserved,
+        ));
         *lock(&self.download) = Some(task.abort_handle());
     }
 
@@ -87,9 +93,18 @@ impl Spill {
         self.progress.borrow().clone()
     }
 
+    /// The scratch bytes it counts against the limit: what it was given while it downloads
+    /// (a source of unknown length was given all the room left), what it wrote once done.
+    fn holds(&self) -> u64 {
+        let written = self.written();
+        match written.end {
+            Some(_) => written.bytes,
+            None => self.reserved.max(written.bytes),
+        }
+    }
+
     fn lingers(&self) -> bool {
-        self.readers.load(Ordering::SeqCst) == 0
-            && matches!(self.written().end, Some(Ok(())))
+        self.readers.load(Ordering::SeqCst) == 0 && matches!(self.written().end, Some(Ok(())))
     }
 
     fn usable(&self) -> bool {
@@ -111,6 +126,9 @@ impl Spill {
     }
 }
 
+/// A key's current spill, if any; locked across the opening of its download.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Spill>>>>;
+
 /// The downloads the transfers of one process share, by key (an object and its source).
 pub struct SharedDownloads {
     dir: PathBuf,
@@ -118,7 +136,7 @@ pub struct SharedDownloads {
     linger: Duration,
     /// Per key: held while a spill is looked up or its download opened, so that transfers
     /// starting together open one download between them.
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Spill>>>>>>,
+    slots: Mutex<HashMap<String, Slot>>,
     /// Every spill whose file is on disk, whatever its slot holds now.
     spills: Mutex<Vec<Arc<Spill>>>,
     /// Keys whose source outgrew the room it was given: their transfers download alone.
@@ -129,7 +147,9 @@ pub struct SharedDownloads {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Each critical section leaves the value whole; a poisoned one is still consistent.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SharedDownloads {
@@ -138,10 +158,7 @@ impl SharedDownloads {
     pub fn new(scratch: &ScratchSpace, linger: Duration) -> std::io::Result<Self> {
         let base = scratch.dir.clone().unwrap_or_else(std::env::temp_dir);
         let instance = INSTANCES.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!(
-            "glint-shared-{}-{instance}",
-            std::process::id()
-        ));
+        let dir = base.join(format!("glint-shared-{}-{instance}", std::process::id()));
         // What a killed process of the same pid (a restarted container) left holds nothing
         // worth keeping.
         let _ = std::fs::remove_dir_all(&dir);
@@ -187,7 +204,10 @@ impl SharedDownloads {
         if lock(&self.too_big).contains(key) {
             return open().await;
         }
-        let slot = lock(&self.slots).entry(key.to_string()).or_default().clone();
+        let slot = lock(&self.slots)
+            .entry(key.to_string())
+            .or_default()
+            .clone();
         let mut current = slot.lock().await;
         if let Some(spill) = current.as_ref().filter(|spill| spill.usable())
             && let Some(reader) = Reader::open(self.clone(), spill.clone()).await
@@ -216,21 +236,20 @@ impl SharedDownloads {
             Some(reader) => Ok((reader.into_stream(), announced)),
             // Its file vanished at once (scratch cleared under glint): the caller's attempt
             // fails as a broken download and is retried.
-            None => Ok((Box::pin(futures::stream::once(async {
-                Err("the shared download's file is gone from scratch".to_string())
-            })), announced)),
+            None => Ok((
+                Box::pin(futures::stream::once(async {
+                    Err("the shared download's file is gone from scratch".to_string())
+                })),
+                announced,
+            )),
         }
     }
 
     /// How many bytes a new spill may take, after lingering spills made room; `None` when the
     /// announced length does not fit.
     fn make_room(&self, announced: Option<u64>) -> Option<u64> {
-        let held = |spills: &[Arc<Spill>]| -> u64 {
-            spills
-                .iter()
-                .map(|spill| spill.reserved.max(spill.written().bytes))
-                .sum()
-        };
+        let held =
+            |spills: &[Arc<Spill>]| -> u64 { spills.iter().map(|spill| spill.holds()).sum() };
         let needed = announced.unwrap_or(0);
         loop {
             let spills = lock(&self.spills).clone();
@@ -347,9 +366,13 @@ async fn write_spill(
         // tokio's file hands a write to a thread and returns: only the flush says it reached
         // the file, where readers may read it.
         if let Err(error) = write_through(&mut file, &chunk).await {
-            break Err(format!("cannot write the shared download to scratch: {error}"));
+            break Err(format!(
+                "cannot write the shared download to scratch: {error}"
+            ));
         }
-        spill.progress.send_modify(|progress| progress.bytes = written);
+        spill
+            .progress
+            .send_modify(|progress| progress.bytes = written);
     };
     if let Err(error) = &end {
         tracing::warn!(%error, "the shared download failed");
@@ -465,5 +488,95 @@ async fn open_from_start(path: &Path) -> Option<tokio::fs::File> {
 impl Drop for Reader {
     fn drop(&mut self) {
         self.shared.release(&self.spill);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn shared(limit_bytes: u64) -> Arc<SharedDownloads> {
+        let scratch = ScratchSpace {
+            dir: None,
+            limit_bytes,
+        };
+        Arc::new(SharedDownloads::new(&scratch, LINGER).expect("a scratch folder"))
+    }
+
+    fn source(bytes: usize, announce: bool) -> (SourceStream, Option<u64>) {
+        let chunks = vec![Ok(Bytes::from(vec![7u8; bytes]))];
+        (
+            Box::pin(futures::stream::iter(chunks)),
+            announce.then_some(bytes as u64),
+        )
+    }
+
+    async fn read_all(mut stream: SourceStream) -> usize {
+        let mut total = 0;
+        while let Some(chunk) = stream.next().await {
+            total += chunk.expect("the spill reads").len();
+        }
+        total
+    }
+
+    #[tokio::test]
+    async fn readers_of_one_key_share_its_download_and_get_every_byte() {
+        let shared = shared(1 << 20);
+        let open = || async { Ok::<_, String>(source(300_000, true)) };
+        let (first, _) = shared.open("k", open).await.expect("opened");
+        let (second, announced) = shared.open("k", open).await.expect("opened");
+        assert_eq!(announced, Some(300_000));
+        assert_eq!(read_all(first).await, 300_000);
+        assert_eq!(read_all(second).await, 300_000);
+        assert_eq!(shared.downloads_started(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_finished_download_of_unknown_length_counts_what_it_wrote_not_all_the_room() {
+        let shared = shared(1 << 20);
+        let (unknown, _) = shared
+            .open("unknown", || async {
+                Ok::<_, String>(source(100_000, false))
+            })
+            .await
+            .expect("opened");
+        // Its reader goes on holding it (so it cannot be evicted) after its download finished:
+        // then it holds the 100 kB it wrote, not the whole MiB it was given.
+        let mut unknown = unknown;
+        unknown.next().await.expect("a chunk").expect("reads");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while lock(&shared.spills)
+            .iter()
+            .any(|spill| spill.written().end.is_none())
+        {
+            assert!(std::time::Instant::now() < deadline, "the download ends");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (known, _) = shared
+            .open("known", || async { Ok::<_, String>(source(800_000, true)) })
+            .await
+            .expect("opened");
+        assert_eq!(read_all(known).await, 800_000);
+        assert_eq!(
+            shared.downloads_started(),
+            2,
+            "the second source was shared too"
+        );
+        drop(unknown);
+    }
+
+    #[tokio::test]
+    async fn a_source_announced_larger_than_the_room_is_handed_back_unshared() {
+        let shared = shared(1 << 20);
+        let (alone, announced) = shared
+            .open("big", || async { Ok::<_, String>(source(2 << 20, true)) })
+            .await
+            .expect("opened");
+        assert_eq!(announced, Some(2 << 20));
+        assert_eq!(read_all(alone).await, 2 << 20);
+        assert_eq!(shared.downloads_started(), 0);
+        assert_eq!(shared.bytes_on_disk(), 0);
     }
 }
