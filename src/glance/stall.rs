@@ -8,6 +8,12 @@
 //! the limit. Waiting on the source is not Glance's stall: the source's own idle timeout covers
 //! that. Giving up drops the connection, which Glance sees as a client gone mid-body: it puts
 //! the image back to `queued` for the next attempt.
+//!
+//! Giving up also lets go of the body's source at once. hyper's connection task owns the body
+//! while it sends it, and outlives the request it was sent for: against a Glance that stopped
+//! (a hung process, a paused host) it waits on a full socket for as long as the peer's kernel
+//! keeps the connection open, which can be forever. Without the release the transfer's
+//! pipeline waited with it, and the attempt was recorded failed only when Glance came back.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -47,7 +53,11 @@ impl Marks {
 #[derive(Clone)]
 pub(super) struct Watch {
     marks: Arc<Marks>,
+    data: Held,
 }
+
+/// The body's source, until the watch gives the upload up and lets it go.
+type Held = Arc<std::sync::Mutex<Option<ByteStream>>>;
 
 /// `data` as hyper will pull it, and the watch that reads how it is pulled.
 pub(super) fn watched(data: ByteStream) -> (ByteStream, Watch) {
@@ -57,22 +67,34 @@ pub(super) fn watched(data: ByteStream) -> (ByteStream, Watch) {
         waiting_on_source: AtomicBool::new(false),
         ended_ms: AtomicU64::new(0),
     });
+    let data: Held = Arc::new(std::sync::Mutex::new(Some(data)));
     let watch = Watch {
         marks: marks.clone(),
+        data: data.clone(),
     };
     (Box::pin(Watched { data, marks }), watch)
 }
 
 struct Watched {
-    data: ByteStream,
+    data: Held,
     marks: Arc<Marks>,
+}
+
+fn lock(data: &Held) -> std::sync::MutexGuard<'_, Option<ByteStream>> {
+    // Taking the stream out is the only change made under the lock.
+    data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Stream for Watched {
     type Item = std::io::Result<Bytes>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.data.as_mut().poll_next(cx);
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = match lock(&self.data).as_mut() {
+            Some(data) => data.as_mut().poll_next(cx),
+            None => Poll::Ready(Some(Err(std::io::Error::other(
+                "the upload was given up: Glance stopped taking it",
+            )))),
+        };
         let marks = &self.marks;
         match &polled {
             Poll::Pending => marks.waiting_on_source.store(true, Ordering::Relaxed),
@@ -127,8 +149,15 @@ impl Watch {
     }
 
     /// Resolves, with the words for the failure, once Glance has stalled for `limit`; never
-    /// while data flows or glint waits on the source.
+    /// while data flows or glint waits on the source. The body's source is let go by then.
     pub(super) async fn stalled(&self, limit: Duration) -> String {
+        let words = self.stall_words(limit).await;
+        let released = lock(&self.data).take();
+        drop(released);
+        words
+    }
+
+    async fn stall_words(&self, limit: Duration) -> String {
         let tick = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
@@ -204,5 +233,36 @@ mod tests {
             "{words}"
         );
         assert!(words.contains("--upload-stall-timeout"), "{words}");
+    }
+
+    /// What hyper's connection task would hold on to while a stopped Glance keeps its socket
+    /// full: the watch lets the source go, so whoever feeds it learns the upload is over.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_upload_lets_its_source_go_while_the_body_is_still_held() {
+        let (feed, source) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+        let source = futures::stream::unfold(source, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let (mut body, watch) = watched(Box::pin(source));
+        feed.send(chunk()).await.expect("the body takes data");
+        assert!(body.next().await.is_some());
+        feed.send(chunk())
+            .await
+            .expect("one more waits in the channel");
+        assert!(
+            !feed.is_closed(),
+            "the body holds its source while the upload goes on"
+        );
+
+        watch.stalled(Duration::from_secs(4)).await;
+
+        assert!(
+            feed.is_closed(),
+            "the source was let go, though the body is not dropped"
+        );
+        assert!(
+            matches!(body.next().await, Some(Err(_))),
+            "a late pull fails"
+        );
     }
 }
