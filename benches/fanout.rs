@@ -13,8 +13,8 @@
 //! - `separate`: into all three, each downloading for itself (three separate Images today).
 //!
 //! Then the fault run (once, from the first server): the same fan-out, with Glance B's uwsgi
-//! processes stopped (SIGSTOP) once 128 MiB reached it, for `--pause-secs` (default 30), then
-//! continued (SIGCONT). The transfers are started again after a failure as the reconcile
+//! processes stopped (SIGSTOP) once 128 MiB (a quarter of a smaller image) reached it, for
+//! `--pause-secs` (default 30), then continued (SIGCONT). The transfers are started again after a failure as the reconcile
 //! does once their backoff passed; the per-target timeline is printed, and each cloud is then
 //! listed: one image each (no duplicate), every one with the same sha512, none left after the
 //! deletes (no leak).
@@ -26,6 +26,9 @@
 
 #[path = "support/bench_main.rs"]
 mod bench_main;
+#[path = "../tests/common/mod.rs"]
+#[allow(unused_macros)]
+mod common;
 #[path = "support/data.rs"]
 #[allow(dead_code)]
 mod data;
@@ -33,9 +36,12 @@ mod data;
 mod fanout_fault;
 #[path = "support/limited_sources.rs"]
 mod limited_sources;
+#[path = "support/source_servers.rs"]
+#[allow(dead_code)]
+mod source_servers;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +51,8 @@ use glint::crd::{ImageSource, TransferPhase};
 use glint::glance::{ContainerFormat, DiskFormat, GlanceApi, GlanceClient, GlanceStatus, NewImage};
 use glint::transfer::convert::ScratchSpace;
 use glint::transfer::{SharedDownloads, SourcePolicy, TransferManager, TransferRequest, Transfers};
-use limited_sources::{Source, free_port, wait_for_port};
+use limited_sources::Source;
+use source_servers::SourceServer;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -161,22 +168,10 @@ fn glance_b(upload_stall: Option<Duration>) -> Result<Cloud> {
     })
 }
 
-/// `glint cloud` in a process of its own, stopped when dropped.
-struct EmbeddedCloud {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for EmbeddedCloud {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn embedded_cloud() -> Result<(Cloud, EmbeddedCloud)> {
-    let port = free_port()?;
+/// `glint cloud` in a process of its own; the server stops it and deletes its data when
+/// dropped.
+fn embedded_cloud() -> Result<(Cloud, SourceServer)> {
+    let port = source_servers::free_port()?;
     let dir = std::env::temp_dir().join(format!("glint-bench-fanout-cloud-{port}"));
     let _ = std::fs::remove_dir_all(&dir);
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_glint"));
@@ -188,8 +183,7 @@ fn embedded_cloud() -> Result<(Cloud, EmbeddedCloud)> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let running = EmbeddedCloud { child, dir };
-    wait_for_port(port)?;
+    let running = source_servers::process("glint cloud", port, child, dir)?;
     let api = glint::apply::target::embedded_client(&format!("http://127.0.0.1:{port}"))
         .map_err(|e| e.to_string())?;
     Ok((
@@ -199,6 +193,21 @@ fn embedded_cloud() -> Result<(Cloud, EmbeddedCloud)> {
         },
         running,
     ))
+}
+
+/// A queued raw image called `name` in `cloud`, for a transfer to fill.
+async fn queued_image(cloud: &Cloud, name: &str) -> Result<String> {
+    let image = cloud
+        .api
+        .create_image(&NewImage {
+            name: Some(name.to_string()),
+            disk_format: Some(DiskFormat::from("raw")),
+            container_format: Some(ContainerFormat::from("bare")),
+            ..NewImage::default()
+        })
+        .await
+        .map_err(|e| format!("{}: create: {e}", cloud.name))?;
+    Ok(image.id)
 }
 
 /// This process's peak RSS since the last reset, MiB.
@@ -239,17 +248,8 @@ async fn publish(
     );
     let mut running = Vec::new();
     for cloud in clouds {
-        let image = cloud
-            .api
-            .create_image(&NewImage {
-                name: Some("glint-bench-fanout".to_string()),
-                disk_format: Some(DiskFormat::from("raw")),
-                container_format: Some(ContainerFormat::from("bare")),
-                ..NewImage::default()
-            })
-            .await
-            .map_err(|e| format!("{}: create: {e}", cloud.name))?;
-        running.push((cloud, cloud.transfers(&shared)?, image.id));
+        let id = queued_image(cloud, "glint-bench-fanout").await?;
+        running.push((cloud, cloud.transfers(&shared)?, id));
     }
     let source_json = serde_json::json!({ "url": url });
     let source_spec: ImageSource =

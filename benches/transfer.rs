@@ -57,6 +57,8 @@ mod ready;
 #[path = "support/rss.rs"]
 mod rss;
 #[path = "support/source_servers.rs"]
+// `scratch` and `nginx` with an access log are for the fan-out benchmark.
+#[allow(dead_code)]
 mod source_servers;
 
 use std::collections::{HashMap, HashSet};

@@ -126,6 +126,26 @@ fn request(url: &str, key: &str) -> TransferRequest {
     }
 }
 
+fn start_all(targets: &[Target], request: &TransferRequest) {
+    for target in targets {
+        target.start(request);
+    }
+}
+
+/// Every target's transfer through (retried as the reconcile would), and its bytes in Glance.
+async fn finish_all(targets: &[Target], request: &TransferRequest, data: &[u8]) {
+    for target in targets {
+        target.finish(request, Duration::from_secs(60)).await;
+        target.assert_holds(data).await;
+    }
+}
+
+async fn remove_all(targets: &[Target]) {
+    for target in targets {
+        target.remove().await;
+    }
+}
+
 async fn targets(count: usize, shared: &Arc<SharedDownloads>) -> Vec<Target> {
     let bed = glance_under_test!();
     let mut targets = Vec::new();
@@ -143,13 +163,8 @@ async fn three_targets_of_one_source_read_one_download_and_each_glance_holds_its
     let request = request(&server.url("/disk.raw"), &common::unique("key"));
     let targets = targets(3, &shared).await;
 
-    for target in &targets {
-        target.start(&request);
-    }
-    for target in &targets {
-        target.finish(&request, Duration::from_secs(60)).await;
-        target.assert_holds(&data).await;
-    }
+    start_all(&targets, &request);
+    finish_all(&targets, &request, &data).await;
 
     assert_eq!(server.gets(), 1, "one download for the three targets");
     assert_eq!(shared.downloads_started(), 1);
@@ -158,9 +173,7 @@ async fn three_targets_of_one_source_read_one_download_and_each_glance_holds_its
         data.len() as u64,
         "the finished download is kept for a retry"
     );
-    for target in &targets {
-        target.remove().await;
-    }
+    remove_all(&targets).await;
 }
 
 #[tokio::test]
@@ -188,9 +201,7 @@ async fn a_target_whose_glance_stops_reading_holds_no_other_back_and_its_retry_r
         Target::new(bed.admin_of(&common::unique_project()), &shared).await,
     ];
 
-    for target in &targets {
-        target.start(&request);
-    }
+    start_all(&targets, &request);
     targets[0].finish(&request, Duration::from_secs(30)).await;
     targets[2].finish(&request, Duration::from_secs(30)).await;
     assert_eq!(
@@ -217,9 +228,7 @@ async fn a_target_whose_glance_stops_reading_holds_no_other_back_and_its_retry_r
         1,
         "the retry read the download the others had finished"
     );
-    for target in &targets {
-        target.remove().await;
-    }
+    remove_all(&targets).await;
 }
 
 #[tokio::test]
@@ -238,9 +247,7 @@ async fn a_download_that_breaks_fails_every_target_and_their_retries_download_on
     let request = request(&server.url("/disk.raw"), &common::unique("key"));
     let targets = targets(3, &shared).await;
 
-    for target in &targets {
-        target.start(&request);
-    }
+    start_all(&targets, &request);
     for target in &targets {
         target.finish(&request, Duration::from_secs(60)).await;
         let status = target.transfers.progress(&target.id).unwrap();
@@ -251,9 +258,7 @@ async fn a_download_that_breaks_fails_every_target_and_their_retries_download_on
         target.assert_holds(&data).await;
     }
     assert_eq!(server.gets(), 2, "one broken download, one good one");
-    for target in &targets {
-        target.remove().await;
-    }
+    remove_all(&targets).await;
 }
 
 #[tokio::test]
@@ -264,19 +269,12 @@ async fn a_source_larger_than_the_scratch_space_is_downloaded_by_each_target_its
     let request = request(&server.url("/disk.raw"), &common::unique("key"));
     let targets = targets(2, &shared).await;
 
-    for target in &targets {
-        target.start(&request);
-    }
-    for target in &targets {
-        target.finish(&request, Duration::from_secs(60)).await;
-        target.assert_holds(&data).await;
-    }
+    start_all(&targets, &request);
+    finish_all(&targets, &request, &data).await;
     assert_eq!(server.gets(), 2, "no room to share: a download per target");
     assert_eq!(shared.downloads_started(), 0);
     assert_eq!(shared.bytes_on_disk(), 0);
-    for target in &targets {
-        target.remove().await;
-    }
+    remove_all(&targets).await;
 }
 
 #[tokio::test]
@@ -290,9 +288,7 @@ async fn a_cancelled_target_leaves_the_download_to_the_others_and_the_last_reade
     let request = request(&server.url("/disk.raw"), &common::unique("key"));
     let targets = targets(2, &shared).await;
 
-    for target in &targets {
-        target.start(&request);
-    }
+    start_all(&targets, &request);
     tokio::time::sleep(Duration::from_millis(150)).await;
     targets[0].transfers.cancel(&targets[0].id);
     targets[1].finish(&request, Duration::from_secs(60)).await;
@@ -320,7 +316,5 @@ async fn a_cancelled_target_leaves_the_download_to_the_others_and_the_last_reade
         assert!(Instant::now() < deadline, "the spill outlived its linger");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for target in &targets {
-        target.remove().await;
-    }
+    remove_all(&targets).await;
 }

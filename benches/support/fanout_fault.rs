@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glint::crd::{ImageSource, TransferPhase};
-use glint::glance::{ContainerFormat, DiskFormat, GlanceApi, GlanceStatus, NewImage};
+use glint::glance::{GlanceApi, GlanceStatus};
 use glint::transfer::convert::ScratchSpace;
 use glint::transfer::{SharedDownloads, TransferRequest, Transfers};
 
 use super::limited_sources::Source;
-use super::{Cloud, MIB, Result, env};
+use super::{Cloud, MIB, Result, env, queued_image};
 
 /// Glance B's uwsgi processes: its master (the bed's pid file) and its workers.
 fn glance_b_pids() -> Result<Vec<String>> {
@@ -61,17 +61,8 @@ pub async fn fault_run(
     let name = format!("glint-bench-fanout-fault-{}", std::process::id());
     let mut running = Vec::new();
     for cloud in clouds {
-        let image = cloud
-            .api
-            .create_image(&NewImage {
-                name: Some(name.clone()),
-                disk_format: Some(DiskFormat::from("raw")),
-                container_format: Some(ContainerFormat::from("bare")),
-                ..NewImage::default()
-            })
-            .await
-            .map_err(|e| format!("{}: create: {e}", cloud.name))?;
-        running.push((cloud, cloud.transfers(&shared)?, image.id));
+        let id = queued_image(cloud, &name).await?;
+        running.push((cloud, cloud.transfers(&shared)?, id));
     }
     let source_spec: ImageSource =
         serde_json::from_value(serde_json::json!({ "url": url })).map_err(|e| e.to_string())?;
@@ -81,6 +72,8 @@ pub async fn fault_run(
     };
     let sent_before = source.bytes_sent();
     let pids = glance_b_pids()?;
+    // Mid-upload, however large the image.
+    let stop_after = (128 * MIB).min(size / 4);
     let started = Instant::now();
     let at = || started.elapsed().as_secs_f64();
     let mut timeline: Vec<(f64, String)> = Vec::new();
@@ -123,7 +116,7 @@ pub async fn fault_run(
             }
             if cloud.name.starts_with("Glance B")
                 && stopped_at.is_none()
-                && status.bytes_done >= 128 * MIB
+                && status.bytes_done >= stop_after
             {
                 signal(&pids, "STOP")?;
                 stopped_at = Some(Instant::now());
@@ -156,8 +149,9 @@ pub async fn fault_run(
     let source_bytes = source.bytes_sent().saturating_sub(sent_before);
     println!();
     println!(
-        "fault run: Glance B stopped for {} s once 128 MiB had reached it",
-        pause.as_secs()
+        "fault run: Glance B stopped for {} s once {} MiB had reached it",
+        pause.as_secs(),
+        stop_after / MIB
     );
     println!("| t (s) | event |");
     println!("|---|---|");

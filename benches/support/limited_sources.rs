@@ -4,30 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Result;
-
-pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-pub fn wait_for_port(port: u16) -> Result<()> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("nothing listens on {addr} after 15 s"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
+use super::source_servers::{self, SourceServer};
 
 /// A source server limited to a rate per connection, counting the body bytes it sent.
 pub enum Source {
@@ -35,21 +18,7 @@ pub enum Source {
         addr: SocketAddr,
         sent: Arc<AtomicU64>,
     },
-    Nginx {
-        addr: SocketAddr,
-        child: Child,
-        scratch: PathBuf,
-    },
-}
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        if let Source::Nginx { child, scratch, .. } = self {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_dir_all(&*scratch);
-        }
-    }
+    Nginx(SourceServer),
 }
 
 impl Source {
@@ -64,16 +33,18 @@ impl Source {
     pub fn name(&self) -> &'static str {
         match self {
             Source::Own { .. } => "own (paced)",
-            Source::Nginx { .. } => "nginx (limit_rate)",
+            Source::Nginx(_) => "nginx (limit_rate)",
         }
     }
 
     pub fn url(&self, file: &Path) -> String {
-        let addr = match self {
-            Source::Own { addr, .. } | Source::Nginx { addr, .. } => addr,
-        };
-        let name = file.file_name().unwrap_or_default().to_string_lossy();
-        format!("http://{addr}/{name}")
+        match self {
+            Source::Own { addr, .. } => {
+                let name = file.file_name().unwrap_or_default().to_string_lossy();
+                format!("http://{addr}/{name}")
+            }
+            Source::Nginx(server) => server.url(file),
+        }
     }
 
     /// Body bytes sent so far.
@@ -81,7 +52,9 @@ impl Source {
         match self {
             Source::Own { sent, .. } => sent.load(Ordering::SeqCst),
             // One number per request: the access log's $body_bytes_sent.
-            Source::Nginx { scratch, .. } => std::fs::read_to_string(scratch.join("access.log"))
+            Source::Nginx(server) => server
+                .scratch()
+                .and_then(|scratch| std::fs::read_to_string(scratch.join("access.log")).ok())
                 .unwrap_or_default()
                 .lines()
                 .filter_map(|line| line.trim().parse::<u64>().ok())
@@ -149,46 +122,9 @@ fn serve_paced(mut stream: TcpStream, dir: &Path, rate: u64, sent: &AtomicU64) {
 }
 
 fn nginx(dir: &Path, rate: u64) -> Result<Source> {
-    let port = free_port()?;
-    let scratch = std::env::temp_dir().join(format!("glint-bench-fanout-nginx-{port}"));
-    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    let config = scratch.join("nginx.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "daemon off;\nuser root;\nworker_processes 1;\npid {s}/nginx.pid;\n\
-             error_log {s}/error.log;\nevents {{ worker_connections 64; }}\n\
-             http {{\n  log_format sent '$body_bytes_sent';\n  access_log {s}/access.log sent;\n\
-             sendfile on;\n  tcp_nopush on;\n  limit_rate {rate};\n\
-             client_body_temp_path {s}/body;\n  proxy_temp_path {s}/proxy;\n\
-             fastcgi_temp_path {s}/fastcgi;\n  uwsgi_temp_path {s}/uwsgi;\n\
-             scgi_temp_path {s}/scgi;\n  default_type application/octet-stream;\n\
-             server {{ listen 127.0.0.1:{port}; root {dir}; }}\n}}\n",
-            s = scratch.display(),
-            dir = dir.display(),
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .unwrap_or_else(|| PathBuf::from("nginx"));
-    let child = Command::new(binary)
-        .arg("-c")
-        .arg(&config)
-        .arg("-p")
-        .arg(&scratch)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start nginx (scripts/bench installs it): {e}"))?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let source = Source::Nginx {
-        addr,
-        child,
-        scratch,
-    };
-    wait_for_port(port)?;
-    Ok(source)
+    let extra = format!(
+        "  log_format sent '$body_bytes_sent';\n  access_log {{scratch}}/access.log sent;\n  limit_rate {rate};\n"
+    );
+    let server = source_servers::nginx(dir, &extra)?;
+    Ok(Source::Nginx(server))
 }

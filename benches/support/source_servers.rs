@@ -56,41 +56,17 @@ impl SourceServer {
                     .map_err(|e| format!("cannot start python3 -m http.server: {e}"))?;
                 process(name, port, child, PathBuf::new())?
             }
-            _ => {
-                let port = free_port()?;
-                let scratch = std::env::temp_dir().join(format!("glint-bench-nginx-{port}"));
-                std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-                let config = scratch.join("nginx.conf");
-                // Debian's defaults where they matter for speed (sendfile, tcp_nopush); no
-                // access log, whose writes would be measured too.
-                std::fs::write(
-                    &config,
-                    format!(
-                        "daemon off;\nuser root;\nworker_processes 1;\npid {scratch}/nginx.pid;\n\
-                         error_log {scratch}/error.log;\nevents {{ worker_connections 64; }}\n\
-                         http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n\
-                         client_body_temp_path {scratch}/body;\n  proxy_temp_path {scratch}/proxy;\n\
-                         fastcgi_temp_path {scratch}/fastcgi;\n  uwsgi_temp_path {scratch}/uwsgi;\n\
-                         scgi_temp_path {scratch}/scgi;\n  default_type application/octet-stream;\n\
-                         server {{ listen 127.0.0.1:{port}; root {dir}; }}\n}}\n",
-                        scratch = scratch.display(),
-                        dir = dir.display(),
-                    ),
-                )
-                .map_err(|e| e.to_string())?;
-                let child = Command::new(nginx_binary())
-                    .arg("-c")
-                    .arg(&config)
-                    .arg("-p")
-                    .arg(&scratch)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .map_err(|e| format!("cannot start nginx (scripts/bench installs it): {e}"))?;
-                process(name, port, child, scratch)?
-            }
+            _ => nginx(dir, "  access_log off;\n")?,
         };
         Ok(server)
+    }
+
+    /// The folder of a server run as a process (nginx's config and logs); none for the others.
+    pub fn scratch(&self) -> Option<&Path> {
+        match &self.inner {
+            Inner::Process { scratch, .. } if !scratch.as_os_str().is_empty() => Some(scratch),
+            _ => None,
+        }
     }
 
     pub fn url(&self, file: &Path) -> String {
@@ -117,6 +93,43 @@ impl Drop for SourceServer {
     }
 }
 
+/// nginx serving `dir` on a free loopback port, with `http_extra` added to its http block
+/// (the access log's setting at least: `access_log off;` unless its writes are wanted);
+/// `{scratch}` in it names the server's own folder.
+pub fn nginx(dir: &Path, http_extra: &str) -> Result<SourceServer> {
+    let port = free_port()?;
+    let scratch = std::env::temp_dir().join(format!("glint-bench-nginx-{port}"));
+    let http_extra = http_extra.replace("{scratch}", &scratch.display().to_string());
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let config = scratch.join("nginx.conf");
+    // Debian's defaults where they matter for speed (sendfile, tcp_nopush).
+    std::fs::write(
+        &config,
+        format!(
+            "daemon off;\nuser root;\nworker_processes 1;\npid {scratch}/nginx.pid;\n\
+             error_log {scratch}/error.log;\nevents {{ worker_connections 64; }}\n\
+             http {{\n{http_extra}  sendfile on;\n  tcp_nopush on;\n\
+             client_body_temp_path {scratch}/body;\n  proxy_temp_path {scratch}/proxy;\n\
+             fastcgi_temp_path {scratch}/fastcgi;\n  uwsgi_temp_path {scratch}/uwsgi;\n\
+             scgi_temp_path {scratch}/scgi;\n  default_type application/octet-stream;\n\
+             server {{ listen 127.0.0.1:{port}; root {dir}; }}\n}}\n",
+            scratch = scratch.display(),
+            dir = dir.display(),
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let child = Command::new(nginx_binary())
+        .arg("-c")
+        .arg(&config)
+        .arg("-p")
+        .arg(&scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start nginx (scripts/bench installs it): {e}"))?;
+    process("nginx", port, child, scratch)
+}
+
 fn nginx_binary() -> PathBuf {
     ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
         .iter()
@@ -125,13 +138,14 @@ fn nginx_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("nginx"))
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-/// Waits until the child accepts connections on `port`.
-fn process(
+/// Waits until the child accepts connections on `port`; the server stops it (and deletes
+/// `scratch`, unless empty) when dropped.
+pub fn process(
     name: &'static str,
     port: u16,
     mut child: Child,
