@@ -14,10 +14,10 @@
 //!
 //! Then the fault run (once, from the first server): the same fan-out, with Glance B's uwsgi
 //! processes stopped (SIGSTOP) once 128 MiB (a quarter of a smaller image) reached it, for
-//! `--pause-secs` (default 30), then continued (SIGCONT). The transfers are started again after a failure as the reconcile
-//! does once their backoff passed; the per-target timeline is printed, and each cloud is then
-//! listed: one image each (no duplicate), every one with the same sha512, none left after the
-//! deletes (no leak).
+//! `--pause-secs` (default 30), then continued (SIGCONT). The transfers are started again
+//! after a failure as the reconcile does once their backoff passed; the per-target timeline is
+//! printed, and each cloud is then listed: one image each (no duplicate), every one with the
+//! same sha512, none left after the deletes (no leak).
 //!
 //! Targets: the fan-out reads the source once, takes <= 1.15x the one target's wall time, and
 //! this process's peak RSS stays <= 48 MiB. `--size-mib N` (default 1024), `--rate-mbps R`
