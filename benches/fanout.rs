@@ -242,10 +242,10 @@ async fn publish(
     share: bool,
 ) -> Result<Measured> {
     let scratch = ScratchSpace::default();
-    let shared = Arc::new(
-        SharedDownloads::new(&scratch, glint::transfer::shared::LINGER)
-            .map_err(|e| e.to_string())?,
-    );
+    let shared = Arc::new(SharedDownloads::new(
+        &scratch,
+        glint::transfer::shared::LINGER,
+    ));
     let mut running = Vec::new();
     for cloud in clouds {
         let id = queued_image(cloud, "glint-bench-fanout").await?;

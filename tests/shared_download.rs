@@ -114,7 +114,7 @@ fn shared_downloads(limit_bytes: u64, linger: Duration) -> Arc<SharedDownloads> 
         dir: Some(std::env::temp_dir()),
         limit_bytes,
     };
-    Arc::new(SharedDownloads::new(&scratch, linger).expect("a scratch folder"))
+    Arc::new(SharedDownloads::new(&scratch, linger))
 }
 
 fn request(url: &str, key: &str) -> TransferRequest {

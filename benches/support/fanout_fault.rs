@@ -54,10 +54,10 @@ pub async fn fault_run(
     size: u64,
     pause: Duration,
 ) -> Result<bool> {
-    let shared = Arc::new(
-        SharedDownloads::new(&ScratchSpace::default(), glint::transfer::shared::LINGER)
-            .map_err(|e| e.to_string())?,
-    );
+    let shared = Arc::new(SharedDownloads::new(
+        &ScratchSpace::default(),
+        glint::transfer::shared::LINGER,
+    ));
     let name = format!("glint-bench-fanout-fault-{}", std::process::id());
     let mut running = Vec::new();
     for cloud in clouds {

@@ -155,15 +155,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl SharedDownloads {
     /// Spills go to `scratch.dir` (the system's temporary folder by default), all of them
     /// together within `scratch.limit_bytes`.
-    pub fn new(scratch: &ScratchSpace, linger: Duration) -> std::io::Result<Self> {
+    pub fn new(scratch: &ScratchSpace, linger: Duration) -> Self {
         let base = scratch.dir.clone().unwrap_or_else(std::env::temp_dir);
         let instance = INSTANCES.fetch_add(1, Ordering::Relaxed);
         let dir = base.join(format!("glint-shared-{}-{instance}", std::process::id()));
         // What a killed process of the same pid (a restarted container) left holds nothing
-        // worth keeping.
+        // worth keeping. The folder itself is made with the first spill: a process that never
+        // shares a download leaves nothing in scratch.
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self {
+        Self {
             dir,
             limit: scratch.limit_bytes,
             linger,
@@ -172,7 +172,7 @@ impl SharedDownloads {
             too_big: Mutex::default(),
             next_file: AtomicU64::new(0),
             started: AtomicU64::new(0),
-        })
+        }
     }
 
     /// Downloads started so far: what tells one download from several.
@@ -272,6 +272,7 @@ impl SharedDownloads {
     ) -> std::io::Result<Arc<Spill>> {
         let number = self.next_file.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("source-{number}"));
+        tokio::fs::create_dir_all(&self.dir).await?;
         let file = tokio::fs::File::create(&path).await?;
         let (progress, _) = watch::channel(Written::default());
         let spill = Arc::new(Spill {
@@ -502,7 +503,7 @@ mod tests {
             dir: None,
             limit_bytes,
         };
-        Arc::new(SharedDownloads::new(&scratch, LINGER).expect("a scratch folder"))
+        Arc::new(SharedDownloads::new(&scratch, LINGER))
     }
 
     fn source(bytes: usize, announce: bool) -> (SourceStream, Option<u64>) {
