@@ -80,6 +80,40 @@ fn new_images_are_admitted_or_refused_with_what_to_fix() {
             Some("needs spec.diskFormat"),
         ),
         (
+            "targets instead of one cloud",
+            with(
+                minimal(),
+                json!({"cloudCredentialsRef": null, "source": {"url": "https://x/a.qcow2"}, "targets": [
+                    {"name": "ceph-eu", "cloudCredentialsRef": {"secretName": "s", "cloudName": "eu"}, "region": "RegionTwo", "convertTo": "raw"},
+                    {"name": "partner", "cloudCredentialsRef": {"secretName": "p", "cloudName": "p"}, "visibility": "shared", "members": ["p1"]},
+                ]}),
+            ),
+            None,
+        ),
+        (
+            "targets and one cloud",
+            with(
+                minimal(),
+                json!({"targets": [{"name": "a", "cloudCredentialsRef": {"secretName": "s", "cloudName": "a"}}]}),
+            ),
+            Some("set spec.cloudCredentialsRef (one cloud) or spec.targets (several clouds)"),
+        ),
+        (
+            "neither targets nor one cloud",
+            with(minimal(), json!({"cloudCredentialsRef": null})),
+            Some("set spec.cloudCredentialsRef (one cloud) or spec.targets (several clouds)"),
+        ),
+        (
+            "a target's members without its visibility shared",
+            with(
+                minimal(),
+                json!({"cloudCredentialsRef": null, "targets": [
+                    {"name": "a", "cloudCredentialsRef": {"secretName": "s", "cloudName": "a"}, "members": ["p1"]},
+                ]}),
+            ),
+            Some("a target's members need that target's visibility: shared"),
+        ),
+        (
             "members without shared",
             with(minimal(), json!({"members": ["p1"]})),
             Some("needs spec.visibility: shared"),
@@ -370,6 +404,14 @@ fn updates_may_change_mutable_fields_but_not_immutable_ones() {
             None,
         ),
         (
+            "one cloud swapped for targets",
+            with(
+                old.clone(),
+                json!({"cloudCredentialsRef": null, "targets": [{"name": "a", "cloudCredentialsRef": {"secretName": "s", "cloudName": "a"}}]}),
+            ),
+            Some("cannot replace each other on an existing Image"),
+        ),
+        (
             "change the source",
             with(old.clone(), json!({"source": {"url": "https://x/b.qcow2"}})),
             Some("spec.source is immutable"),
@@ -502,7 +544,7 @@ fn the_schema_uses_only_formats_the_apiserver_knows() {
 }
 
 #[test]
-fn the_printer_columns_show_name_id_status_ready_and_age() {
+fn the_printer_columns_show_name_id_status_ready_targets_and_age() {
     let crd = glint::crd::definition().expect("CRD");
     let columns: Vec<String> = crd.spec.versions[0]
         .additional_printer_columns
@@ -510,7 +552,10 @@ fn the_printer_columns_show_name_id_status_ready_and_age() {
         .flatten()
         .map(|column| column.name.clone())
         .collect();
-    assert_eq!(columns, ["Glance Name", "ID", "Status", "Ready", "Age"]);
+    assert_eq!(
+        columns,
+        ["Glance Name", "ID", "Status", "Ready", "Targets", "Age"]
+    );
 }
 
 #[test]
@@ -560,8 +605,8 @@ fn every_example_manifest_is_an_image_the_apiserver_would_admit() {
         let image: glint::crd::Image = serde_json::from_value(document.clone())
             .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
         assert_eq!(
-            image.spec.cloud_credentials_ref.secret_name,
-            "openstack",
+            image.spec.cloud_secret_names().next(),
+            Some("openstack"),
             "{}",
             path.display()
         );

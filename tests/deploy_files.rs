@@ -195,8 +195,8 @@ fn each_values_combination_renders_the_objects_it_promises() {
     find(&locked, "NetworkPolicy");
     let volumes = find(&locked, "Deployment")["spec"]["template"]["spec"]["volumes"].to_string();
     assert!(
-        volumes.contains("\"sizeLimit\":\"30Gi\""),
-        "3 x 10Gi of scratch: {volumes}"
+        volumes.contains("\"sizeLimit\":\"40Gi\""),
+        "(3 + 1) x 10Gi of scratch: a limit per conversion and one for shared downloads: {volumes}"
     );
 }
 

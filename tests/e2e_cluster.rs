@@ -45,11 +45,12 @@ fn the_helm_chart_installs_with_exactly_the_rights_glint_needs() {
     let deployment: serde_json::Value = serde_json::from_str(&deployment).expect("json");
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
-    // Conversions write to an emptyDir sized for `transfers` (2) of them at 20Gi each, the
-    // only writable place under a read-only root filesystem.
+    // Conversions write to an emptyDir sized for `transfers` (2) of them at 20Gi each, plus
+    // 20Gi for the downloads an Image's targets share: the only writable place under a
+    // read-only root filesystem.
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["volumes"][0]["name"], "scratch");
-    assert_eq!(pod["volumes"][0]["emptyDir"]["sizeLimit"], "40Gi");
+    assert_eq!(pod["volumes"][0]["emptyDir"]["sizeLimit"], "60Gi");
     let container = &pod["containers"][0];
     assert_eq!(container["volumeMounts"][0]["mountPath"], "/scratch");
     let env = |name: &str| {

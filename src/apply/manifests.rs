@@ -273,6 +273,11 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
         }
         let mut image: Image = serde_json::from_value(value)
             .map_err(|err| invalid(format!("not a valid Image: {err}")))?;
+        if !image.spec.targets.is_empty() {
+            return Err(invalid(
+                "spec.targets is published by the controller (glint run) only for now; for `glint apply -f`, write one Image per cloud".to_string(),
+            ));
+        }
         if let Some(source) = image.spec.source.as_mut() {
             source.url = resolve_file_url(&source.url, origin).map_err(invalid)?;
         }

@@ -20,7 +20,7 @@ use crate::auth::{AuthOptions, Authenticator, CloudsFile};
 use crate::crd::Image;
 use crate::glance::{GlanceClient, ListingCache};
 use crate::metrics::TransferMetrics;
-use crate::transfer::{EndHook, SourcePolicy, TransferManager};
+use crate::transfer::{EndHook, SharedDownloads, SourcePolicy, TransferManager};
 
 /// How long one listing of a project's images answers lookups. Resyncs are spread over the
 /// window the start spreads them over (`controller::STARTUP_SPREAD`, 20 s) and stay spread, so
@@ -35,11 +35,17 @@ pub struct CloudKey {
     pub namespace: String,
     pub secret: String,
     pub cloud: String,
+    /// A target's region, instead of the clouds.yaml's region_name.
+    pub region: Option<String>,
 }
 
 impl std::fmt::Display for CloudKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}#{}", self.namespace, self.secret, self.cloud)
+        write!(f, "{}/{}#{}", self.namespace, self.secret, self.cloud)?;
+        match &self.region {
+            Some(region) => write!(f, "@{region}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -74,6 +80,8 @@ pub struct HandleSettings {
     pub metrics: TransferMetrics,
     /// Told when a transfer ends, so its object is reconciled at once.
     pub on_end: Option<EndHook>,
+    /// The downloads every cloud's transfers share: an Image's targets read its source once.
+    pub shared_downloads: Option<Arc<SharedDownloads>>,
 }
 
 /// Which kind of object uses a handle: each kind's sweep forgets only its own deleted users.
@@ -145,11 +153,40 @@ impl CloudRegistry {
         image: &Image,
     ) -> Result<Arc<CloudHandle>, ReconcileError> {
         let namespace = image.namespace().unwrap_or_default();
+        let reference = image
+            .spec
+            .cloud_credentials_ref
+            .as_ref()
+            .ok_or(ReconcileError::Incomplete("spec.cloudCredentialsRef"))?;
         self.resolve_for(
             kube,
             &namespace,
-            &image.spec.cloud_credentials_ref,
+            reference,
+            None,
             image.uid().map(|uid| (uid, UserKind::Image)),
+        )
+        .await
+    }
+
+    /// The handle for one of the Image's targets (or a target it had: its status keeps where
+    /// it was). The Image counts as a user of it under `uid/target`.
+    pub async fn resolve_target(
+        &self,
+        kube: &Client,
+        image: &Image,
+        target: &str,
+        reference: &crate::crd::CloudCredentialsRef,
+        region: Option<&str>,
+    ) -> Result<Arc<CloudHandle>, ReconcileError> {
+        let namespace = image.namespace().unwrap_or_default();
+        self.resolve_for(
+            kube,
+            &namespace,
+            reference,
+            region,
+            image
+                .uid()
+                .map(|uid| (target_user(&uid, target), UserKind::Image)),
         )
         .await
     }
@@ -161,6 +198,7 @@ impl CloudRegistry {
         kube: &Client,
         namespace: &str,
         reference: &crate::crd::CloudCredentialsRef,
+        region: Option<&str>,
         user: Option<(String, UserKind)>,
     ) -> Result<Arc<CloudHandle>, ReconcileError> {
         let namespace = namespace.to_string();
@@ -168,6 +206,7 @@ impl CloudRegistry {
             namespace: namespace.clone(),
             secret: reference.secret_name.clone(),
             cloud: reference.cloud_name.clone(),
+            region: region.map(str::to_string),
         };
         let secrets: Api<Secret> = Api::namespaced(kube.clone(), &namespace);
         let secret = secrets
@@ -210,6 +249,10 @@ impl CloudRegistry {
             .map(|manager| match &self.settings.on_end {
                 Some(hook) => manager.on_end(hook.clone()),
                 None => manager,
+            })
+            .map(|manager| match &self.settings.shared_downloads {
+                Some(downloads) => manager.sharing(downloads.clone()),
+                None => manager,
             })?,
             client,
             secret_version: Mutex::new(version),
@@ -239,9 +282,26 @@ impl CloudRegistry {
         }
     }
 
-    /// The object `uid` is gone (or no longer needs a cloud).
+    /// The object `uid` is gone (or no longer needs a cloud): it and its targets.
     pub fn forget(&self, uid: &str) {
-        let previous = lock(&self.users).remove(uid);
+        let target_prefix = target_user(uid, "");
+        let gone: Vec<(CloudKey, UserKind)> = {
+            let mut users = lock(&self.users);
+            let keys: Vec<String> = users
+                .keys()
+                .filter(|user| *user == uid || user.starts_with(&target_prefix))
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|user| users.remove(user)).collect()
+        };
+        for (key, _) in gone {
+            self.evict_if_unused(&key);
+        }
+    }
+
+    /// One target of `uid` no longer needs its cloud (it left spec.targets).
+    pub fn forget_target(&self, uid: &str, target: &str) {
+        let previous = lock(&self.users).remove(&target_user(uid, target));
         if let Some((key, _)) = previous {
             self.evict_if_unused(&key);
         }
@@ -258,10 +318,10 @@ impl CloudRegistry {
     ) {
         let gone: Vec<String> = lock(&self.users)
             .iter()
-            .filter(|(uid, (key, of_kind))| {
+            .filter(|(user, (key, of_kind))| {
                 *of_kind == kind
                     && namespace.is_none_or(|namespace| key.namespace == namespace)
-                    && !live(uid)
+                    && !live(object_of(user))
             })
             .map(|(uid, _)| uid.clone())
             .collect();
@@ -278,6 +338,16 @@ impl CloudRegistry {
     }
 }
 
+/// How the registry names an object's target among its users: a uid never holds a '/'.
+fn target_user(uid: &str, target: &str) -> String {
+    format!("{uid}/{target}")
+}
+
+/// The object a user name belongs to.
+fn object_of(user: &str) -> &str {
+    user.split_once('/').map_or(user, |(uid, _)| uid)
+}
+
 /// Reads the Secret's clouds.yaml, logs in and learns the project: everything a handle needs
 /// before its first Glance call.
 async fn login(
@@ -292,12 +362,15 @@ async fn login(
                 name: key.secret.clone(),
             })?;
     let file = CloudsFile::from_bytes(&clouds_yaml.0)?;
-    let config = file.cloud(&key.cloud)?;
+    let mut config = file.cloud(&key.cloud)?.clone();
+    if let Some(region) = &key.region {
+        config.region_name = Some(region.clone());
+    }
     let options = AuthOptions {
         ca_bundle: data.get("cacert").map(|bytes| bytes.0.clone()),
         ..AuthOptions::default()
     };
-    let auth = Authenticator::from_cloud(config, options)?;
+    let auth = Authenticator::from_cloud(&config, options)?;
     let project = auth.project_id().await?;
     Ok((auth, project))
 }
@@ -313,6 +386,7 @@ mod tests {
             source_policy: Arc::new(SourcePolicy::default()),
             metrics: TransferMetrics::default(),
             on_end: None,
+            shared_downloads: None,
         })
     }
 
@@ -321,6 +395,7 @@ mod tests {
             namespace: "ns".into(),
             secret: secret.into(),
             cloud: "c".into(),
+            region: None,
         }
     }
 

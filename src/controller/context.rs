@@ -68,6 +68,15 @@ pub struct Context {
     pub(super) before_pass: Option<PassHook>,
 }
 
+/// Where an Image's targets share their source's download: the conversions' scratch folder
+/// and limit (a spill that cannot be written there leaves its target to download alone).
+fn shared_downloads(settings: &Settings) -> Option<Arc<crate::transfer::SharedDownloads>> {
+    Some(Arc::new(crate::transfer::SharedDownloads::new(
+        &settings.source_policy.scratch,
+        crate::transfer::shared::LINGER,
+    )))
+}
+
 /// The longest wait between two attempts after errors.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -97,6 +106,7 @@ impl Context {
                         woke.inc();
                     }
                 })),
+                shared_downloads: shared_downloads(&settings),
             }),
             wakeups,
             settings,

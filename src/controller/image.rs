@@ -15,29 +15,28 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::FutureExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
-use super::objects::{add_finalizer, has_finalizer, remove_finalizer, write_status};
-use super::{
-    CREATED_REQUEUE, Context, IN_USE_RETRY, MAX_RESYNC, MIN_RESYNC, PROGRESS_REQUEUE,
-    REFRESH_ANNOTATION, ReconcileError, STARTUP_SPREAD, events, failure_outcome, wakeups,
+use super::image_steps::{
+    keep_waiting, outcome_of, report, report_failure, resync_period, source_access,
+    wants_fresh_read,
 };
-use crate::crd::{Image, ManagementPolicy, OnDelete, TransferStatus, WhenInUse, parse_duration};
+use super::objects::{add_finalizer, has_finalizer, remove_finalizer};
+use super::{
+    Context, IN_USE_RETRY, REFRESH_ANNOTATION, ReconcileError, STARTUP_SPREAD, events, wakeups,
+};
+use crate::crd::{Image, ManagementPolicy, OnDelete, WhenInUse};
 use crate::glance::GlanceApi;
 use crate::metrics::results;
 use crate::pass::observe::Subject;
-use crate::pass::plan::{Desired, Progress};
-use crate::pass::status::{self, Outcome, StatusInput};
-use crate::pass::{self, PassResult, act};
+use crate::pass::plan::Desired;
+use crate::pass::status::{self, Outcome};
+use crate::pass::{self, act};
 use crate::reason::Reason;
-use crate::transfer::SourceAccess;
-use secrecy::SecretString;
 
 /// Reconciles one Image. Never panics: a panic inside becomes the object's condition.
 pub async fn reconcile(image: Arc<Image>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -109,16 +108,6 @@ async fn contain_panic(image: &Image, ctx: &Context, what: &str) -> Action {
     Action::await_change()
 }
 
-/// Whether this reconcile must read Glance directly: the spec changed since status was
-/// written, or a refresh was requested with [`REFRESH_ANNOTATION`].
-fn wants_fresh_read(image: &Image) -> bool {
-    let status = image.status.as_ref();
-    let edited = image.meta().generation != status.and_then(|s| s.observed_generation);
-    let requested = image.annotations().get(REFRESH_ANNOTATION)
-        != status.and_then(|s| s.last_handled_reconcile_at.as_ref());
-    edited || requested
-}
-
 fn subject_of<'a>(
     image: &'a Image,
     uid: &'a str,
@@ -161,6 +150,9 @@ async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Action, Reconc
     if ctx.first_sight(uid) && in_sync_as_recorded(image) {
         let window = STARTUP_SPREAD.min(resync_period(image, ctx));
         return Ok(Action::requeue(window.mul_f64(ctx.spread(uid))));
+    }
+    if !image.spec.targets.is_empty() {
+        return super::image_targets::apply(image, ctx, uid).await;
     }
     let handle = match ctx.clouds.resolve(&ctx.client, image).await {
         Ok(handle) => handle,
@@ -225,186 +217,7 @@ async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Action, Reconc
         report(image, ctx, result.image.as_ref(), transfer.clone(), outcome)
     );
     written?;
-    Ok(requeue)
-}
-
-/// While the object's work goes on, the end of a transfer into its image wakes it; after
-/// that, nothing does.
-fn keep_waiting(
-    ctx: &Context,
-    waiter: wakeups::Waiter,
-    known_id: Option<&str>,
-    result: &PassResult,
-) {
-    let current = result.image.as_ref().map(|glance| glance.id.as_str());
-    if let Some(id) = known_id.filter(|known| Some(*known) != current) {
-        ctx.wakeups.forget(id);
-    }
-    if let Some(id) = current {
-        match result.progress {
-            Progress::Working { .. } => ctx.wakeups.wait_for(id, waiter),
-            Progress::InSync | Progress::Blocked { .. } => ctx.wakeups.forget(id),
-        }
-    }
-}
-
-/// What a transfer may need beyond the spec, read only while data may still have to flow (no
-/// image yet, or one still queued): the source's credentials from spec.source.secretRef, and
-/// the OpenPGP keys spec.source.hashFrom.signature trusts.
-async fn source_access(image: &Image, ctx: &Context) -> Result<SourceAccess, ReconcileError> {
-    let Some(source) = image.spec.source.as_ref() else {
-        return Ok(SourceAccess::default());
-    };
-    let has_data = image
-        .status
-        .as_ref()
-        .and_then(|status| status.glance.as_ref()?.status.as_ref())
-        .is_some_and(|status| {
-            matches!(
-                status,
-                crate::glance::GlanceStatus::Active | crate::glance::GlanceStatus::Deactivated
-            )
-        });
-    if has_data {
-        return Ok(SourceAccess::default());
-    }
-    let namespace = image.namespace().unwrap_or_default();
-    let mut access = match &source.secret_ref {
-        Some(reference) => secret_access(ctx, &namespace, &reference.name).await?,
-        None => SourceAccess::default(),
-    };
-    if let Some(signature) = source.hash_signature() {
-        let keys = super::trusted_keys::load(&ctx.client, &namespace, &signature.keys)
-            .await
-            .map_err(|(reason, message)| ReconcileError::TrustedKeys { reason, message })?;
-        access.trusted_keys = Some(std::sync::Arc::new(keys));
-    }
-    Ok(access)
-}
-
-/// The credentials in the source's Secret `name`.
-async fn secret_access(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<SourceAccess, ReconcileError> {
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(ctx.client.clone(), namespace);
-    let secret =
-        secrets
-            .get_opt(name)
-            .await?
-            .ok_or_else(|| ReconcileError::SourceSecretNotFound {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            })?;
-    let data = secret.data.unwrap_or_default();
-    let text = |key: &str| {
-        data.get(key)
-            .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_string())
-    };
-    let access = SourceAccess {
-        authorization: text("authorization").map(SecretString::from),
-        basic: text("username").zip(text("password").map(SecretString::from)),
-        ca_bundle: data.get("ca.crt").map(|bytes| bytes.0.clone()),
-        ..SourceAccess::default()
-    };
-    if access == SourceAccess::default() {
-        return Err(ReconcileError::SourceSecretInvalid {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        });
-    }
-    Ok(access)
-}
-
-/// Status and an Event for a failed reconcile; transient errors go back to the controller
-/// for a retry with backoff, the others wait for a change.
-async fn report_failure(
-    image: &Image,
-    ctx: &Context,
-    err: ReconcileError,
-) -> Result<Action, ReconcileError> {
-    report(image, ctx, None, None, failure_outcome(&err)).await?;
-    events::publish_warning(image, ctx, err.reason(), err.to_string()).await;
-    if err.is_transient() {
-        Err(err)
-    } else {
-        // Nothing changes until the spec or the Secret does; both are watched.
-        Ok(Action::await_change())
-    }
-}
-
-fn outcome_of(image: &Image, ctx: &Context, result: &PassResult) -> (Outcome, Action) {
-    match &result.progress {
-        Progress::InSync => {
-            let reason = if result.imported {
-                Reason::Observed
-            } else {
-                Reason::Synced
-            };
-            let message = match &result.image {
-                Some(glance) => format!(
-                    "Glance image {} is {} and matches the spec{}",
-                    glance.id,
-                    glance.status,
-                    stored_format_note(image, glance)
-                ),
-                None => "the image matches the spec".to_string(),
-            };
-            (
-                Outcome::Ready { reason, message },
-                Action::requeue(resync_period(image, ctx)),
-            )
-        }
-        Progress::Working { reason, message } => (
-            Outcome::Progressing {
-                reason: *reason,
-                message: message.clone(),
-            },
-            // A create was the whole pass: come back at once for the rest.
-            Action::requeue(if result.created_and_stopped() {
-                CREATED_REQUEUE
-            } else {
-                PROGRESS_REQUEUE
-            }),
-        ),
-        Progress::Blocked { reason, message } => (
-            Outcome::Stalled {
-                reason: *reason,
-                message: message.clone(),
-            },
-            // Edits and Secret changes retrigger at once; the resync notices changes made in
-            // Glance (an image back in a known status).
-            Action::requeue(resync_period(image, ctx)),
-        ),
-    }
-}
-
-/// Glance stores some images in another format than the spec declares (its import converted
-/// them): Ready says so, since that is what servers boot.
-fn stored_format_note(image: &Image, glance: &crate::glance::GlanceImage) -> String {
-    let declared = image.spec.disk_format.map(crate::glance::DiskFormat::from);
-    let converter = match crate::transfer::Conversion::of(&image.spec) {
-        Some(conversion) if conversion.by == crate::crd::ConversionBy::Glint => "glint",
-        _ => "Glance",
-    };
-    match (&declared, &glance.disk_format) {
-        (Some(declared), Some(stored)) if declared != stored => {
-            format!(" (stored as {stored}: {converter} converted the {declared} data)")
-        }
-        _ => String::new(),
-    }
-}
-
-fn resync_period(image: &Image, ctx: &Context) -> Duration {
-    image
-        .spec
-        .resync_period
-        .as_deref()
-        .and_then(parse_duration)
-        .unwrap_or(ctx.settings.default_resync)
-        .clamp(MIN_RESYNC, MAX_RESYNC)
+    Ok(Action::requeue(requeue))
 }
 
 /// Deleting: remove the Glance image unless the spec says to leave it, then let the object
@@ -415,6 +228,9 @@ async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Action, Rec
         ctx.forget_object(uid);
         ctx.wakeups.forget_waiter(&wakeups::Waiter::of(image));
         return Ok(Action::await_change());
+    }
+    if !image.spec.targets.is_empty() {
+        return super::image_targets::finalize(image, ctx, uid).await;
     }
     let managed = image.spec.policy() == ManagementPolicy::Managed;
     if !managed || image.spec.on_delete() == OnDelete::Detach {
@@ -524,30 +340,10 @@ async fn release(image: &Image, ctx: &Context, uid: &str) -> Result<Action, Reco
     Ok(Action::await_change())
 }
 
-/// Builds the Image's status from what the pass saw and writes it when it changed.
-async fn report(
-    image: &Image,
-    ctx: &Context,
-    glance: Option<&crate::glance::GlanceImage>,
-    transfer: Option<TransferStatus>,
-    outcome: Outcome,
-) -> Result<(), ReconcileError> {
-    let new = status::build(StatusInput {
-        generation: image.meta().generation,
-        previous: image.status.as_ref(),
-        id: glance.map(|img| img.id.clone()),
-        image: glance,
-        transfer,
-        outcome,
-        handled_request: image.annotations().get(REFRESH_ANNOTATION).cloned(),
-        now: Time(jiff::Timestamp::now()),
-    });
-    write_status(image, ctx, &new).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::parse_duration;
 
     #[test]
     fn durations_in_kubernetes_notation_are_understood() {

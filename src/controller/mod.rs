@@ -17,6 +17,8 @@ mod context;
 mod error;
 mod events;
 pub mod image;
+mod image_steps;
+mod image_targets;
 mod objects;
 pub mod run;
 pub mod series;

@@ -478,7 +478,7 @@ fn images_using(store: &Store<Image>, secret: &PartialObjectMeta<Secret>) -> Vec
                 .and_then(|source| source.secret_ref.as_ref())
                 .map(|reference| reference.name.as_str());
             image.namespace() == namespace
-                && (image.spec.cloud_credentials_ref.secret_name == name
+                && (image.spec.cloud_secret_names().any(|secret| secret == name)
                     || source_secret == Some(name.as_str()))
         })
         .map(|image| ObjectRef::from_obj(image.as_ref()))

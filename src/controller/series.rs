@@ -56,6 +56,7 @@ pub async fn reconcile_series(
             &ctx.client,
             &namespace,
             &series.spec.cloud_credentials_ref,
+            None,
             Some((uid.clone(), UserKind::Series)),
         )
         .await

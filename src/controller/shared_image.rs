@@ -38,6 +38,7 @@ pub async fn reconcile_shared(
             &ctx.client,
             &namespace,
             &shared.spec.cloud_credentials_ref,
+            None,
             shared
                 .uid()
                 .map(|uid| (uid, super::clouds::UserKind::SharedImage)),

@@ -29,6 +29,7 @@ macro_rules! spec_enum {
     };
 }
 
+mod cloud;
 mod ownership;
 mod scs;
 mod series;
@@ -39,6 +40,7 @@ mod spec;
 #[cfg(test)]
 pub(crate) use spec::MANAGED_ONLY_FIELDS;
 mod status_fields;
+mod targets;
 
 use std::time::Duration;
 
@@ -46,6 +48,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
+pub use cloud::CloudCredentialsRef;
 pub use ownership::{PropertyOwnership, matches_key};
 pub use scs::{ReplaceFrequency, ScsMetadata};
 pub use series::{
@@ -59,11 +62,14 @@ pub use source::{
     SourceOptions, SourceSecretRef, TransferMethod,
 };
 pub use spec::{
-    CloudCredentialsRef, ContainerFormat, DiskFormat, Image, ImageImport, ImageSpec, ImportFilter,
-    ManagementPolicy, OnDelete, RESERVED_PROPERTY_KEYS, RESERVED_PROPERTY_PREFIXES, Visibility,
-    WhenInUse, is_reserved_property,
+    ContainerFormat, DiskFormat, Image, ImageImport, ImageSpec, ImportFilter, ManagementPolicy,
+    OnDelete, RESERVED_PROPERTY_KEYS, RESERVED_PROPERTY_PREFIXES, Target, Visibility, WhenInUse,
+    is_reserved_property,
 };
-pub use status_fields::{GlanceConversion, GlanceView, ImageStatus, TransferPhase, TransferStatus};
+pub use status_fields::{
+    GlanceConversion, GlanceView, ImageStatus, TargetStatus, TransferPhase, TransferStatus,
+};
+pub use targets::Destination;
 
 pub use crate::marks::OWNER_PROPERTY;
 

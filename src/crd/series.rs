@@ -13,9 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::cloud::CloudCredentialsRef;
 use super::ownership::PropertyOwnership;
 use super::source::{ImageSource, SourceHash, SourceOptions};
-use super::spec::{CloudCredentialsRef, ContainerFormat, DiskFormat, ImageSpec, Visibility};
+use super::spec::{ContainerFormat, DiskFormat, ImageSpec, Visibility};
 use crate::vocabulary::GlanceStatus;
 
 /// How many versions a series keeps when spec.keep is not set.
@@ -414,7 +415,7 @@ impl ImageSeriesSpec {
     pub fn version_spec(&self, name: &str, source: Option<ImageSource>) -> ImageSpec {
         let image = &self.image;
         ImageSpec {
-            cloud_credentials_ref: self.cloud_credentials_ref.clone(),
+            cloud_credentials_ref: Some(self.cloud_credentials_ref.clone()),
             name: Some(name.to_string()),
             visibility: image.visibility,
             tags: image.tags.clone(),

@@ -16,6 +16,10 @@ const SET_BY_THE_SERIES: &[(&str, &str)] = &[
         "the series' own spec.cloudCredentialsRef",
     ),
     (
+        "targets",
+        "a series publishes to its own spec.cloudCredentialsRef; several clouds per series are not built yet (issue 34)",
+    ),
+    (
         "hidden",
         "the series hides versions by role (pending, retired: hidden)",
     ),

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::spec::CloudCredentialsRef;
+use super::cloud::CloudCredentialsRef;
 use crate::vocabulary::MemberStatus;
 
 /// An image another project shares with this namespace's project, and whether this project

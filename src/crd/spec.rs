@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::cloud::CloudCredentialsRef;
 use super::ownership::PropertyOwnership;
-use super::source::ImageSource;
+use super::source::{ConvertTo, ImageSource};
 use super::status_fields::ImageStatus;
 use crate::vocabulary;
 
@@ -45,6 +46,7 @@ pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &[vocabulary::RESERVED_PREFIX, "
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    printcolumn(name = "Targets", type_ = "string", json_path = ".status.targetsReady"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -53,6 +55,10 @@ pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &[vocabulary::RESERVED_PREFIX, "
 )]
 // `import` is a CEL keyword: Kubernetes exposes the field to rules as `__import__`.
 #[x_kube(
+    validation = Rule::new("has(self.cloudCredentialsRef) != (has(self.targets) && size(self.targets) > 0)")
+        .message("set spec.cloudCredentialsRef (one cloud) or spec.targets (several clouds), one of them and not both"),
+    validation = Rule::new("has(self.cloudCredentialsRef) == has(oldSelf.cloudCredentialsRef)")
+        .message("spec.cloudCredentialsRef and spec.targets cannot replace each other on an existing Image (the images made so far would be left behind): create a new Image"),
     validation = Rule::new("!has(self.managementPolicy) || self.managementPolicy != 'unmanaged' || has(self.__import__)")
         .message("managementPolicy unmanaged needs spec.import (an id or a filter) to say which image to observe"),
     validation = Rule::new("!has(self.__import__) || (has(self.managementPolicy) && self.managementPolicy == 'unmanaged')")
@@ -82,8 +88,19 @@ pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &[vocabulary::RESERVED_PREFIX, "
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSpec {
-    /// The Secret (in this namespace) holding a clouds.yaml, and the cloud in it to use.
-    pub cloud_credentials_ref: CloudCredentialsRef,
+    /// The Secret (in this namespace) holding a clouds.yaml, and the cloud in it to use. Set
+    /// this, or spec.targets to publish the image to several clouds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_credentials_ref: Option<CloudCredentialsRef>,
+
+    /// The clouds (or regions) to publish the same image to, from one download of the source:
+    /// instead of spec.cloudCredentialsRef. Each names its Secret and cloud, and may set what
+    /// differs between clouds (region, convertTo, visibility, members). status.targets has one
+    /// entry per target and status.imageIds each one's image id; Ready is True when every
+    /// target's image is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"], "maxItems" = 32))]
+    pub targets: Vec<Target>,
 
     /// The image's name in Glance. Defaults to metadata.name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,6 +253,7 @@ pub const MANAGED_ONLY_FIELDS: &[&str] = &[
     "members",
     "onDelete",
     "whenInUse",
+    "targets",
 ];
 
 const UNMANAGED: &str = "has(self.managementPolicy) && self.managementPolicy == 'unmanaged'";
@@ -275,17 +293,41 @@ pub(super) fn reserved_keys_rule() -> String {
     format!("self.all(k, {prefixes} && !(k in [{keys}]))")
 }
 
-/// A Secret with a clouds.yaml.
+/// One cloud, or one region of a cloud, the image is published to. What may differ between
+/// clouds is set here; everything else comes from the rest of the spec.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct CloudCredentialsRef {
-    /// Name of a Secret in the Image's namespace. Its key clouds.yaml holds the clouds file;
-    /// an optional key cacert holds a PEM CA bundle for the cloud's TLS certificates.
-    #[x_kube(validation = Rule::new("size(self) > 0").message("secretName must not be empty"))]
-    pub secret_name: String,
-    /// The cloud's name under clouds: in that clouds.yaml.
-    #[x_kube(validation = Rule::new("size(self) > 0").message("cloudName must not be empty"))]
-    pub cloud_name: String,
+#[x_kube(validation = Rule::new("!has(self.members) || size(self.members) == 0 || (has(self.visibility) && self.visibility == 'shared')")
+    .message("a target's members need that target's visibility: shared (Glance shares only shared images)"))]
+pub struct Target {
+    /// A short name for this target, unique in spec.targets: the key of its entry in
+    /// status.targets and status.imageIds (for example the region's name). Lowercase letters,
+    /// digits and '-'.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub name: String,
+
+    /// The Secret (in this namespace) holding a clouds.yaml, and the cloud in it to use.
+    pub cloud_credentials_ref: CloudCredentialsRef,
+
+    /// The region to publish to, instead of the cloud's region_name in clouds.yaml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub region: Option<String>,
+
+    /// Convert the image for this target (raw for a Ceph-backed region, qcow2 elsewhere),
+    /// instead of spec.source.convertTo. spec.diskFormat still names the source file's format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert_to: Option<ConvertTo>,
+
+    /// Who can see the image in this cloud, instead of spec.visibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+
+    /// Project ids in this cloud to share the image with, instead of spec.members (project
+    /// ids differ between clouds). Needs visibility: shared on this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set", "maxItems" = 128))]
+    pub members: Option<Vec<String>>,
 }
 
 /// Which image to observe without managing it: exactly one of id or filter.

@@ -45,6 +45,48 @@ pub struct ImageStatus {
     /// leave it alone, so that they cost no write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
+
+    /// With spec.targets: each target's image, as its cloud reports it. The object's
+    /// conditions sum them up (Ready when every target is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub targets: Vec<TargetStatus>,
+
+    /// With spec.targets: each target's Glance image id, by target name, for consumers that
+    /// need the id per cloud or region (Gardener CloudProfiles, Cluster API templates).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub image_ids: BTreeMap<String, String>,
+
+    /// With spec.targets: how many targets are Ready, as "2/3 ready".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_ready: Option<String>,
+}
+
+/// One target's image (spec.targets), as its cloud reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// The target's name in spec.targets.
+    pub name: String,
+    /// The Secret and cloud the image is in: kept after the target leaves spec.targets, so
+    /// that glint can still reach its image to delete it (or leave it, per spec.onDelete).
+    pub cloud_credentials_ref: super::cloud::CloudCredentialsRef,
+    /// The region, when the target names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The Glance image id in that cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Ready, Reconciling and Stalled for this target alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The image as this target's Glance last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glance: Option<GlanceView>,
+    /// Progress of the transfer into this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferStatus>,
 }
 
 /// Glance's view of the image.

@@ -12,6 +12,7 @@ pub mod act;
 pub mod observe;
 pub mod plan;
 pub mod status;
+pub mod targets_status;
 
 use std::collections::BTreeSet;
 

@@ -104,6 +104,12 @@ fn handling() -> Vec<(&'static str, Handling)> {
             Handling::Elsewhere("controller::clouds: which cloud and project, not a Glance field"),
         ),
         (
+            "targets",
+            Handling::Elsewhere(
+                "controller::image_targets: one pass per target, each against the spec as that cloud sees it (ImageSpec::per_destination)",
+            ),
+        ),
+        (
             "managementPolicy",
             Handling::Elsewhere("observe: an unmanaged Image imports and is only observed"),
         ),

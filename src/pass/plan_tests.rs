@@ -7,10 +7,10 @@ const UID: &str = "uid-1";
 
 fn spec() -> ImageSpec {
     ImageSpec {
-        cloud_credentials_ref: CloudCredentialsRef {
+        cloud_credentials_ref: Some(CloudCredentialsRef {
             secret_name: "s".into(),
             cloud_name: "c".into(),
-        },
+        }),
         disk_format: Some(crate::crd::DiskFormat::Qcow2),
         ..ImageSpec::default()
     }

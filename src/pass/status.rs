@@ -64,6 +64,7 @@ pub fn build(input: StatusInput<'_>) -> ImageStatus {
             .clone()
             .or(previous.last_handled_reconcile_at.clone()),
         last_sync_time: previous.last_sync_time.clone(),
+        ..ImageStatus::default()
     };
     let changed = ImageStatus {
         last_sync_time: None,

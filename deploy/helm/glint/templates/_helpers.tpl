@@ -33,7 +33,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The scratch volume's size: room for `transfers` conversions at once, each up to
-conversion.scratchLimit (a whole Kubernetes quantity such as 20Gi or 500M).
+conversion.scratchLimit (a whole Kubernetes quantity such as 20Gi or 500M), and one
+scratchLimit more for the downloads an Image's targets share (transfer::shared).
 */}}
 {{- define "glint.scratchVolumeSize" -}}
 {{- $limit := .Values.conversion.scratchLimit | toString -}}
@@ -41,5 +42,5 @@ conversion.scratchLimit (a whole Kubernetes quantity such as 20Gi or 500M).
 {{- fail (printf "conversion.scratchLimit %q is not a whole size such as 20Gi or 500M" $limit) -}}
 {{- end -}}
 {{- $number := regexFind "^[0-9]+" $limit -}}
-{{- printf "%d%s" (mul (atoi $number) (int .Values.transfers)) (trimPrefix $number $limit) -}}
+{{- printf "%d%s" (mul (atoi $number) (add1 (int .Values.transfers))) (trimPrefix $number $limit) -}}
 {{- end -}}

@@ -1,0 +1,156 @@
+//! The spec each of an Image's destinations is reconciled against: its one cloud, or each of
+//! its `spec.targets` with what the target overrides applied.
+
+use super::spec::{ImageSpec, Target};
+
+/// Which cloud a spec is reconciled against: the object's one cloud, or one of its targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// spec.cloudCredentialsRef: the object itself, as before targets existed.
+    Single,
+    /// spec.targets[name].
+    Target(String),
+}
+
+impl Destination {
+    /// The part of an image's identity that tells its targets apart (none for a single cloud,
+    /// so that objects made before targets keep their images).
+    pub fn identity_suffix(&self) -> Option<&str> {
+        match self {
+            Self::Single => None,
+            Self::Target(name) => Some(name),
+        }
+    }
+}
+
+impl ImageSpec {
+    /// The Secrets whose clouds.yaml this spec logs in with (one per target).
+    pub fn cloud_secret_names(&self) -> impl Iterator<Item = &str> {
+        self.cloud_credentials_ref
+            .iter()
+            .chain(
+                self.targets
+                    .iter()
+                    .map(|target| &target.cloud_credentials_ref),
+            )
+            .map(|reference| reference.secret_name.as_str())
+    }
+
+    /// The spec each destination is reconciled against, with what the target overrides applied
+    /// and spec.targets cleared; the object's own spec alone when it names one cloud.
+    pub fn per_destination(&self) -> Vec<(Destination, ImageSpec)> {
+        if self.targets.is_empty() {
+            return vec![(Destination::Single, self.clone())];
+        }
+        self.targets
+            .iter()
+            .map(|target| {
+                (
+                    Destination::Target(target.name.clone()),
+                    self.for_target(target),
+                )
+            })
+            .collect()
+    }
+
+    fn for_target(&self, target: &Target) -> ImageSpec {
+        let mut spec = ImageSpec {
+            cloud_credentials_ref: Some(target.cloud_credentials_ref.clone()),
+            targets: Vec::new(),
+            ..self.clone()
+        };
+        if let Some(visibility) = target.visibility {
+            spec.visibility = Some(visibility);
+        }
+        if let Some(members) = &target.members {
+            spec.members = members.clone();
+        }
+        if let (Some(convert_to), Some(source)) = (target.convert_to, spec.source.as_mut()) {
+            source.options.convert_to = Some(convert_to);
+        }
+        spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{CloudCredentialsRef, ConvertTo, Visibility};
+
+    fn reference(cloud: &str) -> CloudCredentialsRef {
+        CloudCredentialsRef {
+            secret_name: "clouds".to_string(),
+            cloud_name: cloud.to_string(),
+        }
+    }
+
+    fn spec_with(targets: Vec<Target>) -> ImageSpec {
+        serde_json::from_value::<ImageSpec>(serde_json::json!({
+            "diskFormat": "qcow2",
+            "visibility": "private",
+            "members": [],
+            "source": {"url": "https://mirror.example/disk.qcow2", "convertTo": "qcow2"},
+        }))
+        .map(|spec| ImageSpec { targets, ..spec })
+        .expect("a spec")
+    }
+
+    #[test]
+    fn an_object_with_one_cloud_is_reconciled_as_it_is() {
+        let spec = ImageSpec {
+            cloud_credentials_ref: Some(reference("one")),
+            ..spec_with(Vec::new())
+        };
+        assert_eq!(
+            spec.per_destination(),
+            vec![(Destination::Single, spec.clone())]
+        );
+    }
+
+    #[test]
+    fn each_target_gets_its_cloud_and_overrides_and_the_rest_of_the_spec() {
+        let targets = vec![
+            Target {
+                name: "ceph".to_string(),
+                cloud_credentials_ref: reference("a"),
+                convert_to: Some(ConvertTo::Raw),
+                ..Target::default()
+            },
+            Target {
+                name: "partner".to_string(),
+                cloud_credentials_ref: reference("b"),
+                visibility: Some(Visibility::Shared),
+                members: Some(vec!["p1".to_string()]),
+                ..Target::default()
+            },
+        ];
+        let views = spec_with(targets).per_destination();
+        let (ceph, partner) = (&views[0], &views[1]);
+
+        assert_eq!(ceph.0, Destination::Target("ceph".to_string()));
+        assert_eq!(ceph.1.cloud_credentials_ref, Some(reference("a")));
+        let source = ceph.1.source.as_ref().expect("source");
+        assert_eq!(source.options.convert_to, Some(ConvertTo::Raw));
+        assert_eq!(ceph.1.visibility, Some(Visibility::Private));
+        assert!(ceph.1.targets.is_empty());
+
+        assert_eq!(partner.1.cloud_credentials_ref, Some(reference("b")));
+        let source = partner.1.source.as_ref().expect("source");
+        assert_eq!(
+            source.options.convert_to,
+            Some(ConvertTo::Qcow2),
+            "not overridden"
+        );
+        assert_eq!(partner.1.visibility, Some(Visibility::Shared));
+        assert_eq!(partner.1.members, vec!["p1".to_string()]);
+    }
+
+    #[test]
+    fn only_targets_add_to_an_images_identity() {
+        assert_eq!(Destination::Single.identity_suffix(), None);
+        assert_eq!(
+            Destination::Target("eu".to_string()).identity_suffix(),
+            Some("eu")
+        );
+    }
+}
