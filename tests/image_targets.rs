@@ -143,7 +143,21 @@ async fn a_target_whose_secret_is_missing_waits_with_its_reason_while_the_others
         message.contains("absent"),
         "names the missing Secret: {message}"
     );
-    let eu = &object.status.as_ref().unwrap().image_ids["eu"];
+    // The target's own entry says so too, in its own conditions.
+    let status = object.status.as_ref().unwrap();
+    let ap = status
+        .targets
+        .iter()
+        .find(|t| t.name == "ap")
+        .expect("ap's entry");
+    let ap_ready = ap
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("ap's Ready");
+    assert_eq!(ap_ready.status, "False", "{ap_ready:?}");
+    assert!(ap_ready.message.contains("absent"), "{ap_ready:?}");
+    let eu = &status.image_ids["eu"];
     assert_eq!(
         api.get_image(eu).await.unwrap().status,
         GlanceStatus::Active

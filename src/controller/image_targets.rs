@@ -19,7 +19,10 @@ use super::image_steps::{
 };
 use super::objects::{add_finalizer, has_finalizer, remove_finalizer, write_status};
 use super::{Context, IN_USE_RETRY, REFRESH_ANNOTATION, ReconcileError, events, wakeups};
-use crate::crd::{Image, ImageSpec, ImageStatus, ManagementPolicy, OnDelete, Target};
+use crate::crd::{
+    CloudCredentialsRef, Image, ImageSpec, ImageStatus, ManagementPolicy, OnDelete, Target,
+    TransferStatus,
+};
 use crate::pass::observe::Subject;
 use crate::pass::plan::Desired;
 use crate::pass::status::{self, Outcome, StatusInput};
@@ -116,12 +119,11 @@ async fn target_pass(
 ) -> Result<(TargetReport, Duration), ReconcileError> {
     let who = identity(uid, &target.name);
     let previous = previous_of(image, &target.name);
-    let report = |status: ImageStatus, outcome: Outcome| TargetReport {
-        name: target.name.clone(),
-        cloud_credentials_ref: target.cloud_credentials_ref.clone(),
-        region: target.region.clone(),
-        status,
-        outcome,
+    // Every report's conditions come from its outcome, failures included: an entry never
+    // shows the Ready of an earlier pass beside a summary that says otherwise.
+    let report = |glance: Option<&crate::glance::GlanceImage>, transfer, outcome: Outcome| {
+        let place = (&target.name, &target.cloud_credentials_ref, &target.region);
+        target_report(image, place, &previous, glance, transfer, outcome)
     };
     let handle = match ctx
         .clouds
@@ -142,7 +144,7 @@ async fn target_pass(
             } else {
                 super::MAX_RESYNC
             };
-            return Ok((report(previous, outcome), again));
+            return Ok((report(None, None, outcome), again));
         }
     };
     // As for one cloud: the finalizer goes on right before the first Glance call.
@@ -179,7 +181,7 @@ async fn target_pass(
         Err(err) => {
             let err = ReconcileError::from(err);
             let again = ctx.backoff(&who);
-            return Ok((report(previous, super::failure_outcome(&err)), again));
+            return Ok((report(None, None, super::failure_outcome(&err)), again));
         }
     };
     for effect in &result.effects {
@@ -194,17 +196,35 @@ async fn target_pass(
     let (outcome, again) = outcome_of(image, ctx, &result);
     keep_waiting(ctx, waiter, known_id, &result);
     events::publish_effects(image, ctx, &result).await;
+    Ok((report(result.image.as_ref(), transfer, outcome), again))
+}
+
+/// A target's report, its status built from `outcome` as a one-cloud Image's is.
+fn target_report(
+    image: &Image,
+    (name, reference, region): (&String, &CloudCredentialsRef, &Option<String>),
+    previous: &ImageStatus,
+    glance: Option<&crate::glance::GlanceImage>,
+    transfer: Option<TransferStatus>,
+    outcome: Outcome,
+) -> TargetReport {
     let status = status::build(StatusInput {
         generation: image.meta().generation,
-        previous: Some(&previous),
-        id: result.image.as_ref().map(|glance| glance.id.clone()),
-        image: result.image.as_ref(),
+        previous: Some(previous),
+        id: glance.map(|glance| glance.id.clone()),
+        image: glance,
         transfer,
         outcome: outcome.clone(),
         handled_request: None,
         now: Time(jiff::Timestamp::now()),
     });
-    Ok((report(status, outcome), again))
+    TargetReport {
+        name: name.clone(),
+        cloud_credentials_ref: reference.clone(),
+        region: region.clone(),
+        status,
+        outcome,
+    }
 }
 
 /// Status entries of targets spec.targets no longer names: each still has its image.
@@ -232,18 +252,10 @@ async fn remove_target(
     uid: &str,
     gone: &crate::crd::TargetStatus,
 ) -> Option<TargetReport> {
+    let previous = previous_of(image, &gone.name);
     let keep = |outcome: Outcome| {
-        Some(TargetReport {
-            name: gone.name.clone(),
-            cloud_credentials_ref: gone.cloud_credentials_ref.clone(),
-            region: gone.region.clone(),
-            status: ImageStatus {
-                id: gone.id.clone(),
-                glance: gone.glance.clone(),
-                ..ImageStatus::default()
-            },
-            outcome,
-        })
+        let place = (&gone.name, &gone.cloud_credentials_ref, &gone.region);
+        Some(target_report(image, place, &previous, None, None, outcome))
     };
     if image.spec.on_delete() == OnDelete::Detach || gone.id.is_none() {
         return None;
