@@ -104,6 +104,16 @@ fn new_images_are_admitted_or_refused_with_what_to_fix() {
             Some("set spec.cloudCredentialsRef (one cloud) or spec.targets (several clouds)"),
         ),
         (
+            "a target converting a format glint cannot convert",
+            with(
+                minimal(),
+                json!({"cloudCredentialsRef": null, "diskFormat": "iso", "targets": [
+                    {"name": "a", "cloudCredentialsRef": {"secretName": "s", "cloudName": "a"}, "convertTo": "raw"},
+                ]}),
+            ),
+            Some("a target's convertTo needs spec.diskFormat"),
+        ),
+        (
             "a target's members without its visibility shared",
             with(
                 minimal(),
@@ -464,6 +474,110 @@ fn updates_may_change_mutable_fields_but_not_immutable_ones() {
         Ok(()),
         "a source may be added later"
     );
+}
+
+/// The ImageSeries' rules for its cloud(s), new and on update: `Ok(())` or the messages.
+fn admit_series(new: Value, old: Option<Value>) -> Result<(), String> {
+    let crd = glint::crd::series_definition().expect("ImageSeries CRD");
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("schema"),
+    )
+    .expect("json");
+    let series = |spec: Value| json!({"apiVersion": "glint.dev/v1alpha1", "kind": "ImageSeries", "metadata": {"name": "x"}, "spec": spec});
+    Validator::new()
+        .validate(&schema, &series(new), old.map(series).as_ref())
+        .map_err(|errors| {
+            errors
+                .as_slice()
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+}
+
+#[test]
+fn a_series_names_one_cloud_or_targets_and_never_swaps_them() {
+    let one_cloud = json!({
+        "cloudCredentialsRef": {"secretName": "s", "cloudName": "c"},
+        "image": {"diskFormat": "qcow2"},
+        "versions": [{"version": "1", "url": "https://x/1.qcow2"}],
+    });
+    let targets = json!([
+        {"name": "ceph-eu", "cloudCredentialsRef": {"secretName": "s", "cloudName": "eu"}, "region": "RegionTwo", "convertTo": "raw"},
+        {"name": "partner", "cloudCredentialsRef": {"secretName": "p", "cloudName": "p"}, "visibility": "shared", "members": ["p1"]},
+    ]);
+    let on_targets = with(
+        one_cloud.clone(),
+        json!({"cloudCredentialsRef": null, "targets": targets}),
+    );
+    let cases: Vec<(&str, Value, Option<Value>, Option<&str>)> = vec![
+        ("one cloud", one_cloud.clone(), None, None),
+        (
+            "targets instead of one cloud",
+            on_targets.clone(),
+            None,
+            None,
+        ),
+        (
+            "targets and one cloud",
+            with(one_cloud.clone(), json!({"targets": targets})),
+            None,
+            Some("set spec.cloudCredentialsRef (one cloud) or spec.targets (several clouds)"),
+        ),
+        (
+            "neither",
+            with(one_cloud.clone(), json!({"cloudCredentialsRef": null})),
+            None,
+            Some("set spec.cloudCredentialsRef (one cloud) or spec.targets (several clouds)"),
+        ),
+        (
+            "a target's members without its visibility shared",
+            with(
+                on_targets.clone(),
+                json!({"targets": [{"name": "a", "cloudCredentialsRef": {"secretName": "s", "cloudName": "a"}, "members": ["p1"]}]}),
+            ),
+            None,
+            Some("a target's members need that target's visibility: shared"),
+        ),
+        (
+            "a target converting releases glint cannot convert",
+            with(
+                on_targets.clone(),
+                json!({"image": {"diskFormat": "iso"}, "targets": [{"name": "a", "cloudCredentialsRef": {"secretName": "s", "cloudName": "a"}, "convertTo": "raw"}]}),
+            ),
+            None,
+            Some("a target's convertTo needs image.diskFormat"),
+        ),
+        (
+            "one cloud swapped for targets",
+            on_targets.clone(),
+            Some(one_cloud.clone()),
+            Some("cannot replace each other on an existing ImageSeries"),
+        ),
+        (
+            "a target added to the list",
+            with(
+                on_targets.clone(),
+                json!({"targets": [{"name": "a", "cloudCredentialsRef": {"secretName": "s", "cloudName": "a"}}, {"name": "b", "cloudCredentialsRef": {"secretName": "s", "cloudName": "b"}}]}),
+            ),
+            Some(on_targets.clone()),
+            None,
+        ),
+    ];
+    for (what, new, old, expected) in cases {
+        match (admit_series(new, old), expected) {
+            (Ok(()), None) => {}
+            (Err(messages), Some(fragment)) => {
+                assert!(messages.contains(fragment), "{what}: {messages}")
+            }
+            (outcome, expected) => panic!("{what}: got {outcome:?}, expected {expected:?}"),
+        }
+    }
 }
 
 fn undocumented(schema: &Value, path: &str, found: &mut Vec<String>) {

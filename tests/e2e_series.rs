@@ -348,3 +348,139 @@ async fn a_refresh_the_mirror_fails_is_read_again_until_the_new_release_is_curre
         "--timeout=120s",
     ]);
 }
+
+/// Polls the series' field at `path` until it reads exactly `value`.
+fn wait_for_value(k: &Kubectl, path: &str, value: &str) {
+    let mut seen = String::new();
+    for _ in 0..300 {
+        seen = field(k, path);
+        if seen == value {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("{path} never read {value:?}: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
+async fn a_series_in_two_regions_downloads_each_release_once_and_rotates_in_both() {
+    use glint::glance::{GlanceApi, GlanceStatus, Visibility};
+    use sha2::Digest;
+    let bed = require_testbed!();
+    let cluster = common::cluster::cluster();
+    let k = Kubectl::in_fresh_namespace(&cluster, "regions");
+    let namespace = k.namespace.clone();
+    let clouds = bed.demo_cloud();
+    k.install_with_cloud_secret(&clouds);
+    k.wait("crd/imageseries.glint.dev", "condition=Established");
+    // The same Secret and cloud; the second target names the bed's other region, whose
+    // Glance (C) is another service behind the same Keystone.
+    let glance_b = client_for(&clouds);
+    let glance_c = client_for(&common::keystone::production_auth(&bed));
+    let scratch = std::env::temp_dir().join(&namespace);
+    let layout = Layout::CirrosFolders;
+    let mirror = Mirror::start_with(&scratch.join("mirror"), WebServer::Nginx);
+    let log = scratch.join("glint.log");
+    eprintln!("glint's log: {}", log.display());
+    let glint = GlintProcess::start(&k.kubeconfig, &namespace, &log, &[]);
+    let data = |n: u32| common::pseudo_random_bytes(300_000, 40 + u64::from(n));
+    let version = |n: u32| layout.version(n).unwrap_or_default();
+    let file = |n: u32| format!("/{v}/cirros-{v}-x86_64-disk.img", v = version(n));
+    let key = format!("{namespace}/cirros");
+    let eu = "  - {name: eu, cloudCredentialsRef: {secretName: cloud, cloudName: bed}}\n";
+    let us = format!(
+        "  - {{name: us, cloudCredentialsRef: {{secretName: cloud, cloudName: bed}}, region: {}, visibility: community}}\n",
+        bed.prod_region
+    );
+    let manifest = |targets: &str| {
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: cirros}}\nspec:\n  targets:\n{targets}  image: {{diskFormat: raw}}\n  keep: 2\n  schedule: {{every: 168h}}\n{}",
+            layout.checksums_spec(&mirror.url(""))
+        )
+    };
+    let ids = |k: &Kubectl| {
+        (
+            field(k, "{.status.imageIds.eu}"),
+            field(k, "{.status.imageIds.us}"),
+        )
+    };
+
+    step("v1 published: both regions get it, from one download");
+    layout.publish(mirror.dir(), 1, &data(1), true);
+    k.apply(&manifest(&format!("{eu}{us}")));
+    k.wait(
+        "imageseries/cirros",
+        &format!("jsonpath={{.status.current}}={}", version(1)),
+    );
+    k.wait("imageseries/cirros", "condition=Ready");
+    assert_eq!(field(&k, "{.status.targetsReady}"), "2/2 ready");
+    let (eu1, us1) = ids(&k);
+    let (in_b, in_c) = (
+        glance_b
+            .get_image(&eu1)
+            .await
+            .expect("eu's image in Glance B"),
+        glance_c
+            .get_image(&us1)
+            .await
+            .expect("us' image in Glance C"),
+    );
+    let sha512: String = sha2::Sha512::digest(data(1))
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    for image in [&in_b, &in_c] {
+        assert_eq!(image.status, GlanceStatus::Active);
+        assert_eq!(image.os_hash_value.as_deref(), Some(sha512.as_str()));
+        assert_eq!(image.name.as_deref(), Some("cirros"));
+    }
+    assert_eq!(in_b.visibility, Visibility::Private);
+    assert_eq!(in_c.visibility, Visibility::Community, "us' own visibility");
+    assert_eq!(mirror.downloads(&file(1)), 1, "one download for both");
+
+    step("v2 published: a refresh rotates both regions, again from one download");
+    layout.publish(mirror.dir(), 2, &data(2), true);
+    refresh(&k, 2);
+    k.wait(
+        "imageseries/cirros",
+        &format!("jsonpath={{.status.current}}={}", version(2)),
+    );
+    k.wait("imageseries/cirros", "condition=Ready");
+    assert_eq!(mirror.downloads(&file(2)), 1, "one download for both");
+    let (eu2, us2) = ids(&k);
+    assert!(eu2 != eu1 && us2 != us1, "the new release's images");
+    for target in ["eu", "us"] {
+        assert_eq!(
+            field(
+                &k,
+                &format!("{{.status.targets[?(@.name==\"{target}\")].versions[*].role}}")
+            ),
+            "retired current",
+            "{target}"
+        );
+    }
+    let notes = k.ok(&["get", "events", "-o", "jsonpath={.items[*].message}"]);
+    for target in ["eu", "us"] {
+        let promoted = format!("target {target}: version {} is now current", version(2));
+        assert!(notes.contains(&promoted), "{promoted} in {notes}");
+    }
+
+    step("us taken out of the list: its versions are deleted, eu's stay");
+    k.apply(&manifest(eu));
+    wait_for_value(&k, "{.status.targets[*].name}", "eu");
+    for id in [&us1, &us2] {
+        assert!(glance_c.get_image(id).await.is_err(), "{id} deleted");
+    }
+    assert_eq!(
+        glance_b.get_image(&eu2).await.expect("eu's current").status,
+        GlanceStatus::Active
+    );
+    assert_eq!(field(&k, "{.status.targetsReady}"), "1/1 ready");
+
+    step("deleting the series deletes the last target's versions");
+    k.ok(&["delete", "imageseries/cirros", "--timeout=120s"]);
+    assert!(versions(&glance_b, &key).await.is_empty(), "none left in B");
+    assert!(versions(&glance_c, &key).await.is_empty(), "none left in C");
+    drop(glint);
+}

@@ -251,6 +251,11 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
         if kind == "ImageSeries" {
             let mut series: ImageSeries = serde_json::from_value(value)
                 .map_err(|err| invalid(format!("not a valid ImageSeries: {err}")))?;
+            if !series.spec.targets.is_empty() {
+                return Err(invalid(
+                    "spec.targets is published by the controller (glint run) only for now; for `glint apply -f`, write one ImageSeries per cloud".to_string(),
+                ));
+            }
             for release in &mut series.spec.versions {
                 release.url = resolve_file_url(&release.url, origin).map_err(invalid)?;
             }
@@ -543,6 +548,30 @@ mod tests {
         let err = read(std::slice::from_ref(&dir)).unwrap_err().to_string();
         assert!(err.contains("both declare Image default/twin"), "{err}");
         assert!(err.contains("one.yaml, document 1") && err.contains("two.yaml, document 1"));
+    }
+
+    #[test]
+    fn targets_are_refused_with_what_to_write_instead_not_silently_dropped() {
+        let dir = scratch("targets");
+        let targets = "targets: [{name: eu, cloudCredentialsRef: {secretName: s, cloudName: c}}]";
+        let image = write(
+            &dir,
+            "image.yaml",
+            &format!(
+                "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: everywhere}}\nspec: {{diskFormat: raw, {targets}}}\n"
+            ),
+        );
+        let err = read(std::slice::from_ref(&image)).unwrap_err().to_string();
+        assert!(err.contains("write one Image per cloud"), "{err}");
+        let series = write(
+            &dir,
+            "series.yaml",
+            &format!(
+                "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: everywhere}}\nspec: {{image: {{diskFormat: raw}}, versions: [{{version: '1', url: 'https://x/1.raw'}}], {targets}}}\n"
+            ),
+        );
+        let err = read(std::slice::from_ref(&series)).unwrap_err().to_string();
+        assert!(err.contains("write one ImageSeries per cloud"), "{err}");
     }
 
     #[test]

@@ -168,25 +168,23 @@ impl CloudRegistry {
         .await
     }
 
-    /// The handle for one of the Image's targets (or a target it had: its status keeps where
-    /// it was). The Image counts as a user of it under `uid/target`.
+    /// The handle for one of an object's targets (or a target it had: its status keeps where
+    /// it was). The object (an Image or a series, `kind`) counts as a user of it under
+    /// `uid/target`.
     pub async fn resolve_target(
         &self,
         kube: &Client,
-        image: &Image,
-        target: &str,
-        reference: &crate::crd::CloudCredentialsRef,
-        region: Option<&str>,
+        object: &impl ResourceExt,
+        kind: UserKind,
+        (target, reference, region): (&str, &crate::crd::CloudCredentialsRef, Option<&str>),
     ) -> Result<Arc<CloudHandle>, ReconcileError> {
-        let namespace = image.namespace().unwrap_or_default();
+        let namespace = object.namespace().unwrap_or_default();
         self.resolve_for(
             kube,
             &namespace,
             reference,
             region,
-            image
-                .uid()
-                .map(|uid| (target_user(&uid, target), UserKind::Image)),
+            object.uid().map(|uid| (target_user(&uid, target), kind)),
         )
         .await
     }

@@ -1,5 +1,7 @@
-//! Kubernetes Events about an Image: what glint did (Normal) and what went wrong (Warning).
-//! An Event is a courtesy: failing to record one never fails a reconcile.
+//! Kubernetes Events about glint's objects: what glint did (Normal) and what went wrong
+//! (Warning). An Event is a courtesy: failing to record one never fails a reconcile. An
+//! object with spec.targets has one Event stream for all its clouds, so each note about one
+//! target starts with `target NAME: ` ([`Herald`]).
 
 use kube::Resource;
 use kube::ResourceExt;
@@ -47,18 +49,58 @@ pub async fn publish_warning(image: &Image, ctx: &Context, reason: Reason, note:
     publish(image, ctx, EventType::Warning, reason, note).await;
 }
 
-pub async fn publish_all(image: &Image, ctx: &Context, effects: &[Effect]) {
+/// Where one reconcile's Events go: its object, each note naming the target it is about when
+/// the object has several clouds.
+#[derive(Clone)]
+pub struct Herald<'a> {
+    object: k8s_openapi::api::core::v1::ObjectReference,
+    ctx: &'a Context,
+    target: Option<&'a str>,
+}
+
+impl<'a> Herald<'a> {
+    /// Events about `object` as a whole (an object with one cloud).
+    pub fn of<K: Resource<DynamicType = ()>>(object: &K, ctx: &'a Context) -> Self {
+        Self {
+            object: object.object_ref(&()),
+            ctx,
+            target: None,
+        }
+    }
+
+    /// Events about one of the object's targets.
+    pub fn about_target(self, target: &'a str) -> Self {
+        Self {
+            target: Some(target),
+            ..self
+        }
+    }
+
+    /// The note as users read it: `target eu: ...` for a target.
+    pub fn words(&self, note: &str) -> String {
+        match self.target {
+            Some(target) => format!("target {target}: {note}"),
+            None => note.to_string(),
+        }
+    }
+
+    pub async fn say(&self, kind: EventType, reason: Reason, note: &str) {
+        publish_about(&self.object, self.ctx, kind, reason, self.words(note)).await;
+    }
+}
+
+pub async fn publish_all(herald: &Herald<'_>, effects: &[Effect]) {
     for effect in effects {
         let kind = match effect {
             Effect::KeptInUse { .. } => EventType::Warning,
             _ => EventType::Normal,
         };
-        publish(image, ctx, kind, effect.reason(), effect.note()).await;
+        herald.say(kind, effect.reason(), &effect.note()).await;
     }
 }
 
 /// The pass's effects, with `Recreated` first when the image had vanished from Glance.
-pub async fn publish_effects(image: &Image, ctx: &Context, result: &PassResult) {
+pub async fn publish_effects(herald: &Herald<'_>, result: &PassResult) {
     if let Some(old) = &result.vanished
         && result
             .effects
@@ -66,25 +108,24 @@ pub async fn publish_effects(image: &Image, ctx: &Context, result: &PassResult) 
             .any(|effect| matches!(effect, Effect::Created { .. }))
     {
         let note = format!("Glance image {old} was deleted outside glint; created it again");
-        publish_warning(image, ctx, Reason::Recreated, note).await;
+        herald
+            .say(EventType::Warning, Reason::Recreated, &note)
+            .await;
     }
-    publish_all(image, ctx, &result.effects).await;
+    publish_all(herald, &result.effects).await;
 }
 
 /// At the end of every transfer attempt, once: `Uploaded` with size, time and speed, or a
-/// Warning with the failure's reason.
+/// Warning with the failure's reason. `before` is the transfer as status last showed it.
 pub async fn publish_transfer_end(
+    herald: &Herald<'_>,
     image: &Image,
-    ctx: &Context,
+    before: Option<&TransferStatus>,
     transfer: Option<&TransferStatus>,
     failure_reason: Option<Reason>,
 ) {
     let Some(transfer) = transfer else { return };
-    let before = image
-        .status
-        .as_ref()
-        .and_then(|status| status.transfer.as_ref())
-        .map(|t| (t.phase, t.attempts));
+    let before = before.map(|t| (t.phase, t.attempts));
     if before == Some((transfer.phase, transfer.attempts)) {
         return;
     }
@@ -109,7 +150,7 @@ pub async fn publish_transfer_end(
                 size_words(transfer.bytes_done),
                 speed_words(transfer)
             );
-            publish(image, ctx, EventType::Normal, Reason::Uploaded, note).await;
+            herald.say(EventType::Normal, Reason::Uploaded, &note).await;
         }
         (TransferPhase::Failed, Some(reason)) => {
             let note = format!(
@@ -119,7 +160,7 @@ pub async fn publish_transfer_end(
                 speed_words(transfer),
                 transfer.last_error.as_deref().unwrap_or("no detail")
             );
-            publish_warning(image, ctx, reason, note).await;
+            herald.say(EventType::Warning, reason, &note).await;
         }
         _ => {}
     }

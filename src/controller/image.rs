@@ -209,8 +209,11 @@ async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Action, Reconc
     // Events and the status write are independent requests: sent together, a new Image's
     // pass waits for one apiserver round trip after its create instead of two.
     let events = async {
-        events::publish_effects(image, ctx, &result).await;
-        events::publish_transfer_end(image, ctx, transfer.as_ref(), failure_reason).await;
+        let herald = events::Herald::of(image, ctx);
+        events::publish_effects(&herald, &result).await;
+        let before = image.status.as_ref().and_then(|s| s.transfer.as_ref());
+        events::publish_transfer_end(&herald, image, before, transfer.as_ref(), failure_reason)
+            .await;
     };
     let ((), written) = tokio::join!(
         events,
@@ -261,7 +264,7 @@ async fn finalize(image: &Image, ctx: &Context, uid: &str) -> Result<Action, Rec
     .await
     {
         Ok(effects) => {
-            events::publish_all(image, ctx, &effects).await;
+            events::publish_all(&events::Herald::of(image, ctx), &effects).await;
             match effects.iter().find_map(kept_in_use) {
                 Some((id, why)) => {
                     wait_while_in_use(image, ctx, handle.client.as_ref(), id, why).await

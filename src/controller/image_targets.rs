@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
+use super::clouds::UserKind;
 use super::image_steps::{
     keep_waiting, outcome_of, report_failure, source_access, wants_fresh_read,
 };
@@ -130,9 +131,12 @@ async fn target_pass(
         .resolve_target(
             &ctx.client,
             image,
-            &target.name,
-            &target.cloud_credentials_ref,
-            target.region.as_deref(),
+            UserKind::Image,
+            (
+                &target.name,
+                &target.cloud_credentials_ref,
+                target.region.as_deref(),
+            ),
         )
         .await
     {
@@ -189,13 +193,22 @@ async fn target_pass(
             ctx.remember_created(&who, id);
         }
     }
-    let transfer = result
-        .image
-        .as_ref()
-        .and_then(|glance| handle.transfers.progress(&glance.id));
+    let (transfer, failure_reason) = match result.image.as_ref() {
+        Some(glance) => {
+            let reason = match handle.transfers.state(&glance.id) {
+                crate::transfer::TransferState::Failed { reason, .. } => Some(reason),
+                _ => None,
+            };
+            (handle.transfers.progress(&glance.id), reason)
+        }
+        None => (None, None),
+    };
     let (outcome, again) = outcome_of(image, ctx, &result);
     keep_waiting(ctx, waiter, known_id, &result);
-    events::publish_effects(image, ctx, &result).await;
+    let herald = events::Herald::of(image, ctx).about_target(&target.name);
+    events::publish_effects(&herald, &result).await;
+    let before = previous.transfer.as_ref();
+    events::publish_transfer_end(&herald, image, before, transfer.as_ref(), failure_reason).await;
     Ok((report(result.image.as_ref(), transfer, outcome), again))
 }
 
@@ -265,9 +278,12 @@ async fn remove_target(
         .resolve_target(
             &ctx.client,
             image,
-            &gone.name,
-            &gone.cloud_credentials_ref,
-            gone.region.as_deref(),
+            UserKind::Image,
+            (
+                &gone.name,
+                &gone.cloud_credentials_ref,
+                gone.region.as_deref(),
+            ),
         )
         .await
     {
@@ -295,7 +311,8 @@ async fn remove_target(
     };
     match pass::remove(handle.client.as_ref(), &handle.transfers, subject, false).await {
         Ok(effects) => {
-            events::publish_all(image, ctx, &effects).await;
+            let herald = events::Herald::of(image, ctx).about_target(&gone.name);
+            events::publish_all(&herald, &effects).await;
             match effects.iter().find_map(|effect| match effect {
                 act::Effect::KeptInUse { id, why, .. } => Some((id.clone(), why.clone())),
                 _ => None,

@@ -24,6 +24,8 @@ pub mod run;
 pub mod series;
 mod series_check;
 mod series_delete;
+mod series_rotation;
+mod series_targets;
 pub mod shared_image;
 mod trusted_keys;
 pub mod wakeups;

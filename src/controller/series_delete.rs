@@ -10,10 +10,11 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::clouds::CloudHandle;
+use super::events::Herald;
 use super::objects::{remove_finalizer, write_status};
 use super::wakeups::Waiter;
-use super::{Context, IN_USE_RETRY, ReconcileError, events};
-use crate::crd::{ImageSeries, ImageSeriesStatus, SeriesVersionStatus};
+use super::{Context, IN_USE_RETRY, ReconcileError};
+use crate::crd::{ImageSeries, ImageSeriesSpec, ImageSeriesStatus, SeriesVersionStatus};
 use crate::glance::{GlanceApi, GlanceImage, GlanceStatus};
 use crate::pass;
 use crate::pass::act::{self, Effect};
@@ -74,8 +75,23 @@ pub(super) async fn finalize(
     key: &str,
     uid: &str,
 ) -> Result<Action, ReconcileError> {
+    let kept = delete_all(series, handle, key, uid).await?;
+    if !kept.is_empty() {
+        return hold(series, ctx, Reason::InUse, &in_use_message(&kept)).await;
+    }
+    release(series, ctx, uid).await
+}
+
+/// Deletes every version `identity` holds in this cloud; the versions Glance keeps because
+/// they are in use, in words.
+pub(super) async fn delete_all(
+    series: &ImageSeries,
+    handle: &CloudHandle,
+    key: &str,
+    identity: &str,
+) -> Result<Vec<String>, ReconcileError> {
     let api = handle.client.as_ref();
-    let held = series::observe::held(api, key, uid)
+    let held = series::observe::held(api, key, identity)
         .await
         .map_err(|err| ReconcileError::Pass(pass::PassError::Observe(err.into())))?;
     let when_in_use = series.spec.image.when_in_use.unwrap_or_default();
@@ -92,32 +108,53 @@ pub(super) async fn finalize(
             ));
         }
     }
-    if !kept.is_empty() {
-        let message = format!(
-            "the series is being deleted, but {} of its versions are still in use: {}. glint hid them and tries to delete them again every {} minutes",
-            kept.len(),
-            kept.join("; "),
-            IN_USE_RETRY.as_secs() / 60
-        );
-        let outcome = Outcome::Progressing {
-            reason: Reason::InUse,
-            message: message.clone(),
-        };
-        let previous = series.status.clone().unwrap_or_default();
-        let status = ImageSeriesStatus {
-            conditions: kstatus_conditions(
-                &outcome,
-                series.meta().generation,
-                &Time(jiff::Timestamp::now()),
-                &previous.conditions,
-            ),
-            ..previous
-        };
-        write_status(series, ctx, &status).await?;
-        let object = series.object_ref(&());
-        events::publish_about(&object, ctx, EventType::Warning, Reason::InUse, message).await;
-        return Ok(Action::requeue(IN_USE_RETRY));
-    }
+    Ok(kept)
+}
+
+/// What a deleted series says while versions are still in use.
+pub(super) fn in_use_message(kept: &[String]) -> String {
+    format!(
+        "the series is being deleted, but {} of its versions are still in use: {}. glint hid them and tries to delete them again every {} minutes",
+        kept.len(),
+        kept.join("; "),
+        IN_USE_RETRY.as_secs() / 60
+    )
+}
+
+/// A deleted series that cannot go yet: status and a Warning say why; glint comes back.
+pub(super) async fn hold(
+    series: &ImageSeries,
+    ctx: &Context,
+    reason: Reason,
+    message: &str,
+) -> Result<Action, ReconcileError> {
+    let outcome = Outcome::Progressing {
+        reason,
+        message: message.to_string(),
+    };
+    let previous = series.status.clone().unwrap_or_default();
+    let status = ImageSeriesStatus {
+        conditions: kstatus_conditions(
+            &outcome,
+            series.meta().generation,
+            &Time(jiff::Timestamp::now()),
+            &previous.conditions,
+        ),
+        ..previous
+    };
+    write_status(series, ctx, &status).await?;
+    Herald::of(series, ctx)
+        .say(EventType::Warning, reason, message)
+        .await;
+    Ok(Action::requeue(IN_USE_RETRY))
+}
+
+/// Every version is gone: the object may go, and glint forgets it.
+pub(super) async fn release(
+    series: &ImageSeries,
+    ctx: &Context,
+    uid: &str,
+) -> Result<Action, ReconcileError> {
     remove_finalizer(series, ctx).await?;
     let namespace = series.namespace().unwrap_or_default();
     ctx.clouds.forget(uid);
@@ -130,16 +167,15 @@ pub(super) async fn finalize(
 /// Glance may keep it because it is in use ([`Effect::KeptInUse`]): a Warning the first time.
 pub(super) async fn delete_version(
     api: &impl GlanceApi,
-    ctx: &Context,
-    series: &ImageSeries,
+    herald: &Herald<'_>,
+    spec: &ImageSeriesSpec,
     gone: &Held,
     why: Removal,
 ) -> Result<Effect, String> {
-    let when_in_use = series.spec.image.when_in_use.unwrap_or_default();
+    let when_in_use = spec.image.when_in_use.unwrap_or_default();
     let effect = act::delete(api, &gone.id, gone.protected, when_in_use)
         .await
         .map_err(|err| format!("{}: could not delete it: {err}", err.reason()))?;
-    let object = series.object_ref(&());
     let (kind, reason, note) = match (&effect, why) {
         (Effect::KeptInUse { .. }, _) if gone.in_use.is_some() => return Ok(effect),
         (Effect::KeptInUse { .. }, _) => (
@@ -154,7 +190,7 @@ pub(super) async fn delete_version(
                 "deleted version {} (Glance image {}): beyond the newest {} imported versions",
                 gone.version,
                 gone.id,
-                series.spec.keep()
+                spec.keep()
             ),
         ),
         (_, Removal::Replaced) => (
@@ -166,6 +202,6 @@ pub(super) async fn delete_version(
             ),
         ),
     };
-    events::publish_about(&object, ctx, kind, reason, note).await;
+    herald.say(kind, reason, &note).await;
     Ok(effect)
 }

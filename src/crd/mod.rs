@@ -53,8 +53,8 @@ pub use ownership::{PropertyOwnership, matches_key};
 pub use scs::{ReplaceFrequency, ScsMetadata};
 pub use series::{
     ChecksumsSignature, ChecksumsSource, DEFAULT_KEEP, ImageSeries, ImageSeriesSpec,
-    ImageSeriesStatus, Retirement, SeriesImage, SeriesRelease, SeriesSchedule, SeriesVersionStatus,
-    TrustedKeysRef,
+    ImageSeriesStatus, Retirement, SeriesImage, SeriesRelease, SeriesSchedule, SeriesTargetStatus,
+    SeriesVersionStatus, TrustedKeysRef,
 };
 pub use shared::{MemberDecision, SharedImage, SharedImageRef, SharedImageSpec, SharedImageStatus};
 pub use source::{

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::cloud::CloudCredentialsRef;
 use super::ownership::PropertyOwnership;
 use super::source::{ImageSource, SourceHash, SourceOptions};
-use super::spec::{ContainerFormat, DiskFormat, ImageSpec, Visibility};
+use super::spec::{ContainerFormat, DiskFormat, ImageSpec, Target, Visibility};
 use crate::vocabulary::GlanceStatus;
 
 /// How many versions a series keeps when spec.keep is not set.
@@ -42,6 +42,7 @@ pub const DEFAULT_KEEP: u32 = 3;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    printcolumn(name = "Targets", type_ = "string", json_path = ".status.targetsReady"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -51,6 +52,12 @@ pub const DEFAULT_KEEP: u32 = 3;
 // kube's derive takes one `printcolumn(...)` per column; clippy reads them as duplicates.
 #[allow(clippy::duplicated_attributes)]
 #[x_kube(
+    validation = Rule::new("has(self.cloudCredentialsRef) != (has(self.targets) && size(self.targets) > 0)")
+        .message("set spec.cloudCredentialsRef (one cloud) or spec.targets (several clouds), one of them and not both"),
+    validation = Rule::new("has(self.cloudCredentialsRef) == has(oldSelf.cloudCredentialsRef)")
+        .message("spec.cloudCredentialsRef and spec.targets cannot replace each other on an existing ImageSeries (the versions made so far would be left behind): create a new ImageSeries"),
+    validation = Rule::new("!has(self.targets) || self.targets.all(t, !has(t.convertTo) || self.image.diskFormat in ['raw', 'qcow2', 'vmdk', 'vhd', 'vhdx', 'vdi'])")
+        .message("a target's convertTo needs image.diskFormat to name a format glint and Glance can convert: raw, qcow2, vmdk, vhd, vhdx or vdi"),
     validation = Rule::new("has(self.versions) != has(self.checksums)")
         .message("an ImageSeries needs exactly one of spec.versions (releases listed by hand) and spec.checksums (releases read from a checksums file)"),
     validation = Rule::new("!has(self.scsMetadata) || has(self.scsMetadata.replaceFrequency) || !has(self.schedule) || !has(self.schedule.cron)")
@@ -58,8 +65,20 @@ pub const DEFAULT_KEEP: u32 = 3;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSeriesSpec {
-    /// The Secret (in this namespace) holding a clouds.yaml, and the cloud in it to use.
-    pub cloud_credentials_ref: CloudCredentialsRef,
+    /// The Secret (in this namespace) holding a clouds.yaml, and the cloud in it to use. Set
+    /// this, or spec.targets to keep the series current in several clouds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_credentials_ref: Option<CloudCredentialsRef>,
+
+    /// The clouds (or regions) to keep the series current in, each release downloaded once for
+    /// all of them: instead of spec.cloudCredentialsRef. Each names its Secret and cloud, and
+    /// may set what differs between clouds (region, convertTo, visibility, members), over
+    /// spec.image. Every target rotates on its own (a release becomes current in a cloud once
+    /// its image there is active); status.targets has each one's versions and
+    /// status.imageIds each one's current image id; Ready is True when every target is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"], "maxItems" = 32))]
+    pub targets: Vec<Target>,
 
     /// What every version's image looks like. Its name is the stable name, which only the
     /// current version carries; the others are named NAME-VERSION, so names never collide.
@@ -359,6 +378,47 @@ pub struct ImageSeriesStatus {
     /// edit does, instead of waiting for spec.schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+
+    /// With spec.targets: each target's versions, as its cloud holds them. status.current
+    /// names the version current in every target (none while they differ); the object's
+    /// conditions sum the targets up (Ready when every target is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub targets: Vec<SeriesTargetStatus>,
+
+    /// With spec.targets: the Glance image id of each target's current version, by target
+    /// name, for consumers that need the id per cloud or region (Gardener CloudProfiles,
+    /// Cluster API templates).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub image_ids: BTreeMap<String, String>,
+
+    /// With spec.targets: how many targets are Ready, as "2/3 ready".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_ready: Option<String>,
+}
+
+/// One target of a series (spec.targets), as its cloud holds the series.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesTargetStatus {
+    /// The target's name in spec.targets.
+    pub name: String,
+    /// The Secret and cloud the versions are in: kept after the target leaves spec.targets,
+    /// so that glint can still reach its versions to delete them.
+    pub cloud_credentials_ref: CloudCredentialsRef,
+    /// The region, when the target names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The version that carries the stable name in this target's cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// Every version glint holds in this target's cloud, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<SeriesVersionStatus>,
+    /// Ready, Reconciling and Stalled for this target alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
 }
 
 /// One version in Glance.
@@ -415,7 +475,7 @@ impl ImageSeriesSpec {
     pub fn version_spec(&self, name: &str, source: Option<ImageSource>) -> ImageSpec {
         let image = &self.image;
         ImageSpec {
-            cloud_credentials_ref: Some(self.cloud_credentials_ref.clone()),
+            cloud_credentials_ref: self.cloud_credentials_ref.clone(),
             name: Some(name.to_string()),
             visibility: image.visibility,
             tags: image.tags.clone(),

@@ -17,7 +17,7 @@ const SET_BY_THE_SERIES: &[(&str, &str)] = &[
     ),
     (
         "targets",
-        "a series publishes to its own spec.cloudCredentialsRef; several clouds per series are not built yet (issue 34)",
+        "the series' own spec.targets: each target rotates with its overrides (ImageSeriesSpec::for_target)",
     ),
     (
         "hidden",

@@ -59,6 +59,8 @@ pub const RESERVED_PROPERTY_PREFIXES: &[&str] = &[vocabulary::RESERVED_PREFIX, "
         .message("set spec.cloudCredentialsRef (one cloud) or spec.targets (several clouds), one of them and not both"),
     validation = Rule::new("has(self.cloudCredentialsRef) == has(oldSelf.cloudCredentialsRef)")
         .message("spec.cloudCredentialsRef and spec.targets cannot replace each other on an existing Image (the images made so far would be left behind): create a new Image"),
+    validation = Rule::new("!has(self.targets) || self.targets.all(t, !has(t.convertTo) || (has(self.diskFormat) && self.diskFormat in ['raw', 'qcow2', 'vmdk', 'vhd', 'vhdx', 'vdi']))")
+        .message("a target's convertTo needs spec.diskFormat to name the source file's format, one glint and Glance can convert: raw, qcow2, vmdk, vhd, vhdx or vdi"),
     validation = Rule::new("!has(self.managementPolicy) || self.managementPolicy != 'unmanaged' || has(self.__import__)")
         .message("managementPolicy unmanaged needs spec.import (an id or a filter) to say which image to observe"),
     validation = Rule::new("!has(self.__import__) || (has(self.managementPolicy) && self.managementPolicy == 'unmanaged')")

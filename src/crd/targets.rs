@@ -1,6 +1,7 @@
 //! The spec each of an Image's destinations is reconciled against: its one cloud, or each of
 //! its `spec.targets` with what the target overrides applied.
 
+use super::series::ImageSeriesSpec;
 use super::spec::{ImageSpec, Target};
 
 /// Which cloud a spec is reconciled against: the object's one cloud, or one of its targets.
@@ -67,6 +68,29 @@ impl ImageSpec {
         }
         if let (Some(convert_to), Some(source)) = (target.convert_to, spec.source.as_mut()) {
             source.options.convert_to = Some(convert_to);
+        }
+        spec
+    }
+}
+
+impl ImageSeriesSpec {
+    /// The series as one target's cloud keeps it: that target's cloud, what it overrides
+    /// applied over spec.image, and spec.targets cleared, so that each target rotates exactly
+    /// as a one-cloud series does.
+    pub fn for_target(&self, target: &Target) -> ImageSeriesSpec {
+        let mut spec = ImageSeriesSpec {
+            cloud_credentials_ref: Some(target.cloud_credentials_ref.clone()),
+            targets: Vec::new(),
+            ..self.clone()
+        };
+        if let Some(visibility) = target.visibility {
+            spec.image.visibility = Some(visibility);
+        }
+        if let Some(members) = &target.members {
+            spec.image.members = members.clone();
+        }
+        if let Some(convert_to) = target.convert_to {
+            spec.image.source.convert_to = Some(convert_to);
         }
         spec
     }
@@ -143,6 +167,46 @@ mod tests {
         );
         assert_eq!(partner.1.visibility, Some(Visibility::Shared));
         assert_eq!(partner.1.members, vec!["p1".to_string()]);
+    }
+
+    #[test]
+    fn a_series_target_rotates_as_a_one_cloud_series_with_its_overrides() {
+        let series: ImageSeriesSpec = serde_json::from_value(serde_json::json!({
+            "image": {"diskFormat": "qcow2", "visibility": "private", "tags": ["t"], "convertTo": "qcow2"},
+            "versions": [{"version": "1", "url": "https://mirror.example/1.qcow2"}],
+        }))
+        .expect("a series");
+        let ceph = Target {
+            name: "ceph".to_string(),
+            cloud_credentials_ref: reference("a"),
+            convert_to: Some(ConvertTo::Raw),
+            visibility: Some(Visibility::Shared),
+            members: Some(vec!["p1".to_string()]),
+            ..Target::default()
+        };
+        let view = ImageSeriesSpec {
+            targets: vec![ceph.clone()],
+            ..series.clone()
+        }
+        .for_target(&ceph);
+
+        assert_eq!(view.cloud_credentials_ref, Some(reference("a")));
+        assert!(view.targets.is_empty());
+        let version = view.version_spec("n", None);
+        assert_eq!(version.cloud_credentials_ref, Some(reference("a")));
+        assert_eq!(version.visibility, Some(Visibility::Shared));
+        assert_eq!(version.members, vec!["p1".to_string()]);
+        assert_eq!(view.image.source.convert_to, Some(ConvertTo::Raw));
+        assert_eq!(view.image.tags, series.image.tags, "the rest as it was");
+
+        let plain = Target {
+            name: "plain".to_string(),
+            cloud_credentials_ref: reference("b"),
+            ..Target::default()
+        };
+        let view = series.for_target(&plain);
+        assert_eq!(view.image.visibility, Some(Visibility::Private));
+        assert_eq!(view.image.source.convert_to, Some(ConvertTo::Qcow2));
     }
 
     #[test]

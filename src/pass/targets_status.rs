@@ -20,50 +20,74 @@ pub struct TargetReport {
     pub outcome: Outcome,
 }
 
+/// One target's outcome, as the summary reads it (an Image's targets and a series' alike).
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a> {
+    pub name: &'a str,
+    pub outcome: &'a Outcome,
+    /// The target's image id (a series': its current version's).
+    pub image_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a TargetReport> for Summary<'a> {
+    fn from(report: &'a TargetReport) -> Self {
+        Summary {
+            name: &report.name,
+            outcome: &report.outcome,
+            image_id: report.status.id.as_deref(),
+        }
+    }
+}
+
 /// The object's outcome: Ready only when every target is; Stalled when one is stalled (glint
 /// cannot finish without a change), the others going on meanwhile; else Progressing. The
 /// message names every target that is not Ready, with its own words.
 pub fn combined_outcome(targets: &[TargetReport]) -> Outcome {
-    let waiting: Vec<&TargetReport> = targets
+    combined(&targets.iter().map(Summary::from).collect::<Vec<_>>())
+}
+
+/// [`combined_outcome`] over summaries.
+pub fn combined(targets: &[Summary]) -> Outcome {
+    let waiting: Vec<&Summary> = targets
         .iter()
         .filter(|target| !matches!(target.outcome, Outcome::Ready { .. }))
         .collect();
-    let named = |reports: &[&TargetReport]| {
+    let named = |reports: &[&Summary]| {
         reports
             .iter()
-            .map(|target| format!("target {}: {}", target.name, words(&target.outcome)))
+            .map(|target| format!("target {}: {}", target.name, words(target.outcome)))
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let count = ready_count(targets);
+    let count = count_ready(targets);
     if let Some(stalled) = waiting
         .iter()
         .find(|target| matches!(target.outcome, Outcome::Stalled { .. }))
     {
         return Outcome::Stalled {
-            reason: reason(&stalled.outcome),
+            reason: reason(stalled.outcome),
             message: format!("{count}: {}", named(&waiting)),
         };
     }
     match waiting.first() {
         Some(first) => Outcome::Progressing {
-            reason: reason(&first.outcome),
+            reason: reason(first.outcome),
             message: format!("{count}: {}", named(&waiting)),
         },
         None => Outcome::Ready {
             reason: targets
                 .first()
                 .map_or(crate::reason::Reason::Synced, |target| {
-                    reason(&target.outcome)
+                    reason(target.outcome)
                 }),
             message: format!(
-                "every target's image matches the spec: {}",
+                "every target is ready: {}",
                 targets
                     .iter()
                     .map(|target| format!(
                         "{} ({})",
                         target.name,
-                        target.status.id.as_deref().unwrap_or("no image")
+                        target.image_id.unwrap_or("no image")
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -74,6 +98,11 @@ pub fn combined_outcome(targets: &[TargetReport]) -> Outcome {
 
 /// "2/3 ready": what `kubectl get` shows.
 pub fn ready_count(targets: &[TargetReport]) -> String {
+    count_ready(&targets.iter().map(Summary::from).collect::<Vec<_>>())
+}
+
+/// [`ready_count`] over summaries.
+pub fn count_ready(targets: &[Summary]) -> String {
     let ready = targets
         .iter()
         .filter(|target| matches!(target.outcome, Outcome::Ready { .. }))

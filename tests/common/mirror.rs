@@ -23,6 +23,8 @@ pub struct Mirror {
     dir: PathBuf,
     port: u16,
     server: Child,
+    /// nginx's access log (none for Python's http.server).
+    access_log: Option<PathBuf>,
 }
 
 impl Mirror {
@@ -33,6 +35,10 @@ impl Mirror {
     pub fn start_with(dir: &Path, web: WebServer) -> Self {
         std::fs::create_dir_all(dir).expect("mirror dir");
         let port = free_port();
+        let access_log = (web == WebServer::Nginx).then(|| {
+            dir.with_extension(format!("nginx-{port}"))
+                .join("access.log")
+        });
         let server = match web {
             WebServer::Python => Command::new("python3")
                 .args([
@@ -56,7 +62,8 @@ impl Mirror {
                     format!(
                         "daemon off;\nuser root;\nworker_processes 1;\npid {scratch}/nginx.pid;\n\
                          error_log {scratch}/error.log;\nevents {{ worker_connections 64; }}\n\
-                         http {{\n  access_log off;\n  client_body_temp_path {scratch}/body;\n\
+                         http {{\n  log_format counted '$request_method $uri $status';\n\
+                         access_log {scratch}/access.log counted;\n  client_body_temp_path {scratch}/body;\n\
                          proxy_temp_path {scratch}/proxy;\n  fastcgi_temp_path {scratch}/fastcgi;\n\
                          uwsgi_temp_path {scratch}/uwsgi;\n  scgi_temp_path {scratch}/scgi;\n\
                          default_type application/octet-stream;\n\
@@ -91,6 +98,7 @@ impl Mirror {
             dir: dir.to_path_buf(),
             port,
             server,
+            access_log,
         }
     }
 
@@ -118,6 +126,20 @@ impl Mirror {
         let mut text = std::fs::read_to_string(&sums).unwrap_or_default();
         text.push_str(&format!("{digest} *{file}\n"));
         std::fs::write(sums, text).expect("SHA256SUMS");
+    }
+
+    /// How many times nginx served `path` (from the mirror's top, `/v1/disk.img`) whole, by
+    /// its access log; nginx writes a line once a response is done.
+    pub fn downloads(&self, path: &str) -> usize {
+        let log = self
+            .access_log
+            .as_ref()
+            .expect("only the nginx mirror counts its downloads");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| *line == format!("GET {path} 200"))
+            .count()
     }
 
     pub fn checksums_url(&self) -> String {
