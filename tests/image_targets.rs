@@ -79,6 +79,14 @@ async fn each_target_gets_its_own_image_from_one_download_and_one_ready_sums_the
         );
     }
     assert_eq!(server.gets(), 1, "one download for both targets");
+    let notes = h.double.event_notes();
+    for target in ["eu", "us"] {
+        let uploaded = format!("target {target}: copied 3.0 MiB");
+        assert!(
+            notes.iter().any(|note| note.starts_with(&uploaded)),
+            "{uploaded} in {notes:?}"
+        );
+    }
 
     // Taken out of the list: that target's image goes, the other stays.
     h.double
