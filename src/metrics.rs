@@ -161,14 +161,20 @@ pub struct TransferMetrics {
     ended: Family<TransferEndLabels, Counter>,
     /// Transfer ends that woke the object waiting on them.
     pub wakeups: Counter,
+    /// The cloud (clouds.yaml's name) and region these transfers go to: an object's targets
+    /// are told apart by them.
+    place: (Arc<str>, Arc<str>),
 }
 
 /// How a transfer ended: `result` succeeded or failed, and for a failure its condition reason
-/// (a fixed set, so the series stay few).
+/// (a fixed set, so the series stay few); `cloud` and `region` where it went (as many as the
+/// clouds glint publishes to).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransferEndLabels {
     result: &'static str,
     reason: &'static str,
+    cloud: Arc<str>,
+    region: Arc<str>,
 }
 
 impl Default for TransferMetrics {
@@ -180,22 +186,37 @@ impl Default for TransferMetrics {
             duration: transfer_histogram(),
             ended: Family::default(),
             wakeups: Counter::default(),
+            place: (Arc::from(""), Arc::from("")),
         }
     }
 }
 
 impl TransferMetrics {
+    /// The same metrics, for transfers into `cloud` (and `region`, when one overrides the
+    /// cloud's own).
+    pub fn into_cloud(&self, cloud: &str, region: Option<&str>) -> Self {
+        Self {
+            place: (Arc::from(cloud), Arc::from(region.unwrap_or_default())),
+            ..self.clone()
+        }
+    }
+
     /// One transfer ended after `took`: succeeded, or failed with `failure_reason`.
     pub fn finished(&self, took: Duration, failure_reason: Option<Reason>) {
         self.duration.observe(took.as_secs_f64());
+        let (cloud, region) = self.place.clone();
         let labels = match failure_reason {
             None => TransferEndLabels {
                 result: "succeeded",
                 reason: "",
+                cloud,
+                region,
             },
             Some(reason) => TransferEndLabels {
                 result: "failed",
                 reason: reason.as_str(),
+                cloud,
+                region,
             },
         };
         self.ended.get_or_create(&labels).inc();
@@ -625,7 +646,7 @@ mod tests {
     }
 
     #[test]
-    fn transfers_are_counted_by_how_they_ended() {
+    fn transfers_are_counted_by_how_they_ended_and_where_they_went() {
         let metrics = Metrics::new();
         metrics.transfers.finished(Duration::from_secs(3), None);
         metrics
@@ -634,11 +655,14 @@ mod tests {
         metrics
             .transfers
             .finished(Duration::from_secs(2), Some(Reason::HashMismatch));
+        let eu = metrics.transfers.into_cloud("ops", Some("RegionTwo"));
+        eu.finished(Duration::from_secs(2), Some(Reason::HashMismatch));
         let text = metrics.render();
         for line in [
-            "glint_transfers_total{result=\"succeeded\",reason=\"\"} 1",
-            "glint_transfers_total{result=\"failed\",reason=\"HashMismatch\"} 2",
-            "glint_transfer_duration_seconds_count 3",
+            "glint_transfers_total{result=\"succeeded\",reason=\"\",cloud=\"\",region=\"\"} 1",
+            "glint_transfers_total{result=\"failed\",reason=\"HashMismatch\",cloud=\"\",region=\"\"} 2",
+            "glint_transfers_total{result=\"failed\",reason=\"HashMismatch\",cloud=\"ops\",region=\"RegionTwo\"} 1",
+            "glint_transfer_duration_seconds_count 4",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -460,6 +460,15 @@ async fn a_series_in_two_regions_downloads_each_release_once_and_rotates_in_both
             "{target}"
         );
     }
+    let scraped = glint.scrape().unwrap_or_default();
+    let into_c = format!("cloud=\"bed\",region=\"{}\"", bed.prod_region);
+    assert!(
+        scraped.lines().any(
+            |line| line.starts_with("glint_transfers_total{result=\"succeeded\"")
+                && line.contains(&into_c)
+        ),
+        "transfers into us' region are counted as its: {scraped}"
+    );
     let notes = k.ok(&["get", "events", "-o", "jsonpath={.items[*].message}"]);
     for target in ["eu", "us"] {
         let promoted = format!("target {target}: version {} is now current", version(2));

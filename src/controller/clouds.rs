@@ -242,7 +242,9 @@ impl CloudRegistry {
                 client.clone(),
                 self.settings.transfer_parallelism,
                 self.settings.source_policy.clone(),
-                self.settings.metrics.clone(),
+                self.settings
+                    .metrics
+                    .into_cloud(&key.cloud, key.region.as_deref()),
             )
             .map(|manager| match &self.settings.on_end {
                 Some(hook) => manager.on_end(hook.clone()),
