@@ -299,6 +299,110 @@ async fn apply_does_not_poll_glance_while_its_own_upload_runs() {
     cli.ok(&["image", "delete", &id]);
 }
 
+/// An Image with spec.targets through the CLI: each target's cloud is the one its
+/// cloudName names in the user's clouds.yaml (no cloud chosen: the file holds two), its region
+/// over the cloud's (the bed's second region is another Glance), and one download serves both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_publishes_an_image_to_every_target_from_one_download() {
+    use common::sources::{Reply, SourceServer};
+    use glint::glance::{GlanceApi, GlanceStatus};
+    use sha2::Digest;
+    let bed = glance_under_test!();
+    let cli = Cli::new(&bed);
+    // Two clouds in the file and no OS_CLOUD: only the targets say where to go.
+    let clouds = std::fs::read_to_string(cli.dir.join("clouds.yaml")).expect("clouds.yaml");
+    let twice = clouds.replacen(
+        "clouds:\n",
+        "clouds:\n  spare:\n    auth_type: none\n    auth: {endpoint: 'http://127.0.0.1:9'}\n",
+        1,
+    );
+    std::fs::write(cli.dir.join("clouds.yaml"), twice).expect("clouds.yaml");
+    let data = common::pseudo_random_bytes(2 << 20, 77);
+    let server = SourceServer::serving(Reply::ok(data.clone())).await;
+    let name = common::unique("everywhere");
+    // On the bed the second target is the other region's Glance; the embedded cloud has one.
+    let region = if bed.embedded() {
+        String::new()
+    } else {
+        format!(", region: {}", bed.prod_region)
+    };
+    let manifest = cli.dir.join("everywhere.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: {name}}}\nspec:\n  diskFormat: raw\n  source: {{url: '{}'}}\n  targets:\n  - {{name: eu, cloudCredentialsRef: {{secretName: s, cloudName: bed}}}}\n  - {{name: us, cloudCredentialsRef: {{secretName: s, cloudName: bed}}{region}, visibility: community}}\n",
+            server.url("/disk.raw")
+        ),
+    )
+    .expect("manifest");
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_glint"))
+            .args(args)
+            .env("OS_CLIENT_CONFIG_FILE", cli.dir.join("clouds.yaml"))
+            .env_remove("OS_CLOUD")
+            .output()
+            .expect("run glint");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let file = manifest.to_str().expect("utf-8 path");
+
+    let (code, out, err) = run(&["plan", "-f", file]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    for target in ["eu", "us"] {
+        assert!(
+            out.contains(&format!("~ default/{name}@{target} (new):")),
+            "{out}"
+        );
+    }
+    let (code, out, err) = run(&["apply", "-f", file]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        server.gets(),
+        1,
+        "one download for both targets: {out}{err}"
+    );
+    let id_of = |target: &str| {
+        out.lines()
+            .find(|line| line.starts_with(&format!("default/{name}@{target} ")))
+            .and_then(|row| row.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no row for {target}: {out}"))
+            .to_string()
+    };
+    let (eu, us) = (id_of("eu"), id_of("us"));
+    assert_ne!(eu, us);
+    let in_eu = common::harness::client_for(&clouds);
+    let in_us = if bed.embedded() {
+        common::harness::client_for(&clouds)
+    } else {
+        common::harness::client_for(&common::keystone::production_auth(&bed))
+    };
+    let sha512: String = sha2::Sha512::digest(&data)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    for (api, id) in [(&in_eu, &eu), (&in_us, &us)] {
+        let image = api.get_image(id).await.expect("the target's image");
+        assert_eq!(image.status, GlanceStatus::Active);
+        assert_eq!(image.os_hash_value.as_deref(), Some(sha512.as_str()));
+    }
+    assert_eq!(
+        in_us.get_image(&us).await.expect("us").visibility,
+        glint::glance::Visibility::Community,
+        "the target's own visibility"
+    );
+
+    let (code, out, _) = run(&["apply", "-f", file]);
+    assert_eq!(code, Some(0));
+    assert!(out.trim_end().ends_with("no changes"), "{out}");
+    assert_eq!(server.gets(), 1, "nothing downloaded again");
+    in_eu.delete(&eu).await.expect("clean up eu");
+    in_us.delete(&us).await.expect("clean up us");
+}
+
 #[test]
 fn plan_names_the_file_and_document_of_a_bad_manifest_and_exits_1() {
     let bed = glance_under_test!();

@@ -110,6 +110,37 @@ fn with_no_cloud_configured_apply_uses_the_embedded_cloud_and_a_second_apply_cha
 }
 
 #[test]
+fn with_no_cloud_configured_the_embedded_cloud_stands_in_for_every_target() {
+    let user = NewUser::new();
+    let disk = Path::new(EXAMPLES).join("images/hello.img.gz");
+    std::fs::write(
+        user.home.join("everywhere.yaml"),
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: everywhere}}\nspec:\n  diskFormat: raw\n  source: {{url: 'file://{}'}}\n  targets:\n  - {{name: eu, cloudCredentialsRef: {{secretName: s, cloudName: fra}}}}\n  - {{name: us, cloudCredentialsRef: {{secretName: s, cloudName: iad}}, region: East}}\n",
+            disk.display()
+        ),
+    )
+    .expect("manifest");
+    let (code, stdout, stderr) = user.glint(&["apply", "-f", "everywhere.yaml"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("using the embedded cloud"), "{stderr}");
+    let md5 = example_disk_md5();
+    let mut ids = Vec::new();
+    for target in ["eu", "us"] {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("default/everywhere@{target} ")))
+            .unwrap_or_else(|| panic!("no row for {target}: {stdout}"));
+        assert!(row.contains(" active ") && row.ends_with(&md5), "{row}");
+        ids.push(row.split_whitespace().nth(1).map(str::to_string));
+    }
+    assert_ne!(ids[0], ids[1], "each target's own image");
+    let (code, again, stderr) = user.glint(&["apply", "-f", "everywhere.yaml"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(again.contains("no changes"), "{again}");
+}
+
+#[test]
 fn plan_after_an_edit_shows_each_change_and_exits_2() {
     let user = NewUser::new();
     let (code, _, stderr) = user.glint(&["apply", "-f", &format!("{EXAMPLES}/hello.yaml")]);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kube::ResourceExt;
 
-use crate::crd::{ChecksumsSignature, Image, ImageSeries};
+use crate::crd::{ChecksumsSignature, Image, ImageSeries, Target};
 
 /// One Image document and where it came from.
 #[derive(Debug, Clone)]
@@ -22,6 +22,9 @@ pub struct Document {
     /// The armoured keys spec.source.hashFrom.signature.keys names, when a ConfigMap or
     /// Secret document among the manifests holds them (the CLI reads no cluster).
     pub trusted_keys: Option<String>,
+    /// For an Image with spec.targets, the target this document stands for: one document per
+    /// target, its spec as that target's cloud sees it.
+    pub target: Option<Target>,
 }
 
 impl Document {
@@ -32,6 +35,36 @@ impl Document {
     /// `namespace/name`: the identity plan and apply key the Glance image by.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name())
+    }
+
+    /// How reports name it: its key, and `@target` for one of an Image's targets.
+    pub fn label(&self) -> String {
+        match &self.target {
+            Some(target) => format!("{}@{}", self.key(), target.name),
+            None => self.key(),
+        }
+    }
+
+    /// One document per target of an Image with spec.targets (its spec as that target's cloud
+    /// sees it); the document itself otherwise.
+    fn per_target(self) -> Vec<Document> {
+        if self.image.spec.targets.is_empty() {
+            return vec![self];
+        }
+        let targets = self.image.spec.targets.clone();
+        targets
+            .into_iter()
+            .zip(self.image.spec.per_destination())
+            .map(|(target, (_, spec))| {
+                let mut image = self.image.clone();
+                image.spec = spec;
+                Document {
+                    image,
+                    target: Some(target),
+                    ..self.clone()
+                }
+            })
+            .collect()
     }
 }
 
@@ -146,6 +179,10 @@ pub fn read(paths: &[PathBuf]) -> Result<Manifests, ManifestError> {
         document.trusted_keys =
             trusted_keys_of(&document.namespace, keys, &manifests.entries, &mut used);
     }
+    manifests.images = std::mem::take(&mut manifests.images)
+        .into_iter()
+        .flat_map(Document::per_target)
+        .collect();
     // A ConfigMap or Secret an object reads its keys from is not skipped: it is read.
     manifests
         .skipped
@@ -278,11 +315,6 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
         }
         let mut image: Image = serde_json::from_value(value)
             .map_err(|err| invalid(format!("not a valid Image: {err}")))?;
-        if !image.spec.targets.is_empty() {
-            return Err(invalid(
-                "spec.targets is published by the controller (glint run) only for now; for `glint apply -f`, write one Image per cloud".to_string(),
-            ));
-        }
         if let Some(source) = image.spec.source.as_mut() {
             source.url = resolve_file_url(&source.url, origin).map_err(invalid)?;
         }
@@ -297,6 +329,7 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
             namespace,
             image,
             trusted_keys: None,
+            target: None,
         });
     }
     Ok(())
@@ -551,24 +584,40 @@ mod tests {
     }
 
     #[test]
-    fn targets_are_refused_with_what_to_write_instead_not_silently_dropped() {
+    fn an_image_with_targets_is_one_document_per_target_with_its_overrides() {
         let dir = scratch("targets");
-        let targets = "targets: [{name: eu, cloudCredentialsRef: {secretName: s, cloudName: c}}]";
         let image = write(
             &dir,
             "image.yaml",
-            &format!(
-                "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: everywhere}}\nspec: {{diskFormat: raw, {targets}}}\n"
-            ),
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {name: everywhere}\nspec: {diskFormat: raw, source: {url: 'https://x/disk.raw'}, targets: [{name: eu, cloudCredentialsRef: {secretName: s, cloudName: fra}}, {name: us, cloudCredentialsRef: {secretName: s, cloudName: iad}, region: East, visibility: community}]}\n",
         );
-        let err = read(std::slice::from_ref(&image)).unwrap_err().to_string();
-        assert!(err.contains("write one Image per cloud"), "{err}");
+        let Manifests { images, .. } = read(std::slice::from_ref(&image)).unwrap();
+        let labels: Vec<String> = images.iter().map(Document::label).collect();
+        assert_eq!(labels, ["default/everywhere@eu", "default/everywhere@us"]);
+        assert!(images.iter().all(|d| d.key() == "default/everywhere"));
+        let us = &images[1];
+        assert_eq!(
+            us.image.spec.visibility,
+            Some(crate::crd::Visibility::Community)
+        );
+        assert!(us.image.spec.targets.is_empty(), "each is one cloud's spec");
+        let target = us.target.as_ref().unwrap();
+        assert_eq!(
+            (
+                target.cloud_credentials_ref.cloud_name.as_str(),
+                target.region.as_deref()
+            ),
+            ("iad", Some("East"))
+        );
+    }
+
+    #[test]
+    fn a_series_with_targets_is_refused_with_what_to_write_instead() {
+        let dir = scratch("series-targets");
         let series = write(
             &dir,
             "series.yaml",
-            &format!(
-                "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: everywhere}}\nspec: {{image: {{diskFormat: raw}}, versions: [{{version: '1', url: 'https://x/1.raw'}}], {targets}}}\n"
-            ),
+            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {name: everywhere}\nspec: {image: {diskFormat: raw}, versions: [{version: '1', url: 'https://x/1.raw'}], targets: [{name: eu, cloudCredentialsRef: {secretName: s, cloudName: c}}]}\n",
         );
         let err = read(std::slice::from_ref(&series)).unwrap_err().to_string();
         assert!(err.contains("write one ImageSeries per cloud"), "{err}");

@@ -9,6 +9,7 @@
 //! The manifest's `cloudCredentialsRef` is for the controller; here the cloud comes from the
 //! command line.
 
+pub mod destinations;
 pub mod manifests;
 mod progress;
 pub mod prune;
@@ -28,8 +29,10 @@ use crate::pass::plan::{self, Desired, Progress};
 use crate::pass::{self, PassError};
 use crate::reason::Reason;
 use crate::transfer::{
-    NoTransfers, SourceAccess, SourcePolicy, TransferManager, TransferState, Transfers,
+    NoTransfers, SharedDownloads, SourceAccess, SourcePolicy, TransferManager, TransferState,
+    Transfers,
 };
+use destinations::Destinations;
 pub use manifests::{Document, ManifestError, SeriesDocument};
 pub use report::Output;
 
@@ -78,12 +81,27 @@ pub struct PlannedImage {
 
 /// What the pass is given for a document: the uid standing in for the object's, and the
 /// image the manifest declares (marked with its key, which `--prune` recognises later).
+///
+/// A target of an Image with spec.targets is its own image, `uid/target` as the controller
+/// has it, and the targets' transfers share one download of the source.
 pub fn pass_inputs(document: &Document) -> (String, Desired) {
-    let uid = identity(&document.key());
+    let object = identity(&document.key());
+    let uid = match &document.target {
+        Some(target) => format!("{object}/{}", target.name),
+        None => object.clone(),
+    };
     let mut desired = Desired::from_spec(&document.image.spec, &document.name(), &uid);
     desired
         .properties
         .insert(prune::APPLIED_AS_PROPERTY.to_string(), document.key());
+    if document.target.is_some() {
+        desired.share = document
+            .image
+            .spec
+            .source
+            .as_ref()
+            .map(|source| format!("{object} {}", source.url));
+    }
     (uid, desired)
 }
 
@@ -107,7 +125,10 @@ pub async fn plan_all(api: &impl GlanceApi, documents: Vec<Document>) -> Vec<Pla
     planned
 }
 
-async fn plan_one(api: &impl GlanceApi, document: &Document) -> Result<PlannedImage, ApplyError> {
+pub(crate) async fn plan_one(
+    api: &impl GlanceApi,
+    document: &Document,
+) -> Result<PlannedImage, ApplyError> {
     let (uid, desired) = pass_inputs(document);
     let first_id = derived_id(&uid, 0);
     // No transfer has run in this process; what Glance holds says the rest.
@@ -137,21 +158,74 @@ pub struct AppliedImage {
     pub changed: bool,
 }
 
-/// Applies every document, one after the other, each until Glance matches it (its data
-/// uploaded) or it cannot go on. `progress` hears about running transfers.
+/// Applies every document, one object after the other, each until Glance matches it (its
+/// data uploaded) or it cannot go on; the targets of one Image at once, from one download.
+/// `progress` hears about running transfers.
 pub async fn apply_all(
-    api: Arc<GlanceClient>,
+    destinations: &Destinations,
     documents: Vec<Document>,
     retry_for: Duration,
     progress: &mut dyn FnMut(&Document, Option<&TransferStatus>),
 ) -> Result<Vec<AppliedDocument>, ApplyError> {
-    let transfers = cli_transfers(&api, retry_for).map_err(ApplyError::Transfers)?;
+    let shared = Arc::new(SharedDownloads::new(
+        &cli_policy().scratch,
+        crate::transfer::shared::LINGER,
+    ));
+    let mut transfers = Vec::new();
+    for (place, api) in destinations.all() {
+        let manager =
+            cli_transfers(api, retry_for, Some(shared.clone())).map_err(ApplyError::Transfers)?;
+        transfers.push((place.cloned(), manager));
+    }
+    let progress = std::cell::RefCell::new(progress);
     let mut applied = Vec::with_capacity(documents.len());
-    for document in documents {
-        let outcome = apply_one(api.as_ref(), &transfers, &document, progress).await;
-        applied.push(AppliedDocument { document, outcome });
+    for object in by_object(documents) {
+        let runs = object.iter().map(|document| {
+            let place = destinations::place_of(document);
+            let api = destinations.api_for(document);
+            let manager = transfers.iter().find(|(at, _)| *at == place);
+            let progress = &progress;
+            async move {
+                let (Some(api), Some((_, manager))) = (api, manager) else {
+                    return Err(ApplyError::Transfers(format!(
+                        "no cloud to apply {} to",
+                        document.label()
+                    )));
+                };
+                let mut report = |document: &Document, status: Option<&TransferStatus>| {
+                    (*progress.borrow_mut())(document, status)
+                };
+                apply_one(api.as_ref(), manager, document, &mut report).await
+            }
+        });
+        let outcomes = futures::future::join_all(runs).await;
+        applied.extend(
+            object
+                .into_iter()
+                .zip(outcomes)
+                .map(|(document, outcome)| AppliedDocument { document, outcome }),
+        );
     }
     Ok(applied)
+}
+
+/// The documents grouped by object: an Image's targets together, in their order.
+fn by_object(documents: Vec<Document>) -> Vec<Vec<Document>> {
+    let mut objects: Vec<Vec<Document>> = Vec::new();
+    for document in documents {
+        match objects.last_mut() {
+            Some(last)
+                if document.target.is_some()
+                    && last.first().is_some_and(|first| {
+                        first.target.is_some() && first.key() == document.key()
+                    }) =>
+            {
+                last.push(document)
+            }
+            _ => objects.push(vec![document]),
+        }
+    }
+    objects
 }
 
 /// The CLI runs on the user's own machine: loopback sources and local files are theirs.
@@ -176,13 +250,21 @@ pub struct CliTransfers {
     retry_for: Duration,
 }
 
-fn cli_transfers(api: &Arc<GlanceClient>, retry_for: Duration) -> Result<CliTransfers, String> {
+fn cli_transfers(
+    api: &Arc<GlanceClient>,
+    retry_for: Duration,
+    shared: Option<Arc<SharedDownloads>>,
+) -> Result<CliTransfers, String> {
     crate::transfer::convert::ScratchSpace::from_env()?;
     let ended = Arc::new(tokio::sync::Notify::new());
     let notify = ended.clone();
     let manager = TransferManager::new(api.clone(), TRANSFERS, cli_policy(), Default::default())
         .map_err(|err| err.to_string())?
         .on_end(Arc::new(move |_: &str| notify.notify_one()));
+    let manager = match shared {
+        Some(shared) => manager.sharing(shared),
+        None => manager,
+    };
     Ok(CliTransfers {
         manager,
         ended,
@@ -383,35 +465,39 @@ pub const EXIT_NO_CHANGES: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_CHANGES: u8 = 2;
 
-/// The manifests and the chosen cloud, or `None` once the reason is printed.
+/// The manifests and the clouds they go to, or `None` once the reason is printed.
 async fn prepare(
     cloud: Option<&str>,
     data_dir: Option<&Path>,
     paths: &[PathBuf],
-) -> Option<(manifests::Manifests, target::Target)> {
+    prune: bool,
+) -> Option<(manifests::Manifests, Destinations)> {
     let manifests = manifests::read(paths)
         .map_err(|err| eprintln!("glint: {err}"))
         .ok()?;
     for other in &manifests.skipped {
         eprintln!("glint: skipping {other} (not an Image or ImageSeries)");
     }
-    let target = target::connect(cloud, data_dir)
+    let need_main = prune
+        || !manifests.series.is_empty()
+        || manifests.images.iter().any(|doc| doc.target.is_none());
+    let destinations = Destinations::connect(cloud, data_dir, &manifests.images, need_main)
         .await
         .map_err(|err| eprintln!("glint: {err}"))
         .ok()?;
-    Some((manifests, target))
+    Some((manifests, destinations))
 }
 
 /// The images `--prune` would delete (none without it), or `None` once the error is printed.
 async fn orphans_if(
     prune: bool,
-    api: &GlanceClient,
+    api: Option<&Arc<GlanceClient>>,
     documents: &[Document],
 ) -> Option<Vec<prune::Orphan>> {
-    if !prune {
+    let Some(api) = api.filter(|_| prune) else {
         return Some(Vec::new());
-    }
-    prune::orphans(api, documents)
+    };
+    prune::orphans(api.as_ref(), documents)
         .await
         .map_err(|err| eprintln!("glint: cannot list images to prune: {err}"))
         .ok()
@@ -426,20 +512,32 @@ pub async fn plan_command(
     output: Output,
     prune: bool,
 ) -> u8 {
-    let Some((manifests, target)) = prepare(cloud, data_dir, paths).await else {
+    let Some((manifests, destinations)) = prepare(cloud, data_dir, paths, prune).await else {
         return EXIT_ERROR;
     };
-    let Some(orphans) = orphans_if(prune, &target.api, &manifests.images).await else {
+    let Some(orphans) = orphans_if(prune, destinations.main(), &manifests.images).await else {
         return EXIT_ERROR;
     };
-    let planned = plan_all(&target.api, manifests.images).await;
+    let mut planned = Vec::with_capacity(manifests.images.len());
+    for document in manifests.images {
+        let outcome = match destinations.api_for(&document) {
+            Some(api) => plan_one(api.as_ref(), &document).await,
+            None => Err(ApplyError::Transfers(format!(
+                "no cloud to plan {} against",
+                document.label()
+            ))),
+        };
+        planned.push(PlannedDocument { document, outcome });
+    }
     let (image_changes, image_errors) = if planned.is_empty() && orphans.is_empty() {
         (0, 0)
     } else {
         report::print_plan(&planned, &orphans, output)
     };
-    let (series_changes, series_errors) =
-        series::print_plan(&target.api, &cli_policy(), &manifests.series).await;
+    let (series_changes, series_errors) = match destinations.main() {
+        Some(api) => series::print_plan(api.as_ref(), &cli_policy(), &manifests.series).await,
+        None => (0, 0),
+    };
     match (image_changes + series_changes, image_errors + series_errors) {
         (_, errors) if errors > 0 => EXIT_ERROR,
         (0, _) => EXIT_NO_CHANGES,
@@ -455,27 +553,22 @@ pub async fn apply_command(
     prune: bool,
     retry_for: Duration,
 ) -> u8 {
-    let Some((manifests, target)) = prepare(cloud, data_dir, paths).await else {
+    // The embedded cloud, if that is the cloud, serves while `destinations` lives.
+    let Some((manifests, destinations)) = prepare(cloud, data_dir, paths, prune).await else {
         return EXIT_ERROR;
     };
     let documents = manifests.images;
-    // The embedded cloud, if that is the target, serves until this function returns.
-    let target::Target {
-        api,
-        embedded: _embedded,
-    } = target;
-    let api = Arc::new(api);
     let mut display = progress::TransferDisplay::new();
     let mut progress = |document: &Document, status: Option<&crate::crd::TransferStatus>| {
         if let Some(status) = status {
-            display.update(&document.key(), status);
+            display.update(&document.label(), status);
         }
     };
     // Orphans are found before anything is created, so a failed apply prunes nothing new.
-    let Some(orphans) = orphans_if(prune, api.as_ref(), &documents).await else {
+    let Some(orphans) = orphans_if(prune, destinations.main(), &documents).await else {
         return EXIT_ERROR;
     };
-    let applied = apply_all(api.clone(), documents, retry_for, &mut progress).await;
+    let applied = apply_all(&destinations, documents, retry_for, &mut progress).await;
     display.finish();
     let applied = match applied {
         Ok(applied) => applied,
@@ -485,25 +578,31 @@ pub async fn apply_command(
         }
     };
     let mut pruned = Vec::with_capacity(orphans.len());
-    for orphan in orphans {
-        let outcome = prune::delete(api.as_ref(), &orphan).await;
-        pruned.push((orphan, outcome));
+    if let Some(api) = destinations.main() {
+        for orphan in orphans {
+            let outcome = prune::delete(api.as_ref(), &orphan).await;
+            pruned.push((orphan, outcome));
+        }
     }
     let (_, image_errors) = if applied.is_empty() && pruned.is_empty() {
         (0, 0)
     } else {
         report::print_applied(&applied, &pruned)
     };
-    let series_errors = match cli_transfers(&api, retry_for) {
-        Ok(transfers) => {
-            let applied =
-                series::apply_all(api.as_ref(), &transfers, &cli_policy(), manifests.series).await;
-            series::print_applied(&applied)
-        }
-        Err(err) => {
-            eprintln!("glint: cannot start transfers: {err}");
-            1
-        }
+    let series_errors = match destinations.main() {
+        None => 0,
+        Some(api) => match cli_transfers(api, retry_for, None) {
+            Ok(transfers) => {
+                let applied =
+                    series::apply_all(api.as_ref(), &transfers, &cli_policy(), manifests.series)
+                        .await;
+                series::print_applied(&applied)
+            }
+            Err(err) => {
+                eprintln!("glint: cannot start transfers: {err}");
+                1
+            }
+        },
     };
     if image_errors + series_errors > 0 {
         EXIT_ERROR

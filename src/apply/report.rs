@@ -124,7 +124,7 @@ pub fn print_plan(
     let (mut changes, mut unchanged, mut errors) = (0, 0, 0);
     let mut entries = Vec::new();
     for item in planned {
-        let key = item.document.key();
+        let key = item.document.label();
         match &item.outcome {
             Err(err) => {
                 errors += 1;
@@ -230,14 +230,14 @@ pub fn print_applied(
         match &item.outcome {
             Err(err) => {
                 errors += 1;
-                println!("! {}: {err}", item.document.key());
+                println!("! {}: {err}", item.document.label());
             }
             Ok(result) => {
                 changed += usize::from(result.changed);
                 let image = result.image.as_ref();
                 let text = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
                 rows.push([
-                    item.document.key(),
+                    item.document.label(),
                     text(image.map(|i| i.id.clone())),
                     text(image.map(|i| i.status.to_string())),
                     text(image.and_then(|i| i.size).map(|s| s.to_string())),

@@ -35,11 +35,16 @@ fn nothing_configured(cloud: Option<&str>) -> bool {
             .any(|path| path.is_file())
 }
 
+/// Whether the run's cloud is the embedded one: `--data-dir` given, or nothing configured.
+pub fn uses_embedded(cloud: Option<&str>, data_dir: Option<&Path>) -> bool {
+    data_dir.is_some() || nothing_configured(cloud)
+}
+
 /// The cloud named by `cloud` / `OS_CLOUD` / clouds.yaml; or the embedded cloud in
 /// `data_dir` when that is given or nothing is configured. Says which in one line on stderr
 /// when it is the embedded one.
 pub async fn connect(cloud: Option<&str>, data_dir: Option<&Path>) -> Result<Target, String> {
-    if data_dir.is_none() && !nothing_configured(cloud) {
+    if !uses_embedded(cloud, data_dir) {
         let api = client_from_environment(cloud).map_err(|err| err.to_string())?;
         return Ok(Target {
             api,
@@ -89,6 +94,17 @@ pub fn embedded_client(endpoint: &str) -> Result<GlanceClient, AuthError> {
 /// Builds a client for the cloud named on the command line or by `OS_CLOUD`.
 fn client_from_environment(cloud: Option<&str>) -> Result<GlanceClient, GlanceError> {
     let config = clouds::load_from_environment(cloud)?;
+    let auth = Authenticator::from_cloud(&config, AuthOptions::default())?;
+    Ok(GlanceClient::new(auth))
+}
+
+/// Builds a client for the cloud `name` in clouds.yaml (a target's), in `region` instead of
+/// the cloud's region_name when one is given.
+pub fn client_for_cloud(name: &str, region: Option<&str>) -> Result<GlanceClient, GlanceError> {
+    let mut config = clouds::load_from_environment(Some(name))?;
+    if let Some(region) = region {
+        config.region_name = Some(region.to_string());
+    }
     let auth = Authenticator::from_cloud(&config, AuthOptions::default())?;
     Ok(GlanceClient::new(auth))
 }
