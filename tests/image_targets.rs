@@ -175,3 +175,39 @@ async fn a_target_whose_secret_is_missing_waits_with_its_reason_while_the_others
     h.settle(&name, |object| object.is_none()).await;
     assert!(api.get_image(eu).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_image_whose_status_never_recorded_its_targets_still_deletes_their_images() {
+    let bed = glance_under_test!();
+    let h = Harness::new(bed);
+    let api = h.glance();
+    let server = SourceServer::serving(Reply::ok(common::pseudo_random_bytes(1 << 20, 343))).await;
+    let name = common::unique("targets-unrecorded");
+    put_image(
+        &h,
+        &name,
+        &server.url("/disk.raw"),
+        vec![target("eu"), target("us")],
+    );
+    let done = h.settle(&name, every_target_ready(2)).await.unwrap();
+    let ids: Vec<String> = done
+        .status
+        .as_ref()
+        .unwrap()
+        .image_ids
+        .values()
+        .cloned()
+        .collect();
+    assert_eq!(ids.len(), 2);
+
+    // As if the status write after the creates never landed, and glint restarted since.
+    let mut object = h.double.get("images", NS, &name).unwrap();
+    object.as_object_mut().unwrap().remove("status");
+    h.double.put("images", object);
+    let h = h.restarted();
+    h.double.mark_deleted(NS, &name);
+    h.settle(&name, |object| object.is_none()).await;
+    for id in &ids {
+        assert!(api.get_image(id).await.is_err(), "{id} deleted, not leaked");
+    }
+}

@@ -270,9 +270,10 @@ async fn remove_target(
         let place = (&gone.name, &gone.cloud_credentials_ref, &gone.region);
         Some(target_report(image, place, &previous, None, None, outcome))
     };
-    if image.spec.on_delete() == OnDelete::Detach || gone.id.is_none() {
+    if image.spec.on_delete() == OnDelete::Detach {
         return None;
     }
+    let who = identity(uid, &gone.name);
     let handle = match ctx
         .clouds
         .resolve_target(
@@ -288,6 +289,9 @@ async fn remove_target(
         .await
     {
         Ok(handle) => handle,
+        // A target that never reached its cloud (its Secret never there, say) has no image
+        // glint knows of, and nothing to look for it with.
+        Err(_) if gone.id.is_none() && ctx.created_id(&who, None).is_none() => return None,
         Err(err) => {
             return keep(Outcome::Progressing {
                 reason: Reason::DeletionBlocked,
@@ -297,7 +301,15 @@ async fn remove_target(
             });
         }
     };
-    let who = identity(uid, &gone.name);
+    // An image whose create status never recorded (the object deleted in between) is found
+    // by the id derived from the identity, or by its ownership mark.
+    let remembered = ctx.created_id(&who, gone.id.as_deref());
+    let first = crate::pass::observe::derived_id(&who, 0);
+    let known_id = gone
+        .id
+        .as_deref()
+        .or(remembered.as_deref())
+        .unwrap_or(&first);
     let spec = ImageSpec {
         cloud_credentials_ref: Some(gone.cloud_credentials_ref.clone()),
         targets: Vec::new(),
@@ -306,7 +318,7 @@ async fn remove_target(
     let subject = Subject {
         uid: &who,
         spec: &spec,
-        known_id: gone.id.as_deref(),
+        known_id: Some(known_id),
         fresh: true,
     };
     match pass::remove(handle.client.as_ref(), &handle.transfers, subject, false).await {
@@ -346,11 +358,22 @@ pub(super) async fn finalize(
     let managed = image.spec.policy() == ManagementPolicy::Managed;
     let mut waiting = Vec::new();
     if managed && image.spec.on_delete() == OnDelete::Delete {
-        let entries = image
+        let mut entries = image
             .status
             .as_ref()
             .map(|status| status.targets.clone())
             .unwrap_or_default();
+        // A target in spec whose entry status never got (its image made, the write not).
+        for target in &image.spec.targets {
+            if !entries.iter().any(|entry| entry.name == target.name) {
+                entries.push(crate::crd::TargetStatus {
+                    name: target.name.clone(),
+                    cloud_credentials_ref: target.cloud_credentials_ref.clone(),
+                    region: target.region.clone(),
+                    ..crate::crd::TargetStatus::default()
+                });
+            }
+        }
         for entry in &entries {
             if let Some(report) = remove_target(image, ctx, uid, entry).await {
                 waiting.push(report);
