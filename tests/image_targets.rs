@@ -211,3 +211,60 @@ async fn deleting_an_image_whose_status_never_recorded_its_targets_still_deletes
         assert!(api.get_image(id).await.is_err(), "{id} deleted, not leaked");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_glance_answers_503_mid_upload_retries_from_the_same_download_while_the_other_finishes()
+ {
+    use common::fault_proxy::{Fault, FaultProxy, Route};
+    let bed = glance_under_test!();
+    // us reaches the same Glance through a proxy that swallows its first upload and says 503,
+    // as a load balancer whose backend fell over while the data came in.
+    let proxy = FaultProxy::start(&bed.keystone_glance_url).await;
+    let via_proxy = bed.demo_cloud_via(proxy.url());
+    let h = Harness::new(bed);
+    h.put_clouds_yaml("proxied", &via_proxy);
+    proxy.inject(
+        Route::new("PUT", "/v2/images/*/file"),
+        Fault::SwallowThen(503),
+        1,
+    );
+    let api = h.glance();
+    let data = common::pseudo_random_bytes(2 << 20, 344);
+    let server = SourceServer::serving(Reply::ok(data.clone())).await;
+    let name = common::unique("targets-503");
+    let proxied =
+        json!({"name": "us", "cloudCredentialsRef": {"secretName": "proxied", "cloudName": "bed"}});
+    put_image(
+        &h,
+        &name,
+        &server.url("/disk.raw"),
+        vec![target("eu"), proxied],
+    );
+
+    let done = h.settle(&name, every_target_ready(2)).await.unwrap();
+    let status = done.status.as_ref().unwrap();
+    let attempts = |target: &str| {
+        let entry = status.targets.iter().find(|t| t.name == target).unwrap();
+        entry.transfer.as_ref().unwrap().attempts
+    };
+    assert_eq!((attempts("eu"), attempts("us")), (1, 2), "{status:?}");
+    assert_eq!(server.gets(), 1, "us' retry read the same download");
+    let sha512 = hex(&sha2::Sha512::digest(&data));
+    for id in status.image_ids.values() {
+        let image = api.get_image(id).await.unwrap();
+        assert_eq!(image.status, GlanceStatus::Active);
+        assert_eq!(image.os_hash_value.as_deref(), Some(sha512.as_str()));
+    }
+    let uid = done.metadata.uid.clone().unwrap();
+    for target in ["eu", "us"] {
+        let marked = images_marked(&api, &format!("{uid}/{target}")).await;
+        assert_eq!(marked, 1, "no duplicate for {target}");
+    }
+
+    h.double.mark_deleted(NS, &name);
+    h.settle(&name, |object| object.is_none()).await;
+    for target in ["eu", "us"] {
+        let marked = images_marked(&api, &format!("{uid}/{target}")).await;
+        assert_eq!(marked, 0, "nothing of {target} left");
+    }
+}
