@@ -413,3 +413,73 @@ async fn a_rotation_whose_old_version_cannot_give_up_the_name_never_puts_it_on_t
     assert_eq!(with_name(&found), ["1.1"]);
     assert_eq!(currents(&found), ["1.1"]);
 }
+
+/// A series with spec.targets through `glint apply -f`: each target's versions in the cloud
+/// its cloudName names (the bed's second region for one of them), the releases read once
+/// and each release's file downloaded once for both (nginx's access log counts).
+#[tokio::test]
+async fn apply_keeps_a_series_current_in_every_target_from_one_download_per_release() {
+    let bed = glance_under_test!();
+    let run = SeriesCli::with_bed(&bed);
+    let mirror = Mirror::start_with(&run.dir.join("mirror"), common::mirror::WebServer::Nginx);
+    let name = common::unique("everywhere");
+    let key = format!("default/{name}");
+    let region = if bed.embedded() {
+        String::new()
+    } else {
+        format!(", region: {}", bed.prod_region)
+    };
+    let manifest = run.dir.join("everywhere.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {{name: {name}}}\nspec:\n  targets:\n  - {{name: eu, cloudCredentialsRef: {{secretName: s, cloudName: bed}}}}\n  - {{name: us, cloudCredentialsRef: {{secretName: s, cloudName: bed}}{region}, visibility: community}}\n  image: {{diskFormat: raw}}\n  checksums:\n    url: {}\n    pattern: 'tiny-(?P<version>[0-9.]+)\\.img'\n  keep: 2\n",
+            mirror.checksums_url()
+        ),
+    )
+    .expect("manifest");
+    let manifest = manifest.to_str().expect("utf-8 path");
+    let in_eu = client_for(&bed.demo_cloud());
+    let in_us = if bed.embedded() {
+        client_for(&bed.demo_cloud())
+    } else {
+        client_for(&common::keystone::production_auth(&bed))
+    };
+    // Each target's current version, by the version of the image that carries latest.
+    let currents_of = |found: &[(String, GlanceImage)], visibility| -> Vec<String> {
+        found
+            .iter()
+            .filter(|(_, image)| {
+                image.properties.contains_key("glint.dev/latest") && image.visibility == visibility
+            })
+            .map(|(version, _)| version.clone())
+            .collect()
+    };
+    use glint::glance::Visibility::{Community, Private};
+
+    for (n, version) in [(1, "1.0"), (2, "1.1")] {
+        let file = format!("tiny-{version}.img");
+        mirror.publish(&file, &common::pseudo_random_bytes(300_000, 60 + n), true);
+        let (code, out) = run.run(&["apply", "-f", manifest]);
+        assert_eq!(code, Some(0), "{out}");
+        for target in ["eu", "us"] {
+            let line = format!("series {key}@{target}: current {version}");
+            assert!(out.contains(&line), "{line} in {out}");
+        }
+        assert_eq!(
+            mirror.downloads(&format!("/{file}")),
+            1,
+            "{file} once: {out}"
+        );
+        let eu = common::mirror::series_versions(&in_eu, &key).await;
+        let us = common::mirror::series_versions(&in_us, &key).await;
+        assert_eq!(currents_of(&eu, Private), [version], "eu");
+        assert_eq!(
+            currents_of(&us, Community),
+            [version],
+            "us, with its visibility"
+        );
+    }
+    let (code, out) = run.run(&["plan", "-f", manifest]);
+    assert_eq!(code, Some(0), "nothing left to do in either target: {out}");
+}

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::manifests::Document;
-use super::target::{self, Target};
+use super::target;
+use crate::crd::Target;
 use crate::glance::GlanceClient;
 use crate::glance_server::RunningCloud;
 
@@ -27,9 +28,9 @@ pub struct Destinations {
     _embedded: Option<RunningCloud>,
 }
 
-/// Where `document` goes: its target's place, or `None` for the chosen cloud.
-pub fn place_of(document: &Document) -> Option<Place> {
-    let target = document.target.as_ref()?;
+/// Where a document goes: its target's place, or `None` for the chosen cloud.
+pub fn place_of(target: Option<&Target>) -> Option<Place> {
+    let target = target?;
     Some((
         target.cloud_credentials_ref.cloud_name.clone(),
         target.region.clone(),
@@ -37,18 +38,17 @@ pub fn place_of(document: &Document) -> Option<Place> {
 }
 
 impl Destinations {
-    /// Connects to every cloud the documents need. The chosen cloud is connected when
-    /// `need_main` (a manifest without targets, a series, `--prune`) or when it is the
+    /// Connects to every cloud the documents need: the targets' `places`, and the chosen
+    /// cloud when `need_main` (a manifest without targets, `--prune`) or when it is the
     /// embedded one; a target's cloud that is not in clouds.yaml is an error naming it.
     pub async fn connect(
         cloud: Option<&str>,
         data_dir: Option<&Path>,
-        documents: &[Document],
+        places: Vec<Place>,
         need_main: bool,
     ) -> Result<Self, String> {
-        let places: Vec<Place> = documents.iter().filter_map(place_of).collect();
         if target::uses_embedded(cloud, data_dir) || need_main {
-            let Target { api, embedded } = target::connect(cloud, data_dir).await?;
+            let target::Target { api, embedded } = target::connect(cloud, data_dir).await?;
             let main = Arc::new(api);
             let targets = match embedded {
                 // Every target's image goes to the embedded cloud, under its own identity.
@@ -75,8 +75,13 @@ impl Destinations {
 
     /// The client `document` goes to.
     pub fn api_for(&self, document: &Document) -> Option<&Arc<GlanceClient>> {
-        match place_of(document) {
-            Some(place) => self.targets.get(&place),
+        self.api_at(&place_of(document.target.as_ref()))
+    }
+
+    /// The client of a place (`None`: the chosen cloud).
+    pub fn api_at(&self, place: &Option<Place>) -> Option<&Arc<GlanceClient>> {
+        match place {
+            Some(place) => self.targets.get(place),
             None => self.main.as_ref(),
         }
     }

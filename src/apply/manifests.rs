@@ -78,6 +78,9 @@ pub struct SeriesDocument {
     /// The armoured keys spec.checksums.signature.keys names, when a ConfigMap or Secret
     /// document among the manifests holds them (the CLI reads no cluster).
     pub trusted_keys: Option<String>,
+    /// For a series with spec.targets, the target this document stands for: one document
+    /// per target, its spec as that target's cloud keeps the series.
+    pub target: Option<Target>,
 }
 
 impl SeriesDocument {
@@ -88,6 +91,44 @@ impl SeriesDocument {
     /// `namespace/name`, as an Image's key.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name())
+    }
+
+    /// How reports name it: its key, and `@target` for one of its targets.
+    pub fn label(&self) -> String {
+        match &self.target {
+            Some(target) => format!("{}@{}", self.key(), target.name),
+            None => self.key(),
+        }
+    }
+
+    /// The uid its versions are owned by: the object's stand-in, or `uid/target` for a
+    /// target, as the controller has it.
+    pub fn owner(&self) -> String {
+        let object = super::identity(&self.key());
+        match &self.target {
+            Some(target) => format!("{object}/{}", target.name),
+            None => object,
+        }
+    }
+
+    /// One document per target of a series with spec.targets; the document itself otherwise.
+    fn per_target(self) -> Vec<SeriesDocument> {
+        let targets = self.series.spec.targets.clone();
+        if targets.is_empty() {
+            return vec![self];
+        }
+        targets
+            .into_iter()
+            .map(|target| {
+                let mut series = self.series.clone();
+                series.spec = self.series.spec.for_target(&target);
+                SeriesDocument {
+                    series,
+                    target: Some(target),
+                    ..self.clone()
+                }
+            })
+            .collect()
     }
 }
 
@@ -179,6 +220,10 @@ pub fn read(paths: &[PathBuf]) -> Result<Manifests, ManifestError> {
         document.trusted_keys =
             trusted_keys_of(&document.namespace, keys, &manifests.entries, &mut used);
     }
+    manifests.series = std::mem::take(&mut manifests.series)
+        .into_iter()
+        .flat_map(SeriesDocument::per_target)
+        .collect();
     manifests.images = std::mem::take(&mut manifests.images)
         .into_iter()
         .flat_map(Document::per_target)
@@ -288,11 +333,6 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
         if kind == "ImageSeries" {
             let mut series: ImageSeries = serde_json::from_value(value)
                 .map_err(|err| invalid(format!("not a valid ImageSeries: {err}")))?;
-            if !series.spec.targets.is_empty() {
-                return Err(invalid(
-                    "spec.targets is published by the controller (glint run) only for now; for `glint apply -f`, write one ImageSeries per cloud".to_string(),
-                ));
-            }
             for release in &mut series.spec.versions {
                 release.url = resolve_file_url(&release.url, origin).map_err(invalid)?;
             }
@@ -310,6 +350,7 @@ fn parse(origin: &str, text: &str, manifests: &mut Manifests) -> Result<(), Mani
                 namespace,
                 series,
                 trusted_keys: None,
+                target: None,
             });
             continue;
         }
@@ -612,15 +653,26 @@ mod tests {
     }
 
     #[test]
-    fn a_series_with_targets_is_refused_with_what_to_write_instead() {
+    fn a_series_with_targets_is_one_document_per_target_each_owning_its_versions() {
         let dir = scratch("series-targets");
         let series = write(
             &dir,
             "series.yaml",
-            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {name: everywhere}\nspec: {image: {diskFormat: raw}, versions: [{version: '1', url: 'https://x/1.raw'}], targets: [{name: eu, cloudCredentialsRef: {secretName: s, cloudName: c}}]}\n",
+            "apiVersion: glint.dev/v1alpha1\nkind: ImageSeries\nmetadata: {name: everywhere}\nspec: {image: {diskFormat: raw}, versions: [{version: '1', url: 'https://x/1.raw'}], targets: [{name: eu, cloudCredentialsRef: {secretName: s, cloudName: c}}, {name: us, cloudCredentialsRef: {secretName: s, cloudName: c}, visibility: public}]}\n",
         );
-        let err = read(std::slice::from_ref(&series)).unwrap_err().to_string();
-        assert!(err.contains("write one ImageSeries per cloud"), "{err}");
+        let Manifests { series, .. } = read(std::slice::from_ref(&series)).unwrap();
+        let labels: Vec<String> = series.iter().map(SeriesDocument::label).collect();
+        assert_eq!(labels, ["default/everywhere@eu", "default/everywhere@us"]);
+        assert_ne!(series[0].owner(), series[1].owner());
+        assert!(
+            series[0]
+                .owner()
+                .starts_with(&super::super::identity("default/everywhere"))
+        );
+        assert_eq!(
+            series[1].series.spec.image.visibility,
+            Some(crate::crd::Visibility::Public)
+        );
     }
 
     #[test]

@@ -158,35 +158,54 @@ pub struct AppliedImage {
     pub changed: bool,
 }
 
+/// Every cloud's transfers for one run; the targets of one object share one download of its
+/// source between their clouds.
+pub struct RunTransfers {
+    by_place: Vec<(Option<destinations::Place>, CliTransfers)>,
+}
+
+impl RunTransfers {
+    pub fn start(destinations: &Destinations, retry_for: Duration) -> Result<Self, String> {
+        let shared = Arc::new(SharedDownloads::new(
+            &cli_policy().scratch,
+            crate::transfer::shared::LINGER,
+        ));
+        let mut by_place = Vec::new();
+        for (place, api) in destinations.all() {
+            let transfers = cli_transfers(api, retry_for, Some(shared.clone()))?;
+            by_place.push((place.cloned(), transfers));
+        }
+        Ok(Self { by_place })
+    }
+
+    /// The transfers into a place (`None`: the chosen cloud).
+    pub fn at(&self, place: &Option<destinations::Place>) -> Option<&CliTransfers> {
+        self.by_place
+            .iter()
+            .find(|(at, _)| at == place)
+            .map(|(_, transfers)| transfers)
+    }
+}
+
 /// Applies every document, one object after the other, each until Glance matches it (its
 /// data uploaded) or it cannot go on; the targets of one Image at once, from one download.
 /// `progress` hears about running transfers.
 pub async fn apply_all(
     destinations: &Destinations,
+    transfers: &RunTransfers,
     documents: Vec<Document>,
-    retry_for: Duration,
     progress: &mut dyn FnMut(&Document, Option<&TransferStatus>),
-) -> Result<Vec<AppliedDocument>, ApplyError> {
-    let shared = Arc::new(SharedDownloads::new(
-        &cli_policy().scratch,
-        crate::transfer::shared::LINGER,
-    ));
-    let mut transfers = Vec::new();
-    for (place, api) in destinations.all() {
-        let manager =
-            cli_transfers(api, retry_for, Some(shared.clone())).map_err(ApplyError::Transfers)?;
-        transfers.push((place.cloned(), manager));
-    }
+) -> Vec<AppliedDocument> {
     let progress = std::cell::RefCell::new(progress);
     let mut applied = Vec::with_capacity(documents.len());
     for object in by_object(documents) {
         let runs = object.iter().map(|document| {
-            let place = destinations::place_of(document);
-            let api = destinations.api_for(document);
-            let manager = transfers.iter().find(|(at, _)| *at == place);
+            let place = destinations::place_of(document.target.as_ref());
+            let api = destinations.api_at(&place);
+            let transfers = transfers.at(&place);
             let progress = &progress;
             async move {
-                let (Some(api), Some((_, manager))) = (api, manager) else {
+                let (Some(api), Some(transfers)) = (api, transfers) else {
                     return Err(ApplyError::Transfers(format!(
                         "no cloud to apply {} to",
                         document.label()
@@ -195,7 +214,7 @@ pub async fn apply_all(
                 let mut report = |document: &Document, status: Option<&TransferStatus>| {
                     (*progress.borrow_mut())(document, status)
                 };
-                apply_one(api.as_ref(), manager, document, &mut report).await
+                apply_one(api.as_ref(), transfers, document, &mut report).await
             }
         });
         let outcomes = futures::future::join_all(runs).await;
@@ -206,7 +225,7 @@ pub async fn apply_all(
                 .map(|(document, outcome)| AppliedDocument { document, outcome }),
         );
     }
-    Ok(applied)
+    applied
 }
 
 /// The documents grouped by object: an Image's targets together, in their order.
@@ -479,9 +498,16 @@ async fn prepare(
         eprintln!("glint: skipping {other} (not an Image or ImageSeries)");
     }
     let need_main = prune
-        || !manifests.series.is_empty()
+        || manifests.series.iter().any(|doc| doc.target.is_none())
         || manifests.images.iter().any(|doc| doc.target.is_none());
-    let destinations = Destinations::connect(cloud, data_dir, &manifests.images, need_main)
+    let places = manifests
+        .images
+        .iter()
+        .map(|doc| doc.target.as_ref())
+        .chain(manifests.series.iter().map(|doc| doc.target.as_ref()))
+        .filter_map(destinations::place_of)
+        .collect();
+    let destinations = Destinations::connect(cloud, data_dir, places, need_main)
         .await
         .map_err(|err| eprintln!("glint: {err}"))
         .ok()?;
@@ -534,10 +560,8 @@ pub async fn plan_command(
     } else {
         report::print_plan(&planned, &orphans, output)
     };
-    let (series_changes, series_errors) = match destinations.main() {
-        Some(api) => series::print_plan(api.as_ref(), &cli_policy(), &manifests.series).await,
-        None => (0, 0),
-    };
+    let (series_changes, series_errors) =
+        series::print_plan(&destinations, &cli_policy(), &manifests.series).await;
     match (image_changes + series_changes, image_errors + series_errors) {
         (_, errors) if errors > 0 => EXIT_ERROR,
         (0, _) => EXIT_NO_CHANGES,
@@ -568,15 +592,15 @@ pub async fn apply_command(
     let Some(orphans) = orphans_if(prune, destinations.main(), &documents).await else {
         return EXIT_ERROR;
     };
-    let applied = apply_all(&destinations, documents, retry_for, &mut progress).await;
-    display.finish();
-    let applied = match applied {
-        Ok(applied) => applied,
+    let transfers = match RunTransfers::start(&destinations, retry_for) {
+        Ok(transfers) => transfers,
         Err(err) => {
-            eprintln!("glint: {err}");
+            eprintln!("glint: cannot start transfers: {err}");
             return EXIT_ERROR;
         }
     };
+    let applied = apply_all(&destinations, &transfers, documents, &mut progress).await;
+    display.finish();
     let mut pruned = Vec::with_capacity(orphans.len());
     if let Some(api) = destinations.main() {
         for orphan in orphans {
@@ -589,21 +613,9 @@ pub async fn apply_command(
     } else {
         report::print_applied(&applied, &pruned)
     };
-    let series_errors = match destinations.main() {
-        None => 0,
-        Some(api) => match cli_transfers(api, retry_for, None) {
-            Ok(transfers) => {
-                let applied =
-                    series::apply_all(api.as_ref(), &transfers, &cli_policy(), manifests.series)
-                        .await;
-                series::print_applied(&applied)
-            }
-            Err(err) => {
-                eprintln!("glint: cannot start transfers: {err}");
-                1
-            }
-        },
-    };
+    let applied =
+        series::apply_all(&destinations, &transfers, &cli_policy(), manifests.series).await;
+    let series_errors = series::print_applied(&applied);
     if image_errors + series_errors > 0 {
         EXIT_ERROR
     } else {

@@ -14,8 +14,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::destinations::{Destinations, place_of};
 use super::manifests::SeriesDocument;
-use super::{ApplyError, CliTransfers, identity, settle};
+use super::{ApplyError, CliTransfers, RunTransfers, identity, settle};
 use crate::crd::WhenInUse;
 use crate::glance::{GlanceApi, GlanceClient, GlanceImage};
 use crate::pass::PassError;
@@ -122,8 +123,7 @@ async fn held(
     api: &GlanceClient,
     document: &SeriesDocument,
 ) -> Result<Vec<(Held, GlanceImage)>, ApplyError> {
-    let key = document.key();
-    series::observe::held(api, &key, &identity(&key))
+    series::observe::held(api, &document.key(), &document.owner())
         .await
         .map_err(|err| ApplyError::Observe(ObserveError::Glance(err)))
 }
@@ -144,16 +144,39 @@ fn rotation(
     )
 }
 
-/// Applies every series, one after the other.
+/// Applies every series, one after the other; a series' targets each in its own cloud, from
+/// one check of the releases and one download of each release (a target after the first
+/// reads the download the first one kept).
 pub async fn apply_all(
-    api: &GlanceClient,
-    transfers: &CliTransfers,
+    destinations: &Destinations,
+    transfers: &RunTransfers,
     policy: &Arc<SourcePolicy>,
     documents: Vec<SeriesDocument>,
 ) -> Vec<SeriesApplied> {
     let mut applied = Vec::with_capacity(documents.len());
+    let mut checked: BTreeMap<String, Vec<Release>> = BTreeMap::new();
     for document in documents {
-        let outcome = apply_one(api, transfers, policy, &document).await;
+        let place = place_of(document.target.as_ref());
+        let outcome = match (destinations.api_at(&place), transfers.at(&place)) {
+            (Some(api), Some(transfers)) => {
+                let key = document.key();
+                let found = match checked.get(&key) {
+                    Some(releases) => Ok(releases.clone()),
+                    None => releases(&document, policy).await,
+                };
+                match found {
+                    Ok(found) => {
+                        checked.insert(key, found.clone());
+                        apply_one(api, transfers, &found, &document).await
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+            _ => Err(ApplyError::Transfers(format!(
+                "no cloud to apply series {} to",
+                document.label()
+            ))),
+        };
         applied.push(SeriesApplied { document, outcome });
     }
     applied
@@ -162,11 +185,10 @@ pub async fn apply_all(
 async fn apply_one(
     api: &GlanceClient,
     transfers: &CliTransfers,
-    policy: &Arc<SourcePolicy>,
+    releases: &[Release],
     document: &SeriesDocument,
 ) -> Result<SeriesResult, ApplyError> {
-    let releases = releases(document, policy).await?;
-    let key = document.key();
+    let releases = releases.to_vec();
     let mut before = held(api, document).await?;
     // Failed images of releases to try again (the mirror lists other bytes now) go first, so
     // round one imports them afresh.
@@ -193,7 +215,7 @@ async fn apply_one(
             .any(|(held, _)| held.version == version.version && held.usable);
         if !active
             && version.role == Role::Pending
-            && let Err(err) = bring(api, transfers, &key, &version).await
+            && let Err(err) = bring(api, transfers, document, &version).await
         {
             problems.insert(version.version.clone(), err.to_string());
         }
@@ -241,7 +263,7 @@ async fn apply_one(
                 "not made current yet: an older version still carries the name {stable} (its rename failed); run apply again"
             ))
         } else {
-            bring(api, transfers, &key, version)
+            bring(api, transfers, document, version)
                 .await
                 .map(Some)
                 .map_err(|err| err.to_string())
@@ -277,12 +299,23 @@ async fn apply_one(
 async fn bring(
     api: &GlanceClient,
     transfers: &CliTransfers,
-    series_key: &str,
+    document: &SeriesDocument,
     version: &VersionPlan,
 ) -> Result<GlanceImage, ApplyError> {
-    let uid = series::observe::version_uid(&identity(series_key), &version.version);
+    let uid = series::observe::version_uid(&document.owner(), &version.version);
     let name = version.spec.name.clone().unwrap_or_default();
-    let desired = Desired::from_spec(&version.spec, &name, &uid);
+    let share = document.target.as_ref().and(version.spec.source.as_ref());
+    let desired = Desired {
+        share: share.map(|source| {
+            format!(
+                "{} {} {}",
+                identity(&document.key()),
+                version.version,
+                source.url
+            )
+        }),
+        ..Desired::from_spec(&version.spec, &name, &uid)
+    };
     let access = crate::transfer::SourceAccess::default();
     let settled = settle(
         api,
@@ -307,7 +340,7 @@ async fn bring(
 pub fn print_applied(applied: &[SeriesApplied]) -> usize {
     let mut errors = 0;
     for item in applied {
-        let key = item.document.key();
+        let key = item.document.label();
         match &item.outcome {
             Err(err) => {
                 errors += 1;
@@ -348,13 +381,19 @@ pub fn print_applied(applied: &[SeriesApplied]) -> usize {
 /// What plan prints for one series: the releases, and the rotation apply would make if every
 /// kept release uploads cleanly. Returns (changes, errors).
 pub async fn print_plan(
-    api: &GlanceClient,
+    destinations: &Destinations,
     policy: &Arc<SourcePolicy>,
     documents: &[SeriesDocument],
 ) -> (usize, usize) {
     let (mut changes, mut errors) = (0, 0);
     for document in documents {
-        let key = document.key();
+        let key = document.label();
+        let Some(api) = destinations.api_at(&place_of(document.target.as_ref())) else {
+            errors += 1;
+            println!("! series {key}: no cloud to plan it against");
+            continue;
+        };
+        let api = api.as_ref();
         let (releases, held) = match releases(document, policy).await {
             Ok(releases) => match held(api, document).await {
                 Ok(held) => (releases, held),
@@ -394,7 +433,7 @@ pub async fn print_plan(
         let after = series::plan::plan(
             &document.series.spec,
             &stable_name(document),
-            &key,
+            &document.key(),
             &releases,
             &hoped,
             &BTreeSet::new(),
@@ -410,7 +449,7 @@ pub async fn print_plan(
                     version.role.word()
                 )),
                 Some((_, image)) => {
-                    let uid = series::observe::version_uid(&identity(&key), &version.version);
+                    let uid = series::observe::version_uid(&document.owner(), &version.version);
                     let desired = Desired::from_spec(&version.spec, "", &uid);
                     let ops = crate::pass::plan::patch_ops(&desired, image);
                     if !ops.is_empty() {
