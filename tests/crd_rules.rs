@@ -8,10 +8,14 @@ use kube::core::cel::Validator;
 use serde_json::{Value, json};
 
 fn schema() -> Value {
-    let crd = glint::crd::definition().expect("CRD");
-    let version = &crd.spec.versions[0];
+    schema_of(&glint::crd::definition().expect("CRD"))
+}
+
+fn schema_of(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Value {
     serde_json::to_value(
-        version
+        crd.spec.versions[0]
             .schema
             .as_ref()
             .and_then(|s| s.open_api_v3_schema.as_ref())
@@ -43,8 +47,13 @@ fn with(mut base: Value, patch: Value) -> Value {
 
 /// `Ok(())` or the messages of the failed rules.
 fn admit(new: Value, old: Option<Value>) -> Result<(), String> {
+    admit_to(&schema(), image(new), old.map(image))
+}
+
+/// `Ok(())` or the messages of the rules of `schema` the object breaks (as an update of `old`).
+fn admit_to(schema: &Value, new: Value, old: Option<Value>) -> Result<(), String> {
     Validator::new()
-        .validate(&schema(), &image(new), old.map(image).as_ref())
+        .validate(schema, &new, old.as_ref())
         .map_err(|errors| {
             errors
                 .as_slice()
@@ -478,26 +487,9 @@ fn updates_may_change_mutable_fields_but_not_immutable_ones() {
 
 /// The ImageSeries' rules for its cloud(s), new and on update: `Ok(())` or the messages.
 fn admit_series(new: Value, old: Option<Value>) -> Result<(), String> {
-    let crd = glint::crd::series_definition().expect("ImageSeries CRD");
-    let schema = serde_json::to_value(
-        crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .expect("schema"),
-    )
-    .expect("json");
+    let schema = schema_of(&glint::crd::series_definition().expect("ImageSeries CRD"));
     let series = |spec: Value| json!({"apiVersion": "glint.dev/v1alpha1", "kind": "ImageSeries", "metadata": {"name": "x"}, "spec": spec});
-    Validator::new()
-        .validate(&schema, &series(new), old.map(series).as_ref())
-        .map_err(|errors| {
-            errors
-                .as_slice()
-                .iter()
-                .map(|e| e.message.clone())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        })
+    admit_to(&schema, series(new), old.map(series))
 }
 
 #[test]

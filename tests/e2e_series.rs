@@ -64,29 +64,54 @@ fn field(k: &Kubectl, path: &str) -> String {
     ])
 }
 
-/// Waits until the jsonpath's value contains `words` (kubectl wait matches whole values).
-fn wait_for_words(k: &Kubectl, path: &str, words: &str) -> String {
+/// Polls the series' field at `path` until `fits` takes it (for a minute); its value then.
+fn poll_field(k: &Kubectl, path: &str, fits: impl Fn(&str) -> bool, wanted: &str) -> String {
     let mut value = String::new();
     for _ in 0..300 {
         value = field(k, path);
-        if value.contains(words) {
+        if fits(&value) {
             return value;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    panic!("{path} never said {words:?}: {value}");
+    panic!("{path} never {wanted}: {value:?}");
+}
+
+/// Waits until the jsonpath's value contains `words` (kubectl wait matches whole values).
+fn wait_for_words(k: &Kubectl, path: &str, words: &str) -> String {
+    poll_field(
+        k,
+        path,
+        |value| value.contains(words),
+        &format!("said {words:?}"),
+    )
+}
+
+/// Waits until the jsonpath's value is exactly `value`.
+fn wait_for_value(k: &Kubectl, path: &str, value: &str) {
+    poll_field(k, path, |seen| seen == value, &format!("read {value:?}"));
+}
+
+/// A fresh namespace on the test cluster (which serves while the returned handle lives) with
+/// the CRDs and a Secret `cloud` holding the demo user's clouds.yaml (returned too).
+fn series_namespace(
+    bed: &common::Testbed,
+    prefix: &str,
+) -> (common::cluster::Cluster, Kubectl, String) {
+    let cluster = common::cluster::cluster();
+    let k = Kubectl::in_fresh_namespace(&cluster, prefix);
+    let clouds = bed.demo_cloud();
+    k.install_with_cloud_secret(&clouds);
+    k.wait("crd/imageseries.glint.dev", "condition=Established");
+    (cluster, k, clouds)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn glint_run_follows_a_mirror_without_edits_and_deleting_the_series_takes_its_images() {
     let bed = require_testbed!();
-    let cluster = common::cluster::cluster();
-    let k = Kubectl::in_fresh_namespace(&cluster, "series");
+    let (_cluster, k, clouds) = series_namespace(&bed, "series");
     let namespace = k.namespace.clone();
-    let clouds = bed.demo_cloud();
-    k.install_with_cloud_secret(&clouds);
-    k.wait("crd/imageseries.glint.dev", "condition=Established");
     let glance = client_for(&clouds);
     let scratch = std::env::temp_dir().join(&namespace);
     // CirrOS' layout (a folder per release, MD5SUMS in each) as nginx's autoindex serves it.
@@ -290,11 +315,8 @@ async fn glint_run_follows_a_mirror_without_edits_and_deleting_the_series_takes_
 async fn a_refresh_the_mirror_fails_is_read_again_until_the_new_release_is_current() {
     use common::fault_proxy::{Fault, FaultProxy, Route};
     let bed = require_testbed!();
-    let cluster = common::cluster::cluster();
-    let k = Kubectl::in_fresh_namespace(&cluster, "refresh");
+    let (_cluster, k, _) = series_namespace(&bed, "refresh");
     let namespace = k.namespace.clone();
-    k.install_with_cloud_secret(&bed.demo_cloud());
-    k.wait("crd/imageseries.glint.dev", "condition=Established");
     let scratch = std::env::temp_dir().join(&namespace);
     let layout = Layout::CirrosFolders;
     let mirror = Mirror::start(&scratch.join("mirror"));
@@ -349,31 +371,14 @@ async fn a_refresh_the_mirror_fails_is_read_again_until_the_new_release_is_curre
     ]);
 }
 
-/// Polls the series' field at `path` until it reads exactly `value`.
-fn wait_for_value(k: &Kubectl, path: &str, value: &str) {
-    let mut seen = String::new();
-    for _ in 0..300 {
-        seen = field(k, path);
-        if seen == value {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!("{path} never read {value:?}: {seen:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real services: scripts/test runs it (see tests/README.md)"]
 async fn a_series_in_two_regions_downloads_each_release_once_and_rotates_in_both() {
     use glint::glance::{GlanceApi, GlanceStatus, Visibility};
     use sha2::Digest;
     let bed = require_testbed!();
-    let cluster = common::cluster::cluster();
-    let k = Kubectl::in_fresh_namespace(&cluster, "regions");
+    let (_cluster, k, clouds) = series_namespace(&bed, "regions");
     let namespace = k.namespace.clone();
-    let clouds = bed.demo_cloud();
-    k.install_with_cloud_secret(&clouds);
-    k.wait("crd/imageseries.glint.dev", "condition=Established");
     // The same Secret and cloud; the second target names the bed's other region, whose
     // Glance (C) is another service behind the same Keystone.
     let glance_b = client_for(&clouds);

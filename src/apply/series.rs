@@ -246,11 +246,7 @@ async fn apply_one(
         }
     }
     let mut ordered: Vec<&VersionPlan> = plan.versions.iter().collect();
-    ordered.sort_by_key(|version| match version.role {
-        Role::Retired => 0,
-        Role::Pending => 1,
-        Role::Current => 2,
-    });
+    ordered.sort_by_key(|version| version.role.pass_order());
     let mut lines = Vec::new();
     let stable = stable_name(document);
     let mut name_still_held = false;

@@ -22,8 +22,7 @@ use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::image_steps::{
-    keep_waiting, outcome_of, report, report_failure, resync_period, source_access,
-    wants_fresh_read,
+    PassRun, outcome_of, report, report_failure, resync_period, run_pass, source_access,
 };
 use super::objects::{add_finalizer, has_finalizer, remove_finalizer};
 use super::{
@@ -168,44 +167,24 @@ async fn apply(image: &Image, ctx: &Context, uid: &str) -> Result<Action, Reconc
         Ok(access) => access,
         Err(err) => return report_failure(image, ctx, err).await,
     };
-    let remembered = ctx.created_id(uid, status_id(image));
-    let known_id = remembered.as_deref().or(status_id(image));
-    let subject = subject_of(image, uid, known_id, wants_fresh_read(image));
-    // Before the pass: a transfer it starts may end before the pass returns.
-    let waiter = wakeups::Waiter::of(image);
-    if let Some(id) = known_id {
-        ctx.wakeups.wait_for(id, waiter.clone());
-    }
-    let result = match pass::sync(
-        handle.client.as_ref(),
-        &handle.transfers,
-        subject,
+    let run = run_pass(
+        image,
+        ctx,
+        &handle,
+        (uid, &image.spec, status_id(image)),
         &desired,
         &access,
     )
-    .await
-    {
-        Ok(result) => result,
-        Err(err) => return report_failure(image, ctx, err.into()).await,
-    };
-    for effect in &result.effects {
-        if let act::Effect::Created { id } | act::Effect::Adopted { id } = effect {
-            ctx.remember_created(uid, id);
-        }
-    }
-    let (transfer, failure_reason) = match result.image.as_ref() {
-        Some(glance) => {
-            use crate::transfer::{TransferState, Transfers};
-            let reason = match handle.transfers.state(&glance.id) {
-                TransferState::Failed { reason, .. } => Some(reason),
-                _ => None,
-            };
-            (handle.transfers.progress(&glance.id), reason)
-        }
-        None => (None, None),
+    .await;
+    let PassRun {
+        result,
+        transfer,
+        failure_reason,
+    } = match run {
+        Ok(run) => run,
+        Err(err) => return report_failure(image, ctx, err).await,
     };
     let (outcome, requeue) = outcome_of(image, ctx, &result);
-    keep_waiting(ctx, waiter, known_id, &result);
     // Events and the status write are independent requests: sent together, a new Image's
     // pass waits for one apiserver round trip after its create instead of two.
     let events = async {

@@ -1,6 +1,7 @@
 //! The steps of an Image's reconcile that a one-cloud Image and each of an Image's targets
-//! share: whether to read Glance afresh, what a transfer may need from Secrets, how a pass
-//! ends in words and requeue, and the status write after a failure.
+//! share: the pass itself with what surrounds it, whether to read Glance afresh, what a
+//! transfer may need from Secrets, how a pass ends in words and requeue, and the status write
+//! after a failure.
 
 use std::time::Duration;
 
@@ -14,12 +15,13 @@ use super::{
     CREATED_REQUEUE, Context, MAX_RESYNC, MIN_RESYNC, PROGRESS_REQUEUE, REFRESH_ANNOTATION,
     ReconcileError, events, failure_outcome, wakeups,
 };
-use crate::crd::{Image, TransferStatus, parse_duration};
-use crate::pass::PassResult;
-use crate::pass::plan::Progress;
+use crate::crd::{Image, ImageSpec, TransferStatus, parse_duration};
+use crate::pass::observe::Subject;
+use crate::pass::plan::{Desired, Progress};
 use crate::pass::status::{self, Outcome, StatusInput};
+use crate::pass::{self, PassResult, act};
 use crate::reason::Reason;
-use crate::transfer::SourceAccess;
+use crate::transfer::{SourceAccess, TransferState, Transfers};
 
 /// Whether this reconcile must read Glance directly: the spec changed since status was
 /// written, or a refresh was requested with [`REFRESH_ANNOTATION`].
@@ -33,7 +35,7 @@ pub(super) fn wants_fresh_read(image: &Image) -> bool {
 
 /// While the object's work goes on, the end of a transfer into its image wakes it; after
 /// that, nothing does.
-pub(super) fn keep_waiting(
+fn keep_waiting(
     ctx: &Context,
     waiter: wakeups::Waiter,
     known_id: Option<&str>,
@@ -49,6 +51,63 @@ pub(super) fn keep_waiting(
             Progress::InSync | Progress::Blocked { .. } => ctx.wakeups.forget(id),
         }
     }
+}
+
+/// One pass, and what its end says about the transfer.
+pub(super) struct PassRun {
+    pub result: PassResult,
+    pub transfer: Option<TransferStatus>,
+    /// Why the transfer's last attempt failed, when it did.
+    pub failure_reason: Option<Reason>,
+}
+
+/// One pass of `spec` against `handle` as `who` (an Image's uid, or `uid/target`): the id
+/// status or this process knows, the wakeup registered before the pass (a transfer it starts
+/// may end before the pass returns), created ids remembered, the transfer read after it, and
+/// the wakeups kept or dropped for what the pass left running.
+pub(super) async fn run_pass(
+    image: &Image,
+    ctx: &Context,
+    handle: &super::CloudHandle,
+    (who, spec, status_id): (&str, &ImageSpec, Option<&str>),
+    desired: &Desired,
+    access: &SourceAccess,
+) -> Result<PassRun, ReconcileError> {
+    let remembered = ctx.created_id(who, status_id);
+    let known_id = remembered.as_deref().or(status_id);
+    let subject = Subject {
+        uid: who,
+        spec,
+        known_id,
+        fresh: wants_fresh_read(image),
+    };
+    let waiter = wakeups::Waiter::of(image);
+    if let Some(id) = known_id {
+        ctx.wakeups.wait_for(id, waiter.clone());
+    }
+    let api = handle.client.as_ref();
+    let result = pass::sync(api, &handle.transfers, subject, desired, access).await?;
+    for effect in &result.effects {
+        if let act::Effect::Created { id } | act::Effect::Adopted { id } = effect {
+            ctx.remember_created(who, id);
+        }
+    }
+    let (transfer, failure_reason) = match result.image.as_ref() {
+        Some(glance) => {
+            let reason = match handle.transfers.state(&glance.id) {
+                TransferState::Failed { reason, .. } => Some(reason),
+                _ => None,
+            };
+            (handle.transfers.progress(&glance.id), reason)
+        }
+        None => (None, None),
+    };
+    keep_waiting(ctx, waiter, known_id, &result);
+    Ok(PassRun {
+        result,
+        transfer,
+        failure_reason,
+    })
 }
 
 /// What a transfer may need beyond the spec, read only while data may still have to flow (no

@@ -15,9 +15,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::clouds::UserKind;
-use super::image_steps::{
-    keep_waiting, outcome_of, report_failure, source_access, wants_fresh_read,
-};
+use super::image_steps::{PassRun, outcome_of, report_failure, run_pass, source_access};
 use super::objects::{add_finalizer, has_finalizer, remove_finalizer, write_status};
 use super::{Context, IN_USE_RETRY, REFRESH_ANNOTATION, ReconcileError, events, wakeups};
 use crate::crd::{
@@ -30,7 +28,7 @@ use crate::pass::status::{self, Outcome, StatusInput};
 use crate::pass::targets_status::{self, TargetReport};
 use crate::pass::{self, act};
 use crate::reason::Reason;
-use crate::transfer::{SourceAccess, Transfers};
+use crate::transfer::SourceAccess;
 
 /// How the registry and the pass name one target of the object `uid`.
 fn identity(uid: &str, target: &str) -> String {
@@ -160,51 +158,19 @@ async fn target_pass(
         share: share.clone(),
         ..Desired::from_spec(spec, &image.name_any(), &who)
     };
-    let remembered = ctx.created_id(&who, previous.id.as_deref());
-    let known_id = remembered.as_deref().or(previous.id.as_deref());
-    let subject = Subject {
-        uid: &who,
-        spec,
-        known_id,
-        fresh: wants_fresh_read(image),
-    };
-    let waiter = wakeups::Waiter::of(image);
-    if let Some(id) = known_id {
-        ctx.wakeups.wait_for(id, waiter.clone());
-    }
-    let result = match pass::sync(
-        handle.client.as_ref(),
-        &handle.transfers,
-        subject,
-        &desired,
-        access,
-    )
-    .await
-    {
-        Ok(result) => result,
+    let place = (who.as_str(), spec, previous.id.as_deref());
+    let PassRun {
+        result,
+        transfer,
+        failure_reason,
+    } = match run_pass(image, ctx, &handle, place, &desired, access).await {
+        Ok(run) => run,
         Err(err) => {
-            let err = ReconcileError::from(err);
             let again = ctx.backoff(&who);
             return Ok((report(None, None, super::failure_outcome(&err)), again));
         }
     };
-    for effect in &result.effects {
-        if let act::Effect::Created { id } | act::Effect::Adopted { id } = effect {
-            ctx.remember_created(&who, id);
-        }
-    }
-    let (transfer, failure_reason) = match result.image.as_ref() {
-        Some(glance) => {
-            let reason = match handle.transfers.state(&glance.id) {
-                crate::transfer::TransferState::Failed { reason, .. } => Some(reason),
-                _ => None,
-            };
-            (handle.transfers.progress(&glance.id), reason)
-        }
-        None => (None, None),
-    };
     let (outcome, again) = outcome_of(image, ctx, &result);
-    keep_waiting(ctx, waiter, known_id, &result);
     let herald = events::Herald::of(image, ctx).about_target(&target.name);
     events::publish_effects(&herald, &result).await;
     let before = previous.transfer.as_ref();

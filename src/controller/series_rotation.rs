@@ -183,11 +183,7 @@ pub(super) async fn rotate(
         after_status.push((gone.clone(), *why, image));
     }
     let mut ordered: Vec<&VersionPlan> = plan.versions.iter().collect();
-    ordered.sort_by_key(|version| match version.role {
-        Role::Retired => 0,
-        Role::Pending => 1,
-        Role::Current => 2,
-    });
+    ordered.sort_by_key(|version| version.role.pass_order());
     let mut working = Vec::new();
     let standing = |version: &str| {
         held.iter()

@@ -71,6 +71,16 @@ impl Role {
             Self::Pending => "pending",
         }
     }
+
+    /// The order versions are brought to their roles in: retired ones first (they give up
+    /// the stable name), the current one last (it takes the name).
+    pub fn pass_order(self) -> u8 {
+        match self {
+            Self::Retired => 0,
+            Self::Pending => 1,
+            Self::Current => 2,
+        }
+    }
 }
 
 /// One kept version and the Image spec its image must match.
