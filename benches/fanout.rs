@@ -10,7 +10,10 @@
 //! Glance's checksum checked:
 //! - `one target`: the source into Glance A alone;
 //! - `fan-out`: into all three, the transfers sharing one download (`transfer::shared`);
-//! - `separate`: into all three, each downloading for itself (three separate Images today).
+//! - `separate`: into all three, each downloading for itself (three separate Images today);
+//! - through the product: `glint apply -f` of one Image with spec.targets, one target (Glance
+//!   B) against two (Glance B and `glint cloud`; Glance A's trusted headers are not a
+//!   clouds.yaml's), timed from start to exit, with the command's own peak RSS.
 //!
 //! Then the fault run (once, from the first server): the same fan-out, with Glance B's uwsgi
 //! processes stopped (SIGSTOP) once 128 MiB (a quarter of a smaller image) reached it, for
@@ -32,6 +35,8 @@ mod common;
 #[path = "support/data.rs"]
 #[allow(dead_code)]
 mod data;
+#[path = "support/fanout_cli.rs"]
+mod fanout_cli;
 #[path = "support/fanout_fault.rs"]
 mod fanout_fault;
 #[path = "support/limited_sources.rs"]
@@ -45,6 +50,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fanout_cli::CliCloud;
 use fanout_fault::fault_run;
 use glint::auth::{AuthOptions, Authenticator, CloudsFile, TrustedIdentity};
 use glint::crd::{ImageSource, TransferPhase};
@@ -141,9 +147,10 @@ fn glance_a() -> Result<Cloud> {
     })
 }
 
-fn glance_b(upload_stall: Option<Duration>) -> Result<Cloud> {
-    let yaml = format!(
-        "clouds:\n  b:\n    auth_type: password\n    region_name: {region}\n    auth:\n      \
+/// Glance B's entry in a clouds.yaml: cloud `b`, the bed's demo user behind Keystone.
+fn glance_b_entry() -> Result<String> {
+    Ok(format!(
+        "  b:\n    auth_type: password\n    region_name: {region}\n    auth:\n      \
          auth_url: {url}\n      username: {user}\n      password: {password}\n      \
          project_name: {project}\n      user_domain_name: Default\n      \
          project_domain_name: Default\n",
@@ -152,7 +159,11 @@ fn glance_b(upload_stall: Option<Duration>) -> Result<Cloud> {
         user = env("GLINT_TEST_DEMO_USER")?,
         password = env("GLINT_TEST_DEMO_PASSWORD")?,
         project = env("GLINT_TEST_DEMO_PROJECT")?,
-    );
+    ))
+}
+
+fn glance_b(upload_stall: Option<Duration>) -> Result<Cloud> {
+    let yaml = format!("clouds:\n{}", glance_b_entry()?);
     let file = CloudsFile::from_bytes(yaml.as_bytes()).map_err(|e| e.to_string())?;
     let config = file.cloud("b").map_err(|e| e.to_string())?;
     let auth =
@@ -168,9 +179,9 @@ fn glance_b(upload_stall: Option<Duration>) -> Result<Cloud> {
     })
 }
 
-/// `glint cloud` in a process of its own; the server stops it and deletes its data when
-/// dropped.
-fn embedded_cloud() -> Result<(Cloud, SourceServer)> {
+/// `glint cloud` in a process of its own, and its endpoint; the server stops it and deletes
+/// its data when dropped.
+fn embedded_cloud() -> Result<(Cloud, SourceServer, String)> {
     let port = source_servers::free_port()?;
     let dir = std::env::temp_dir().join(format!("glint-bench-fanout-cloud-{port}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -184,14 +195,15 @@ fn embedded_cloud() -> Result<(Cloud, SourceServer)> {
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
     let running = source_servers::process("glint cloud", port, child, dir)?;
-    let api = glint::apply::target::embedded_client(&format!("http://127.0.0.1:{port}"))
-        .map_err(|e| e.to_string())?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let api = glint::apply::target::embedded_client(&endpoint).map_err(|e| e.to_string())?;
     Ok((
         Cloud {
             name: "glint cloud",
             api: Arc::new(api),
         },
         running,
+        endpoint,
     ))
 }
 
@@ -327,7 +339,10 @@ async fn run() -> Result<bool> {
     let b = glance_b(None)?;
     // The fault run's B gives a silent upload up after 10 s (the controller's default is 2m).
     let b_paused = glance_b(Some(Duration::from_secs(10)))?;
-    let (embedded, _running) = embedded_cloud()?;
+    let (embedded, _running, endpoint) = embedded_cloud()?;
+    let clouds_yaml = dir.join("fanout-clouds.yaml");
+    let yaml = fanout_cli::clouds_yaml(&glance_b_entry()?, &endpoint);
+    std::fs::write(&clouds_yaml, yaml).map_err(|e| e.to_string())?;
     let all = [&a, &b, &embedded];
     println!(
         "fan-out benchmark: {} to {} at {:.0} MB/s per connection, {} run(s) per case",
@@ -374,6 +389,50 @@ async fn run() -> Result<bool> {
                     measured.peak_mib,
                 ));
             }
+            // The same through the product: `glint apply -f` of one Image with targets.
+            let b_cli = CliCloud {
+                name: "b",
+                api: b.api.as_ref(),
+            };
+            let embedded_cli = CliCloud {
+                name: "embedded",
+                api: embedded.api.as_ref(),
+            };
+            let on = (&source, url.as_str(), options.size);
+            let cli_one = fanout_cli::apply(&dir, &clouds_yaml, &[b_cli], on, run).await?;
+            let b_cli = CliCloud {
+                name: "b",
+                api: b.api.as_ref(),
+            };
+            let both = [b_cli, embedded_cli];
+            let cli_fanout = fanout_cli::apply(&dir, &clouds_yaml, &both, on, run).await?;
+            let cli_ratio = cli_fanout.seconds / cli_one.seconds;
+            met &= cli_ratio <= WALL_TARGET
+                && cli_fanout.source_bytes == options.size
+                && cli_fanout.peak_mib <= RSS_TARGET_MIB;
+            for (case, measured) in [
+                ("glint apply -f, one target (B)", &cli_one),
+                ("glint apply -f, 2 targets (B, glint cloud)", &cli_fanout),
+            ] {
+                rows.push(format!(
+                    "| {} | {} | {case} | {:.1} | {:.2}x | {:.2} GiB | {:.1} |",
+                    source.name(),
+                    run + 1,
+                    measured.seconds,
+                    measured.seconds / cli_one.seconds,
+                    measured.source_bytes as f64 / (1u64 << 30) as f64,
+                    measured.peak_mib,
+                ));
+            }
+            println!(
+                "  {} run {}: glint apply -f, one target {:.1} s, two targets {:.1} s ({cli_ratio:.3}x), read {} bytes; peak RSS {:.1} MiB",
+                source.name(),
+                run + 1,
+                cli_one.seconds,
+                cli_fanout.seconds,
+                cli_fanout.source_bytes,
+                cli_fanout.peak_mib,
+            );
             println!(
                 "  {} run {}: one {:.1} s, fan-out {:.1} s ({ratio:.3}x, target <= {WALL_TARGET}), separate {:.1} s; fan-out read {} bytes (target {}); peak RSS {:.1} MiB (target <= {RSS_TARGET_MIB})",
                 source.name(),
