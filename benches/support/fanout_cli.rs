@@ -107,7 +107,10 @@ pub async fn apply(
             .ok_or_else(|| format!("no row for {}: {out}", target.name))?;
         let image = target.api.get_image(id).await.map_err(|e| e.to_string())?;
         if image.status != GlanceStatus::Active || image.size != Some(size) {
-            return Err(format!("{}: {} {:?}", target.name, image.status, image.size));
+            return Err(format!(
+                "{}: {} {:?}",
+                target.name, image.status, image.size
+            ));
         }
         let hash = image.os_hash_value.clone().unwrap_or_default();
         if sha512.get_or_insert_with(|| hash.clone()) != &hash {

@@ -17,6 +17,7 @@ mod report;
 pub mod series;
 mod standard;
 pub mod target;
+mod transfers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,13 +29,12 @@ use crate::pass::observe::{ObserveError, Subject, derived_id};
 use crate::pass::plan::{self, Desired, Progress};
 use crate::pass::{self, PassError};
 use crate::reason::Reason;
-use crate::transfer::{
-    NoTransfers, SharedDownloads, SourceAccess, SourcePolicy, TransferManager, TransferState,
-    Transfers,
-};
+use crate::transfer::{NoTransfers, SourceAccess, TransferState, Transfers};
 use destinations::Destinations;
 pub use manifests::{Document, ManifestError, SeriesDocument};
 pub use report::Output;
+use transfers::cli_policy;
+pub use transfers::{CliTransfers, RunTransfers};
 
 /// UUID namespace of the uids that stand in for objects' uids (a fixed random UUID).
 const IDENTITY_NAMESPACE: uuid::Uuid =
@@ -158,35 +158,6 @@ pub struct AppliedImage {
     pub changed: bool,
 }
 
-/// Every cloud's transfers for one run; the targets of one object share one download of its
-/// source between their clouds.
-pub struct RunTransfers {
-    by_place: Vec<(Option<destinations::Place>, CliTransfers)>,
-}
-
-impl RunTransfers {
-    pub fn start(destinations: &Destinations, retry_for: Duration) -> Result<Self, String> {
-        let shared = Arc::new(SharedDownloads::new(
-            &cli_policy().scratch,
-            crate::transfer::shared::LINGER,
-        ));
-        let mut by_place = Vec::new();
-        for (place, api) in destinations.all() {
-            let transfers = cli_transfers(api, retry_for, Some(shared.clone()))?;
-            by_place.push((place.cloned(), transfers));
-        }
-        Ok(Self { by_place })
-    }
-
-    /// The transfers into a place (`None`: the chosen cloud).
-    pub fn at(&self, place: &Option<destinations::Place>) -> Option<&CliTransfers> {
-        self.by_place
-            .iter()
-            .find(|(at, _)| at == place)
-            .map(|(_, transfers)| transfers)
-    }
-}
-
 /// Applies every document, one object after the other, each until Glance matches it (its
 /// data uploaded) or it cannot go on; the targets of one Image at once, from one download.
 /// `progress` hears about running transfers.
@@ -245,50 +216,6 @@ fn by_object(documents: Vec<Document>) -> Vec<Vec<Document>> {
         }
     }
     objects
-}
-
-/// The CLI runs on the user's own machine: loopback sources and local files are theirs.
-fn cli_policy() -> Arc<SourcePolicy> {
-    Arc::new(SourcePolicy {
-        allow_loopback: true,
-        allow_files: true,
-        // A bad value is reported by cli_transfers, before anything is transferred.
-        scratch: crate::transfer::convert::ScratchSpace::from_env().unwrap_or_default(),
-        ..SourcePolicy::default()
-    })
-}
-
-/// The CLI's transfers, and word of each one's end, so that `glint apply` looks again the
-/// moment the data is in rather than at its next poll.
-pub struct CliTransfers {
-    manager: TransferManager<GlanceClient>,
-    /// One permit per end: an end that comes before anyone waits is not lost.
-    ended: Arc<tokio::sync::Notify>,
-    /// How long failures that may pass (Glance or the source not answering) are retried
-    /// before apply gives the object up: `glint apply --retry-for`.
-    retry_for: Duration,
-}
-
-fn cli_transfers(
-    api: &Arc<GlanceClient>,
-    retry_for: Duration,
-    shared: Option<Arc<SharedDownloads>>,
-) -> Result<CliTransfers, String> {
-    crate::transfer::convert::ScratchSpace::from_env()?;
-    let ended = Arc::new(tokio::sync::Notify::new());
-    let notify = ended.clone();
-    let manager = TransferManager::new(api.clone(), TRANSFERS, cli_policy(), Default::default())
-        .map_err(|err| err.to_string())?
-        .on_end(Arc::new(move |_: &str| notify.notify_one()));
-    let manager = match shared {
-        Some(shared) => manager.sharing(shared),
-        None => manager,
-    };
-    Ok(CliTransfers {
-        manager,
-        ended,
-        retry_for,
-    })
 }
 
 async fn apply_one(

@@ -24,6 +24,7 @@ pub mod run;
 pub mod series;
 mod series_check;
 mod series_delete;
+mod series_parts;
 mod series_rotation;
 mod series_targets;
 pub mod shared_image;

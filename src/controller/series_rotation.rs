@@ -28,7 +28,7 @@ use crate::series::plan::{Held, Removal, Role, VersionPlan};
 use crate::series::{self, Release, observe::version_uid};
 use crate::transfer::{SourceAccess, TransferState, Transfers};
 
-pub use crate::marks::RETRY_ANNOTATION;
+use crate::marks::RETRY_ANNOTATION;
 
 /// What one rotation works in and with.
 pub(super) struct Scope<'a> {

@@ -18,9 +18,9 @@ use kube::runtime::controller::Action;
 use super::clouds::{CloudHandle, UserKind};
 use super::events::Herald;
 use super::objects::{add_finalizer, has_finalizer, write_status};
-use super::series::{checked_status, record, requeue_after, retry_request};
 use super::series_check::check;
 use super::series_delete::{delete_all, hold, in_use_message, release};
+use super::series_parts::{checked_status, record, requeue_after, retry_request};
 use super::series_rotation::{Rotation, Scope, current_id, rotate};
 use super::{Context, IN_USE_RETRY, MAX_RESYNC, ReconcileError, failure_outcome};
 use crate::crd::{
