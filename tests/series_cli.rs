@@ -482,4 +482,19 @@ async fn apply_keeps_a_series_current_in_every_target_from_one_download_per_rele
     }
     let (code, out) = run.run(&["plan", "-f", manifest]);
     assert_eq!(code, Some(0), "nothing left to do in either target: {out}");
+
+    // The mirror loses its checksums file: each target says why, and nothing changes.
+    std::fs::rename(
+        mirror.dir().join("SHA256SUMS"),
+        mirror.dir().join("SHA256SUMS.gone"),
+    )
+    .expect("hide the checksums file");
+    let (code, out) = run.run(&["apply", "-f", manifest]);
+    assert_eq!(code, Some(1), "{out}");
+    for target in ["eu", "us"] {
+        let line = format!("! series {key}@{target}: ");
+        assert!(out.contains(&line), "{line} in {out}");
+    }
+    let eu = common::mirror::series_versions(&in_eu, &key).await;
+    assert_eq!(currents_of(&eu, Private), ["1.1"], "eu unchanged");
 }

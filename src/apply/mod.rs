@@ -169,7 +169,8 @@ pub async fn apply_all(
 ) -> Vec<AppliedDocument> {
     let progress = std::cell::RefCell::new(progress);
     let mut applied = Vec::with_capacity(documents.len());
-    for object in by_object(documents) {
+    let targets_of = |document: &Document| document.target.is_some().then(|| document.key());
+    for object in by_object(documents, targets_of) {
         let runs = object.iter().map(|document| {
             let place = destinations::place_of(document.target.as_ref());
             let api = destinations.api_at(&place);
@@ -199,17 +200,17 @@ pub async fn apply_all(
     applied
 }
 
-/// The documents grouped by object: an Image's targets together, in their order.
-fn by_object(documents: Vec<Document>) -> Vec<Vec<Document>> {
-    let mut objects: Vec<Vec<Document>> = Vec::new();
+/// The documents grouped by object: the documents of one object's targets (those `target_of`
+/// gives the object's key) together, in their order; every other document alone.
+pub(crate) fn by_object<D>(
+    documents: Vec<D>,
+    target_of: impl Fn(&D) -> Option<String>,
+) -> Vec<Vec<D>> {
+    let mut objects: Vec<Vec<D>> = Vec::new();
     for document in documents {
+        let key = target_of(&document);
         match objects.last_mut() {
-            Some(last)
-                if document.target.is_some()
-                    && last.first().is_some_and(|first| {
-                        first.target.is_some() && first.key() == document.key()
-                    }) =>
-            {
+            Some(last) if key.is_some() && last.first().and_then(&target_of) == key => {
                 last.push(document)
             }
             _ => objects.push(vec![document]),

@@ -144,9 +144,8 @@ fn rotation(
     )
 }
 
-/// Applies every series, one after the other; a series' targets each in its own cloud, from
-/// one check of the releases and one download of each release (a target after the first
-/// reads the download the first one kept).
+/// Applies every series, one after the other; a series' targets at once, each in its own
+/// cloud, from one check of the releases and one download of each release.
 pub async fn apply_all(
     destinations: &Destinations,
     transfers: &RunTransfers,
@@ -154,30 +153,57 @@ pub async fn apply_all(
     documents: Vec<SeriesDocument>,
 ) -> Vec<SeriesApplied> {
     let mut applied = Vec::with_capacity(documents.len());
-    let mut checked: BTreeMap<String, Vec<Release>> = BTreeMap::new();
-    for document in documents {
-        let place = place_of(document.target.as_ref());
-        let outcome = match (destinations.api_at(&place), transfers.at(&place)) {
-            (Some(api), Some(transfers)) => {
-                let key = document.key();
-                let found = match checked.get(&key) {
-                    Some(releases) => Ok(releases.clone()),
-                    None => releases(&document, policy).await,
+    let targets_of = |document: &SeriesDocument| document.target.is_some().then(|| document.key());
+    for series in super::by_object(documents, targets_of) {
+        let checked = match series.first() {
+            Some(first) => releases(first, policy).await,
+            None => continue,
+        };
+        let found = match checked {
+            Ok(found) => found,
+            // Every target of the series says why (no transfer would start anyway).
+            Err(err) => {
+                let (reason, message) = match &err {
+                    ApplyError::Blocked { reason, message } => (*reason, message.clone()),
+                    other => (Reason::ChecksumsUnavailable, other.to_string()),
                 };
-                match found {
-                    Ok(found) => {
-                        checked.insert(key, found.clone());
-                        apply_one(api, transfers, &found, &document).await
+                let mut first = Some(err);
+                for document in series {
+                    let err = first.take().unwrap_or_else(|| ApplyError::Blocked {
+                        reason,
+                        message: message.clone(),
+                    });
+                    applied.push(SeriesApplied {
+                        document,
+                        outcome: Err(err),
+                    });
+                }
+                continue;
+            }
+        };
+        let runs = series.iter().map(|document| {
+            let place = place_of(document.target.as_ref());
+            let (api, transfers) = (destinations.api_at(&place), transfers.at(&place));
+            let found = &found;
+            async move {
+                match (api, transfers) {
+                    (Some(api), Some(transfers)) => {
+                        apply_one(api, transfers, found, document).await
                     }
-                    Err(err) => Err(err),
+                    _ => Err(ApplyError::Transfers(format!(
+                        "no cloud to apply series {} to",
+                        document.label()
+                    ))),
                 }
             }
-            _ => Err(ApplyError::Transfers(format!(
-                "no cloud to apply series {} to",
-                document.label()
-            ))),
-        };
-        applied.push(SeriesApplied { document, outcome });
+        });
+        let outcomes = futures::future::join_all(runs).await;
+        applied.extend(
+            series
+                .into_iter()
+                .zip(outcomes)
+                .map(|(document, outcome)| SeriesApplied { document, outcome }),
+        );
     }
     applied
 }
