@@ -176,7 +176,7 @@ impl CloudRegistry {
         kube: &Client,
         object: &impl ResourceExt,
         kind: UserKind,
-        (target, reference, region): (&str, &crate::crd::CloudCredentialsRef, Option<&str>),
+        (target, reference, region): crate::crd::TargetPlace<'_>,
     ) -> Result<Arc<CloudHandle>, ReconcileError> {
         let namespace = object.namespace().unwrap_or_default();
         self.resolve_for(

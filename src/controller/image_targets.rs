@@ -19,8 +19,7 @@ use super::image_steps::{PassRun, outcome_of, report_failure, run_pass, source_a
 use super::objects::{add_finalizer, has_finalizer, remove_finalizer, write_status};
 use super::{Context, IN_USE_RETRY, REFRESH_ANNOTATION, ReconcileError, events, wakeups};
 use crate::crd::{
-    CloudCredentialsRef, Image, ImageSpec, ImageStatus, ManagementPolicy, OnDelete, Target,
-    TransferStatus,
+    Image, ImageSpec, ImageStatus, ManagementPolicy, OnDelete, Target, TargetPlace, TransferStatus,
 };
 use crate::pass::observe::Subject;
 use crate::pass::plan::Desired;
@@ -121,21 +120,11 @@ async fn target_pass(
     // Every report's conditions come from its outcome, failures included: an entry never
     // shows the Ready of an earlier pass beside a summary that says otherwise.
     let report = |glance: Option<&crate::glance::GlanceImage>, transfer, outcome: Outcome| {
-        let place = (&target.name, &target.cloud_credentials_ref, &target.region);
-        target_report(image, place, &previous, glance, transfer, outcome)
+        target_report(image, target.place(), &previous, glance, transfer, outcome)
     };
     let handle = match ctx
         .clouds
-        .resolve_target(
-            &ctx.client,
-            image,
-            UserKind::Image,
-            (
-                &target.name,
-                &target.cloud_credentials_ref,
-                target.region.as_deref(),
-            ),
-        )
+        .resolve_target(&ctx.client, image, UserKind::Image, target.place())
         .await
     {
         Ok(handle) => handle,
@@ -181,7 +170,7 @@ async fn target_pass(
 /// A target's report, its status built from `outcome` as a one-cloud Image's is.
 fn target_report(
     image: &Image,
-    (name, reference, region): (&String, &CloudCredentialsRef, &Option<String>),
+    (name, reference, region): TargetPlace<'_>,
     previous: &ImageStatus,
     glance: Option<&crate::glance::GlanceImage>,
     transfer: Option<TransferStatus>,
@@ -198,9 +187,9 @@ fn target_report(
         now: Time(jiff::Timestamp::now()),
     });
     TargetReport {
-        name: name.clone(),
+        name: name.to_string(),
         cloud_credentials_ref: reference.clone(),
-        region: region.clone(),
+        region: region.map(str::to_string),
         status,
         outcome,
     }
@@ -233,8 +222,14 @@ async fn remove_target(
 ) -> Option<TargetReport> {
     let previous = previous_of(image, &gone.name);
     let keep = |outcome: Outcome| {
-        let place = (&gone.name, &gone.cloud_credentials_ref, &gone.region);
-        Some(target_report(image, place, &previous, None, None, outcome))
+        Some(target_report(
+            image,
+            gone.place(),
+            &previous,
+            None,
+            None,
+            outcome,
+        ))
     };
     if image.spec.on_delete() == OnDelete::Detach {
         return None;
@@ -242,16 +237,7 @@ async fn remove_target(
     let who = identity(uid, &gone.name);
     let handle = match ctx
         .clouds
-        .resolve_target(
-            &ctx.client,
-            image,
-            UserKind::Image,
-            (
-                &gone.name,
-                &gone.cloud_credentials_ref,
-                gone.region.as_deref(),
-            ),
-        )
+        .resolve_target(&ctx.client, image, UserKind::Image, gone.place())
         .await
     {
         Ok(handle) => handle,

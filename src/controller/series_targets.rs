@@ -24,7 +24,7 @@ use super::series_parts::{checked_status, record, requeue_after, retry_request};
 use super::series_rotation::{Rotation, Scope, current_id, rotate};
 use super::{Context, IN_USE_RETRY, MAX_RESYNC, ReconcileError, failure_outcome};
 use crate::crd::{
-    CloudCredentialsRef, ImageSeries, ImageSeriesSpec, ImageSeriesStatus, SeriesTargetStatus,
+    ImageSeries, ImageSeriesSpec, ImageSeriesStatus, SeriesTargetStatus, Target, TargetPlace,
 };
 use crate::pass::status::{Outcome, kstatus_conditions};
 use crate::pass::targets_status::{Summary, combined, count_ready};
@@ -34,9 +34,6 @@ use crate::reason::Reason;
 fn identity(uid: &str, target: &str) -> String {
     format!("{uid}/{target}")
 }
-
-/// Where a target's versions are: its name, Secret and cloud, and region.
-type Place<'a> = (&'a str, &'a CloudCredentialsRef, Option<&'a str>);
 
 /// A target whose rotation ran, kept for what comes after the status write.
 struct Rotated {
@@ -69,7 +66,7 @@ pub(super) async fn apply(
     let checked = check(series, ctx, &previous, now).await;
     let requested_retry = retry_request(series, &previous);
     let generation = series.meta().generation;
-    let entry = |place: Place, before: &SeriesTargetStatus, outcome: Outcome| Entry {
+    let entry = |place: TargetPlace, before: &SeriesTargetStatus, outcome: Outcome| Entry {
         status: SeriesTargetStatus {
             name: place.0.to_string(),
             cloud_credentials_ref: place.1.clone(),
@@ -84,11 +81,7 @@ pub(super) async fn apply(
     let mut rotated = Vec::new();
     let mut next = Duration::MAX;
     for target in &series.spec.targets {
-        let place = (
-            target.name.as_str(),
-            &target.cloud_credentials_ref,
-            target.region.as_deref(),
-        );
+        let place = target.place();
         let who = identity(uid, &target.name);
         let before = previous_entry(&previous, &target.name);
         let handle = match ctx
@@ -154,11 +147,7 @@ pub(super) async fn apply(
         }
     }
     for gone in removed_targets(series, &previous) {
-        let place = (
-            gone.name.as_str(),
-            &gone.cloud_credentials_ref,
-            gone.region.as_deref(),
-        );
+        let place = gone.place();
         match remove_target(series, ctx, uid, key, place).await {
             Some(outcome) => {
                 next = next.min(IN_USE_RETRY);
@@ -289,7 +278,7 @@ async fn remove_target(
     ctx: &Context,
     uid: &str,
     key: &str,
-    place: Place<'_>,
+    place: TargetPlace<'_>,
 ) -> Option<Outcome> {
     match delete_target(series, ctx, uid, key, place).await {
         Ok(kept) if kept.is_empty() => None,
@@ -315,7 +304,7 @@ async fn delete_target(
     ctx: &Context,
     uid: &str,
     key: &str,
-    place: Place<'_>,
+    place: TargetPlace<'_>,
 ) -> Result<Vec<String>, ReconcileError> {
     let handle = ctx
         .clouds
@@ -333,25 +322,10 @@ async fn finalize(
     key: &str,
 ) -> Result<Action, ReconcileError> {
     let previous = series.status.clone().unwrap_or_default();
-    let mut places: Vec<Place> = series
-        .spec
-        .targets
-        .iter()
-        .map(|t| {
-            (
-                t.name.as_str(),
-                &t.cloud_credentials_ref,
-                t.region.as_deref(),
-            )
-        })
-        .collect();
+    let mut places: Vec<TargetPlace> = series.spec.targets.iter().map(Target::place).collect();
     for entry in &previous.targets {
         if !places.iter().any(|place| place.0 == entry.name) {
-            places.push((
-                &entry.name,
-                &entry.cloud_credentials_ref,
-                entry.region.as_deref(),
-            ));
+            places.push(entry.place());
         }
     }
     let mut kept = Vec::new();

@@ -69,7 +69,7 @@ pub use spec::{
 pub use status_fields::{
     GlanceConversion, GlanceView, ImageStatus, TargetStatus, TransferPhase, TransferStatus,
 };
-pub use targets::Destination;
+pub use targets::{Destination, TargetPlace};
 
 pub use crate::marks::OWNER_PROPERTY;
 

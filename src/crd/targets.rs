@@ -1,8 +1,44 @@
 //! The spec each of an Image's destinations is reconciled against: its one cloud, or each of
 //! its `spec.targets` with what the target overrides applied.
 
-use super::series::ImageSeriesSpec;
+use super::cloud::CloudCredentialsRef;
+use super::series::{ImageSeriesSpec, SeriesTargetStatus};
 use super::spec::{ImageSpec, Target};
+use super::status_fields::TargetStatus;
+
+/// Where one target's images are: its name, its Secret and cloud, its region override. A
+/// target in spec and the status entry a target leaves behind both say it.
+pub type TargetPlace<'a> = (&'a str, &'a CloudCredentialsRef, Option<&'a str>);
+
+impl Target {
+    pub fn place(&self) -> TargetPlace<'_> {
+        (
+            &self.name,
+            &self.cloud_credentials_ref,
+            self.region.as_deref(),
+        )
+    }
+}
+
+impl TargetStatus {
+    pub fn place(&self) -> TargetPlace<'_> {
+        (
+            &self.name,
+            &self.cloud_credentials_ref,
+            self.region.as_deref(),
+        )
+    }
+}
+
+impl SeriesTargetStatus {
+    pub fn place(&self) -> TargetPlace<'_> {
+        (
+            &self.name,
+            &self.cloud_credentials_ref,
+            self.region.as_deref(),
+        )
+    }
+}
 
 /// Which cloud a spec is reconciled against: the object's one cloud, or one of its targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
