@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::auth::{AuthError, AuthOptions, Authenticator, CloudsFile, clouds};
+use crate::auth::{
+    AuthError, AuthOptions, Authenticator, CloudConfig, CloudsFile, TokenStore, clouds,
+};
 use crate::glance::{GlanceClient, GlanceError};
 use crate::glance_server::{self, CloudOptions, RunningCloud};
 use crate::transfer::SourcePolicy;
@@ -94,8 +96,17 @@ pub fn embedded_client(endpoint: &str) -> Result<GlanceClient, AuthError> {
 /// Builds a client for the cloud named on the command line or by `OS_CLOUD`.
 fn client_from_environment(cloud: Option<&str>) -> Result<GlanceClient, GlanceError> {
     let config = clouds::load_from_environment(cloud)?;
-    let auth = Authenticator::from_cloud(&config, AuthOptions::default())?;
+    let auth = Authenticator::from_cloud(&config, cli_auth_options(&config))?;
     Ok(GlanceClient::new(auth))
+}
+
+/// A one-shot command keeps its Keystone token for the next run when clouds.yaml says
+/// `cache: {auth: true}` (see `auth::TokenStore`); the controller never does.
+fn cli_auth_options(config: &CloudConfig) -> AuthOptions {
+    AuthOptions {
+        token_store: config.cache_auth.then(TokenStore::in_user_cache).flatten(),
+        ..AuthOptions::default()
+    }
 }
 
 /// Builds a client for the cloud `name` in clouds.yaml (a target's), in `region` instead of
@@ -105,6 +116,6 @@ pub fn client_for_cloud(name: &str, region: Option<&str>) -> Result<GlanceClient
     if let Some(region) = region {
         config.region_name = Some(region.to_string());
     }
-    let auth = Authenticator::from_cloud(&config, AuthOptions::default())?;
+    let auth = Authenticator::from_cloud(&config, cli_auth_options(&config))?;
     Ok(GlanceClient::new(auth))
 }

@@ -74,12 +74,28 @@ pub struct CloudConfig {
     pub cacert: Option<PathBuf>,
     /// `verify: false` turns certificate checks off (with a warning at use).
     pub verify: bool,
+    /// The file's top-level `cache: {auth: true}` (openstacksdk's setting): keep tokens
+    /// between runs. Only the CLI acts on it; the controller keeps its tokens in memory.
+    pub cache_auth: bool,
 }
 
 #[derive(Deserialize)]
 struct RawFile {
     #[serde(default)]
     clouds: BTreeMap<String, RawCloud>,
+    /// openstacksdk's cache settings; glint reads `auth` and ignores the rest (`expiration`,
+    /// `class`, ...), whatever their shape.
+    #[serde(default)]
+    cache: Option<serde_json::Value>,
+}
+
+/// `cache.auth` as openstacksdk reads it: `true`, or the text "true" in any case.
+fn cache_auth(cache: Option<&serde_json::Value>) -> bool {
+    match cache.and_then(|cache| cache.get("auth")) {
+        Some(serde_json::Value::Bool(on)) => *on,
+        Some(serde_json::Value::String(text)) => text.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -140,10 +156,15 @@ impl CloudsFile {
                 yaml_error_position(&err.to_string())
             ))
         })?;
+        let cache_auth = cache_auth(raw.cache.as_ref());
         let clouds = raw
             .clouds
             .into_iter()
-            .map(|(name, cloud)| Ok((name.clone(), CloudConfig::from_raw(name, cloud)?)))
+            .map(|(name, cloud)| {
+                let mut config = CloudConfig::from_raw(name.clone(), cloud)?;
+                config.cache_auth = cache_auth;
+                Ok((name, config))
+            })
             .collect::<Result<_, AuthError>>()?;
         Ok(Self { clouds })
     }
@@ -275,6 +296,7 @@ impl CloudConfig {
             image_endpoint_override: raw.image_endpoint_override.or(auth.endpoint),
             cacert: raw.cacert,
             verify: raw.verify.unwrap_or(true),
+            cache_auth: false,
             name,
         };
         config.validate()?;
@@ -393,6 +415,26 @@ clouds:
         assert_eq!(cloud.interface, "internal");
         assert_eq!(cloud.cacert, Some(PathBuf::from("/etc/ssl/cloud.pem")));
         assert!(cloud.verify);
+        assert!(!cloud.cache_auth, "tokens are kept only when the file asks");
+    }
+
+    #[test]
+    fn the_files_cache_auth_setting_reaches_every_cloud_as_openstacksdk_reads_it() {
+        for (cache, expected) in [
+            ("cache:\n  auth: true\n", true),
+            ("cache:\n  auth: \"True\"\n", true),
+            ("cache:\n  auth: false\n", false),
+            ("cache:\n  expiration_time: 3600\n", false),
+            ("cache:\n  auth: yes-please\n", false),
+            ("cache: 5\n", false),
+        ] {
+            let file = parse(&format!("{cache}{PASSWORD_CLOUD}")).unwrap();
+            assert_eq!(
+                file.cloud("prod").unwrap().cache_auth,
+                expected,
+                "{cache:?}"
+            );
+        }
     }
 
     #[test]

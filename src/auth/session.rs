@@ -3,7 +3,7 @@
 //! drops it when Glance answers 401 so that the next call issues a fresh one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use super::AuthError;
 use super::clouds::{AuthType, CloudConfig};
 use super::keystone::{self, CatalogService, TokenResponse};
+use super::token_store::TokenStore;
 use crate::http::{HttpOptions, build_client, build_streaming_client};
 
 /// Renew this long before Keystone's expiry, so that a token never dies in the middle of a
@@ -28,6 +29,9 @@ pub struct AuthOptions {
     /// Renew tokens this long before they expire, or at half their life if that comes
     /// later.
     pub renew_margin: Duration,
+    /// Keep tokens here between runs and start with the one kept, when it has more than the
+    /// renew margin left (the CLI, when clouds.yaml says `cache: {auth: true}`).
+    pub token_store: Option<TokenStore>,
 }
 
 impl Default for AuthOptions {
@@ -35,6 +39,7 @@ impl Default for AuthOptions {
         Self {
             ca_bundle: None,
             renew_margin: DEFAULT_RENEW_MARGIN,
+            token_store: None,
         }
     }
 }
@@ -98,7 +103,14 @@ struct KeystoneSession {
     v3_root: String,
     cached: Mutex<Option<IssuedToken>>,
     renew_margin: SignedDuration,
+    /// Tokens Keystone issued to this session.
     issued: AtomicU64,
+    /// Tokens taken into use, issued or kept from an earlier run: each one's generation.
+    generations: AtomicU64,
+    /// The store and this cloud's key in it.
+    store: Option<(TokenStore, String)>,
+    /// The kept token is tried once: after a refusal, or once renewed, Keystone is asked.
+    store_tried: AtomicBool,
 }
 
 enum Mode {
@@ -174,15 +186,26 @@ impl Authenticator {
                     .into_iter()
                     .collect(),
             },
-            (_, Some(auth_url)) => Mode::Keystone(Box::new(KeystoneSession {
-                cloud: cloud.clone(),
-                v3_root: keystone::v3_root(auth_url),
-                cached: Mutex::new(None),
-                renew_margin: SignedDuration::try_from(options.renew_margin).map_err(|_| {
-                    AuthError::InvalidConfig("the token renew margin is too long".to_string())
-                })?,
-                issued: AtomicU64::new(0),
-            })),
+            (_, Some(auth_url)) => {
+                let v3_root = keystone::v3_root(auth_url);
+                let store = options.token_store.and_then(|store| {
+                    let request = keystone::token_request(cloud).ok()?;
+                    let key = TokenStore::key(&v3_root, &request);
+                    Some((store, key))
+                });
+                Mode::Keystone(Box::new(KeystoneSession {
+                    cloud: cloud.clone(),
+                    v3_root,
+                    cached: Mutex::new(None),
+                    renew_margin: SignedDuration::try_from(options.renew_margin).map_err(|_| {
+                        AuthError::InvalidConfig("the token renew margin is too long".to_string())
+                    })?,
+                    issued: AtomicU64::new(0),
+                    generations: AtomicU64::new(0),
+                    store,
+                    store_tried: AtomicBool::new(false),
+                }))
+            }
             (_, None) => {
                 return Err(AuthError::InvalidConfig(format!(
                     "cloud {:?}: auth.auth_url is required",
@@ -356,6 +379,9 @@ impl Authenticator {
             {
                 tracing::info!(cloud = %self.inner.cloud_name, "token refused by the service; a new one will be issued");
                 *cached = None;
+                if let Some((store, key)) = &session.store {
+                    store.forget(key);
+                }
             }
         }
     }
@@ -375,7 +401,15 @@ impl Authenticator {
         let now = Timestamp::now();
         let needs_new = cached.as_ref().is_none_or(|token| now >= token.renew_at);
         if needs_new {
-            *cached = Some(self.issue(session).await?);
+            let kept = if cached.is_none() {
+                Self::kept_token(session, now)
+            } else {
+                None
+            };
+            *cached = Some(match kept {
+                Some(token) => token,
+                None => self.issue(session).await?,
+            });
         }
         tokio::sync::MutexGuard::try_map(cached, |slot| slot.as_mut()).map_err(|_| {
             AuthError::BadResponse {
@@ -432,24 +466,57 @@ impl Authenticator {
         let value = subject_token.ok_or_else(|| bad("no X-Subject-Token header".to_string()))?;
         let parsed: TokenResponse =
             serde_json::from_str(&text).map_err(|err| bad(format!("token body: {err}")))?;
-        let generation = session.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        session.issued.fetch_add(1, Ordering::Relaxed);
+        if let Some((store, key)) = &session.store {
+            store.save(key, &value, &text);
+        }
+        let now = Timestamp::now();
+        let renew_at = renew_at(now, parsed.token.expires_at, session.renew_margin);
+        Ok(session.take_into_use(value, parsed, renew_at))
+    }
+
+    /// The token a previous run kept, once per session, when it has more than the renew
+    /// margin left: a token that would be renewed at once is not worth Glance's check.
+    fn kept_token(session: &KeystoneSession, now: Timestamp) -> Option<IssuedToken> {
+        let (store, key) = session.store.as_ref()?;
+        if session.store_tried.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let kept = store.load(key)?;
+        let parsed: TokenResponse = serde_json::from_str(&kept.keystone_answer).ok()?;
+        let renew_at = parsed
+            .token
+            .expires_at
+            .checked_sub(session.renew_margin)
+            .ok()?;
+        if now >= renew_at {
+            return None;
+        }
+        Some(session.take_into_use(kept.value, parsed, renew_at))
+    }
+}
+
+impl KeystoneSession {
+    fn take_into_use(
+        &self,
+        value: SecretString,
+        parsed: TokenResponse,
+        renew_at: Timestamp,
+    ) -> IssuedToken {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(
-            cloud = %session.cloud.name,
+            cloud = %self.cloud.name,
             expires_at = %parsed.token.expires_at,
             generation,
-            "issued a Keystone token"
+            "a Keystone token taken into use"
         );
-        Ok(IssuedToken {
+        IssuedToken {
             value,
-            renew_at: renew_at(
-                Timestamp::now(),
-                parsed.token.expires_at,
-                session.renew_margin,
-            ),
+            renew_at,
             catalog: parsed.token.catalog,
             project_id: parsed.token.project.map(|project| project.id),
             generation,
-        })
+        }
     }
 }
 
@@ -462,94 +529,5 @@ fn renew_at(now: Timestamp, expires_at: Timestamp, margin: SignedDuration) -> Ti
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::CloudsFile;
-
-    #[test]
-    fn a_token_is_renewed_a_margin_before_expiry_or_at_half_its_life_whichever_is_later() {
-        let now: Timestamp = "2026-12-06T12:00:00Z".parse().expect("time");
-        let at = |text: &str| -> Timestamp { text.parse().expect("time") };
-        let five_minutes = SignedDuration::from_secs(300);
-        for (expires, renewed, why) in [
-            (
-                "2026-12-06T13:00:00Z",
-                "2026-12-06T12:55:00Z",
-                "an hour's token: 5 min before",
-            ),
-            (
-                "2026-12-06T12:06:00Z",
-                "2026-12-06T12:03:00Z",
-                "6 min: at half its life",
-            ),
-            (
-                "2026-12-06T12:00:20Z",
-                "2026-12-06T12:00:10Z",
-                "20 s: at half its life",
-            ),
-            (
-                "2026-12-06T11:59:00Z",
-                "2026-12-06T11:59:00Z",
-                "already expired: at once",
-            ),
-        ] {
-            assert_eq!(
-                renew_at(now, at(expires), five_minutes),
-                at(renewed),
-                "{why}"
-            );
-        }
-    }
-
-    fn keystone_authenticator() -> Authenticator {
-        let yaml = b"clouds:\n  c:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n      user_id: u\n      password: p\n";
-        let file = CloudsFile::from_bytes(yaml).expect("clouds.yaml");
-        Authenticator::from_cloud(file.cloud("c").expect("cloud"), AuthOptions::default())
-            .expect("authenticator")
-    }
-
-    fn credential(generation: u64) -> Credential {
-        Credential {
-            headers: Vec::new(),
-            generation,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_new_token_goes_out_alone_until_the_service_has_answered_it() {
-        let auth = keystone_authenticator();
-        let first = auth.first_use(&credential(1)).await;
-        assert!(
-            first.is_some(),
-            "the first request with a new token goes first"
-        );
-        let second = tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            auth.first_use(&credential(1)),
-        )
-        .await;
-        assert!(second.is_err(), "a second request waits for the first");
-        auth.answered(&credential(1));
-        drop(first);
-        assert!(
-            auth.first_use(&credential(1)).await.is_none(),
-            "once the service answered it, nobody waits"
-        );
-        assert!(
-            auth.first_use(&credential(2)).await.is_some(),
-            "a renewed token goes out alone again"
-        );
-    }
-
-    #[tokio::test]
-    async fn requests_without_a_keystone_token_never_wait() {
-        let identity = TrustedIdentity {
-            project_id: "p1".into(),
-            user_id: "u1".into(),
-            roles: vec!["member".into()],
-        };
-        let auth = Authenticator::trusted_headers("http://127.0.0.1:9", &identity).expect("auth");
-        assert!(auth.first_use(&credential(0)).await.is_none());
-        assert!(auth.first_use(&credential(1)).await.is_none());
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

@@ -148,6 +148,18 @@ impl ShortLivedKeystone {
     }
 }
 
+impl ShortLivedKeystone {
+    /// How many tokens this Keystone has issued (`POST /v3/auth/tokens` answered 201 in its
+    /// uwsgi log): only the test that started it talks to it.
+    pub fn tokens_issued(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("uwsgi.log"))
+            .expect("log")
+            .lines()
+            .filter(|line| line.contains("POST /v3/auth/tokens") && line.contains("(HTTP/1.1 201)"))
+            .count()
+    }
+}
+
 impl Drop for ShortLivedKeystone {
     fn drop(&mut self) {
         super::harness::stop_process(&mut self.child);
