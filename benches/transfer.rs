@@ -31,7 +31,7 @@
 //! compressed), data end -> Ready <= 0.5 s (median), 16 MiB apply -> Ready <= 1 s, glint's
 //! peak RSS <= 40 MiB and flat across sizes, the tag edit in Glance within 2 s.
 //! `--runs N` changes the runs per side; `--quick` uses 256 MiB / 512 MiB files and 1 run;
-//! `--case NAME` (repeatable: small, raw, raw-big, zstd, gzip, cli, series, parallel) measures
+//! `--case NAME` (repeatable: small, raw, raw-big, zstd, gzip, cli, cli-cold, series, parallel) measures
 //! only those parts, `--server NAME` (repeatable: own, python, nginx, small-writes) only from
 //! those servers; `--binary PATH` measures another glint build (before/after comparisons).
 //! Besides each case's median ratio, the spread of the ratios of its paired runs (run i of
@@ -96,8 +96,8 @@ fn err(error: impl std::fmt::Display) -> String {
 }
 
 /// The parts `--case` can pick.
-const CASES: [&str; 8] = [
-    "small", "raw", "raw-big", "zstd", "gzip", "cli", "series", "parallel",
+const CASES: [&str; 9] = [
+    "small", "raw", "raw-big", "zstd", "gzip", "cli", "cli-cold", "series", "parallel",
 ];
 
 struct Options {
@@ -204,8 +204,10 @@ struct Bench {
 enum Driver {
     /// An Image reconciled by `glint run`.
     Controller,
-    /// `glint apply -f` with the same Image manifest.
-    Cli,
+    /// `glint apply -f` with the same Image manifest; `keep_token`: clouds.yaml says
+    /// `cache: {auth: true}` and an earlier run kept a token (a returning user), else each run
+    /// asks Keystone for a new one.
+    Cli { keep_token: bool },
     /// A new release of an ImageSeries reconciled by `glint run`.
     Series,
 }
@@ -494,33 +496,63 @@ impl Bench {
     }
 
     /// Seconds of `curl -s URL | [unpack |] curl -T -` into a queued image.
+    /// `curl | curl -T -` into a queued image. `from_scratch`: the clock also covers what
+    /// glint's first run does before the data, done with curl (a token from Keystone, then the
+    /// image created); else the token and the image are made beforehand.
     async fn baseline_run(
         &mut self,
         name: &str,
         url: &str,
         unpack: Option<&str>,
         size: u64,
+        from_scratch: bool,
     ) -> Result<(f64, Option<f64>, CpuShare)> {
-        let id = self.glance.create(name).await?;
         let unpack = unpack
             .map(|tool| format!("{tool} -dc | "))
             .unwrap_or_default();
-        let script = format!(
-            "set -o pipefail; curl -sS -f \"$SOURCE\" | {unpack}curl -sS -f -o /dev/null -X PUT -T - \
-             -H 'Expect:' -H 'Content-Type: application/octet-stream' -H \"X-Auth-Token: $TOKEN\" \"$TARGET\""
+        let upload = format!(
+            "curl -sS -f \"$SOURCE\" | {unpack}curl -sS -f -o /dev/null -X PUT -T - \
+             -H 'Expect:' -H 'Content-Type: application/octet-stream' -H \"X-Auth-Token: $TOKEN\" \"$GLANCE/v2/images/$ID/file\""
         );
+        let mut command = Command::new("bash");
+        let script = if from_scratch {
+            let create = serde_json::json!({"name": name, "disk_format": "raw",
+                "container_format": "bare", "tags": [TAG]});
+            command
+                .env("LOGIN", self.demo_login())
+                .env("CREATE", create.to_string());
+            format!(
+                "set -o pipefail; \
+                 TOKEN=$(curl -sS -f -D - -o /dev/null -H 'Content-Type: application/json' -d \"$LOGIN\" \"$KEYSTONE/auth/tokens\" \
+                   | tr -d '\\r' | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p'); \
+                 ID=$(curl -sS -f -H \"X-Auth-Token: $TOKEN\" -H 'Content-Type: application/json' -d \"$CREATE\" \"$GLANCE/v2/images\" \
+                   | grep -o '\"id\": *\"[^\"]*\"' | head -n 1 | cut -d '\"' -f 4); \
+                 echo \"$ID\"; {upload}"
+            )
+        } else {
+            let id = self.glance.create(name).await?;
+            command.env("TOKEN", &self.glance.token).env("ID", &id);
+            format!("set -o pipefail; echo \"$ID\"; {upload}")
+        };
         let cpu_before = CpuSnapshot::take(None);
         let started = Instant::now();
-        let output = Command::new("bash")
+        let output = command
             .args(["-c", &script])
             .env("SOURCE", url)
-            .env("TOKEN", &self.glance.token)
-            .env("TARGET", format!("{}/v2/images/{id}/file", self.glance.url))
+            .env("GLANCE", &self.glance.url)
+            .env("KEYSTONE", &self.bed.keystone_url)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run the baseline: {e}"))?;
         let seconds = started.elapsed().as_secs_f64();
         let cpu = CpuSnapshot::take(None).since(&cpu_before);
+        let id = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if id.is_empty() {
+            return Err(format!(
+                "baseline {script} made no image: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
         let put = self.log.upload_seconds(&id);
         let image = self.glance.image(&id).await?.unwrap_or_default();
         self.glance.delete(&id).await?;
@@ -601,12 +633,14 @@ impl Bench {
                 if use_glint {
                     let measured = match driver {
                         Driver::Controller => self.glint_run(&name, &url, size).await?,
-                        Driver::Cli => self.cli_run(&name, &url, size).await?,
+                        Driver::Cli { keep_token } => {
+                            self.cli_run(&name, &url, size, keep_token).await?
+                        }
                         Driver::Series => self.series_run(size).await?,
                     };
                     let rss = match driver {
                         // The CLI's own peak, read by the run.
-                        Driver::Cli => self.cli_peak_mib(),
+                        Driver::Cli { .. } => self.cli_peak_mib(),
                         _ => self.rss.peak_mib(),
                     };
                     let Measured {
@@ -626,7 +660,7 @@ impl Bench {
                         "  run {} glint:    {:7.1} MB/s ({whole:6.2} s to {}; PUT {put:6.2} s by Glance's clock, data in at {data_in:6.2} s, +{:.2} s)  peak RSS {rss:5.1} MiB  {}",
                         run + 1,
                         megabytes / whole,
-                        if driver == Driver::Cli {
+                        if matches!(driver, Driver::Cli { .. }) {
                             "exit"
                         } else {
                             "Ready"
@@ -635,7 +669,10 @@ impl Bench {
                         cores(&cpu)
                     );
                 } else {
-                    let (seconds, put, cpu) = self.baseline_run(&name, &url, unpack, size).await?;
+                    let from_scratch = driver == Driver::Cli { keep_token: false };
+                    let (seconds, put, cpu) = self
+                        .baseline_run(&name, &url, unpack, size, from_scratch)
+                        .await?;
                     result.baseline.push(megabytes / seconds);
                     if let Some(put) = put {
                         result.baseline_put.push(put);
@@ -976,7 +1013,20 @@ async fn measure(
             target: 0.90,
             ..raw("gzip", "gzip", gz, mixed, Driver::Controller)
         },
-        raw("cli", "glint apply, raw", random_small, small, Driver::Cli),
+        raw(
+            "cli",
+            "glint apply (token kept), raw",
+            random_small,
+            small,
+            Driver::Cli { keep_token: true },
+        ),
+        raw(
+            "cli-cold",
+            "glint apply (new token), raw",
+            random_small,
+            small,
+            Driver::Cli { keep_token: false },
+        ),
         raw("series", "series, raw", random_small, small, Driver::Series),
     ];
     let servers: Vec<&str> = SERVERS

@@ -37,16 +37,43 @@ fn release_name(version: &str) -> String {
 
 impl Bench {
     /// `glint apply -f` of an Image manifest with this source: start -> exit, and when
-    /// Glance had the data.
-    pub async fn cli_run(&mut self, name: &str, url: &str, size: u64) -> Result<Measured> {
+    /// Glance had the data. With `keep_token`, clouds.yaml says `cache: {auth: true}` and
+    /// the token an earlier run kept is there (the bench's own `glint image list` before the
+    /// first run, as a user's previous command); without, the run asks Keystone.
+    pub async fn cli_run(
+        &mut self,
+        name: &str,
+        url: &str,
+        size: u64,
+        keep_token: bool,
+    ) -> Result<Measured> {
         let dir = std::env::temp_dir().join(format!("{}-cli", self.namespace));
         std::fs::create_dir_all(&dir).map_err(err)?;
         let clouds = dir.join("clouds.yaml");
-        std::fs::write(
-            &clouds,
-            super::common::keystone::password_auth(&self.bed, &self.bed.demo_password),
-        )
-        .map_err(err)?;
+        let cloud = super::common::keystone::password_auth(&self.bed, &self.bed.demo_password);
+        let cloud = if keep_token {
+            format!("cache:\n  auth: true\n{cloud}")
+        } else {
+            cloud
+        };
+        std::fs::write(&clouds, cloud).map_err(err)?;
+        // Outlives the run's folder: the token kept by one run is the next one's.
+        let token_cache = std::env::temp_dir().join(format!("{}-tokens", self.namespace));
+        if keep_token && !token_cache.join("glint/tokens").is_dir() {
+            let listed = Command::new(&self.binary)
+                .args(["image", "list"])
+                .env("OS_CLIENT_CONFIG_FILE", &clouds)
+                .env("OS_CLOUD", "bed")
+                .env("XDG_CACHE_HOME", &token_cache)
+                .output()
+                .map_err(err)?;
+            if !listed.status.success() {
+                return Err(format!(
+                    "glint image list failed: {}",
+                    String::from_utf8_lossy(&listed.stderr)
+                ));
+            }
+        }
         let manifest = dir.join(format!("{name}.yaml"));
         let document = self.image_manifest(name, &[TAG], Some(url));
         std::fs::write(&manifest, serde_json::to_string(&document).map_err(err)?).map_err(err)?;
@@ -57,6 +84,7 @@ impl Bench {
             .arg(&manifest)
             .env("OS_CLIENT_CONFIG_FILE", &clouds)
             .env("OS_CLOUD", "bed")
+            .env("XDG_CACHE_HOME", &token_cache)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -96,6 +124,17 @@ impl Bench {
             put: done[name].put,
             cpu,
         })
+    }
+
+    /// The body of `POST /v3/auth/tokens` for the demo user and project: what the curl
+    /// baseline sends when it starts from scratch, as `glint apply -f` does.
+    pub fn demo_login(&self) -> String {
+        json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": self.bed.demo_user, "domain": {"name": "Default"},
+                "password": self.bed.demo_password}}},
+            "scope": {"project": {"name": self.bed.demo_project, "domain": {"name": "Default"}}}}})
+        .to_string()
     }
 
     /// The peak RSS of the last `glint apply` run, in MiB.
