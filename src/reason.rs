@@ -177,6 +177,9 @@ catalogue! {
     SourceNotAllowed => Problem,
     /// The source could not be read (network error, error status, stalled, cut short).
     SourceUnavailable => Problem,
+    /// A server's TLS certificate (Keystone's, Glance's or the source's) is not signed by a CA
+    /// glint trusts, or does not name the server: trust its CA, or fix the URL.
+    CertificateUntrusted => Problem,
     /// The data does not have the hash `spec.source.hash` names, or Glance stored other bytes
     /// than glint sent.
     HashMismatch => Problem,

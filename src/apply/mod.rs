@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crd::{ImageSpec, TransferStatus};
-use crate::glance::{GlanceApi, GlanceClient, GlanceError, GlanceImage};
+use crate::glance::{GlanceApi, GlanceClient, GlanceImage};
 use crate::pass::observe::{ObserveError, Subject, derived_id};
 use crate::pass::plan::{self, Desired, Progress};
 use crate::pass::{self, PassError};
@@ -296,12 +296,13 @@ async fn settle(
         }
         match result.progress {
             Progress::InSync => {
-                // A transfer's end is in the pass after it; read the image as it now is.
-                let image = match result.image {
-                    Some(image) if changed => Some(fresh(api, &image.id).await?),
-                    other => other,
-                };
-                return Ok(AppliedImage { image, changed });
+                // The pass's image is Glance's view after everything: read after the
+                // transfer's end (the pass that finds it in sync runs after that end), or the
+                // answer to this pass's own create or patch. Another read would only cost time.
+                return Ok(AppliedImage {
+                    image: result.image,
+                    changed,
+                });
             }
             Progress::Blocked { reason, message } => {
                 return Err(ApplyError::Blocked { reason, message });
@@ -399,12 +400,6 @@ async fn await_transfer_end(
             () = tokio::time::sleep(POLL) => {}
         }
     }
-}
-
-async fn fresh(api: &GlanceClient, id: &str) -> Result<GlanceImage, ApplyError> {
-    api.get_image_fresh(id)
-        .await
-        .map_err(|source: GlanceError| ApplyError::Observe(ObserveError::Glance(source)))
 }
 
 /// Exit codes of `glint plan`: nothing to change, an error, changes to make.

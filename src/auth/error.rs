@@ -53,6 +53,12 @@ pub enum AuthError {
     #[error("cannot reach Keystone at {auth_url}: {detail}")]
     Unreachable { auth_url: String, detail: String },
 
+    /// Keystone's TLS certificate is not trusted: no retry changes that.
+    #[error(
+        "Keystone at {auth_url}: the server's TLS certificate is not trusted ({detail}); put the cloud's CA in clouds.yaml's cacert (in a Secret, its cacert key)"
+    )]
+    Untrusted { auth_url: String, detail: String },
+
     #[error("Keystone at {auth_url} sent a response glint cannot read: {detail}")]
     BadResponse { auth_url: String, detail: String },
 
@@ -85,6 +91,7 @@ impl AuthError {
             Self::InvalidConfig(_) | Self::Tls(_) => Reason::InvalidCloudConfig,
             Self::CloudNotFound { .. } | Self::NoCloudsFile { .. } => Reason::CloudNotFound,
             Self::Rejected { .. } => Reason::AuthenticationFailed,
+            Self::Untrusted { .. } => Reason::CertificateUntrusted,
             Self::NoImageEndpoint { .. } => Reason::ImageEndpointNotFound,
             Self::Keystone { .. } | Self::Unreachable { .. } | Self::BadResponse { .. } => {
                 Reason::KeystoneUnavailable

@@ -422,10 +422,16 @@ impl Authenticator {
     async fn issue(&self, session: &KeystoneSession) -> Result<IssuedToken, AuthError> {
         let url = format!("{}/auth/tokens", session.v3_root);
         let body = keystone::token_request(&session.cloud)?;
-        let unreachable = |err: reqwest::Error| AuthError::Unreachable {
-            auth_url: session.v3_root.clone(),
-            // reqwest's messages never include the request body (which holds the secret).
-            detail: crate::http::describe_http_error(err),
+        let unreachable = |err: reqwest::Error| match crate::http::untrusted_certificate(&err) {
+            Some(detail) => AuthError::Untrusted {
+                auth_url: session.v3_root.clone(),
+                detail,
+            },
+            None => AuthError::Unreachable {
+                auth_url: session.v3_root.clone(),
+                // reqwest's messages never include the request body (which holds the secret).
+                detail: crate::http::describe_http_error(err),
+            },
         };
         // Issuing a token has no side effect worth guarding, so a broken connection is retried.
         let send = || self.inner.http.post(&url).json(&body).send();

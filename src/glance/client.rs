@@ -320,6 +320,9 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 fn transport(operation: &'static str, err: reqwest::Error) -> GlanceError {
+    if let Some(detail) = crate::http::untrusted_certificate(&err) {
+        return GlanceError::Untrusted { operation, detail };
+    }
     GlanceError::Transport {
         operation,
         detail: describe_http_error(err),

@@ -26,6 +26,15 @@ pub enum GlanceError {
         detail: String,
     },
 
+    /// Glance's TLS certificate is not trusted: no retry changes that.
+    #[error(
+        "Glance {operation} failed: the server's TLS certificate is not trusted ({detail}); put the cloud's CA in clouds.yaml's cacert (in a Secret, its cacert key)"
+    )]
+    Untrusted {
+        operation: &'static str,
+        detail: String,
+    },
+
     /// The data to upload could not be read.
     #[error("reading the image data for {operation} failed: {detail}")]
     Source {
@@ -120,7 +129,10 @@ impl GlanceError {
             Self::Api { status, .. } => *status >= 500 || *status == 408 || *status == 429,
             Self::Transport { .. } | Self::Source { .. } => true,
             Self::Auth(auth) => auth.is_transient(),
-            Self::Decode { .. } | Self::Discovery { .. } | Self::AmbiguousName { .. } => false,
+            Self::Decode { .. }
+            | Self::Discovery { .. }
+            | Self::AmbiguousName { .. }
+            | Self::Untrusted { .. } => false,
         }
     }
 
@@ -140,6 +152,7 @@ impl GlanceError {
                 _ => Reason::GlanceRequestFailed,
             },
             Self::Transport { .. } => Reason::GlanceUnreachable,
+            Self::Untrusted { .. } => Reason::CertificateUntrusted,
             Self::Source { .. } => Reason::SourceUnreadable,
             Self::Decode { .. } | Self::Discovery { .. } => Reason::GlanceIncompatible,
             Self::AmbiguousName { .. } => Reason::AmbiguousImageName,
@@ -223,6 +236,16 @@ mod tests {
         };
         assert!(transport.is_transient());
         assert_eq!(transport.reason().as_str(), "GlanceUnreachable");
+        let untrusted = GlanceError::Untrusted {
+            operation: "get",
+            detail: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        assert!(
+            !untrusted.is_transient(),
+            "waiting does not make it trusted"
+        );
+        assert_eq!(untrusted.reason().as_str(), "CertificateUntrusted");
+        assert!(untrusted.to_string().contains("cacert"), "{untrusted}");
         assert_eq!(api(409).reason().as_str(), "GlanceConflict");
     }
 

@@ -251,6 +251,13 @@ impl<G: GlanceApi + 'static> Job<G> {
                 format!("source {url} is not allowed: {words}"),
                 false,
             ),
+            None if let Some(detail) = crate::http::untrusted_certificate(&err) => Failure::new(
+                Reason::CertificateUntrusted,
+                format!(
+                    "source {url}: the server's TLS certificate is not trusted ({detail}); add its CA to the system's store (SSL_CERT_FILE) or use another URL (will not retry)"
+                ),
+                false,
+            ),
             None => Failure::new(
                 Reason::SourceUnavailable,
                 format!(

@@ -285,6 +285,9 @@ async fn send(
             .await
             .map_err(|err| match refusal_in(&err) {
                 Some(words) => format!("{url} is not allowed: {words}"),
+                None if let Some(detail) = crate::http::untrusted_certificate(&err) => format!(
+                    "{url}: the server's TLS certificate is not trusted ({detail}); add its CA to the system's store (SSL_CERT_FILE)"
+                ),
                 None => format!(
                     "cannot reach {url}: {}",
                     crate::http::describe_http_error(err)
