@@ -427,6 +427,7 @@ mod tests {
             "ImportNotFound",
             "SourceNotAllowed",
             "SourceUnavailable",
+            "CertificateUntrusted",
             "HashMismatch",
             "CorruptArchive",
             "ImportFailed",
