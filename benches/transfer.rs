@@ -22,6 +22,10 @@
 //! clock stops when the CLI exits) and an ImageSeries (a new release published in a
 //! Debian-like mirror, a check requested; the clock stops when status.current names it).
 //! The baseline's clock covers the curl pipeline into a queued image created beforehand.
+//! `glint apply -f` runs twice over: `cli` as a returning user with clouds.yaml's
+//! `cache: {auth: true}` (a token kept by an earlier run, as the baseline's token is made
+//! beforehand), and `cli-cold` asking Keystone for a new token, against a baseline that does
+//! the same with curl inside its clock (the token, the image's create, then the pipeline).
 //! glint's RSS is read from /proc every 100 ms (and its VmHWM, reset per run).
 //!
 //! Then, with four 1 GiB transfers running, a tag edit on a fifth, Ready Image is timed from

@@ -71,8 +71,9 @@ fn streaming_builder(options: &HttpOptions) -> Result<reqwest::ClientBuilder, St
 }
 
 /// The system's trusted roots, read once per process. Left to reqwest, every client build
-/// reads the whole store again (on Debian the bundle and each of /etc/ssl/certs' ~290 files,
-/// about 3.5 ms), and one `glint apply` builds four clients before its data moves.
+/// reads the whole store again (on Debian the bundle and each of /etc/ssl/certs' ~290 files)
+/// and parses every root it found, twice over, and one `glint apply` builds three clients
+/// before its data moves.
 fn system_roots() -> &'static [reqwest::Certificate] {
     static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
     ROOTS.get_or_init(|| {
@@ -80,12 +81,16 @@ fn system_roots() -> &'static [reqwest::Certificate] {
         for err in &found.errors {
             tracing::debug!(error = %err, "a file of the system's certificate store was not read");
         }
+        // Debian's store holds each root twice (the bundle and /etc/ssl/certs' own files),
+        // and every client build parses what it is given: once is enough.
+        let mut seen = std::collections::HashSet::new();
         // Stores carry old certificates rustls cannot take as a root; reqwest would refuse to
         // build a client given one, so they are skipped here, as reqwest's own loading does.
         let mut check = rustls::RootCertStore::empty();
         found
             .certs
             .into_iter()
+            .filter(|der| seen.insert(der.to_vec()))
             .filter_map(|der| {
                 let bytes = der.to_vec();
                 check.add(der).ok()?;
@@ -93,6 +98,21 @@ fn system_roots() -> &'static [reqwest::Certificate] {
             })
             .collect()
     })
+}
+
+/// Starts reading the system's roots on a thread of its own at start-up, so that a command's
+/// first connection does not wait for them after its manifests are read (on the test bed the
+/// store takes 7-18 ms; the manifests' checks about 10). Whoever needs them first waits for
+/// this read rather than starting another.
+pub fn read_system_roots_early() {
+    let started = std::thread::Builder::new()
+        .name("system-roots".to_string())
+        .spawn(|| {
+            system_roots();
+        });
+    if let Err(err) = started {
+        tracing::debug!(error = %err, "the system's roots will be read when first needed");
+    }
 }
 
 /// The client of one cloud for uploads: see [`streaming_builder`].

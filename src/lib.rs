@@ -67,6 +67,7 @@ pub mod crd;
 pub mod glance;
 pub mod glance_server;
 mod http;
+pub use http::read_system_roots_early;
 pub mod image_command;
 pub mod leader;
 pub mod marks;

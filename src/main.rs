@@ -254,6 +254,7 @@ fn init_logging(format: LogFormat, default: &str) {
 
 fn main() -> std::process::ExitCode {
     tune_allocator();
+    glint::read_system_roots_early();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
