@@ -478,6 +478,11 @@ impl Authenticator {
         }
         let now = Timestamp::now();
         let renew_at = renew_at(now, parsed.token.expires_at, session.renew_margin);
+        tracing::debug!(
+            cloud = %session.cloud.name,
+            expires_at = %parsed.token.expires_at,
+            "issued a Keystone token"
+        );
         Ok(session.take_into_use(value, parsed, renew_at))
     }
 
@@ -498,6 +503,11 @@ impl Authenticator {
         if now >= renew_at {
             return None;
         }
+        tracing::debug!(
+            cloud = %session.cloud.name,
+            expires_at = %parsed.token.expires_at,
+            "using the Keystone token an earlier run kept"
+        );
         Some(session.take_into_use(kept.value, parsed, renew_at))
     }
 }
@@ -510,12 +520,6 @@ impl KeystoneSession {
         renew_at: Timestamp,
     ) -> IssuedToken {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::debug!(
-            cloud = %self.cloud.name,
-            expires_at = %parsed.token.expires_at,
-            generation,
-            "a Keystone token taken into use"
-        );
         IssuedToken {
             value,
             renew_at,
