@@ -121,20 +121,15 @@ impl TlsFront {
             d = dir.display(),
         );
         std::fs::write(dir.join("nginx.conf"), config).expect("nginx.conf");
-        let nginx = Command::new(
-            ["/usr/sbin/nginx", "nginx"]
-                .into_iter()
-                .find(|path| !path.starts_with('/') || Path::new(path).exists())
-                .unwrap_or("nginx"),
-        )
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-p")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (scripts/test installs Debian's nginx)");
+        let nginx = Command::new(common::mirror::nginx_binary())
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (scripts/test installs Debian's nginx)");
         for check in [cloud_port, port] {
             let started = std::time::Instant::now();
             while std::net::TcpStream::connect(("127.0.0.1", check)).is_err() {

@@ -18,6 +18,15 @@ pub enum WebServer {
     Nginx,
 }
 
+/// Debian's nginx, which lives in /usr/sbin (often not on a user's PATH); else whatever
+/// `nginx` the PATH has.
+pub fn nginx_binary() -> &'static str {
+    ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|path| !path.starts_with('/') || Path::new(path).exists())
+        .unwrap_or("nginx")
+}
+
 /// A folder served over HTTP, as a mirror.
 pub struct Mirror {
     dir: PathBuf,
@@ -73,11 +82,7 @@ impl Mirror {
                     ),
                 )
                 .expect("nginx.conf");
-                let nginx = ["/usr/sbin/nginx", "nginx"]
-                    .into_iter()
-                    .find(|path| !path.starts_with('/') || Path::new(path).exists())
-                    .unwrap_or("nginx");
-                Command::new(nginx)
+                Command::new(nginx_binary())
                     .arg("-c")
                     .arg(&config)
                     .arg("-p")
