@@ -5,6 +5,15 @@
 use_shared_target_dir() {
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${GLINT_CACHE_DIR:-$HOME/.cache/glint}/target}"
   mkdir -p "$CARGO_TARGET_DIR"
+  # A test binary keeps the folder of the clone that built it (env!("CARGO_MANIFEST_DIR")),
+  # and cargo does not rebuild it when only that folder changes: a clone whose files are older
+  # than another clone's binaries would run them, and they read files from the other folder
+  # (or fail when it is gone). The first build from another folder makes cargo look again.
+  local stamp="$CARGO_TARGET_DIR/.glint-clone"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$PWD" ]; then
+    find src tests benches -name '*.rs' -exec touch {} + 2>/dev/null || true
+    printf '%s\n' "$PWD" >"$stamp"
+  fi
 }
 
 # What building glint needs from Debian beyond the Rust toolchain: GnuTLS's runtime library,
