@@ -121,15 +121,7 @@ impl TlsFront {
             d = dir.display(),
         );
         std::fs::write(dir.join("nginx.conf"), config).expect("nginx.conf");
-        let nginx = Command::new(common::mirror::nginx_binary())
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx (scripts/test installs Debian's nginx)");
+        let nginx = common::mirror::spawn_nginx(&dir.join("nginx.conf"), &dir);
         for check in [cloud_port, port] {
             let started = std::time::Instant::now();
             while std::net::TcpStream::connect(("127.0.0.1", check)).is_err() {

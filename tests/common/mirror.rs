@@ -18,13 +18,25 @@ pub enum WebServer {
     Nginx,
 }
 
-/// Debian's nginx, which lives in /usr/sbin (often not on a user's PATH); else whatever
-/// `nginx` the PATH has.
-pub fn nginx_binary() -> &'static str {
-    ["/usr/sbin/nginx", "nginx"]
-        .into_iter()
-        .find(|path| !path.starts_with('/') || Path::new(path).exists())
-        .unwrap_or("nginx")
+/// Starts nginx in the foreground with `config`, its relative paths under `prefix`: Debian's
+/// nginx, which lives in /usr/sbin (often not on a user's PATH), else whatever `nginx` the
+/// PATH has.
+pub fn spawn_nginx(config: &Path, prefix: &Path) -> std::process::Child {
+    let debian = Path::new("/usr/sbin/nginx");
+    let binary = if debian.exists() {
+        debian
+    } else {
+        Path::new("nginx")
+    };
+    Command::new(binary)
+        .arg("-c")
+        .arg(config)
+        .arg("-p")
+        .arg(prefix)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (scripts/test installs Debian's nginx)")
 }
 
 /// A folder served over HTTP, as a mirror.
@@ -82,15 +94,7 @@ impl Mirror {
                     ),
                 )
                 .expect("nginx.conf");
-                Command::new(nginx_binary())
-                    .arg("-c")
-                    .arg(&config)
-                    .arg("-p")
-                    .arg(&scratch)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("nginx (scripts/test installs Debian's nginx)")
+                spawn_nginx(&config, &scratch)
             }
         };
         for _ in 0..100 {
