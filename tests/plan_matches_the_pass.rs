@@ -245,3 +245,62 @@ async fn an_imported_shared_image_is_planned_as_nothing_to_do_with_the_reads_the
     );
     remove(&api, &transfers, &image.id).await;
 }
+
+/// A series lists its versions first, then runs each version's pass with the image it listed:
+/// that pass acts without a second read, which would only delay the rename that makes a new
+/// release current. An image listed under another id is no stand-in: the pass reads its own.
+#[tokio::test]
+async fn a_pass_given_the_image_just_listed_acts_on_it_without_reading_it_again() {
+    let bed = glance_under_test!();
+    let project = common::unique_project();
+    let proxy = FaultProxy::start(&bed.glance_url).await;
+    let api = Arc::new(bed.admin_of_via(&project, proxy.url()));
+    let transfers = transfers_for(&api);
+    let name = common::unique("plan-seen");
+    let created = plan_then_pass(
+        &api,
+        &transfers,
+        &document(&name, json!({"diskFormat": "raw"})),
+    )
+    .await
+    .passed
+    .image
+    .expect("created");
+    let other = api
+        .create_image(&NewImage {
+            name: Some(common::unique("plan-seen-other")),
+            ..NewImage::default()
+        })
+        .await
+        .expect("another image");
+    let retagged = document(&name, json!({"diskFormat": "raw", "tags": ["gold"]}));
+    let (uid, desired) = apply::pass_inputs(&retagged);
+    let known = derived_id(&uid, 0);
+    let (get_one, patch) = (
+        Route::new("GET", "/v2/images/*"),
+        Route::new("PATCH", "/v2/images/*"),
+    );
+    let access = Default::default();
+    let pass_with = |seen| {
+        let subject = pass::observe::Subject {
+            seen,
+            ..apply::subject_of(&retagged.image.spec, &uid, &known)
+        };
+        pass::sync(api.as_ref(), &transfers, subject, &desired, &access)
+    };
+
+    let reads = proxy.seen(&get_one);
+    let passed = pass_with(Some(&created)).await.expect("pass");
+    assert_eq!(proxy.seen(&get_one), reads, "no GET: {}", proxy.summary());
+    assert_eq!(proxy.seen(&patch), 1, "the tag patch went out");
+    assert_eq!(passed.image.expect("patched").tags, ["gold"]);
+    assert_eq!(passed.progress, Progress::InSync);
+
+    let passed = pass_with(Some(&other)).await.expect("pass");
+    assert_eq!(proxy.seen(&get_one), reads + 1, "its own image read once");
+    assert_eq!(passed.steps, [], "in sync since the last pass");
+    assert_eq!(passed.image.expect("read").id, created.id);
+
+    remove(&api, &transfers, &created.id).await;
+    remove(&api, &transfers, &other.id).await;
+}

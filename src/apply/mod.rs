@@ -112,6 +112,7 @@ pub fn subject_of<'a>(spec: &'a ImageSpec, uid: &'a str, known_id: &'a str) -> S
         spec,
         known_id: Some(known_id),
         fresh: true,
+        seen: None,
     }
 }
 

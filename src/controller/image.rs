@@ -118,6 +118,7 @@ fn subject_of<'a>(
         spec: &image.spec,
         known_id,
         fresh,
+        seen: None,
     }
 }
 

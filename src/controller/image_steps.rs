@@ -80,6 +80,7 @@ pub(super) async fn run_pass(
         spec,
         known_id,
         fresh: wants_fresh_read(image),
+        seen: None,
     };
     let waiter = wakeups::Waiter::of(image);
     if let Some(id) = known_id {

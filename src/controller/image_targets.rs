@@ -272,6 +272,7 @@ async fn remove_target(
         spec: &spec,
         known_id: Some(known_id),
         fresh: true,
+        seen: None,
     };
     match pass::remove(handle.client.as_ref(), &handle.transfers, subject, false).await {
         Ok(effects) => {

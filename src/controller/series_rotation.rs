@@ -221,11 +221,18 @@ pub(super) async fn rotate(
         if let Some(id) = &known {
             ctx.wakeups.wait_for(id, waiter.clone());
         }
+        // Listed by this pass a moment ago: a second read would only delay the rename that
+        // makes a new release current once its data is in.
+        let listed = images
+            .get(&version.version)
+            .filter(|image| known.as_deref() == Some(image.id.as_str()))
+            .cloned();
         let subject = Subject {
             uid: &version_uid,
             spec: &version.spec,
             known_id: known.as_deref(),
             fresh: true,
+            seen: listed.as_ref(),
         };
         // A series' releases are public downloads: no source credentials.
         match pass::sync(api, &handle.transfers, subject, &desired, &access).await {

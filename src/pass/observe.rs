@@ -38,6 +38,9 @@ pub struct Subject<'a> {
     pub known_id: Option<&'a str>,
     /// Read Glance directly rather than through a shared listing (the user is looking).
     pub fresh: bool,
+    /// The image as this reconcile read it from Glance a moment ago (a series lists its
+    /// versions first): observation takes it for `known_id` instead of reading it again.
+    pub seen: Option<&'a GlanceImage>,
 }
 
 /// What Glance holds for the object.
@@ -125,6 +128,9 @@ async fn observe_managed(
         // 409 and the image is adopted (see `act`).
         return Ok(Observation::Absent { vanished: None });
     };
+    if let Some(image) = subject.seen.filter(|image| image.id == id) {
+        return Ok(Observation::Owned(image.clone()));
+    }
     if let Some(image) = get_if_exists(api, id, subject.fresh).await? {
         return Ok(Observation::Owned(image));
     }
