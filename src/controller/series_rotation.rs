@@ -60,6 +60,10 @@ pub(super) struct Rotation {
     pub any_kept: bool,
     /// Versions beyond keep, deleted once status names the new current one.
     after_status: Vec<(Held, Removal, Option<GlanceImage>)>,
+    /// Normal Events about the rotation (a release found, promoted, retired), sent beside the
+    /// status write rather than before it: a new current version waits for one apiserver
+    /// round trip, not three.
+    news: Vec<(Reason, String)>,
 }
 
 impl Rotation {
@@ -72,6 +76,13 @@ impl Rotation {
             checked.problem.as_ref(),
             &checked.skipped,
         )
+    }
+
+    /// Sends the rotation's Normal Events.
+    pub async fn announce(&self, herald: &Herald<'_>) {
+        for (reason, note) in &self.news {
+            herald.say(EventType::Normal, *reason, note).await;
+        }
     }
 
     /// After status was written: deletes the versions beyond keep. True when one of them is
@@ -199,6 +210,7 @@ pub(super) async fn rotate(
     };
     let waiter = Waiter::of(series);
     let mut created = false;
+    let mut news = Vec::new();
     for version in ordered {
         if version.role == Role::Current && name_still_held {
             // The old version could not give the stable name up: never two images with it.
@@ -250,9 +262,7 @@ pub(super) async fn rotate(
                             "release {} found; created Glance image {id} for it",
                             version.version
                         );
-                        herald
-                            .say(EventType::Normal, Reason::NewVersion, &note)
-                            .await;
+                        news.push((Reason::NewVersion, note));
                     }
                 }
                 created |= result.created_and_stopped();
@@ -289,7 +299,7 @@ pub(super) async fn rotate(
             plan.current.as_deref().unwrap_or_default(),
             previous_current.map_or(String::new(), |old| format!(" (was {old})"))
         );
-        herald.say(EventType::Normal, Reason::Promoted, &note).await;
+        news.push((Reason::Promoted, note));
         if let Some(old) = previous_current
             && plan
                 .versions
@@ -298,7 +308,7 @@ pub(super) async fn rotate(
         {
             let how = spec.retired.unwrap_or_default().as_str();
             let note = format!("version {old} retired ({how}), renamed with its version");
-            herald.say(EventType::Normal, Reason::Retired, &note).await;
+            news.push((Reason::Retired, note));
         }
     }
     let any_kept = !kept.is_empty();
@@ -314,6 +324,7 @@ pub(super) async fn rotate(
         images: images.len(),
         any_kept,
         after_status,
+        news,
     })
 }
 

@@ -159,7 +159,16 @@ pub(super) async fn apply(
     let images = rotated.iter().map(|done| done.rotation.images).sum();
     let mut status = targets_status(series, &checked, &previous, requested_retry, &entries, now);
     record(series, ctx, images, &status);
-    write_status(series, ctx, &status).await?;
+    // The targets' Events go beside the status write, as for one cloud.
+    let news = async {
+        for done in &rotated {
+            let name = &entries[done.index].status.name;
+            let herald = Herald::of(series, ctx).about_target(name);
+            done.rotation.announce(&herald).await;
+        }
+    };
+    let ((), written) = tokio::join!(news, write_status(series, ctx, &status));
+    written?;
     let mut kept_now = false;
     for done in &mut rotated {
         let herald = Herald::of(series, ctx).about_target(&entries[done.index].status.name);
