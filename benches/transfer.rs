@@ -271,12 +271,14 @@ struct Measured {
 }
 
 /// One finished upload of glint's, as Glance's log shows it.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Uploaded {
     /// When this process saw the log line (about when glint had the answer).
     seen: Instant,
     /// The `PUT`'s duration by Glance's clock.
     put: f64,
+    /// The image the data went into.
+    id: String,
 }
 
 /// The lowest and highest ratio of glint's run i to the baseline's run i.
@@ -440,6 +442,7 @@ impl Bench {
                     Uploaded {
                         seen: request.seen,
                         put: request.seconds,
+                        id: id.to_string(),
                     },
                 );
             }

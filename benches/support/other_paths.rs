@@ -23,6 +23,8 @@ pub struct SeriesPath {
     /// How many releases were published; the next version's minute.
     published: u32,
     watch: StatusWatch,
+    /// The Glance image of the release the last run made current.
+    current_id: Option<String>,
 }
 
 /// Debian-like dated names, listed in one checksums file at a fixed URL (as AlmaLinux
@@ -149,6 +151,10 @@ impl Bench {
             self.series = Some(self.start_series().await?);
         }
         let version = self.publish_release(size)?;
+        // The release was just written (a mirror's disk is not this cloud's): its dirty pages
+        // go out now, not during the run, whose uploads and renames meet no other writeback
+        // than the baseline's do.
+        super::settle_writeback();
         let series = self.series.as_ref().ok_or("no series")?;
         let name = series.name.clone();
         // The previous source server's series had the same name and versions.
@@ -183,6 +189,21 @@ impl Bench {
             )
             .await?;
         let cpu = CpuSnapshot::take(Some(self.rss.pid)).since(&cpu_before);
+        // glint deletes the version before this one (keep: 1) once status names the new one;
+        // the next run, glint's or the baseline's, starts when Glance has done so.
+        let before = self
+            .series
+            .as_mut()
+            .and_then(|series| series.current_id.replace(done.id.clone()));
+        if let Some(old) = before {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self.glance.image(&old).await?.is_some() {
+                if Instant::now() > deadline {
+                    return Err(format!("glint did not delete the retired version {old}"));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         // The file of the release before this one is no longer needed (keep: 1).
         self.drop_old_releases()?;
         Ok(Measured {
@@ -217,6 +238,7 @@ impl Bench {
             mirror,
             published: 0,
             watch: StatusWatch::start(objects.clone(), series_current),
+            current_id: None,
         };
         let checksums = self.server.url(&series.mirror.join(SUMS));
         let first = Self::publish_into(&mut series, super::SMALL)?;
