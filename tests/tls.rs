@@ -121,7 +121,8 @@ impl TlsFront {
             d = dir.display(),
         );
         std::fs::write(dir.join("nginx.conf"), config).expect("nginx.conf");
-        let nginx = common::mirror::spawn_nginx(&dir.join("nginx.conf"), &dir);
+        let nginx = common::mirror::spawn_nginx(&dir.join("nginx.conf"), &dir)
+            .expect("nginx (scripts/test installs Debian's nginx)");
         for check in [cloud_port, port] {
             let started = std::time::Instant::now();
             while std::net::TcpStream::connect(("127.0.0.1", check)).is_err() {

@@ -118,24 +118,9 @@ pub fn nginx(dir: &Path, http_extra: &str) -> Result<SourceServer> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    let child = Command::new(nginx_binary())
-        .arg("-c")
-        .arg(&config)
-        .arg("-p")
-        .arg(&scratch)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let child = super::common::mirror::spawn_nginx(&config, &scratch)
         .map_err(|e| format!("cannot start nginx (scripts/bench installs it): {e}"))?;
     process("nginx", port, child, scratch)
-}
-
-fn nginx_binary() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .unwrap_or_else(|| PathBuf::from("nginx"))
 }
 
 pub fn free_port() -> Result<u16> {

@@ -20,8 +20,8 @@ pub enum WebServer {
 
 /// Starts nginx in the foreground with `config`, its relative paths under `prefix`: Debian's
 /// nginx, which lives in /usr/sbin (often not on a user's PATH), else whatever `nginx` the
-/// PATH has.
-pub fn spawn_nginx(config: &Path, prefix: &Path) -> std::process::Child {
+/// PATH has (what scripts/test and scripts/bench check for).
+pub fn spawn_nginx(config: &Path, prefix: &Path) -> std::io::Result<Child> {
     let debian = Path::new("/usr/sbin/nginx");
     let binary = if debian.exists() {
         debian
@@ -36,7 +36,6 @@ pub fn spawn_nginx(config: &Path, prefix: &Path) -> std::process::Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("nginx (scripts/test installs Debian's nginx)")
 }
 
 /// A folder served over HTTP, as a mirror.
@@ -95,6 +94,7 @@ impl Mirror {
                 )
                 .expect("nginx.conf");
                 spawn_nginx(&config, &scratch)
+                    .expect("nginx (scripts/test installs Debian's nginx)")
             }
         };
         for _ in 0..100 {
