@@ -631,9 +631,15 @@ impl Bench {
             };
             for use_glint in order {
                 settle_writeback();
+                // The server in the name: `glint apply -f` derives its image's id from the
+                // name, and Glance never frees the id of a deleted image, so a name used
+                // again with the next server would make glint walk past the ids of the
+                // earlier servers' deleted images (one refused create and one read each),
+                // a cost curl's baseline never pays.
                 let name = format!(
-                    "{}-{slug}-{}-{}",
+                    "{}-{}-{slug}-{}-{}",
                     self.prefix,
+                    self.server.name,
                     run + 1,
                     if use_glint { "glint" } else { "curl" }
                 );
