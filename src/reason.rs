@@ -165,7 +165,8 @@ catalogue! {
     PropertyProtected => Problem,
     /// `spec.id` is taken by another image or a deleted one: choose another.
     ImageIdTaken => Problem,
-    /// Every id glint derives for the object is held by a deleted image: purge them.
+    /// Every id glint derives for the object is held by a deleted image: give the object a new
+    /// identity, or purge deleted images.
     ImageIdsExhausted => Problem,
     /// The import filter matches more than one image: narrow it, or set `newest: true`.
     ImportAmbiguous => Problem,

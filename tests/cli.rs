@@ -299,6 +299,54 @@ async fn apply_does_not_poll_glance_while_its_own_upload_runs() {
     cli.ok(&["image", "delete", &id]);
 }
 
+/// `glint apply -f` derives an image's id from the manifest's namespace/name, and Glance never
+/// frees the id of a deleted image: each apply after a delete takes the next derived id, and
+/// when all of them are spent the error says how to go on, and no image is left behind.
+#[test]
+fn applying_a_name_again_after_its_images_were_deleted_takes_fresh_ids_until_they_run_out() {
+    let bed = glance_under_test!();
+    let cli = Cli::new(&bed);
+    let name = common::unique("reapplied");
+    let manifest = cli.dir.join("image.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: glint.dev/v1alpha1\nkind: Image\nmetadata: {{name: {name}}}\nspec:\n  cloudCredentialsRef: {{secretName: openstack, cloudName: bed}}\n  diskFormat: qcow2\n"
+        ),
+    )
+    .expect("manifest");
+    let path = manifest.to_str().expect("utf-8 path").to_string();
+    let mut ids = std::collections::BTreeSet::new();
+    for round in 1..=16 {
+        let (code, out, err) = cli.run_for_code(&["apply", "-f", &path]);
+        assert_eq!(code, Some(0), "apply {round}: {out}{err}");
+        let id = out
+            .lines()
+            .find(|line| line.starts_with(&format!("default/{name} ")))
+            .and_then(|row| row.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("apply {round} printed no row for the image: {out}"))
+            .to_string();
+        assert!(ids.insert(id.clone()), "apply {round} reused {id}");
+        cli.ok(&["image", "delete", &id]);
+    }
+
+    let (code, out, err) = cli.run_for_code(&["apply", "-f", &path]);
+    assert_eq!(code, Some(1), "every derived id is spent: {out}{err}");
+    let said = format!("{out}{err}");
+    for remedy in [
+        "held by deleted images",
+        "metadata.name",
+        "glance-manage db purge",
+    ] {
+        assert!(said.contains(remedy), "the error names {remedy:?}: {said}");
+    }
+    let listed = cli.ok(&["image", "list"]);
+    assert!(
+        !listed.contains(&name),
+        "the refused apply left no image behind: {listed}"
+    );
+}
+
 /// An Image with spec.targets through the CLI: each target's cloud is the one its
 /// cloudName names in the user's clouds.yaml (no cloud chosen: the file holds two), its region
 /// over the cloud's (the bed's second region is another Glance), and one download serves both.

@@ -126,7 +126,7 @@ pub enum ActError {
     )]
     IdTaken { id: String },
     #[error(
-        "the first {MAX_DERIVED_IDS} ids derived for this object are all held by deleted images; purge deleted images in Glance or recreate the object"
+        "the first {MAX_DERIVED_IDS} image ids glint derives for this object are all held by deleted images (Glance never frees an image's id): give the object a new identity (for glint apply, another metadata.name or namespace; for the controller, delete the Image and create it again, which gives it a new uid), or ask the cloud's operators to purge deleted images (glance-manage db purge)"
     )]
     DerivedIdsExhausted,
 }
