@@ -48,6 +48,23 @@ impl Cli {
     }
 }
 
+/// The row `glint apply` printed for `key` (`namespace/name`, `@target` after it for a
+/// target): name, id, status, size, checksum.
+fn applied_row<'a>(out: &'a str, key: &str) -> &'a str {
+    let start = format!("{key} ");
+    out.lines()
+        .find(|line| line.starts_with(&start))
+        .unwrap_or_else(|| panic!("apply printed no row for {key}: {out}"))
+}
+
+/// The image id in a row of `glint apply`'s table.
+fn id_column(row: &str) -> String {
+    row.split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no id column in {row:?}"))
+        .to_string()
+}
+
 impl Drop for Cli {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -182,20 +199,14 @@ async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect::<String>();
-    let row = out
-        .lines()
-        .find(|line| line.starts_with(&format!("team/{with_data} ")))
-        .unwrap_or_else(|| panic!("no row for the image with data: {out}"));
+    let row = applied_row(&out, &format!("team/{with_data}"));
     assert!(row.contains(" active "), "{row}");
     assert!(row.contains(&format!(" {} ", data.len())), "{row}");
     assert!(
         row.ends_with(&md5),
         "Glance's checksum is the data's md5: {row}"
     );
-    let bare_row = out
-        .lines()
-        .find(|line| line.starts_with(&format!("default/{bare} ")))
-        .unwrap_or_else(|| panic!("no row for the bare image: {out}"));
+    let bare_row = applied_row(&out, &format!("default/{bare}"));
     assert!(bare_row.contains(" queued "), "{bare_row}");
 
     let (code, out, _) = run(&["plan", "-f", folder]);
@@ -232,11 +243,7 @@ async fn plan_and_apply_make_glance_match_the_manifests_and_a_second_run_changes
     let shown = cli.ok(&["image", "show", &id]);
     assert!(shown.contains("second"), "the tag reached Glance: {shown}");
 
-    let bare_id = bare_row
-        .split_whitespace()
-        .nth(1)
-        .expect("id column")
-        .to_string();
+    let bare_id = id_column(bare_row);
     for id in [id, bare_id] {
         cli.ok(&["image", "delete", &id]);
     }
@@ -272,10 +279,7 @@ async fn apply_does_not_poll_glance_while_its_own_upload_runs() {
     let (code, out, err) =
         tokio::task::block_in_place(|| cli.run_for_code(&["apply", "-f", &path]));
     assert_eq!(code, Some(0), "{out}{err}");
-    let row = out
-        .lines()
-        .find(|line| line.starts_with(&format!("default/{name} ")))
-        .unwrap_or_else(|| panic!("no row for the image: {out}"));
+    let row = applied_row(&out, &format!("default/{name}"));
     let columns: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
         columns.get(2..4),
@@ -291,11 +295,7 @@ async fn apply_does_not_poll_glance_while_its_own_upload_runs() {
         "apply read the image {looks} times for a 4-second upload: {}",
         proxy.summary()
     );
-    let id = row
-        .split_whitespace()
-        .nth(1)
-        .expect("id column")
-        .to_string();
+    let id = id_column(row);
     cli.ok(&["image", "delete", &id]);
 }
 
@@ -320,12 +320,7 @@ fn applying_a_name_again_after_its_images_were_deleted_takes_fresh_ids_until_the
     for round in 1..=16 {
         let (code, out, err) = cli.run_for_code(&["apply", "-f", &path]);
         assert_eq!(code, Some(0), "apply {round}: {out}{err}");
-        let id = out
-            .lines()
-            .find(|line| line.starts_with(&format!("default/{name} ")))
-            .and_then(|row| row.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("apply {round} printed no row for the image: {out}"))
-            .to_string();
+        let id = id_column(applied_row(&out, &format!("default/{name}")));
         assert!(ids.insert(id.clone()), "apply {round} reused {id}");
         cli.ok(&["image", "delete", &id]);
     }
@@ -413,13 +408,7 @@ async fn apply_publishes_an_image_to_every_target_from_one_download() {
         1,
         "one download for both targets: {out}{err}"
     );
-    let id_of = |target: &str| {
-        out.lines()
-            .find(|line| line.starts_with(&format!("default/{name}@{target} ")))
-            .and_then(|row| row.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("no row for {target}: {out}"))
-            .to_string()
-    };
+    let id_of = |target: &str| id_column(applied_row(&out, &format!("default/{name}@{target}")));
     let (eu, us) = (id_of("eu"), id_of("us"));
     assert_ne!(eu, us);
     let in_eu = common::harness::client_for(&clouds);
